@@ -1,0 +1,271 @@
+"""The facts a probe reads off a machine: plain, serialisable dataclasses.
+
+Absent means None. A probe that fails records a ProbeError instead of raising. A Facts snapshot can be
+saved as JSON on one machine (`check --save`) and diagnosed on another (`check --from`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ProbeError:
+    probe: str
+    message: str
+
+
+@dataclass
+class SystemFacts:
+    os: str | None = None  # platform.system(): "Linux", "Windows", "Darwin"
+    distro_id: str | None = None  # "ubuntu", "rocky", "amzn"
+    distro_version: str | None = None
+    distro_name: str | None = None  # pretty name
+    distro_like: list[str] = field(default_factory=list)  # ID_LIKE, e.g. ["rhel", "fedora"]
+    package_manager: str | None = None  # apt | dnf | yum | zypper | pacman
+    kernel: str | None = None
+    glibc: str | None = None
+    arch: str | None = None  # x86_64 | aarch64
+    python_version: str | None = None
+    python_executable: str | None = None
+    python_env: str | None = None  # venv | conda | system
+    container: str | None = None  # docker | podman | kubernetes | container
+    wsl: int | None = None  # 1 or 2 under WSL
+    hostname: str | None = None
+    user: str | None = None
+    home: str | None = None
+    memory_total_bytes: int | None = None
+    memory_available_bytes: int | None = None
+
+
+@dataclass
+class CpuFacts:
+    arch: str | None = None
+    vendor: str | None = None  # GenuineIntel | AuthenticAMD | ARM implementer name
+    model: str | None = None
+    sockets: int | None = None
+    cores: int | None = None  # physical cores
+    threads: int | None = None  # logical CPUs
+    max_mhz: float | None = None
+    flags: list[str] = field(default_factory=list)  # raw flags/Features line
+    features: list[str] = field(default_factory=list)  # canonical DL-relevant names: "AVX2", "AVX512F", "SVE"…
+    psabi_level: int | None = None  # x86-64 psABI level 1–4
+    peak_gflops_fp32_estimate: float | None = None
+    peak_basis: str | None = None  # how the estimate was computed
+
+
+@dataclass
+class PciGpu:
+    address: str  # 0000:01:00.0
+    vendor_id: str  # 0x10de
+    device_id: str
+    class_code: str  # 0x030000 (VGA) / 0x030200 (3D)
+    driver: str | None = None  # bound kernel driver: nvidia | nouveau | vfio-pci | None
+
+
+@dataclass
+class NvmlError:
+    kind: str  # library_not_found | driver_not_loaded | lib_rm_version_mismatch | no_permission | gpu_lost | unknown
+    message: str
+
+
+@dataclass
+class DriverFacts:
+    kernel_module_version: str | None = None  # from /proc/driver/nvidia/version
+    kernel_module_flavour: str | None = None  # open | proprietary
+    userspace_version: str | None = None  # from NVML (or nvidia-smi)
+    cuda_driver_version: str | None = None  # highest CUDA the driver supports, "13.0"
+    nvidia_module_loaded: bool = False
+    nouveau_loaded: bool = False
+    secure_boot: bool | None = None
+    pci_gpus: list[PciGpu] = field(default_factory=list)
+    nvml_error: NvmlError | None = None
+    gpu_source: str | None = None  # nvml | nvidia-smi | None (where the GPU list came from)
+    nvidia_smi_error: str | None = None
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    used_memory_bytes: int | None = None
+    name: str | None = None
+
+
+@dataclass
+class MigDevice:
+    index: int
+    uuid: str
+    memory_total_bytes: int | None = None
+    name: str | None = None
+
+
+@dataclass
+class GpuFacts:
+    index: int  # NVML index = nvidia-smi's (PCI bus order)
+    name: str
+    uuid: str
+    pci_bus_id: str  # 00000000:01:00.0
+    compute_capability: str | None = None  # "9.0"
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    utilization_gpu: int | None = None  # percent
+    mig_enabled: bool | None = None
+    mig_devices: list[MigDevice] = field(default_factory=list)
+    processes: list[GpuProcess] = field(default_factory=list)
+    max_sm_clock_mhz: int | None = None
+    cuda_cores: int | None = None
+
+
+@dataclass
+class CudaToolkit:
+    path: str
+    version: str | None = None
+    version_source: str | None = None  # version.json | version.txt | nvcc
+    nvcc: str | None = None
+    found_via: list[str] = field(default_factory=list)  # /usr/local, CUDA_HOME, CUDA_PATH, PATH, conda
+    active: bool = False  # the one nvcc on PATH / CUDA_HOME points at
+
+
+@dataclass
+class CudnnInstall:
+    path: str
+    version: str | None = None
+    source: str = "header"  # header | soname | wheel
+
+
+@dataclass
+class NvidiaWheel:
+    name: str  # distribution, e.g. nvidia-cudnn-cu12
+    version: str | None = None
+    lib_dir: str | None = None
+    layout: str | None = None  # cu12 (nvidia/<lib>/lib) | cu13 (nvidia/cu13/lib)
+
+
+@dataclass
+class LibraryResolution:
+    name: str  # cudart
+    soname: str  # libcudart.so.12
+    status: str  # found | missing | off_loader_path
+    path: str | None = None
+    via: str | None = None  # ld.so.cache | LD_LIBRARY_PATH | wheel | rpath
+    candidates: list[str] = field(default_factory=list)  # on disk but not loadable
+
+
+@dataclass
+class CudaFacts:
+    toolkits: list[CudaToolkit] = field(default_factory=list)
+    cudnn: list[CudnnInstall] = field(default_factory=list)
+    nvidia_wheels: list[NvidiaWheel] = field(default_factory=list)
+    tf_libraries: list[LibraryResolution] = field(default_factory=list)
+
+
+@dataclass
+class TfBuildInfo:
+    is_cuda_build: bool | None = None
+    is_rocm_build: bool | None = None
+    cuda_version: str | None = None
+    cudnn_version: str | None = None
+    cuda_compute_capabilities: list[str] = field(default_factory=list)  # ["sm_60", "compute_90"]
+    cpu_compiler: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PythonPackage:
+    name: str
+    version: str | None = None
+    location: str | None = None
+
+
+@dataclass
+class TensorflowFacts:
+    python_executable: str | None = None  # the interpreter inspected (--python)
+    python_version: str | None = None
+    distributions: list[PythonPackage] = field(default_factory=list)  # tensorflow, tensorflow-cpu, tf-nightly…
+    version: str | None = None
+    location: str | None = None  # site-packages/tensorflow
+    build_info: TfBuildInfo | None = None
+    related: list[PythonPackage] = field(default_factory=list)  # keras, tf-keras, torch, jax, jaxlib
+    site_packages: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class DeepFacts:
+    """What importing TensorFlow in a subprocess said (check --deep)."""
+
+    returncode: int | None = None
+    signal: str | None = None  # SIGILL, SIGSEGV…
+    timed_out: bool = False
+    seconds: float | None = None
+    tf_version: str | None = None
+    missing_cpu_instructions: list[str] = field(default_factory=list)
+    onednn_enabled: bool | None = None
+    gpus: list[str] = field(default_factory=list)
+    failed_libraries: list[str] = field(default_factory=list)
+    output_tail: str = ""
+
+
+@dataclass
+class EnvFacts:
+    variables: dict[str, str] = field(default_factory=dict)  # only the behaviour-changing ones that are set
+    ld_library_path: list[str] = field(default_factory=list)
+    path_cuda_entries: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Facts:
+    schema_version: int = SCHEMA_VERSION
+    envdoctor_version: str | None = None
+    collected_at: str | None = None
+    root: str = "/"
+    host: bool = True  # False under --root: no commands, no NVML were used
+    system: SystemFacts = field(default_factory=SystemFacts)
+    cpu: CpuFacts = field(default_factory=CpuFacts)
+    driver: DriverFacts = field(default_factory=DriverFacts)
+    gpus: list[GpuFacts] = field(default_factory=list)
+    cuda: CudaFacts = field(default_factory=CudaFacts)
+    tensorflow: TensorflowFacts = field(default_factory=TensorflowFacts)
+    env: EnvFacts = field(default_factory=EnvFacts)
+    deep: DeepFacts | None = None
+    probe_errors: list[ProbeError] = field(default_factory=list)
+    probe_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """Rebuild a dataclass tree from to_dict() output; unknown keys are ignored, missing ones defaulted."""
+    return typing.cast(T, _build(cls, data))
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(args[0], value) if len(args) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_build(item, v) for v in value]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        return {k: _build(item, v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        hints = typing.get_type_hints(tp)
+        kwargs = {f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value}
+        return tp(**kwargs)
+    return value

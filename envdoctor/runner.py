@@ -1,0 +1,85 @@
+"""Running external commands safely: no shell, a timeout, LC_ALL=C, never an exception."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int | None  # None when the command could not run or timed out
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None  # "not found", "timeout after 5s", an OSError text
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.error is None
+
+
+def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for child processes: the caller's, with a stable C locale."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    env["LC_ALL"] = "C"
+    env.pop("LANGUAGE", None)
+    return env
+
+
+def run_command(
+    argv: Sequence[str],
+    timeout: float = 5.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> CommandResult:
+    """Run argv (never through a shell) and capture its output; failures are returned, not raised."""
+    argv = [str(a) for a in argv]
+    exe = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=(env or os.environ).get("PATH"))
+    if not exe:
+        return CommandResult(argv, None, error="not found")
+    started = time.perf_counter()
+    try:
+        # start_new_session: a timeout kills the whole process group, so a hung child cannot hold pipes open.
+        proc = subprocess.Popen(
+            [exe, *argv[1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=command_env(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return CommandResult(argv, None, error=str(exc))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return CommandResult(argv, None, error=f"timeout after {timeout:g}s", seconds=time.perf_counter() - started)
+    return CommandResult(
+        argv,
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+    try:
+        proc.communicate(timeout=2)
+    except (subprocess.TimeoutExpired, OSError):
+        pass

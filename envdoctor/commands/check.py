@@ -1,7 +1,129 @@
-"""CLI command(s): placeholder until its issue lands."""
+"""`envdoctor check`: collect facts (or load a snapshot), diagnose, render, exit with the documented code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
+from envdoctor.errors import UsageError
+
+_FORMATS = ("--json", "--markdown")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("check")(check)
+
+
+def check(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every finding with its evidence."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout (facts, findings, summary)."),
+    markdown: bool = typer.Option(False, "--markdown", help="Markdown for pasting into a GitHub issue."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
+    redact: bool = typer.Option(False, "--redact", help="Replace home dir, user, hostname and GPU UUIDs."),
+    deep: bool = typer.Option(False, "--deep", help="Also import TensorFlow in a subprocess and read what it says."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Read files under DIR instead of /; run no commands, no NVML."),
+    python: Optional[Path] = typer.Option(None, "--python", help="Inspect another interpreter's packages."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the facts snapshot to FILE."),
+    from_file: Optional[Path] = typer.Option(None, "--from", help="Diagnose a snapshot saved with --save."),
+) -> None:
+    """Diagnose this machine for TensorFlow: drivers, GPUs, CUDA, cuDNN, CPU, TensorFlow. Never imports TensorFlow.
+
+    Exit codes: 0 no errors; 1 error findings (warnings too with --strict); 2 usage error; 3 internal failure.
+    """
+    from envdoctor.doctor import diagnose
+
+    if as_json and markdown:
+        raise UsageError("--json and --markdown cannot be combined")
+    if from_file and (root or python or deep):
+        raise UsageError("--from diagnoses a saved snapshot; it cannot be combined with --root, --python or --deep")
+    facts = load_snapshot(from_file) if from_file else _collect(root, python, deep)
+    diagnosis = diagnose(facts, strict=strict)
+    scrub = _scrubber(facts) if redact else None
+    if save:
+        write_snapshot(save, facts, scrub)
+    _render(diagnosis, as_json, markdown, verbose, scrub)
+    raise typer.Exit(diagnosis.exit_code)
+
+
+def _collect(root: Path | None, python: Path | None, deep: bool):  # noqa: ANN202
+    from envdoctor.probes import ProbeContext, collect
+
+    if root is not None and not root.is_dir():
+        raise UsageError(f"--root {root}: not a directory")
+    if python is not None and not (python.is_file() and os.access(python, os.X_OK)):
+        raise UsageError(f"--python {python}: not an executable file")
+    ctx = ProbeContext(root=root.resolve() if root else Path("/"), python=str(python) if python else None)
+    return collect(ctx, deep=deep)
+
+
+def _scrubber(facts):  # noqa: ANN001, ANN202
+    from envdoctor.report.redact import redactor
+
+    return redactor(facts)
+
+
+def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub) -> None:  # noqa: ANN001
+    if as_json:
+        from envdoctor.report.jsonout import diagnosis_dict, dumps
+        from envdoctor.report.redact import redact_tree
+
+        document = diagnosis_dict(diagnosis)
+        sys.stdout.write(dumps(redact_tree(document, scrub) if scrub else document) + "\n")
+    elif markdown:
+        from envdoctor.report.markdown import render
+
+        text = render(diagnosis)
+        sys.stdout.write((scrub(text) if scrub else text) + "\n")
+    else:
+        from envdoctor.report.human import render as render_human
+
+        render_human(diagnosis, verbose=verbose, scrub=scrub)
+
+
+def write_snapshot(path: Path, facts, scrub=None) -> None:  # noqa: ANN001
+    """Write the facts as JSON atomically: a temp file in the same folder, renamed when complete."""
+    from envdoctor.facts import to_dict
+    from envdoctor.report.jsonout import dumps
+    from envdoctor.report.redact import redact_tree
+
+    document: Any = to_dict(facts)
+    if scrub:
+        document = redact_tree(document, scrub)
+    path = path.expanduser()
+    if path.is_dir():
+        raise UsageError(f"--save {path}: is a directory")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(dumps(document) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"--save {path}: {exc.strerror or exc}") from None
+
+
+def load_snapshot(path: Path):  # noqa: ANN201
+    """Facts from a --save snapshot, or from a whole `check --json` document."""
+    from envdoctor.facts import SCHEMA_VERSION, Facts, from_dict
+
+    try:
+        data = json.loads(path.expanduser().read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--from {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--from {path}: not a JSON snapshot ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("facts"), dict):
+        data = data["facts"]
+    if not isinstance(data, dict) or "system" not in data:
+        raise UsageError(f"--from {path}: not an envdoctor facts snapshot")
+    if data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+        raise UsageError(f"--from {path}: schema_version {data['schema_version']} is newer than this envdoctor "
+                         f"understands ({SCHEMA_VERSION}); upgrade envdoctor")
+    try:
+        return from_dict(Facts, data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"--from {path}: malformed snapshot ({exc})") from None

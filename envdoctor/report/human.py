@@ -1,0 +1,82 @@
+"""Human output in the style of flutter doctor: one line per category, details with -v, a summary line.
+
+Colour only on a terminal; NO_COLOR is respected (rich handles both).
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from envdoctor.checks import CATEGORIES, Finding, Severity
+from envdoctor.doctor import Diagnosis
+from envdoctor.facts import Facts
+
+CATEGORY_MARKS = {"ok": "✓", "info": "✓", "warning": "!", "error": "✗"}
+FINDING_MARKS = {"ok": "✓", "info": "•", "warning": "!", "error": "✗"}
+STYLES = {"ok": "green", "info": "cyan", "warning": "yellow", "error": "bold red"}
+
+
+def headline(facts: Facts) -> str:
+    s = facts.system
+    parts = [s.distro_name or s.os or "unknown OS", s.arch, f"Python {s.python_version}" if s.python_version else None]
+    if not facts.host:
+        parts.append(f"root {facts.root}")
+    return " · ".join(p for p in parts if p)
+
+
+def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = None,
+           scrub=None) -> None:  # noqa: ANN001 - scrub is Callable[[str], str] | None
+    from rich.console import Console
+    from rich.text import Text
+
+    import os
+
+    # NO_COLOR (no-color.org): no escape codes at all, not even bold.
+    plain = "NO_COLOR" in os.environ and os.environ["NO_COLOR"] != ""
+    console = Console(file=stream, highlight=False, soft_wrap=True, **({"color_system": None} if plain else {}))
+    clean = scrub or (lambda s: s)
+
+    def line(text: str, style: str | None = None, indent: int = 0) -> None:
+        console.print(Text(" " * indent + clean(text), style=style or ""))
+
+    line(f"envdoctor {diagnosis.facts.envdoctor_version} · {headline(diagnosis.facts)}", "bold")
+    if not verbose:
+        line("(run `envdoctor check -v` for every detail)", "dim")
+    for category, findings in diagnosis.by_category().items():
+        worst = diagnosis.worst(category).value
+        title = CATEGORIES.get(category, category)
+        summary = _category_summary(findings)
+        mark = "☠" if category == "envdoctor" else CATEGORY_MARKS[worst]
+        line(f"[{mark}] {title}" + (f" — {summary}" if summary else ""), STYLES[worst])
+        for f in findings:
+            if f.severity is Severity.OK and not verbose:
+                continue
+            if f.severity is Severity.OK and f.title == summary:
+                _details(line, f, verbose)
+                continue
+            line(f"{FINDING_MARKS[f.severity.value]} {f.title}" + (f"  [{f.code}]" if verbose else ""),
+                 STYLES[f.severity.value], indent=4)
+            _details(line, f, verbose or f.severity.rank >= Severity.WARNING.rank)
+    counts = diagnosis.counts
+    text = diagnosis.summary()["text"]
+    style = "bold red" if counts["error"] else "yellow" if counts["warning"] else "green"
+    console.print()
+    line(("• " if text.startswith("No") else "! ") + str(text), style)
+
+
+def _details(line, finding: Finding, show: bool) -> None:  # noqa: ANN001
+    if not show:
+        return
+    for evidence in finding.evidence:
+        line(evidence, "dim", indent=8)
+    if finding.fix:
+        fix_lines = finding.fix.splitlines()
+        line(f"fix: {fix_lines[0]}", "bold", indent=8)
+        for extra in fix_lines[1:]:
+            line(f"     {extra}", "bold", indent=8)
+
+
+def _category_summary(findings: list[Finding]) -> str:
+    """The OK finding's title when the category has one, else nothing (its problems are listed below)."""
+    oks = [f for f in findings if f.severity is Severity.OK]
+    return oks[0].title if oks else ""

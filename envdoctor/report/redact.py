@@ -1,0 +1,47 @@
+"""--redact: replace personal and machine identifiers (home, user, hostname, GPU UUIDs) in any output."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from envdoctor.facts import Facts
+
+_UUID = re.compile(r"\b(GPU|MIG)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
+
+
+def redactor(facts: Facts) -> Callable[[str], str]:
+    """A function that scrubs one string, built from what the facts say is personal."""
+    system = facts.system
+    replacements: list[tuple[re.Pattern[str], str]] = []
+    if system.home and system.home not in ("/", "/root"):
+        replacements.append((re.compile(re.escape(system.home.rstrip("/"))), "~"))
+    if system.hostname:
+        replacements.append((re.compile(rf"(?<![\w.-]){re.escape(system.hostname)}(?![\w-])"), "<host>"))
+    if system.user and len(system.user) > 2:
+        replacements.append((re.compile(rf"(?<![\w-]){re.escape(system.user)}(?![\w-])"), "<user>"))
+    uuids: dict[str, str] = {}
+
+    def _uuid(match: re.Match[str]) -> str:
+        key = match.group(0).lower()
+        uuids.setdefault(key, f"{match.group(1)}-<redacted-{len(uuids) + 1}>")
+        return uuids[key]
+
+    def scrub(text: str) -> str:
+        for pattern, repl in replacements:
+            text = pattern.sub(repl, text)
+        return _UUID.sub(_uuid, text)
+
+    return scrub
+
+
+def redact_tree(value: Any, scrub: Callable[[str], str]) -> Any:
+    """Apply scrub to every string (keys included) of a JSON-like tree."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(k) if isinstance(k, str) else k: redact_tree(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v, scrub) for v in value]
+    return value

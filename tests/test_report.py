@@ -1,0 +1,113 @@
+"""Renderers, redaction, snapshots and exit codes, on a Diagnosis built from real H100 values."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from envdoctor.checks import Finding, Severity
+from envdoctor.doctor import EXIT_ERRORS, EXIT_INTERNAL, EXIT_OK, Diagnosis
+from envdoctor.facts import Facts, GpuFacts, GpuProcess, SystemFacts, from_dict, to_dict
+from envdoctor.report import human, jsonout, markdown
+from envdoctor.report.redact import redact_tree, redactor
+
+# Values from the real H100 capture (tests/fixtures/h100-firecracker/busy/nvml.json).
+H100_UUID = "GPU-c1d61728-05ec-5f50-fc60-c0fc41847924"
+
+
+def h100_facts() -> Facts:
+    facts = Facts(envdoctor_version="0.1.0", system=SystemFacts(
+        os="Linux", distro_id="ubuntu", distro_name="Ubuntu 24.04.3 LTS", arch="x86_64", python_version="3.12.3",
+        hostname="gpu-node-7", user="alice", home="/home/alice", package_manager="apt"))
+    facts.gpus = [GpuFacts(index=0, name="NVIDIA H100 80GB HBM3", uuid=H100_UUID, pci_bus_id="00000000:00:06.0",
+                           compute_capability="9.0", memory_total_bytes=85520809984,
+                           memory_used_bytes=6994853888, memory_free_bytes=78022639616,
+                           processes=[GpuProcess(pid=720, used_memory_bytes=6985613312)])]
+    return facts
+
+
+def findings() -> list[Finding]:
+    return [
+        Finding("driver.ok", Severity.OK, "NVIDIA driver 580.159.04 (open kernel module), CUDA ≤ 13.0",
+                ["/proc/driver/nvidia/version: 580.159.04"]),
+        Finding("gpu.memory-in-use", Severity.WARNING, "GPU 0 already has 6.5 GiB held by 1 other process",
+                [f"{H100_UUID}: pid 720 holds 6985613312 bytes"], 'eval "$(envdoctor env --gpus 0)"'),
+        Finding("cpu.unused-instructions", Severity.INFO, "TensorFlow does not use AVX2, FMA", [], "envdoctor build-tf"),
+        Finding("tensorflow.missing", Severity.ERROR, "TensorFlow is not installed in /home/alice/venv",
+                ["python: /home/alice/venv/bin/python on gpu-node-7"], "pip install tensorflow[and-cuda]"),
+    ]
+
+
+def test_exit_codes() -> None:
+    facts = h100_facts()
+    assert Diagnosis(facts, findings()[:3]).exit_code == EXIT_OK
+    assert Diagnosis(facts, findings()[:3], strict=True).exit_code == EXIT_ERRORS
+    assert Diagnosis(facts, findings()).exit_code == EXIT_ERRORS
+    crashed = Finding("envdoctor.check-failed", Severity.ERROR, "Check 'x' crashed", ["KeyError: 'a'"])
+    assert Diagnosis(facts, [*findings(), crashed]).exit_code == EXIT_INTERNAL
+
+
+def test_human_report_flutter_style_and_no_colour_off_terminal(monkeypatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    out = io.StringIO()
+    human.render(Diagnosis(h100_facts(), findings()), stream=out)
+    text = out.getvalue()
+    assert "\x1b[" not in text  # not a terminal: no colour
+    lines = text.splitlines()
+    assert any(line.startswith("[✓] NVIDIA driver — NVIDIA driver 580.159.04") for line in lines)
+    assert any(line.startswith("[!] GPUs") for line in lines)
+    assert any(line.startswith("[✗] TensorFlow") for line in lines)
+    assert 'fix: eval "$(envdoctor env --gpus 0)"' in text  # warnings show their fix without -v
+    assert "/proc/driver/nvidia/version" not in text  # OK evidence only with -v
+    assert lines[-1] == "! Doctor found issues in 2 categories (1 error, 1 warning)."
+    verbose = io.StringIO()
+    human.render(Diagnosis(h100_facts(), findings()), verbose=True, stream=verbose)
+    assert "/proc/driver/nvidia/version: 580.159.04" in verbose.getvalue()
+    assert "[gpu.memory-in-use]" in verbose.getvalue()
+
+
+def test_colour_on_terminal_unless_no_color(monkeypatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    tty = Tty()
+    human.render(Diagnosis(h100_facts(), findings()), stream=tty)
+    assert "\x1b[" in tty.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    tty = Tty()
+    human.render(Diagnosis(h100_facts(), findings()), stream=tty)
+    assert "\x1b[" not in tty.getvalue()
+
+
+def test_json_document_shape() -> None:
+    document = json.loads(jsonout.dumps(jsonout.diagnosis_dict(Diagnosis(h100_facts(), findings()))))
+    assert set(document) == {"schema_version", "envdoctor_version", "facts", "findings", "summary"}
+    assert document["summary"]["errors"] == 1 and document["summary"]["exit_code"] == EXIT_ERRORS
+    assert document["facts"]["gpus"][0]["uuid"] == H100_UUID
+    codes = [f["code"] for f in document["findings"]]
+    assert codes.index("driver.ok") < codes.index("gpu.memory-in-use") < codes.index("tensorflow.missing")
+
+
+def test_markdown_has_table_and_fenced_fixes() -> None:
+    text = markdown.render(Diagnosis(h100_facts(), findings()))
+    assert "| ✓ | NVIDIA driver |" in text and "| ✗ | TensorFlow |" in text
+    assert "    ```bash\n    pip install tensorflow[and-cuda]\n    ```" in text
+
+
+def test_redaction_scrubs_home_user_host_and_uuids_everywhere() -> None:
+    facts = h100_facts()
+    scrub = redactor(facts)
+    document = redact_tree(jsonout.diagnosis_dict(Diagnosis(facts, findings())), scrub)
+    dumped = json.dumps(document)
+    for secret in ("/home/alice", "alice", "gpu-node-7", "c1d61728"):
+        assert secret not in dumped
+    assert "GPU-<redacted-1>" in dumped and "~/venv" in dumped and "<host>" in dumped
+    assert scrub("malice and alice-x") == "malice and alice-x"  # whole words only
+
+
+def test_snapshot_round_trip_is_lossless() -> None:
+    facts = h100_facts()
+    assert from_dict(Facts, json.loads(json.dumps(to_dict(facts)))) == facts

@@ -30,8 +30,8 @@ for d in /sys/bus/pci/devices/*; do
   if [ -L "$d/driver" ]; then mkdir -p "$root$d"; ln -s "$(readlink "$d/driver")" "$root$d/driver"; fi
 done
 for v in /usr/local/cuda*/version.json /usr/local/cuda*/version.txt; do grab "$v"; done
-while IFS= read -r h; do grab "$h"; done < <(find / -xdev \( -name cudnn_version.h -o -name cudnn_version_v*.h \) 2>/dev/null | head -20)
-tar -C "$root" -czf "$out/root.tar.gz" .
+while IFS= read -r h; do grab "$h"; done < <(find / -xdev -path /tmp -prune -o \( -name cudnn_version.h -o -name 'cudnn_version_v*.h' \) -print 2>/dev/null | head -20)
+tar -C "$root" -czf "$out/root.tar.gz" . && rm -rf "$root"
 
 {
   echo "## uname -a"; uname -a

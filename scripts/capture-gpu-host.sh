@@ -36,7 +36,9 @@ tar -C "$root" -czf "$out/root.tar.gz" . && rm -rf "$root"
 {
   echo "## uname -a"; uname -a
   echo "## ls -la /usr/local"; ls -la /usr/local
-  echo "## ls /usr/local/nvidia /usr/local/nvidia/lib64"; ls -la /usr/local/nvidia /usr/local/nvidia/lib64 2>&1 | head -80
+  echo "## ls /usr/local/nvidia /usr/local/nvidia/lib64"
+  # shellcheck disable=SC2012  # a human-readable listing is the point
+  ls -la /usr/local/nvidia /usr/local/nvidia/lib64 2>&1 | head -80
   echo "## ls /dev/nvidia*"; ls -la /dev/nvidia* 2>&1
   echo "## which nvcc nvidia-smi python3"; command -v nvcc nvidia-smi python3
   echo "## nvcc --version"; timeout 10 nvcc --version

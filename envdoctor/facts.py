@@ -210,6 +210,8 @@ class DeepFacts:
     onednn_enabled: bool | None = None
     gpus: list[str] = field(default_factory=list)
     failed_libraries: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # TF's notable log lines, verbatim (evidence)
+    error: str | None = None  # why it did not run or why the import failed (ImportError text)
     output_tail: str = ""
 
 

@@ -1,0 +1,90 @@
+"""Small helpers the check modules share: version parsing, knowledge-table look-ups, the OK rule."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envdoctor.checks.base import Finding, Severity
+from envdoctor.facts import Facts
+from envdoctor.resources import load_recipe
+
+NVIDIA_VENDOR = "0x10de"
+
+
+def version(text: str | None) -> Version | None:
+    """A lenient Version: "580.159.04", "12.5.1", "2.21.0rc1", "9"; None when there is none."""
+    if not text:
+        return None
+    match = re.search(r"\d+(?:\.\d+)*(?:(?:a|b|rc|\.dev|\.post)\d+)?", str(text))
+    try:
+        return Version(match.group(0)) if match else None
+    except InvalidVersion:
+        return None
+
+
+def major_minor(text: str | None) -> tuple[int, int] | None:
+    v = version(text)
+    return (v.major, v.minor) if v else None
+
+
+def dist_name(name: str) -> str:
+    """A distribution's canonical name (PEP 503): "tensorflow_cpu" and "TensorFlow-CPU" are "tensorflow-cpu"."""
+    return str(canonicalize_name(name))
+
+
+def tf_releases() -> dict[str, Any]:
+    return load_recipe("tf_releases.json")
+
+
+def tf_release(tf_version: str | None) -> dict[str, Any] | None:
+    """The knowledge-table row for a TensorFlow version (by major.minor), or None if not in the table."""
+    mm = major_minor(tf_version)
+    return tf_releases()["releases"].get(f"{mm[0]}.{mm[1]}") if mm else None
+
+
+def nvidia_pci(facts: Facts) -> list[Any]:
+    return [g for g in facts.driver.pci_gpus if g.vendor_id.lower() == NVIDIA_VENDOR]
+
+
+def has_nvidia_gpu(facts: Facts) -> bool:
+    """A GPU is there: NVML (or nvidia-smi) listed one, or the PCI bus shows one (even with no driver)."""
+    return bool(facts.gpus or nvidia_pci(facts))
+
+
+def gpu_usable(facts: Facts) -> bool:
+    """An NVIDIA GPU with a working driver: NVML listed it, or (under --root) the nvidia module holds it."""
+    if facts.gpus:
+        return True
+    if facts.system.wsl == 2:
+        return False  # WSL2 GPUs are only known through NVML
+    return facts.driver.nvidia_module_loaded and any(g.driver == "nvidia" for g in nvidia_pci(facts))
+
+
+def python_cmd(facts: Facts) -> str:
+    """The interpreter whose environment is diagnosed, quoted for a shell."""
+    exe = facts.tensorflow.python_executable or facts.system.python_executable or "python3"
+    return shlex.quote(exe)
+
+
+def gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def with_ok(category: str, findings: list[Finding], ok: Callable[[], Finding | None]) -> list[Finding]:
+    """Add the category's OK finding when nothing in it is a warning or an error."""
+    if not any(f.category == category and f.severity.rank >= Severity.WARNING.rank for f in findings):
+        extra = ok()
+        if extra is not None:
+            findings.append(extra)
+    return findings
+
+
+def join(items: Iterable[str], empty: str = "none") -> str:
+    items = list(items)
+    return ", ".join(items) if items else empty

@@ -1,0 +1,142 @@
+"""CPU findings: AVX (stock wheels need it), instructions TF leaves unused, and oneDNN's state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import tf_releases, version, with_ok
+from envdoctor.facts import Facts
+
+_GAIN_NOTE = (
+    "Expect a modest gain: oneDNN already uses these instructions in its convolution and matrix-multiply "
+    "kernels; a native build speeds up the other (Eigen) ops only."
+)
+
+
+def _is_x86(facts: Facts) -> bool:
+    return (facts.cpu.arch or facts.system.arch) in ("x86_64", "AMD64", "amd64")
+
+
+def _tf_installed(facts: Facts) -> bool:
+    return bool(facts.tensorflow.version or facts.tensorflow.distributions)
+
+
+@check
+def cpu_checks(facts: Facts) -> Iterable[Finding]:
+    findings: list[Finding] = []
+    if _is_x86(facts) and facts.cpu.flags:
+        flags = set(facts.cpu.flags)
+        if "avx" not in flags:
+            findings.append(_no_avx(facts, flags))
+        elif _tf_installed(facts):
+            findings.extend(_unused_instructions(facts, flags))
+            findings.extend(_onednn(facts, flags))
+    return with_ok("cpu", findings, lambda: _ok(facts))
+
+
+def _no_avx(facts: Facts, flags: set[str]) -> Finding:
+    evidence = [
+        f"CPU: {facts.cpu.model}",
+        "/proc/cpuinfo flags have no 'avx'",
+        f"SIMD it has: {' '.join(f for f in ('sse4_1', 'sse4_2', 'ssse3') if f in flags) or 'none beyond SSE2'}",
+    ]
+    if "hypervisor" in flags:
+        evidence.append("'hypervisor' flag: a VM may be hiding AVX (check the VM's CPU model, e.g. host-passthrough)")
+    if facts.tensorflow.version:
+        evidence.append(
+            f"installed: TensorFlow {facts.tensorflow.version}; stock x86_64 wheels are compiled with -mavx"
+        )
+    return Finding(
+        "cpu.no-avx",
+        Severity.ERROR,
+        "CPU without AVX: stock TensorFlow dies on import with 'Illegal instruction'",
+        evidence,
+        "`envdoctor build-tf` (builds TensorFlow from source for this CPU, without AVX)",
+    )
+
+
+def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
+    wheel = tf_releases()["x86_64_wheel"]
+    deep = facts.deep
+    if deep is not None and (deep.missing_cpu_instructions or deep.returncode == 0):
+        # TF ran with its INFO log on: what it printed (or did not print) is the truth for this binary.
+        unused = list(deep.missing_cpu_instructions)
+        source = "TensorFlow's own import log (cpu_feature_guard, --deep)"
+    else:
+        unused = [
+            name
+            for flag, name in wheel["feature_guard"].items()
+            if flag in flags and flag not in wheel["compiled_with"]
+        ]
+        source = "stock x86_64 wheels are compiled with -mavx only (TF .bazelrc: avx_linux); assumed for this install"
+    if not unused:
+        return []
+    return [
+        Finding(
+            "cpu.unused-instructions",
+            Severity.INFO,
+            f"TensorFlow's own kernels do not use these CPU instructions: {' '.join(unused)}",
+            [f"CPU: {facts.cpu.model}", source],
+            f"Optional: `envdoctor build-tf` builds TensorFlow with -march=native. {_GAIN_NOTE}",
+        )
+    ]
+
+
+def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
+    table = tf_releases()["onednn"]
+    tf = version(facts.tensorflow.version)
+    if tf is None or tf < version(table["default_since"]):
+        return []
+    triggers = [name for flag, name in table["default_on_linux_x86_with"].items() if flag in flags]
+    linux = (facts.system.os or "Linux") == "Linux"
+    default = linux and bool(triggers)
+    why = (
+        f"default on: the CPU has {' '.join(triggers)}"
+        if default
+        else "default off on Windows"
+        if not linux
+        else "default off: the CPU has none of AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX"
+    )
+    evidence = [why]
+    state, raw = default, facts.env.variables.get("TF_ENABLE_ONEDNN_OPTS")
+    if raw is not None and raw.lower() in table["env_true"] + table["env_false"]:
+        state = raw.lower() in table["env_true"]
+        evidence.append(f"TF_ENABLE_ONEDNN_OPTS={raw} overrides the default")
+    if facts.deep is not None and facts.deep.onednn_enabled is not None:
+        state = facts.deep.onednn_enabled
+        evidence.append(f"TensorFlow's import log says oneDNN is {'on' if state else 'off'} (--deep)")
+    if state:
+        return [
+            Finding(
+                "cpu.onednn-on",
+                Severity.INFO,
+                "oneDNN custom operations are on",
+                evidence,
+                "Results may differ slightly in the last bits; `export TF_ENABLE_ONEDNN_OPTS=0` turns them off.",
+            )
+        ]
+    return [
+        Finding(
+            "cpu.onednn-off",
+            Severity.INFO,
+            "oneDNN custom operations are off",
+            evidence,
+            "To try them (often faster on CPU): `export TF_ENABLE_ONEDNN_OPTS=1`",
+        )
+    ]
+
+
+def _ok(facts: Facts) -> Finding:
+    c = facts.cpu
+    parts = [c.model or c.vendor or "CPU"]
+    if c.cores or c.threads:
+        parts.append(f"{c.cores or '?'} cores / {c.threads or '?'} threads")
+    if c.psabi_level:
+        parts.append(f"x86-64-v{c.psabi_level}")
+    evidence = [f"features: {' '.join(c.features)}"] if c.features else []
+    if c.peak_gflops_fp32_estimate:
+        evidence.append(
+            f"peak FP32 ≈ {c.peak_gflops_fp32_estimate:.0f} GFLOP/s ({c.peak_basis or 'theoretical estimate'})"
+        )
+    return Finding("cpu.ok", Severity.OK, ", ".join(parts), evidence)

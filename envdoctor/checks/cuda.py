@@ -1,0 +1,227 @@
+"""CUDA and cuDNN findings: the libraries TensorFlow loads, their versions, the toolkits installed."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import (
+    dist_name,
+    has_nvidia_gpu,
+    join,
+    major_minor,
+    python_cmd,
+    tf_release,
+    tf_releases,
+    version,
+    with_ok,
+)
+from envdoctor.checks.gpu import tf_cuda_version
+from envdoctor.facts import CudnnInstall, Facts, LibraryResolution
+from envdoctor.resources import load_recipe
+
+
+@check
+def cuda_checks(facts: Facts) -> Iterable[Finding]:
+    gpu = has_nvidia_gpu(facts)
+    tf_cuda = tf_cuda_version(facts)
+    findings: list[Finding] = []
+    if gpu and tf_cuda:
+        findings += _libraries(facts)
+        findings += _cudnn(facts)
+    if facts.deep is not None and facts.deep.failed_libraries and gpu:
+        findings.append(
+            Finding(
+                "cuda.load-failed",
+                Severity.ERROR,
+                "TensorFlow failed to load CUDA libraries",
+                [f"dlopen failed: {lib}" for lib in facts.deep.failed_libraries]
+                + ["from TensorFlow's import log (--deep)"],
+                _pip_fix(facts),
+            )
+        )
+    findings += _toolkits(facts)
+    if not findings and not (gpu and tf_cuda) and not facts.cuda.toolkits:
+        return []  # nothing CUDA-related on this machine: no CUDA line at all
+    return with_ok("cuda", findings, lambda: _ok(facts, tf_cuda))
+
+
+def _pip_fix(facts: Facts) -> str:
+    tf = facts.tensorflow.version
+    since = tf_releases()["and_cuda_extra_since"]
+    tf_v = version(tf)
+    if tf_v is not None and tf_v >= version(since) and (facts.system.os or "Linux") == "Linux":
+        return f"{python_cmd(facts)} -m pip install 'tensorflow[and-cuda]=={tf}'"
+    release = tf_release(tf) or {}
+    return (
+        f"Install CUDA {release.get('cuda', '?')} and cuDNN {release.get('cudnn', '?')} "
+        "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/cudnn) and put their lib64 on the loader path"
+    )
+
+
+def _libraries(facts: Facts) -> list[Finding]:
+    libs = facts.cuda.tf_libraries
+    missing = [lib for lib in libs if lib.status == "missing"]
+    off = [lib for lib in libs if lib.status == "off_loader_path"]
+    out: list[Finding] = []
+    driver_lib = [lib for lib in missing if lib.name in ("cuda", "nvidia-ml")]
+    runtime = [lib for lib in missing if lib not in driver_lib]
+    if driver_lib:
+        out.append(
+            Finding(
+                "cuda.driver-library-missing",
+                Severity.ERROR,
+                "The driver's CUDA library is not found: TensorFlow says 'Could not find cuda drivers'",
+                [f"{lib.soname}: not found" for lib in driver_lib],
+                "Install the NVIDIA driver (see the driver findings); in a container start it with `--gpus all`.",
+            )
+        )
+    if runtime:
+        out.append(
+            Finding(
+                "cuda.library-missing",
+                Severity.ERROR,
+                f"CUDA libraries TensorFlow {facts.tensorflow.version} needs are missing: "
+                f"{' '.join(lib.soname for lib in runtime)}",
+                [f"{lib.soname}: not found on the loader path, in pip wheels or on disk" for lib in runtime],
+                _pip_fix(facts),
+            )
+        )
+    if off:
+        out.append(_off_path(off))
+    return out
+
+
+def _off_path(off: list[LibraryResolution]) -> Finding:
+    dirs: list[str] = []
+    for lib in off:
+        for cand in lib.candidates[:1]:
+            d = posixpath.dirname(cand)
+            if d not in dirs:
+                dirs.append(d)
+    evidence = [f"{lib.soname}: on disk at {join(lib.candidates)} but not on the loader path" for lib in off]
+    if dirs and all("site-packages/nvidia" in d for d in dirs):
+        fix = f"export LD_LIBRARY_PATH={':'.join(dirs)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
+    elif dirs:
+        fix = f"printf '%s\\n' {' '.join(dirs)} | sudo tee /etc/ld.so.conf.d/tensorflow-cuda.conf && sudo ldconfig"
+    else:
+        fix = "Add the libraries' directory to /etc/ld.so.conf.d/ and run `sudo ldconfig`."
+    return Finding(
+        "cuda.library-off-path",
+        Severity.ERROR,
+        f"CUDA libraries are installed but the loader cannot find them: {' '.join(lib.soname for lib in off)}",
+        evidence,
+        fix,
+    )
+
+
+def _loaded_cudnn(facts: Facts) -> tuple[str, str] | None:
+    """(version, where) of the cuDNN TensorFlow will load, as far as the facts tell."""
+    lib = next((x for x in facts.cuda.tf_libraries if x.name == "cudnn" and x.status == "found"), None)
+    if lib is None or not lib.path:
+        return None
+    if lib.via == "wheel" or "site-packages/nvidia" in lib.path:
+        wheel = next(
+            (w for w in facts.cuda.nvidia_wheels if dist_name(w.name).startswith("nvidia-cudnn") and w.version), None
+        )
+        if wheel:
+            return wheel.version or "", f"{wheel.name} {wheel.version} ({lib.path})"
+    lib_dir = posixpath.dirname(lib.path)
+    matches = [
+        c for c in facts.cuda.cudnn if c.version and (c.path == lib.path or posixpath.dirname(c.path) == lib_dir)
+    ]
+    if not matches:
+        matches = _same_major(facts.cuda.cudnn, lib.soname)
+    versions = {c.version for c in matches}
+    if len(versions) == 1:
+        c = matches[0]
+        return c.version or "", f"cuDNN {c.version} ({c.path}, from its {c.source}; loaded as {lib.path})"
+    return None
+
+
+def _same_major(installs: list[CudnnInstall], soname: str) -> list[CudnnInstall]:
+    major = soname.rsplit(".so.", 1)[-1].split(".")[0]
+    return [c for c in installs if c.version and c.version.split(".")[0] == major and c.source != "wheel"]
+
+
+def _cudnn(facts: Facts) -> list[Finding]:
+    release = tf_release(facts.tensorflow.version)
+    loaded = _loaded_cudnn(facts)
+    if release is None or loaded is None:
+        return []
+    need, have = major_minor(release["cudnn"]), major_minor(loaded[0])
+    if need is None or have is None or have[0] != need[0] or have >= need:
+        return []
+    return [
+        Finding(
+            "cuda.cudnn-too-old",
+            Severity.ERROR,
+            f"cuDNN {loaded[0]} is older than the {release['cudnn']} TensorFlow {facts.tensorflow.version} "
+            "was built with",
+            [
+                f"loaded: {loaded[1]}",
+                f"TensorFlow {facts.tensorflow.version}: cuDNN {release['cudnn']}",
+                "cuDNN must have the same major and an equal or newer minor version",
+            ],
+            _pip_fix(facts) + f"  (or upgrade cuDNN to ≥ {release['cudnn']})",
+        )
+    ]
+
+
+def _toolkits(facts: Facts) -> list[Finding]:
+    tks = facts.cuda.toolkits
+    out: list[Finding] = []
+    if len(tks) > 1:
+        out.append(
+            Finding(
+                "cuda.several-toolkits",
+                Severity.INFO,
+                f"{len(tks)} CUDA toolkits are installed",
+                [
+                    f"{t.version or '?'} at {t.path}"
+                    + (" (active)" if t.active else "")
+                    + (f", found via {join(t.found_via)}" if t.found_via else "")
+                    for t in tks
+                ],
+                "Builds use the active one (nvcc on PATH / CUDA_HOME); TensorFlow's pip wheels use their own "
+                "libraries.",
+            )
+        )
+    mins = load_recipe("cuda_drivers.json")["min_compute_capability"]
+    for tk in (t for t in tks if t.active and t.version):
+        mm = major_minor(tk.version)
+        floor = major_minor(mins.get(str(mm[0]))) if mm else None
+        old = [g for g in facts.gpus if floor and (cc := major_minor(g.compute_capability)) and cc < floor]
+        if old:
+            out.append(
+                Finding(
+                    "cuda.toolkit-drops-gpu",
+                    Severity.WARNING,
+                    f"CUDA {tk.version} cannot compile for GPU(s) below compute capability {floor[0]}.{floor[1]}",
+                    [f"GPU {g.index} ({g.name}): compute capability {g.compute_capability}" for g in old]
+                    + [f"active toolkit: {tk.path}"],
+                    f"Use a CUDA {mm[0] - 1}.x toolkit for these GPUs (e.g. set CUDA_HOME to it).",
+                )
+            )
+    return out
+
+
+def _ok(facts: Facts, tf_cuda: str | None) -> Finding | None:
+    libs = facts.cuda.tf_libraries
+    evidence = [f"{lib.soname}: {lib.path} (via {lib.via})" for lib in libs if lib.status == "found"]
+    evidence += [f"toolkit {t.version} at {t.path}" + (" (active)" if t.active else "") for t in facts.cuda.toolkits]
+    evidence += [f"cuDNN {c.version} ({c.source}: {c.path})" for c in facts.cuda.cudnn]
+    if tf_cuda and libs:
+        found = sum(lib.status == "found" for lib in libs)
+        return Finding(
+            "cuda.ok",
+            Severity.OK,
+            f"All {found} CUDA libraries TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}) needs are found",
+            evidence,
+        )
+    active = next((t for t in facts.cuda.toolkits if t.active), None) or next(iter(facts.cuda.toolkits), None)
+    if active is None:
+        return None
+    cudnn = f", cuDNN {facts.cuda.cudnn[0].version}" if facts.cuda.cudnn and facts.cuda.cudnn[0].version else ""
+    return Finding("cuda.ok", Severity.OK, f"CUDA toolkit {active.version or '?'} at {active.path}{cudnn}", evidence)

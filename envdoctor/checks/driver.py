@@ -1,0 +1,341 @@
+"""NVIDIA driver findings: does a driver hold the GPU, do its parts match, is it new enough for TF and CUDA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from packaging.version import Version
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import (
+    has_nvidia_gpu,
+    major_minor,
+    nvidia_pci,
+    version,
+    with_ok,
+)
+from envdoctor.checks.gpu import coverage, tf_cuda_version
+from envdoctor.distro_pkgs import distro_command, install_command
+from envdoctor.facts import Facts
+from envdoctor.resources import load_recipe
+
+_WSL_LIB = "/usr/lib/wsl/"
+
+
+def _cuda_table() -> dict:
+    return load_recipe("cuda_drivers.json")
+
+
+def _column(facts: Facts) -> str:
+    # Under WSL2 the driver is the Windows one.
+    return "windows" if facts.system.os == "Windows" or facts.system.wsl == 2 else "linux"
+
+
+def _driver_version(facts: Facts) -> str | None:
+    return facts.driver.userspace_version or facts.driver.kernel_module_version
+
+
+def _install_driver(facts: Facts, then_reboot: bool = False) -> str:
+    cmd = install_command(facts.system.package_manager, ["nvidia-driver"], facts.system.distro_id)
+    if cmd is None:
+        return "Install NVIDIA's driver for this distribution (https://www.nvidia.com/drivers) and reboot."
+    return f"{cmd} && sudo reboot" if then_reboot else cmd
+
+
+# --------------------------------------------------------------------------------------------- driver
+
+
+@check
+def driver_checks(facts: Facts) -> Iterable[Finding]:
+    if not has_nvidia_gpu(facts) and facts.system.wsl != 2:
+        return []
+    findings: list[Finding] = []
+    if facts.system.wsl == 2:
+        findings.extend(_wsl_linux_driver(facts))
+    else:
+        findings.extend(_not_bound(facts))
+    findings.extend(_mismatch(facts))
+    findings.extend(_nvml_other(facts))
+    findings.extend(_too_old(facts))
+    if facts.system.wsl == 2 and not facts.gpus and not findings:
+        return []  # a WSL2 guest without GPU: gpu.none says it
+    return with_ok("driver", findings, lambda: _ok(facts))
+
+
+def _not_bound(facts: Facts) -> list[Finding]:
+    """GPU on the PCI bus, but no nvidia kernel module driving it."""
+    d, pm = facts.driver, facts.system.package_manager
+    if d.nvidia_module_loaded or facts.gpus:
+        return []
+    pci = nvidia_pci(facts)
+    evidence = [
+        f"PCI {g.address} {g.vendor_id}:{g.device_id} class {g.class_code}, kernel driver: {g.driver or 'none'}"
+        for g in pci
+    ]
+    evidence.append("nvidia kernel module: not loaded")
+    out: list[Finding] = []
+    nouveau = d.nouveau_loaded or any(g.driver in ("nouveau", "nova_core") for g in pci)
+    if nouveau:
+        # Install first (the driver packages usually blacklist nouveau too), then make sure, then reboot.
+        install = install_command(pm, ["nvidia-driver"], facts.system.distro_id)
+        blacklist = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n'"
+        steps = [
+            install or "install the NVIDIA driver (https://www.nvidia.com/drivers)",
+            f"{blacklist} | sudo tee /etc/modprobe.d/blacklist-nouveau.conf",
+            distro_command(pm, "rebuild-initramfs") or "rebuild the initramfs",
+            "sudo reboot",
+        ]
+        out.append(
+            Finding(
+                "driver.nouveau",
+                Severity.ERROR,
+                "The open-source nouveau driver holds the GPU: CUDA cannot use it",
+                evidence + ["nouveau kernel module: loaded" if d.nouveau_loaded else "nouveau: bound"],
+                " && ".join(steps),
+            )
+        )
+    if d.secure_boot:
+        out.append(
+            Finding(
+                "driver.secure-boot",
+                Severity.ERROR,
+                "Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected",
+                evidence + ["Secure Boot: enabled"],
+                f"{distro_command(pm, 'mok-import') or 'sudo mokutil --import <the DKMS signing key>'} "
+                "&& sudo reboot  — then choose 'Enroll MOK' at the blue screen (or use the distro's "
+                "signed driver packages, or turn Secure Boot off)",
+            )
+        )
+    userspace = d.userspace_version or (d.nvml_error is not None and d.nvml_error.kind == "driver_not_loaded")
+    if not nouveau and userspace and not d.secure_boot:
+        out.append(
+            Finding(
+                "driver.module-not-loaded",
+                Severity.ERROR,
+                "The NVIDIA userspace driver is installed but its kernel module is not loaded",
+                evidence + ([f"NVML: {d.nvml_error.message}"] if d.nvml_error else []),
+                "sudo modprobe nvidia  (if that fails, `sudo dmesg | grep -i nvidia` says why; "
+                "a failed DKMS build needs the kernel headers: "
+                f"{install_command(pm, ['kernel-headers', 'dkms']) or 'install the kernel headers'} "
+                "&& sudo dkms autoinstall)",
+            )
+        )
+    elif not userspace and not nouveau:
+        out.append(
+            Finding(
+                "driver.not-installed",
+                Severity.ERROR,
+                "NVIDIA GPU present but no NVIDIA driver installed",
+                evidence,
+                _install_driver(facts, then_reboot=True),
+            )
+        )
+    return out
+
+
+def _mismatch(facts: Facts) -> list[Finding]:
+    d = facts.driver
+    kernel, user = d.kernel_module_version, d.userspace_version
+    reported = d.nvml_error is not None and d.nvml_error.kind == "lib_rm_version_mismatch"
+    if not reported and not (kernel and user and version(kernel) != version(user)):
+        return []
+    evidence = [f"kernel module: {kernel or '?'} (/proc/driver/nvidia/version)", f"userspace library: {user or '?'}"]
+    if d.nvml_error:
+        evidence.append(f"NVML: {d.nvml_error.message}")
+    return [
+        Finding(
+            "driver.version-mismatch",
+            Severity.ERROR,
+            "Driver/library version mismatch: the loaded kernel module is not the installed driver's",
+            evidence,
+            "sudo reboot  (the driver was upgraded but the old kernel module is still loaded; without a "
+            "reboot: sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia)",
+        )
+    ]
+
+
+def _nvml_other(facts: Facts) -> list[Finding]:
+    err = facts.driver.nvml_error
+    if (
+        err is None
+        or not facts.driver.nvidia_module_loaded
+        or err.kind in ("lib_rm_version_mismatch", "driver_not_loaded")
+    ):
+        return []
+    if err.kind == "gpu_lost":
+        return [
+            Finding(
+                "driver.gpu-lost",
+                Severity.ERROR,
+                "A GPU has fallen off the bus",
+                [f"NVML: {err.message}"],
+                "sudo reboot  (if it recurs, check `sudo dmesg | grep -i xid` for power or thermal faults)",
+            )
+        ]
+    if err.kind == "library_not_found":
+        fix = (
+            "Start the container with `--gpus all` (nvidia-container-toolkit on the host) so the driver's "
+            "libraries are mounted in."
+            if facts.system.container
+            else f"Install the driver's userspace libraries, version "
+            f"{facts.driver.kernel_module_version or 'of the kernel module'}: {_install_driver(facts)}"
+        )
+        return [
+            Finding(
+                "driver.userspace-missing",
+                Severity.ERROR,
+                "The nvidia kernel module is loaded but its userspace library (libnvidia-ml.so.1) is missing",
+                [f"kernel module: {facts.driver.kernel_module_version}", f"NVML: {err.message}"],
+                fix,
+            )
+        ]
+    fix = (
+        "Add your user to the group that owns /dev/nvidia* (`ls -l /dev/nvidia*`), or in a container pass the "
+        "devices (`--gpus all`)."
+        if err.kind == "no_permission"
+        else "Run `nvidia-smi`; it usually names the cause."
+    )
+    return [
+        Finding(
+            "driver.nvml-failed",
+            Severity.WARNING,
+            f"NVML could not be used ({err.kind})",
+            [f"NVML: {err.message}"]
+            + ([f"nvidia-smi: {facts.driver.nvidia_smi_error}"] if facts.driver.nvidia_smi_error else []),
+            fix,
+        )
+    ]
+
+
+def _wsl_linux_driver(facts: Facts) -> list[Finding]:
+    d = facts.driver
+    evidence: list[str] = []
+    if d.kernel_module_version or d.nvidia_module_loaded:
+        evidence.append(f"nvidia kernel module inside WSL: {d.kernel_module_version or 'loaded'}")
+    if d.nvml_error is not None and d.nvml_error.kind in ("driver_not_loaded", "lib_rm_version_mismatch"):
+        evidence.append(
+            f"NVML: {d.nvml_error.message} (a Linux libnvidia-ml looks for a kernel module WSL does not have)"
+        )
+    for lib in facts.cuda.tf_libraries:
+        if lib.name in ("cuda", "nvidia-ml") and lib.path and not lib.path.startswith(_WSL_LIB):
+            evidence.append(f"{lib.soname} resolves to {lib.path}, not {_WSL_LIB}lib")
+    if not evidence:
+        return []
+    fix = (
+        "sudo apt-get remove --purge '^nvidia-driver-.*' '^libnvidia-.*' '^nvidia-kernel-.*'"
+        if facts.system.package_manager == "apt"
+        else "Remove the Linux NVIDIA driver packages inside WSL"
+    )
+    return [
+        Finding(
+            "driver.wsl-linux-driver",
+            Severity.ERROR,
+            "A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
+            ["WSL2: the GPU driver comes from Windows"] + evidence,
+            f"{fix} (keep the CUDA toolkit), then in Windows: `wsl --shutdown`. Update the driver on Windows only.",
+        )
+    ]
+
+
+def driver_max_cuda(facts: Facts) -> tuple[Version | None, str]:
+    """The highest CUDA the driver supports: NVML's answer, else derived from the driver version and the table."""
+    if facts.driver.cuda_driver_version:
+        return version(facts.driver.cuda_driver_version), "NVML"
+    driver = version(_driver_version(facts))
+    if driver is None:
+        return None, ""
+    col = _column(facts)
+    fits = [version(r["cuda"]) for r in _cuda_table()["toolkits"] if r[col] and version(r[col]) <= driver]
+    return (max(fits), "CUDA release-notes table") if fits else (None, "")
+
+
+def _at_least(driver: str | None, minimum: str) -> bool:
+    have, need = version(driver), version(minimum)
+    return have is not None and need is not None and have >= need
+
+
+def _toolkit_minimum(cuda: str, column: str) -> str | None:
+    mm = major_minor(cuda)
+    for row in _cuda_table()["toolkits"]:
+        if major_minor(row["cuda"]) == mm:
+            return row[column]
+    return None
+
+
+def _too_old(facts: Facts) -> list[Finding]:
+    supported, source = driver_max_cuda(facts)
+    driver = _driver_version(facts)
+    if supported is None or driver is None:
+        return []
+    out = []
+    tf_cuda = tf_cuda_version(facts)
+    if tf_cuda:
+        out += _needs(
+            facts,
+            tf_cuda,
+            f"TensorFlow {facts.tensorflow.version}",
+            "driver.too-old-for-tf",
+            Severity.ERROR,
+            supported,
+            source,
+            ptx=any(coverage(facts, g)[0] == "ptx" for g in facts.gpus),
+        )
+    for tk in facts.cuda.toolkits:
+        if tk.version:
+            out += _needs(
+                facts,
+                tk.version,
+                f"CUDA toolkit {tk.version} at {tk.path}",
+                "driver.too-old-for-toolkit",
+                Severity.WARNING,
+                supported,
+                source,
+                ptx=False,
+            )
+    return out
+
+
+def _needs(
+    facts: Facts, cuda: str, what: str, code: str, severity: Severity, supported: Version, source: str, ptx: bool
+) -> list[Finding]:
+    need = major_minor(cuda)
+    have = (supported.major, supported.minor)
+    if need is None or have >= need:
+        return []
+    col, driver = _column(facts), _driver_version(facts)
+    compat = _cuda_table()["minor_version_compatibility"].get(str(need[0]), {}).get(col)
+    full = _toolkit_minimum(cuda, col)
+    evidence = [f"driver {driver} supports CUDA ≤ {have[0]}.{have[1]} ({source})", f"{what} needs CUDA {cuda}"]
+    fix = f"Upgrade the NVIDIA driver to ≥ {full or compat}: {_install_driver(facts)}"
+    if have[0] == need[0] and compat and _at_least(driver, compat):
+        evidence.append(f"CUDA {need[0]}.x minor-version compatibility: driver ≥ {compat} runs it")
+        if not ptx:
+            return [
+                Finding(
+                    code.replace("too-old", "minor-compat"),
+                    Severity.INFO,
+                    f"{what} runs on this older driver through CUDA minor-version compatibility",
+                    evidence + ["PTX JIT and the newest CUDA APIs still need the newer driver"],
+                    fix,
+                )
+            ]
+        evidence.append(
+            "a GPU here runs TensorFlow through PTX JIT, and PTX from a newer CUDA cannot be JIT-compiled "
+            "by an older driver (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"
+        )
+    return [Finding(code, severity, f"The NVIDIA driver is too old for {what}", evidence, fix)]
+
+
+def _ok(facts: Facts) -> Finding | None:
+    d = facts.driver
+    ver = _driver_version(facts)
+    if ver is None:
+        return None
+    flavour = f" ({d.kernel_module_flavour} kernel module)" if d.kernel_module_flavour else ""
+    supported, _ = driver_max_cuda(facts)
+    cuda = f", supports CUDA ≤ {supported.major}.{supported.minor}" if supported else ""
+    evidence = [f"kernel module: {d.kernel_module_version}"] if d.kernel_module_version else []
+    evidence += [f"userspace: {d.userspace_version} ({d.gpu_source or 'NVML'})"] if d.userspace_version else []
+    if d.secure_boot is not None:
+        evidence.append(f"Secure Boot: {'enabled' if d.secure_boot else 'disabled'}")
+    return Finding("driver.ok", Severity.OK, f"NVIDIA driver {ver}{flavour}{cuda}", evidence)

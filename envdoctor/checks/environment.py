@@ -1,0 +1,142 @@
+"""Environment-variable findings: CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER and TensorFlow's switches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import has_nvidia_gpu, join, tf_releases, with_ok
+from envdoctor.facts import Facts
+
+_EMPTY = "CUDA_VISIBLE_DEVICES is set but empty: CUDA sees no GPU"
+
+
+@check
+def environment_checks(facts: Facts) -> Iterable[Finding]:
+    env = facts.env.variables
+    findings: list[Finding] = []
+    if facts.gpus:
+        findings += _visibility(facts)
+    elif (
+        env.get("CUDA_VISIBLE_DEVICES") is not None
+        and not env["CUDA_VISIBLE_DEVICES"].strip()
+        and has_nvidia_gpu(facts)
+    ):
+        findings.append(_empty())
+    findings += _allow_growth(env)
+    findings += _onednn_opts(env)
+    return with_ok("environment", findings, lambda: _ok(facts))
+
+
+def _empty() -> Finding:
+    return Finding(
+        "environment.cuda-visible-devices-empty",
+        Severity.WARNING,
+        "CUDA_VISIBLE_DEVICES is set but empty: TensorFlow sees no GPU",
+        ["CUDA_VISIBLE_DEVICES=''"],
+        'unset CUDA_VISIBLE_DEVICES  (or, to run on the CPU on purpose, `eval "$(envdoctor env --gpus none)"`)',
+    )
+
+
+def _visibility(facts: Facts) -> list[Finding]:
+    from envdoctor.gpus.visible import resolve_visible_devices
+
+    env = facts.env.variables
+    cvd, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
+    res = resolve_visible_devices(cvd, facts.gpus, order)
+    out: list[Finding] = []
+    if res.hidden_all:
+        out.append(_empty())
+    problems = [p for p in res.problems if p != _EMPTY]
+    mapping = [
+        f"CUDA ordinal {d.ordinal} = nvidia-smi GPU {d.gpu.index} ({d.gpu.name}"
+        + (f", MIG {d.mig.uuid}" if d.mig else "")
+        + ")"
+        for d in res.devices
+    ]
+    if problems:
+        keep = ",".join(str(g.index) for g in res.visible) or "0"
+        if cvd is not None:
+            out.append(
+                Finding(
+                    "environment.cuda-visible-devices-invalid",
+                    Severity.ERROR if not res.visible else Severity.WARNING,
+                    f"CUDA_VISIBLE_DEVICES={cvd} does not select what it says",
+                    problems + (mapping or ["CUDA sees no GPU"]),
+                    f'eval "$(envdoctor env --gpus {keep})"  (nvidia-smi numbering; sets CUDA_DEVICE_ORDER '
+                    "and CUDA_VISIBLE_DEVICES consistently)",
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "environment.gpu-visibility",
+                    Severity.INFO,
+                    "How CUDA will enumerate these GPUs",
+                    problems + mapping,
+                    "See `envdoctor gpus` for the CUDA ordinal of each GPU.",
+                )
+            )
+    models = sorted({g.name for g in facts.gpus})
+    if len(models) > 1 and res.order != "PCI_BUS_ID":
+        evidence = [f"GPU models: {join(models)}", f"CUDA_DEVICE_ORDER: {order or 'unset (FASTEST_FIRST)'}"] + mapping
+        if not res.order_exact:
+            evidence.append("FASTEST_FIRST is a heuristic: the mapping above is envdoctor's best estimate")
+        out.append(
+            Finding(
+                "environment.cuda-device-order",
+                Severity.WARNING,
+                "CUDA numbers these mixed GPUs differently from nvidia-smi: CUDA_DEVICE_ORDER is not PCI_BUS_ID",
+                evidence,
+                "export CUDA_DEVICE_ORDER=PCI_BUS_ID  (or select GPUs by UUID)",
+            )
+        )
+    return out
+
+
+def _allow_growth(env: dict[str, str]) -> list[Finding]:
+    value = env.get("TF_FORCE_GPU_ALLOW_GROWTH")
+    if value is None or value in ("true", "false"):
+        return []
+    return [
+        Finding(
+            "environment.allow-growth-invalid",
+            Severity.WARNING,
+            f"TF_FORCE_GPU_ALLOW_GROWTH={value!r} is ignored: TensorFlow accepts only 'true' or 'false'",
+            [f"TF_FORCE_GPU_ALLOW_GROWTH={value!r}", "gpu_bfc_allocator.cc compares the exact strings"],
+            "export TF_FORCE_GPU_ALLOW_GROWTH=true",
+        )
+    ]
+
+
+def _onednn_opts(env: dict[str, str]) -> list[Finding]:
+    value = env.get("TF_ENABLE_ONEDNN_OPTS")
+    table = tf_releases()["onednn"]
+    if value is None or value.lower() in table["env_true"] + table["env_false"]:
+        return []
+    return [
+        Finding(
+            "environment.onednn-opts-invalid",
+            Severity.WARNING,
+            f"TF_ENABLE_ONEDNN_OPTS={value!r} is ignored: TensorFlow accepts 0, 1, true or false",
+            [f"TF_ENABLE_ONEDNN_OPTS={value!r}", "TensorFlow then uses its default for this CPU"],
+            "export TF_ENABLE_ONEDNN_OPTS=1  (or 0)",
+        )
+    ]
+
+
+def _ok(facts: Facts) -> Finding:
+    env = facts.env.variables
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    if cvd is None:
+        title = (
+            f"CUDA_VISIBLE_DEVICES unset: all {len(facts.gpus)} GPU(s) visible"
+            if facts.gpus
+            else "No variable changes TensorFlow's GPU behaviour"
+        )
+    else:
+        title = f"CUDA_VISIBLE_DEVICES={cvd}"
+    evidence = [f"{k}={v}" for k, v in sorted(env.items())]
+    evidence += [f"LD_LIBRARY_PATH (CUDA-relevant): {p}" for p in facts.env.ld_library_path]
+    evidence += [f"PATH (CUDA-relevant): {p}" for p in facts.env.path_cuda_entries]
+    return Finding("environment.ok", Severity.OK, title, evidence)

@@ -1,0 +1,212 @@
+"""GPU findings: is there an NVIDIA GPU, does TensorFlow's build have code for it, is its memory free."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import (
+    gib,
+    has_nvidia_gpu,
+    join,
+    major_minor,
+    nvidia_pci,
+    tf_release,
+    tf_releases,
+    version,
+    with_ok,
+)
+from envdoctor.facts import Facts, GpuFacts
+
+
+def tf_cuda_version(facts: Facts) -> str | None:
+    """The CUDA the installed TensorFlow was built with, when it is a CUDA build."""
+    bi = facts.tensorflow.build_info
+    if bi is not None:
+        return bi.cuda_version if bi.is_cuda_build else None
+    return None
+
+
+def tf_compute_capabilities(facts: Facts) -> list[str]:
+    bi = facts.tensorflow.build_info
+    if bi is not None and bi.cuda_compute_capabilities:
+        return list(bi.cuda_compute_capabilities)
+    release = tf_release(facts.tensorflow.version)
+    return list(release["compute_capabilities"]) if release and tf_cuda_version(facts) else []
+
+
+def _cc(text: str) -> tuple[int, int] | None:
+    """ "sm_86" / "compute_90" / "sm_100a" / "8.6" -> (8, 6) / (9, 0) / (10, 0) / (8, 6)."""
+    if "." in text:
+        return major_minor(text)
+    digits = text.rsplit("_", 1)[-1].rstrip("abf")  # sm_90a, sm_100f: arch-specific variants
+    return (int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else None
+
+
+def _sass_for(caps: list[str], cc: tuple[int, int]) -> str | None:
+    """The sm_XY entry whose binary runs on cc: same major, minor at or below it."""
+    for entry in caps:
+        arch = _cc(entry)
+        if entry.startswith("sm_") and arch and arch[0] == cc[0] and arch[1] <= cc[1]:
+            return entry
+    return None
+
+
+def coverage(facts: Facts, gpu: GpuFacts) -> tuple[str, str]:
+    """("sass"|"ptx"|"none"|"unknown", the entry that covers it)."""
+    caps = tf_compute_capabilities(facts)
+    cc = major_minor(gpu.compute_capability)
+    if not caps or cc is None:
+        return "unknown", ""
+    sass = _sass_for(caps, cc)
+    if sass:
+        return "sass", sass
+    ptx = [(arch, e) for e in caps if e.startswith("compute_") and (arch := _cc(e)) and arch <= cc]
+    return ("ptx", max(ptx)[1]) if ptx else ("none", "")
+
+
+def _release_covering(cc: tuple[int, int]) -> str | None:
+    """The newest TF release whose wheel has SASS for this compute capability."""
+    fitting = [name for name, row in tf_releases()["releases"].items() if _sass_for(row["compute_capabilities"], cc)]
+    return max(fitting, key=version) if fitting else None
+
+
+@check
+def gpu_checks(facts: Facts) -> Iterable[Finding]:
+    if not has_nvidia_gpu(facts):
+        evidence = [
+            "no NVIDIA device (vendor 0x10de) on the PCI bus",
+            "NVML: no GPU" if facts.host else "NVML not queried (--root)",
+        ]
+        if facts.system.wsl == 2:
+            evidence = [
+                "WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI",
+                "NVML: no GPU" if facts.host else "NVML not queried (--root): a GPU may still be there",
+            ]
+        return [
+            Finding(
+                "gpu.none",
+                Severity.INFO,
+                "No NVIDIA GPU: TensorFlow will run on the CPU (a valid setup)",
+                evidence,
+                None,
+            )
+        ]
+    findings: list[Finding] = []
+    for gpu in facts.gpus:
+        findings.extend(_gpu_coverage(facts, gpu))
+    findings.extend(_memory_in_use(facts))
+    return with_ok("gpu", findings, lambda: _gpu_ok(facts))
+
+
+def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
+    kind, entry = coverage(facts, gpu)
+    caps = " ".join(tf_compute_capabilities(facts))
+    label = f"GPU {gpu.index} ({gpu.name}, compute capability {gpu.compute_capability})"
+    evidence = [f"{label}", f"TensorFlow {facts.tensorflow.version} was built for: {caps}"]
+    cc = major_minor(gpu.compute_capability)
+    if kind == "none" and cc:
+        older = _release_covering(cc)
+        alt = f"install a TensorFlow that has SASS for it (tensorflow=={older}.*), or " if older else ""
+        return [
+            Finding(
+                "gpu.cc-unsupported",
+                Severity.ERROR,
+                f"TensorFlow's GPU build has no code for {label}",
+                evidence,
+                f"{alt}`envdoctor build-tf` (builds with TF_CUDA_COMPUTE_CAPABILITIES=sm_{cc[0]}{cc[1]})",
+            )
+        ]
+    if kind == "ptx" and cc:
+        ptx = _cc(entry)
+        cross = ptx is not None and ptx[0] < cc[0]
+        evidence.append(
+            f"no sm_{cc[0]}x binary: the driver JIT-compiles the {entry} PTX on first use (cached afterwards)"
+        )
+        if cross:
+            evidence.append(
+                f"PTX from an older generation ({entry}) on compute capability {cc[0]}.x: users report "
+                "CUDA_ERROR_INVALID_PTX here (tensorflow#89272)"
+            )
+        return [
+            Finding(
+                "gpu.ptx-jit",
+                Severity.WARNING if cross else Severity.INFO,
+                f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes",
+                evidence,
+                f"`envdoctor build-tf` (with sm_{cc[0]}{cc[1]}) removes the JIT; otherwise let the first run "
+                "finish so the compute cache (~/.nv/ComputeCache) fills",
+            )
+        ]
+    return []
+
+
+def _memory_in_use(facts: Facts) -> list[Finding]:
+    busy: list[GpuFacts] = []
+    evidence: list[str] = []
+    for g in facts.gpus:
+        held = sum(p.used_memory_bytes or 0 for p in g.processes)
+        if g.processes:
+            pids = ", ".join(str(p.pid) for p in g.processes)
+            evidence.append(
+                f"GPU {g.index} ({g.name}): {gib(held or g.memory_used_bytes)} of {gib(g.memory_total_bytes)} "
+                f"held by {len(g.processes)} process(es) (pid {pids})"
+            )
+            busy.append(g)
+        elif g.memory_used_bytes and g.memory_total_bytes and g.memory_used_bytes > 0.1 * g.memory_total_bytes:
+            evidence.append(
+                f"GPU {g.index} ({g.name}): {gib(g.memory_used_bytes)} of {gib(g.memory_total_bytes)} in use"
+            )
+            busy.append(g)
+    if not busy:
+        return []
+    free = [g for g in facts.gpus if g not in busy]
+    growth = facts.env.variables.get("TF_FORCE_GPU_ALLOW_GROWTH") == "true"
+    if free:
+        evidence.append(f"free GPUs: {join(str(g.index) for g in free)}")
+    if growth:
+        evidence.append("TF_FORCE_GPU_ALLOW_GROWTH=true: TensorFlow allocates only what it needs")
+    fix = (
+        'eval "$(envdoctor env --gpus auto:1)"  (selects a free GPU and turns on memory growth), or '
+        "export TF_FORCE_GPU_ALLOW_GROWTH=true"
+    )
+    return [
+        Finding(
+            "gpu.memory-in-use",
+            Severity.INFO if growth else Severity.WARNING,
+            "GPU memory is already held by other processes: TensorFlow's default start-up grab takes nearly "
+            "all the rest, and one of the two runs out of memory",
+            evidence,
+            fix,
+        )
+    ]
+
+
+def _gpu_ok(facts: Facts) -> Finding | None:
+    if not facts.gpus:
+        bound = [g for g in nvidia_pci(facts) if g.driver == "nvidia"]
+        if not bound:
+            return None
+        return Finding(
+            "gpu.ok",
+            Severity.OK,
+            f"{len(bound)} NVIDIA GPU(s) on PCI, driven by the nvidia module",
+            [f"PCI {g.address} {g.vendor_id}:{g.device_id}" for g in bound]
+            + ([] if facts.host else ["NVML not queried (--root): names, memory and processes unknown"]),
+        )
+    names = [_gpu_label(g) for g in facts.gpus]
+    evidence = [
+        ", ".join(
+            [f"GPU {g.index}: {g.pci_bus_id}"]
+            + ([f"{gib(g.memory_free_bytes)} free"] if g.memory_free_bytes is not None else [])
+            + (["MIG enabled"] if g.mig_enabled else [])
+        )
+        for g in facts.gpus
+    ]
+    return Finding("gpu.ok", Severity.OK, f"{len(facts.gpus)} GPU(s): {join(names)}", evidence)
+
+
+def _gpu_label(g: GpuFacts) -> str:
+    details = [f"compute capability {g.compute_capability}"] if g.compute_capability else []
+    details += [gib(g.memory_total_bytes)] if g.memory_total_bytes else []
+    return f"{g.name} ({', '.join(details)})" if details else g.name

@@ -1,0 +1,68 @@
+"""System findings: the platform TensorFlow runs on (WSL, macOS, containers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import gib, has_nvidia_gpu, with_ok
+from envdoctor.facts import Facts
+
+
+@check
+def system_checks(facts: Facts) -> Iterable[Finding]:
+    s = facts.system
+    findings: list[Finding] = []
+    if s.wsl == 1:
+        findings.append(
+            Finding(
+                "system.wsl1",
+                Severity.WARNING,
+                "WSL1 cannot use NVIDIA GPUs: CUDA needs WSL2",
+                [f"kernel: {s.kernel}", "WSL version: 1"],
+                "In Windows PowerShell: `wsl --set-version <distro> 2` (list distros with `wsl -l -v`).",
+            )
+        )
+    if s.os == "Darwin":
+        findings.append(
+            Finding(
+                "system.macos",
+                Severity.INFO,
+                "macOS: TensorFlow runs on the CPU (or Apple GPUs via tensorflow-metal), never CUDA",
+                [f"os: {s.os}", f"arch: {s.arch}"],
+                None,
+            )
+        )
+    if s.container and not has_nvidia_gpu(facts) and facts.driver.nvml_error is not None:
+        findings.append(
+            Finding(
+                "system.container-no-gpu",
+                Severity.INFO,
+                f"Running in a {s.container} container that sees no NVIDIA GPU",
+                [f"container: {s.container}", f"NVML: {facts.driver.nvml_error.message}"],
+                "If the host has a GPU, start the container with `--gpus all` (Docker) or "
+                "`--device nvidia.com/gpu=all` (Podman/CDI) and install nvidia-container-toolkit on the host.",
+            )
+        )
+    return with_ok("system", findings, lambda: _ok(facts))
+
+
+def _ok(facts: Facts) -> Finding:
+    s = facts.system
+    parts = [s.distro_name or s.distro_id or s.os or "unknown OS"]
+    if s.kernel:
+        parts.append(f"kernel {s.kernel}")
+    if s.arch:
+        parts.append(s.arch)
+    if s.python_version:
+        parts.append(f"Python {s.python_version}" + (f" ({s.python_env})" if s.python_env else ""))
+    if s.container:
+        parts.append(f"in {s.container}")
+    if s.wsl:
+        parts.append(f"WSL{s.wsl}")
+    evidence = [f"glibc: {s.glibc}"] if s.glibc else []
+    if s.memory_total_bytes:
+        evidence.append(f"memory: {gib(s.memory_available_bytes)} available of {gib(s.memory_total_bytes)}")
+    if s.package_manager:
+        evidence.append(f"package manager: {s.package_manager}")
+    return Finding("system.ok", Severity.OK, ", ".join(parts), evidence)

@@ -1,0 +1,253 @@
+"""TensorFlow findings: which distribution, built for what, on which Python, and (--deep) what its import said."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import (
+    dist_name,
+    gpu_usable,
+    major_minor,
+    python_cmd,
+    tf_release,
+    tf_releases,
+    version,
+    with_ok,
+)
+from envdoctor.checks.gpu import tf_cuda_version
+from envdoctor.facts import Facts
+
+
+@check
+def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
+    tf = facts.tensorflow
+    findings: list[Finding] = []
+    if tf.error:
+        findings.append(
+            Finding(
+                "tensorflow.inspect-failed",
+                Severity.WARNING,
+                "Could not inspect the Python environment's TensorFlow",
+                [tf.error, f"interpreter: {tf.python_executable}"],
+                "Check that `--python` names a working interpreter.",
+            )
+        )
+    if not tf.version and not tf.distributions:
+        findings.extend(_not_installed(facts))
+        return with_ok("tensorflow", findings, lambda: None)
+    findings += _several(facts)
+    findings += _python_range(facts)
+    findings += _cpu_only(facts)
+    findings += _deep(facts)
+    if tf.version and tf_release(tf.version) is None:
+        known = sorted(tf_releases()["releases"], key=version)
+        findings.append(
+            Finding(
+                "tensorflow.unknown-release",
+                Severity.INFO,
+                f"TensorFlow {tf.version} is not in envdoctor's release table",
+                [f"known releases: {known[0]}–{known[-1]}"],
+                "Checks that need the release's Python range and cuDNN version were skipped.",
+            )
+        )
+    return with_ok("tensorflow", findings, lambda: _ok(facts))
+
+
+def _python(facts: Facts) -> str | None:
+    return facts.tensorflow.python_version or facts.system.python_version
+
+
+def _not_installed(facts: Facts) -> list[Finding]:
+    py = major_minor(_python(facts))
+    releases = tf_releases()["releases"]
+    fitting = [
+        name
+        for name, row in releases.items()
+        if py and major_minor(row["python"][0]) <= py <= major_minor(row["python"][1])
+    ]
+    if py and not fitting:
+        newest = max(releases, key=version)
+        lo, hi = releases[newest]["python"]
+        return [
+            Finding(
+                "tensorflow.python-unsupported",
+                Severity.WARNING,
+                f"No TensorFlow release supports Python {py[0]}.{py[1]}",
+                [f"Python: {_python(facts)}", f"TensorFlow {newest}: Python {lo}–{hi}"],
+                f"Create a virtual environment with Python {hi}, e.g. `python{hi} -m venv ~/tf && "
+                f"~/tf/bin/pip install tensorflow`",
+            )
+        ]
+    extra = "[and-cuda]" if gpu_usable(facts) and (facts.system.os or "Linux") == "Linux" else ""
+    return [
+        Finding(
+            "tensorflow.not-installed",
+            Severity.INFO,
+            "TensorFlow is not installed in this environment",
+            [f"interpreter: {facts.tensorflow.python_executable or facts.system.python_executable}"],
+            f"{python_cmd(facts)} -m pip install 'tensorflow{extra}'",
+        )
+    ]
+
+
+def _several(facts: Facts) -> list[Finding]:
+    table = tf_releases()
+    dists = [d for d in facts.tensorflow.distributions if dist_name(d.name) in table["distributions"]]
+    names = {dist_name(d.name) for d in dists}
+    for a, b in table["companion_pairs"]:  # a meta package and the one it pulls in, at one version
+        pair = [d for d in dists if dist_name(d.name) in (a, b)]
+        if len(pair) == 2 and pair[0].version == pair[1].version:
+            names.discard(b)
+    if len(names) < 2:
+        return []
+    listed = [f"{d.name} {d.version}" + (f" ({d.location})" if d.location else "") for d in dists]
+    keep = "tensorflow" if "tensorflow" in names else sorted(names)[0]
+    return [
+        Finding(
+            "tensorflow.several-distributions",
+            Severity.ERROR,
+            "Several TensorFlow distributions are installed in one environment: they overwrite each other's files",
+            listed,
+            f"{python_cmd(facts)} -m pip uninstall -y {' '.join(sorted(dist_name(d.name) for d in dists))} && "
+            f"{python_cmd(facts)} -m pip install {keep}",
+        )
+    ]
+
+
+def _python_range(facts: Facts) -> list[Finding]:
+    release, py = tf_release(facts.tensorflow.version), major_minor(_python(facts))
+    if release is None or py is None:
+        return []
+    lo, hi = release["python"]
+    if major_minor(lo) <= py <= major_minor(hi):
+        return []
+    fitting = [
+        name
+        for name, row in tf_releases()["releases"].items()
+        if major_minor(row["python"][0]) <= py <= major_minor(row["python"][1])
+    ]
+    fix = f"Use Python {hi} in a fresh virtual environment"
+    if fitting:
+        fix = f"{python_cmd(facts)} -m pip install 'tensorflow=={max(fitting, key=version)}.*', or use Python {hi}"
+    return [
+        Finding(
+            "tensorflow.python-unsupported",
+            Severity.ERROR,
+            f"TensorFlow {facts.tensorflow.version} does not support Python {py[0]}.{py[1]}",
+            [f"Python: {_python(facts)}", f"TensorFlow {facts.tensorflow.version}: Python {lo}–{hi}"],
+            fix,
+        )
+    ]
+
+
+def _cpu_only(facts: Facts) -> list[Finding]:
+    if not gpu_usable(facts):
+        return []
+    tf = facts.tensorflow
+    table = tf_releases()
+    cpu_dists = [dist_name(d.name) for d in tf.distributions if dist_name(d.name) in table["cpu_only_distributions"]]
+    windows = facts.system.os == "Windows"
+    py = python_cmd(facts)
+    if windows and version(tf.version) and version(tf.version) > version(table["windows_gpu_last"]):
+        return [
+            Finding(
+                "tensorflow.cpu-only-with-gpu",
+                Severity.WARNING,
+                f"TensorFlow {tf.version} on native Windows has no GPU support: the NVIDIA GPU is unused",
+                [
+                    f"TensorFlow {table['windows_gpu_last']} was the last release with GPU on native Windows",
+                    f"GPU: {facts.gpus[0].name if facts.gpus else 'NVIDIA'}",
+                ],
+                "Use WSL2: `wsl --install`, then inside it `pip install 'tensorflow[and-cuda]'`.",
+            )
+        ]
+    not_cuda = tf.build_info is not None and tf.build_info.is_cuda_build is False
+    if not cpu_dists and not not_cuda:
+        return []
+    evidence = [f"installed: {', '.join(cpu_dists) or 'tensorflow'} {tf.version}"]
+    if not_cuda:
+        evidence.append("build_info.py: is_cuda_build = False")
+    evidence.append(f"usable GPU: {facts.gpus[0].name if facts.gpus else 'NVIDIA (driver loaded)'}")
+    remove = " ".join(cpu_dists) or "tensorflow"
+    return [
+        Finding(
+            "tensorflow.cpu-only-with-gpu",
+            Severity.WARNING,
+            "A CPU-only TensorFlow is installed on a machine with a usable NVIDIA GPU",
+            evidence,
+            f"{py} -m pip uninstall -y {remove} && {py} -m pip install 'tensorflow[and-cuda]=={tf.version}'",
+        )
+    ]
+
+
+def _deep(facts: Facts) -> list[Finding]:
+    deep = facts.deep
+    if deep is None:
+        return []
+    notable = deep.messages[-3:] or [line for line in deep.output_tail.splitlines() if line.strip()][-3:]
+    if deep.returncode is None and not deep.timed_out:
+        return [
+            Finding(
+                "tensorflow.deep-not-run",
+                Severity.INFO,
+                "The --deep import test did not run",
+                [deep.error or "no reason recorded"],
+                None,
+            )
+        ]
+    if deep.signal == "SIGILL":
+        return [
+            Finding(
+                "tensorflow.import-sigill",
+                Severity.ERROR,
+                "Importing TensorFlow dies with SIGILL: the CPU lacks an instruction the wheel was compiled for",
+                [f"import tensorflow: killed by {deep.signal}"] + notable,
+                "`envdoctor build-tf` (builds TensorFlow for exactly this CPU)",
+            )
+        ]
+    if deep.timed_out:
+        return [
+            Finding(
+                "tensorflow.import-timeout",
+                Severity.WARNING,
+                f"Importing TensorFlow did not finish within {deep.seconds or '?'} s",
+                notable,
+                "Run `python -c 'import tensorflow'` by hand; a hung driver or a network file system is typical.",
+            )
+        ]
+    if deep.signal or deep.returncode != 0 or (deep.error or "").startswith("import tensorflow failed"):
+        return [
+            Finding(
+                "tensorflow.import-failed",
+                Severity.ERROR,
+                "Importing TensorFlow fails",
+                [deep.error or f"exit: {deep.signal or deep.returncode}"] + notable,
+                "Read the evidence above; `envdoctor check -v` lists the facts behind it.",
+            )
+        ]
+    if gpu_usable(facts) and tf_cuda_version(facts) and not deep.gpus:
+        return [
+            Finding(
+                "tensorflow.no-gpu-registered",
+                Severity.ERROR,
+                "TensorFlow imports but registers no GPU",
+                ["TensorFlow's GPU list: empty (--deep)"] + ([deep.error] if deep.error else []) + notable,
+                "See the CUDA findings: usually a library TensorFlow could not load.",
+            )
+        ]
+    return []
+
+
+def _ok(facts: Facts) -> Finding:
+    tf = facts.tensorflow
+    dist = dist_name(tf.distributions[0].name) if tf.distributions else "tensorflow"
+    bi = tf.build_info
+    build = f"CUDA {bi.cuda_version} / cuDNN {bi.cudnn_version} build" if bi and bi.is_cuda_build else "CPU build"
+    evidence = [f"location: {tf.location}"] if tf.location else []
+    evidence += [f"{p.name} {p.version}" for p in tf.related]
+    if facts.deep is not None and facts.deep.gpus:
+        evidence.append(f"registered GPUs: {', '.join(facts.deep.gpus)}")
+    return Finding(
+        "tensorflow.ok", Severity.OK, f"TensorFlow {tf.version} ({dist}, {build}) on Python {_python(facts)}", evidence
+    )

@@ -1,0 +1,305 @@
+"""TensorFlow facts WITHOUT importing TensorFlow: installed distributions, version, build info, neighbours.
+
+Distributions are found from the *.dist-info / *.egg-info directory names on the interpreter's import path;
+only the METADATA of those that matter is read. build_info.py is parsed with `ast`. Paths in the facts are
+those of the inspected system (under --root: without the root prefix; read them through ctx.path()).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import glob
+import hashlib
+import json
+import os
+import re
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envdoctor.facts import Facts, PythonPackage, TensorflowFacts, TfBuildInfo
+from envdoctor.probes import ProbeContext
+from envdoctor.resources import load_recipe
+
+BUILD_INFO = "tensorflow/python/platform/build_info.py"
+PYTHON_TIMEOUT = 10.0
+
+# Run by the inspected interpreter (--python): self-contained, no envdoctor import, JSON on stdout.
+INTERPRETER_SCRIPT = """\
+import json, sys, sysconfig
+paths = sysconfig.get_paths()
+print(json.dumps({
+    "version": "%d.%d.%d" % tuple(sys.version_info[:3]),
+    "executable": sys.executable,
+    "path": [p for p in sys.path if p],
+    "stdlib": [paths.get("stdlib"), paths.get("platstdlib")],
+}))
+"""
+
+# Where a mounted image keeps its Python packages (--root without --python).
+ROOT_SITE_GLOBS = (
+    "usr/lib/python3/dist-packages",
+    "usr/lib/python3*/site-packages",
+    "usr/lib/python3*/dist-packages",
+    "usr/lib64/python3*/site-packages",
+    "usr/local/lib/python3*/site-packages",
+    "usr/local/lib/python3*/dist-packages",
+    "opt/conda/lib/python3*/site-packages",
+    "opt/*/lib/python3*/site-packages",
+    "opt/*/.venv/lib/python3*/site-packages",
+    "opt/*/venv/lib/python3*/site-packages",
+)
+
+
+@dataclass
+class Interpreter:
+    """The inspected interpreter: its version and the directories it imports packages from."""
+
+    executable: str | None
+    version: str | None
+    site_packages: list[str]  # in import order; inspected-system paths
+
+
+def probe(ctx: ProbeContext, facts: Facts) -> None:
+    tf = facts.tensorflow
+    interpreter = _interpreter(ctx, tf)
+    if interpreter is None:
+        return
+    tf.python_executable = interpreter.executable
+    tf.python_version = interpreter.version
+    tf.site_packages = interpreter.site_packages
+    fill_from_path(ctx, tf, interpreter.site_packages)
+
+
+def _interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:
+    if not ctx.host:
+        return root_interpreter(ctx)
+    if ctx.python:
+        return run_interpreter(ctx, tf)
+    stdlib = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")}
+    return _from_sys_path(sys.executable, "%d.%d.%d" % sys.version_info[:3], sys.path, stdlib)
+
+
+def _from_sys_path(
+    executable: str | None, version: str | None, path: list[str], stdlib: set[str | None]
+) -> Interpreter:
+    dirs = [p for p in dict.fromkeys(path) if p and os.path.isabs(p) and not p.endswith(".zip")]
+    # The stdlib (and its lib-dynload) holds no third-party packages; everything else on sys.path may.
+    site = [p for p in dirs if p not in stdlib and os.path.basename(p) != "lib-dynload"]
+    return Interpreter(executable, version, site)
+
+
+def run_interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:
+    """Ask another interpreter (--python) for its version and import path; a broken one becomes tf.error."""
+    python = str(ctx.python)
+    tf.python_executable = python
+    result = ctx.run([python, "-c", INTERPRETER_SCRIPT], timeout=PYTHON_TIMEOUT)
+    if not result.ok:
+        detail = result.error or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        tf.error = f"could not run {python}: {detail}"
+        return None
+    try:
+        data = json.loads(result.stdout.strip().splitlines()[-1])
+        stdlib = {s for s in data.get("stdlib", []) if isinstance(s, str)}
+        return _from_sys_path(data.get("executable") or python, data.get("version"), list(data["path"]), stdlib)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        tf.error = f"{python} printed no usable answer ({type(exc).__name__}): {result.stdout[-200:]!r}"
+        return None
+
+
+def root_interpreter(ctx: ProbeContext) -> Interpreter:
+    """Under --root nothing runs: search the usual package directories of the image (or of --python's prefix)."""
+    if ctx.python:
+        prefix = Path(ctx.python).parent.parent  # <prefix>/bin/python
+        patterns = [f"{prefix.relative_to(prefix.anchor)}/lib/python3*/site-packages"] if prefix.anchor else []
+    else:
+        patterns = list(ROOT_SITE_GLOBS)
+    found: list[str] = []
+    for pattern in patterns:
+        for local in sorted(glob.glob(os.path.join(glob.escape(str(ctx.root)), pattern))):
+            if os.path.isdir(local):
+                found.append("/" + os.path.relpath(local, ctx.root))
+    dirs = list(dict.fromkeys(found))
+    versions = {m.group(1) for d in dirs if (m := re.search(r"/python(3\.\d+)/", d))}
+    version = versions.pop() if len(versions) == 1 else None
+    return Interpreter(str(ctx.python) if ctx.python else None, version, dirs)
+
+
+def fill_from_path(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> None:
+    """Distributions, TensorFlow location/version/build info and related packages found on `path`."""
+    recipe = load_recipe("python_packages.json")
+    wanted_tf = {canonical(n) for n in recipe["tensorflow_distributions"]}
+    prefixes = tuple(canonical(p) for p in recipe["tensorflow_prefixes"])
+    related = [canonical(n) for n in recipe["related"]]
+    found = find_distributions(ctx, path, wanted_tf | set(related), prefixes)
+    tf.distributions = [p for key, p in found if key in wanted_tf or key.startswith(prefixes)]
+    by_name = {key: p for key, p in reversed(found)}  # first on the path wins, as for import
+    tf.related = [by_name[k] for k in related if k in by_name]
+    tf.location = _package_dir(ctx, path, "tensorflow")
+    if tf.location is None:
+        return
+    build_text = ctx.read_text(f"{tf.location}/python/platform/build_info.py", limit=1 << 20)
+    tf.build_info = parse_build_info(build_text) if build_text is not None else None
+    tf.version = _owning_version(ctx, tf, os.path.dirname(tf.location))
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def find_distributions(
+    ctx: ProbeContext, path: list[str], names: set[str], prefixes: tuple[str, ...] = ()
+) -> list[tuple[str, PythonPackage]]:
+    """(canonical name, package) for each installed distribution of interest, in import-path order."""
+    found: list[tuple[str, PythonPackage]] = []
+    for directory in path:
+        try:
+            entries = sorted(os.listdir(ctx.path(directory)))
+        except (OSError, ValueError):
+            continue
+        for entry in entries:
+            stem, dot, suffix = entry.rpartition(".")
+            if not dot or suffix not in ("dist-info", "egg-info"):
+                continue
+            key = canonical(stem.split("-", 1)[0])
+            if key not in names and not key.startswith(prefixes):
+                continue
+            name, version = read_metadata(ctx.path(directory) / entry)
+            fallback = stem.split("-")
+            found.append((key, PythonPackage(name or fallback[0], version or (fallback[1:2] or [None])[0], directory)))
+    return found
+
+
+def read_metadata(info: Path) -> tuple[str | None, str | None]:
+    """Name and Version from a dist-info/egg-info METADATA (or PKG-INFO) header.
+
+    The same fields importlib.metadata returns, read directly: importing importlib.metadata (and the email
+    package behind it) alone costs about 12 ms, a tenth of `envdoctor check`'s whole budget.
+    """
+    candidates = [info] if info.is_file() else [info / "METADATA", info / "PKG-INFO"]
+    for candidate in candidates:
+        try:
+            with open(candidate, "rb") as fh:
+                head = fh.read(16384).decode("utf-8", "replace")
+        except OSError:
+            continue
+        fields: dict[str, str] = {}
+        for line in head.splitlines():
+            if not line.strip():
+                break  # the header ends at the first blank line; the description follows
+            key, sep, value = line.partition(":")
+            if sep and key in ("Name", "Version"):
+                fields.setdefault(key, value.strip())
+        return fields.get("Name") or None, fields.get("Version") or None
+    return None, None
+
+
+def _package_dir(ctx: ProbeContext, path: list[str], package: str) -> str | None:
+    for directory in path:
+        if ctx.path(f"{directory}/{package}/__init__.py").is_file():
+            return f"{directory}/{package}"
+    return None
+
+
+def _owning_version(ctx: ProbeContext, tf: TensorflowFacts, site: str) -> str | None:
+    """The version of the distribution whose files are in site/tensorflow.
+
+    With several TensorFlow distributions in one directory the last one installed overwrote the others'
+    files: the owner is the one whose RECORD hash of build_info.py matches the file on disk.
+    """
+    here = [p for p in tf.distributions if p.location == site]
+    if len(here) <= 1:
+        return here[0].version if here else None
+    digest = _record_digest(ctx.path(f"{site}/{BUILD_INFO}"))
+    for package in here:
+        for record in _records(ctx, site, package):
+            if digest and f"{BUILD_INFO},sha256={digest}," in record:
+                return package.version
+    return None
+
+
+def _record_digest(path: Path) -> str | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _records(ctx: ProbeContext, site: str, package: PythonPackage) -> list[str]:
+    texts = []
+    folder = ctx.path(site)
+    for name in os.listdir(folder):
+        if name.endswith(".dist-info") and canonical(name.split("-", 1)[0]) == canonical(package.name):
+            try:
+                texts.append((folder / name / "RECORD").read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+    return texts
+
+
+def parse_build_info(text: str) -> TfBuildInfo | None:
+    """Parse TensorFlow's generated build_info.py (`build_info = collections.OrderedDict([...])`) with ast.
+
+    Returns None when the text holds no readable build_info. Never raises.
+    """
+    raw = _literal_build_info(text)
+    if raw is None:
+        return None
+    caps = raw.get("cuda_compute_capabilities")
+    if isinstance(caps, str):  # some source builds write "sm_70,compute_80"
+        caps = [c for c in re.split(r"[,\s]+", caps) if c]
+    return TfBuildInfo(
+        is_cuda_build=_bool(raw.get("is_cuda_build")),
+        is_rocm_build=_bool(raw.get("is_rocm_build")),
+        cuda_version=_text(raw.get("cuda_version")),
+        cudnn_version=_text(raw.get("cudnn_version")),
+        cuda_compute_capabilities=[str(c) for c in caps] if isinstance(caps, list) else [],
+        cpu_compiler=_text(raw.get("cpu_compiler")),
+        raw=raw,
+    )
+
+
+def _literal_build_info(text: str) -> dict[str, Any] | None:
+    try:
+        tree = ast.parse(text)
+        for node in tree.body:
+            if not isinstance(node, ast.Assign):
+                continue
+            if not any(isinstance(t, ast.Name) and t.id == "build_info" for t in node.targets):
+                continue
+            value = node.value
+            if isinstance(value, ast.Call):  # OrderedDict([...]) / dict(...)
+                value = value.args[0] if value.args else ast.Dict(keys=[], values=[])
+            items = ast.literal_eval(value)
+            pairs = items.items() if isinstance(items, dict) else items
+            return {str(k): _json_safe(v) for k, v in pairs} or None
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError, AttributeError):
+        return None
+    return None
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "", []) else None

@@ -1,0 +1,219 @@
+"""Driver and GPU findings over the real H100 capture and real multi-GPU reports (see tests/checks_support.py)."""
+
+from __future__ import annotations
+
+from checks_support import codes, gpus_fixture, h100, no_gpu_facts, one, tensorflow
+
+from envdoctor.checks import Severity
+from envdoctor.facts import NvmlError, PciGpu
+
+
+def test_h100_idle_with_tf_221_is_ok_and_jit_is_info():
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0")
+    ok = one(facts, "driver.ok")
+    assert ok.severity is Severity.OK
+    assert ok.title == "NVIDIA driver 580.159.04 (open kernel module), supports CUDA ≤ 13.0"
+    jit = one(facts, "gpu.ptx-jit")  # TF 2.21 has sm_89 + compute_90: an H100 (9.0) runs the PTX
+    assert jit.severity is Severity.INFO
+    assert "compute_90" in " ".join(jit.evidence)
+    assert one(facts, "gpu.ok").title.startswith("1 GPU(s): NVIDIA H100 80GB HBM3 (compute capability 9.0")
+    assert "gpu.memory-in-use" not in codes(facts)
+
+
+def test_no_gpu_is_info_and_silences_driver():
+    facts = no_gpu_facts()
+    none = one(facts, "gpu.none")
+    assert none.severity is Severity.INFO
+    assert not any(c.startswith("driver.") for c in codes(facts))
+
+
+def test_gpu_on_pci_without_driver():
+    facts = no_gpu_facts()  # Rocky 9.3 (dnf)
+    facts.driver.pci_gpus = [PciGpu("0000:01:00.0", "0x10de", "0x2684", "0x030000", None)]
+    f = one(facts, "driver.not-installed")
+    assert f.severity is Severity.ERROR
+    assert "PCI 0000:01:00.0 0x10de:0x2684 class 0x030000, kernel driver: none" in f.evidence
+    assert f.fix == "sudo dnf install -y nvidia-open && sudo reboot"
+    assert "gpu.none" not in codes(facts)
+
+
+def test_ubuntu_driver_install_uses_ubuntu_drivers():
+    facts = h100()
+    facts.gpus = []
+    facts.driver.nvidia_module_loaded = False
+    facts.driver.userspace_version = facts.driver.kernel_module_version = None
+    facts.driver.pci_gpus[0].driver = None
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
+    assert one(facts, "driver.not-installed").fix == "sudo ubuntu-drivers install && sudo reboot"
+
+
+def test_nouveau_bound():
+    facts = no_gpu_facts()
+    facts.system.package_manager, facts.system.distro_id = "pacman", "arch"
+    facts.driver.nouveau_loaded = True
+    facts.driver.pci_gpus = [PciGpu("0000:01:00.0", "0x10de", "0x1f95", "0x030000", "nouveau")]
+    f = one(facts, "driver.nouveau")
+    assert f.severity is Severity.ERROR
+    assert f.fix == (
+        "sudo pacman -S --needed nvidia-open nvidia-utils && printf 'blacklist nouveau\\noptions nouveau "
+        "modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf && sudo mkinitcpio -P && sudo reboot"
+    )
+    assert "driver.not-installed" not in codes(facts)
+
+
+def test_secure_boot_blocks_module():
+    facts = h100()
+    facts.gpus = []
+    facts.driver.nvidia_module_loaded = False
+    facts.driver.kernel_module_version = None
+    facts.driver.pci_gpus[0].driver = None
+    facts.driver.secure_boot = True
+    facts.driver.userspace_version = None
+    facts.driver.nvml_error = NvmlError("driver_not_loaded", "Driver Not Loaded")
+    f = one(facts, "driver.secure-boot")
+    assert f.severity is Severity.ERROR
+    assert f.fix.startswith("sudo mokutil --import /var/lib/shim-signed/mok/MOK.der && sudo reboot")
+    assert "Secure Boot: enabled" in f.evidence
+    assert "driver.module-not-loaded" not in codes(facts)
+
+
+def test_module_not_loaded_without_secure_boot():
+    facts = h100()
+    facts.gpus = []
+    facts.driver.nvidia_module_loaded = False
+    facts.driver.kernel_module_version = None
+    facts.driver.pci_gpus[0].driver = None
+    facts.driver.secure_boot = False
+    facts.driver.nvml_error = NvmlError("driver_not_loaded", "Driver Not Loaded")
+    f = one(facts, "driver.module-not-loaded")
+    assert f.fix.startswith("sudo modprobe nvidia")
+    assert "sudo apt-get install -y linux-headers-$(uname -r) dkms" in f.fix
+
+
+def test_kernel_userspace_mismatch():
+    facts = h100()
+    facts.driver.userspace_version = "580.95.05"  # upgraded packages, old module still loaded
+    f = one(facts, "driver.version-mismatch")
+    assert f.severity is Severity.ERROR
+    assert f.fix.startswith("sudo reboot")
+    assert "kernel module: 580.159.04 (/proc/driver/nvidia/version)" in f.evidence
+    assert "driver.ok" not in codes(facts)
+
+
+def test_mismatch_reported_by_nvml():
+    facts = h100()
+    facts.gpus, facts.driver.userspace_version = [], None
+    facts.driver.nvml_error = NvmlError("lib_rm_version_mismatch", "Driver/library version mismatch")
+    assert "NVML: Driver/library version mismatch" in one(facts, "driver.version-mismatch").evidence
+
+
+def test_driver_too_old_for_tf_cuda_major():
+    facts = h100()
+    facts.driver.userspace_version = facts.driver.kernel_module_version = "470.82.01"
+    facts.driver.cuda_driver_version = "11.4"
+    facts.tensorflow = tensorflow("2.18.0")
+    f = one(facts, "driver.too-old-for-tf")
+    assert f.severity is Severity.ERROR
+    assert "driver 470.82.01 supports CUDA ≤ 11.4 (NVML)" in f.evidence
+    assert "TensorFlow 2.18.0 needs CUDA 12.5.1" in f.evidence
+    assert f.fix.startswith("Upgrade the NVIDIA driver to ≥ 555.42.02: sudo ubuntu-drivers install")
+
+
+def test_minor_version_compat_is_info_but_ptx_jit_makes_it_an_error():
+    facts = h100()
+    facts.driver.userspace_version = facts.driver.kernel_module_version = "535.104.05"
+    facts.driver.cuda_driver_version = "12.2"
+    facts.tensorflow = tensorflow("2.17.0")  # CUDA 12.3; the H100 runs its compute_90 PTX
+    f = one(facts, "driver.too-old-for-tf")
+    assert f.severity is Severity.ERROR
+    assert any("CUDA_ERROR_UNSUPPORTED_PTX_VERSION" in e for e in f.evidence)
+    facts.gpus = gpus_fixture("v100-busy.json")  # V100 (7.0): SASS sm_70, no JIT needed
+    g = one(facts, "driver.minor-compat-for-tf")
+    assert g.severity is Severity.INFO
+    assert "CUDA 12.x minor-version compatibility: driver ≥ 525.60.13 runs it" in g.evidence
+
+
+def test_driver_too_old_for_toolkit_derived_without_nvml():
+    facts = h100()
+    facts.gpus, facts.driver.cuda_driver_version = [], None  # as under --root: no NVML
+    facts.driver.userspace_version = None
+    facts.driver.kernel_module_version = "550.54.14"
+    from envdoctor.facts import CudaToolkit
+
+    facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-13.0", "13.0", "version.json", active=True)]
+    f = one(facts, "driver.too-old-for-toolkit")
+    assert f.severity is Severity.WARNING
+    assert "driver 550.54.14 supports CUDA ≤ 12.4 (CUDA release-notes table)" in f.evidence
+
+
+def test_compute_capability_not_covered():
+    facts = h100()
+    facts.gpus = gpus_fixture("theano-8400gs-titan.json")  # 1.1 and 3.5
+    facts.tensorflow = tensorflow("2.17.0")
+    errors = [f for f in __import__("checks_support").findings(facts) if f.code == "gpu.cc-unsupported"]
+    assert len(errors) == 2
+    titan = next(f for f in errors if "3.5" in f.title)
+    assert titan.severity is Severity.ERROR
+    assert "tensorflow==2.14.*" in titan.fix  # the newest wheel with sm_35
+    assert "sm_35" in titan.fix
+    kepler_old = next(f for f in errors if "1.1" in f.title)
+    assert "tensorflow==" not in kepler_old.fix and "envdoctor build-tf" in kepler_old.fix
+
+
+def test_blackwell_ptx_from_older_generation_is_a_warning():
+    facts = h100()
+    facts.gpus[0].name, facts.gpus[0].compute_capability = "NVIDIA GeForce RTX 5090", "12.0"
+    facts.tensorflow = tensorflow("2.21.0")
+    f = one(facts, "gpu.ptx-jit")
+    assert f.severity is Severity.WARNING
+    assert any("CUDA_ERROR_INVALID_PTX" in e for e in f.evidence)
+
+
+def test_memory_held_by_other_process():
+    facts = h100("busy")
+    f = one(facts, "gpu.memory-in-use")
+    assert f.severity is Severity.WARNING
+    assert "GPU 0 (NVIDIA H100 80GB HBM3): 6.5 GiB of 79.6 GiB held by 1 process(es) (pid 720)" in f.evidence
+    assert "envdoctor env --gpus auto:1" in f.fix and "TF_FORCE_GPU_ALLOW_GROWTH=true" in f.fix
+    facts.env.variables["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    assert one(facts, "gpu.memory-in-use").severity is Severity.INFO
+
+
+def test_wsl2_with_linux_driver():
+    facts = no_gpu_facts()
+    facts.system.wsl, facts.system.package_manager = 2, "apt"
+    facts.driver.nvml_error = NvmlError("driver_not_loaded", "Driver Not Loaded")
+    f = one(facts, "driver.wsl-linux-driver")
+    assert f.severity is Severity.ERROR
+    assert "apt-get remove --purge" in f.fix and "wsl --shutdown" in f.fix
+
+
+def test_wsl2_without_gpu_is_just_no_gpu():
+    facts = no_gpu_facts()
+    facts.system.wsl = 2
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
+    assert "driver.wsl-linux-driver" not in codes(facts)
+    assert "WSL2" in one(facts, "gpu.none").evidence[0]
+
+
+def test_gpu_lost():
+    facts = h100()
+    facts.gpus = []
+    facts.driver.nvml_error = NvmlError("gpu_lost", "GPU is lost")
+    assert one(facts, "driver.gpu-lost").severity is Severity.ERROR
+
+
+def test_wsl2_libcuda_outside_wsl_lib_is_a_linux_driver():
+    from envdoctor.facts import LibraryResolution
+
+    facts = h100("idle")  # the GPU as NVML reports it through the Windows driver
+    facts.system.wsl = 2
+    facts.driver.kernel_module_version, facts.driver.nvidia_module_loaded, facts.driver.pci_gpus = None, False, []
+    facts.tensorflow = tensorflow("2.21.0")
+    facts.cuda.tf_libraries = [LibraryResolution("cuda", "libcuda.so.1", "found", "/usr/lib/wsl/lib/libcuda.so.1")]
+    assert "driver.wsl-linux-driver" not in codes(facts)
+    assert one(facts, "driver.ok").severity is Severity.OK
+    facts.cuda.tf_libraries[0].path = "/usr/lib/x86_64-linux-gnu/libcuda.so.1"
+    f = one(facts, "driver.wsl-linux-driver")
+    assert "libcuda.so.1 resolves to /usr/lib/x86_64-linux-gnu/libcuda.so.1, not /usr/lib/wsl/lib" in f.evidence

@@ -1,0 +1,38 @@
+"""System findings (WSL1, macOS, containers) and the OK line, over the real H100 server's system facts."""
+
+from __future__ import annotations
+
+from checks_support import codes, h100, no_gpu_facts, one
+
+from envdoctor.checks import Severity
+from envdoctor.facts import NvmlError
+
+
+def test_h100_system_ok_line():
+    ok = one(h100("idle"), "system.ok")
+    assert ok.title == "Ubuntu 24.04.3 LTS, kernel 6.18.44, x86_64, Python 3.12.3 (venv)"
+    assert "package manager: apt" in ok.evidence
+
+
+def test_wsl1_cannot_use_the_gpu():
+    facts = no_gpu_facts()
+    facts.system.wsl, facts.system.kernel = 1, "4.4.0-19041-Microsoft"
+    f = one(facts, "system.wsl1")
+    assert f.severity is Severity.WARNING
+    assert "wsl --set-version <distro> 2" in f.fix
+    assert "system.ok" not in codes(facts)
+
+
+def test_macos_is_info():
+    facts = no_gpu_facts()
+    facts.system.os, facts.system.arch = "Darwin", "arm64"
+    assert one(facts, "system.macos").severity is Severity.INFO
+    assert "system.ok" in codes(facts)
+
+
+def test_container_without_gpu_access():
+    facts = no_gpu_facts()
+    facts.system.container = "docker"
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
+    f = one(facts, "system.container-no-gpu")
+    assert "--gpus all" in f.fix

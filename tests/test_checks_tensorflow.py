@@ -1,0 +1,156 @@
+"""TensorFlow findings: distributions, Python range, CPU-only builds next to a GPU, and --deep results."""
+
+from __future__ import annotations
+
+from checks_support import codes, h100, no_gpu_facts, one, tensorflow
+
+from envdoctor.checks import Severity
+from envdoctor.facts import DeepFacts, PythonPackage
+
+
+def test_h100_with_gpu_tf_is_ok():
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0")
+    ok = one(facts, "tensorflow.ok")
+    assert ok.title == "TensorFlow 2.21.0 (tensorflow, CUDA 12.5.1 / cuDNN 9 build) on Python 3.12.3"
+
+
+def test_tensorflow_cpu_on_gpu_machine():
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    f = one(facts, "tensorflow.cpu-only-with-gpu")
+    assert f.severity is Severity.WARNING
+    assert "build_info.py: is_cuda_build = False" in f.evidence
+    assert f.fix == (
+        "/home/user/venv/bin/python -m pip uninstall -y tensorflow-cpu && "
+        "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.0'"
+    )
+
+
+def test_tensorflow_cpu_without_gpu_is_fine():
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    assert "tensorflow.cpu-only-with-gpu" not in codes(facts)
+    assert one(facts, "tensorflow.ok").title.startswith("TensorFlow 2.21.0 (tensorflow-cpu, CPU build)")
+
+
+def test_native_windows_tf_has_no_gpu():
+    facts = h100("idle")
+    facts.system.os = "Windows"
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.tensorflow.distributions = [
+        PythonPackage("tensorflow", "2.15.1"),
+        PythonPackage("tensorflow-intel", "2.15.1"),
+    ]
+    facts.tensorflow.version = "2.15.1"
+    f = one(facts, "tensorflow.cpu-only-with-gpu")
+    assert "native Windows" in f.title and "wsl --install" in f.fix
+    # tensorflow pulls tensorflow-intel on Windows at the same version: not a conflict
+    assert "tensorflow.several-distributions" not in codes(facts)
+
+
+def test_several_distributions():
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.21.0")
+    facts.tensorflow.distributions.append(PythonPackage("tensorflow-cpu", "2.20.0"))
+    facts.tensorflow.distributions.append(PythonPackage("keras", "3.12.0"))  # not a TF distribution
+    f = one(facts, "tensorflow.several-distributions")
+    assert f.severity is Severity.ERROR
+    assert f.fix.endswith(
+        "-m pip uninstall -y tensorflow tensorflow-cpu && /home/user/venv/bin/python -m pip install tensorflow"
+    )
+
+
+def test_python_outside_release_range():
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.15.0", python="3.12.3")
+    f = one(facts, "tensorflow.python-unsupported")
+    assert f.severity is Severity.ERROR
+    assert "TensorFlow 2.15.0: Python 3.9–3.11" in f.evidence
+    assert "tensorflow==2.21.*" in f.fix
+
+
+def test_python_too_new_for_any_release():
+    facts = no_gpu_facts()
+    facts.system.python_version = "3.14.0"
+    f = one(facts, "tensorflow.python-unsupported")
+    assert f.severity is Severity.WARNING
+    assert "python3.13 -m venv" in f.fix
+
+
+def test_not_installed_suggests_and_cuda_with_gpu():
+    facts = h100("idle")
+    f = one(facts, "tensorflow.not-installed")
+    assert f.severity is Severity.INFO
+    assert f.fix == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]'"
+
+
+def test_unknown_release():
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.tensorflow.version = "2.22.0"
+    assert one(facts, "tensorflow.unknown-release").severity is Severity.INFO
+
+
+def test_deep_sigill():
+    facts = no_gpu_facts("x86-pentium-g640-no-avx.txt")
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.deep = DeepFacts(returncode=-4, signal="SIGILL", output_tail="Illegal instruction (core dumped)\n")
+    f = one(facts, "tensorflow.import-sigill")
+    assert f.severity is Severity.ERROR
+    assert "import tensorflow: killed by SIGILL" in f.evidence and "envdoctor build-tf" in f.fix
+
+
+def test_deep_no_gpu_registered():
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0")
+    facts.deep = DeepFacts(
+        returncode=0,
+        gpus=[],
+        output_tail=(
+            "W0000 gpu_device.cc:2341] Cannot dlopen some GPU libraries.\nSkipping registering GPU devices...\n"
+        ),
+    )
+    f = one(facts, "tensorflow.no-gpu-registered")
+    assert "Skipping registering GPU devices..." in f.evidence
+
+
+def test_deep_timeout():
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.deep = DeepFacts(timed_out=True, seconds=60.0)
+    assert one(facts, "tensorflow.import-timeout").severity is Severity.WARNING
+
+
+def test_deep_output_parsed_by_the_deep_probe():
+    """The deep probe's own parser over TF's real log lines (wording from tf_wheels.md / doctor_anchors.md)."""
+    from envdoctor.probes.deep import parse_import_output
+
+    stderr = (
+        "I0000 cpu_feature_guard.cc:210] This TensorFlow binary is optimized to use available CPU instructions "
+        "in performance-critical operations.\nTo enable the following instructions: AVX2 AVX512F AVX512_VNNI "
+        "AVX512_BF16 FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.\n"
+    )
+    facts = no_gpu_facts("x86-epyc-9654-zen4.txt")
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.deep = parse_import_output("", stderr, 1, None)
+    assert one(facts, "tensorflow.import-failed").severity is Severity.ERROR
+    facts.deep = parse_import_output("", stderr, 0, None)
+    assert "tensorflow.import-failed" not in codes(facts)
+    assert "AVX512_VNNI" in one(facts, "cpu.unused-instructions").title
+
+
+def test_deep_not_run_under_root():
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.deep = DeepFacts(error="not run: --root given (nothing on the inspected system can be executed)")
+    f = one(facts, "tensorflow.deep-not-run")
+    assert f.severity is Severity.INFO and "--root" in f.evidence[0]
+
+
+def test_distribution_names_are_compared_canonically():
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.tensorflow.distributions[0].name = "tensorflow_cpu"  # as importlib.metadata spells it from the dist-info
+    f = one(facts, "tensorflow.cpu-only-with-gpu")
+    assert "pip uninstall -y tensorflow-cpu" in f.fix

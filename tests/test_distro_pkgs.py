@@ -1,0 +1,64 @@
+"""envdoctor.distro_pkgs over recipes/packages.json: the commands the doctor and build-tf print."""
+
+from __future__ import annotations
+
+import pytest
+
+from envdoctor.distro_pkgs import distro_command, install_command, package_names
+
+
+@pytest.mark.parametrize(
+    "pm, expected",
+    [
+        ("apt", "sudo apt-get install -y build-essential clang lld git"),
+        ("dnf", "sudo dnf install -y gcc gcc-c++ make clang lld git"),
+        ("yum", "sudo yum install -y gcc gcc-c++ make clang lld git"),
+        ("zypper", "sudo zypper install -y gcc gcc-c++ make clang lld git"),
+        ("pacman", "sudo pacman -S --needed base-devel clang lld git"),
+    ],
+)
+def test_build_prerequisites_per_manager(pm, expected):
+    assert install_command(pm, ["build-essential", "clang", "lld", "git"]) == expected
+
+
+def test_unknown_manager_or_package_gives_none():
+    assert install_command(None, ["git"]) is None
+    assert install_command("apk", ["git"]) is None
+    assert install_command("apt", ["no-such-package"]) is None
+    assert install_command("apt", ["bazelisk"]) is None  # not packaged there: no half-true command
+    assert install_command("pacman", ["bazelisk"]) == "sudo pacman -S --needed bazelisk"
+
+
+def test_packages_included_in_python_are_skipped():
+    assert install_command("dnf", ["python3-venv", "python3-dev"]) == "sudo dnf install -y python3-devel"
+    assert install_command("dnf", ["python3-venv"]) is None  # nothing to install
+    assert install_command("pacman", ["python3-dev", "python3-pip"]) == "sudo pacman -S --needed python python-pip"
+
+
+def test_duplicates_are_installed_once():
+    assert install_command("pacman", ["python3-dev", "python3-dev"]) == "sudo pacman -S --needed python"
+
+
+def test_nvidia_driver_distro_overrides():
+    assert install_command("apt", ["nvidia-driver"], "ubuntu") == "sudo ubuntu-drivers install"
+    assert (
+        install_command("apt", ["nvidia-driver"], "debian")
+        == "sudo apt-get install -y nvidia-driver firmware-misc-nonfree"
+    )
+    assert install_command("dnf", ["nvidia-driver"], "fedora").endswith(
+        "sudo dnf install -y akmod-nvidia xorg-x11-drv-nvidia-cuda"
+    )
+    assert install_command("dnf", ["nvidia-driver"], "rocky") == "sudo dnf install -y nvidia-open"
+    # an override only replaces a lone package: mixed lists keep generic names
+    assert install_command("apt", ["nvidia-driver", "git"], "ubuntu").startswith(
+        "sudo apt-get install -y nvidia-driver"
+    )
+
+
+def test_kernel_headers_and_other_commands():
+    assert package_names("apt", "kernel-headers") == ["linux-headers-$(uname -r)"]
+    assert package_names("yum", "kernel-headers") == ["kernel-devel-$(uname -r)", "kernel-headers"]
+    assert distro_command("apt", "rebuild-initramfs") == "sudo update-initramfs -u"
+    assert distro_command("pacman", "rebuild-initramfs") == "sudo mkinitcpio -P"
+    assert distro_command(None, "rebuild-initramfs") is None
+    assert distro_command("apt", "no-such-action") is None

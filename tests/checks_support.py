@@ -3,7 +3,7 @@
 Origins:
 - H100 server: tests/fixtures/h100-firecracker/ (a real capture, see its README.md): NVML through FakeNvml and
   envdoctor.probes.nvidia.read_gpus_nvml, /proc/driver/nvidia/version, /etc/os-release, /proc/cpuinfo.
-- CPUs: tests/fixtures/checks/cpuinfo/ (real machines; origins in tests/fixtures/checks/README.md), parsed
+- CPUs: tests/fixtures/cpuinfo/ (real machines; origins in tests/fixtures/cpuinfo/README.md), parsed
   with envdoctor.probes.cpu.cpu_facts_from_cpuinfo.
 - Other GPUs: tests/fixtures/gpus/*.json (GpuFacts from real nvidia-smi reports, sources inside each file).
 - TensorFlow build info: the values read from each PyPI wheel's build_info.py
@@ -27,7 +27,7 @@ from fakenvml import FakeNvml  # noqa: E402
 
 H100 = TESTS / "fixtures" / "h100-firecracker"
 
-CPUINFO = TESTS / "fixtures" / "checks" / "cpuinfo"
+CPUINFO = TESTS / "fixtures" / "cpuinfo"
 
 # build_info.py of the official Linux x86_64 wheels (tf_wheels.md): (cuda_version, cudnn major, capabilities)
 WHEEL_BUILD_INFO = {
@@ -41,7 +41,7 @@ WHEEL_BUILD_INFO = {
 
 
 def cpuinfo_text(name: str) -> str:
-    """A real /proc/cpuinfo from tests/fixtures/checks/cpuinfo (origins in the README.md there)."""
+    """A real /proc/cpuinfo from tests/fixtures/cpuinfo (origins in the README.md there)."""
     return (CPUINFO / name).read_text()
 
 

@@ -1,4 +1,4 @@
-"""CPU findings over real /proc/cpuinfo files (tests/fixtures/checks/README.md)."""
+"""CPU findings over real /proc/cpuinfo files (tests/fixtures/cpuinfo/README.md)."""
 
 from __future__ import annotations
 

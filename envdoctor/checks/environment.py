@@ -7,9 +7,7 @@ from collections.abc import Iterable
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import has_nvidia_gpu, join, tf_releases, with_ok
 from envdoctor.facts import Facts
-
-_EMPTY = "CUDA_VISIBLE_DEVICES is set but empty: CUDA sees no GPU"
-
+from envdoctor.gpus.visible import EMPTY_PROBLEM
 
 @check
 def environment_checks(facts: Facts) -> Iterable[Finding]:
@@ -47,7 +45,7 @@ def _visibility(facts: Facts) -> list[Finding]:
     out: list[Finding] = []
     if res.hidden_all:
         out.append(_empty())
-    problems = [p for p in res.problems if p != _EMPTY]
+    problems = [p for p in res.problems if p != EMPTY_PROBLEM]
     mapping = [
         f"CUDA ordinal {d.ordinal} = nvidia-smi GPU {d.gpu.index} ({d.gpu.name}"
         + (f", MIG {d.mig.uuid}" if d.mig else "")

@@ -1,7 +1,97 @@
-"""CLI command(s): placeholder until its issue lands."""
+"""`envdoctor gpus`, `env` and `run`: see the GPUs as CUDA will, and give a process exactly the GPUs asked for.
+
+Module top stays light (typer only): rich, NVML and the GPU logic load inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+SPEC_HELP = (
+    "GPUs to use: nvidia-smi indices (0,2), G:M for MIG device M of GPU G, GPU-/MIG- UUIDs or unique prefixes, "
+    "auto:N (the N GPUs with most free memory and no compute process), all, or none (CPU only)."
+)
+MEMORY_HELP = (
+    "Cap TensorFlow at MB per GPU. TensorFlow has no environment variable for this: envdoctor emits "
+    "ENVDOCTOR_TF_MEMORY_LIMIT_MB, which only envdoctor.configure_tensorflow() in the program applies."
+)
+ALLOCATOR_HELP = "Set TF_GPU_ALLOCATOR (cuda_malloc_async: CUDA's pool allocator, less fragmentation)."
+FROM_HELP = "Read the GPUs from a JSON snapshot (`envdoctor gpus --json` or `check --save`) instead of NVML."
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("gpus", help="Show each GPU with its nvidia-smi index and the CUDA ordinal it gets here.")(gpus_cmd)
+    app.command("env", help="Print the environment that selects GPUs, for eval \"$(envdoctor env --gpus 0,2)\".")(
+        env_cmd
+    )
+    app.command(
+        "run",
+        help="Run COMMAND with the GPUs of SPEC and memory growth; exits with COMMAND's exit code.",
+        context_settings={"allow_interspersed_args": False},
+    )(run_cmd)
+
+
+def gpus_cmd(
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
+) -> None:
+    from envdoctor.gpus import table
+    from envdoctor.gpus.snapshot import gpus_from
+
+    gpus, why = gpus_from(from_file)
+    env = os.environ
+    if as_json:
+        typer.echo(table.to_json(gpus, env, why))
+    else:
+        table.print_table(gpus, env, why)
+
+
+def _environment(spec: str, from_file: Optional[Path], growth: bool, mb: Optional[int], allocator: Optional[str]):
+    from envdoctor.gpus.lock import pick_auto
+    from envdoctor.gpus.snapshot import gpus_from
+    from envdoctor.gpus.spec import build_environment, check_options, parse_spec
+
+    check_options(mb, allocator)
+    gpus, _ = gpus_from(from_file)
+    selection = parse_spec(spec, gpus)
+    devices = selection.devices
+    if selection.auto is not None:
+        devices = pick_auto(selection.auto, lambda: gpus_from(from_file)[0])
+    if selection.all_gpus and not devices:
+        print("envdoctor: no usable GPU here: 'all' selects none", file=sys.stderr)
+        return build_environment(None, growth, mb, allocator), selection
+    return build_environment(devices, growth, mb, allocator), selection
+
+
+def env_cmd(
+    gpus: str = typer.Option(..., "--gpus", help=SPEC_HELP),
+    no_allow_growth: bool = typer.Option(False, "--no-allow-growth", help="Do not set TF_FORCE_GPU_ALLOW_GROWTH."),
+    memory_limit: Optional[int] = typer.Option(None, "--memory-limit", metavar="MB", help=MEMORY_HELP),
+    allocator: Optional[str] = typer.Option(None, "--allocator", help=ALLOCATOR_HELP),
+    fmt: str = typer.Option("bash", "--format", help="bash | zsh | fish | powershell | dotenv | json"),
+    from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
+) -> None:
+    from envdoctor.gpus.shells import render
+
+    render({}, fmt)  # an unknown format fails before an auto:N pick is recorded
+    env, _ = _environment(gpus, from_file, not no_allow_growth, memory_limit, allocator)
+    sys.stdout.write(render(env, fmt))  # rendered whole first: a failure leaves stdout empty
+
+
+def run_cmd(
+    command: list[str] = typer.Argument(..., metavar="COMMAND", help="The command and its arguments (after --)."),
+    gpus: str = typer.Option(..., "--gpus", help=SPEC_HELP),
+    no_allow_growth: bool = typer.Option(False, "--no-allow-growth", help="Do not set TF_FORCE_GPU_ALLOW_GROWTH."),
+    memory_limit: Optional[int] = typer.Option(None, "--memory-limit", metavar="MB", help=MEMORY_HELP),
+    allocator: Optional[str] = typer.Option(None, "--allocator", help=ALLOCATOR_HELP),
+    from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
+) -> None:
+    from envdoctor.gpus.launch import run_with_gpus
+
+    code = run_with_gpus(command, gpus, from_file, not no_allow_growth, memory_limit, allocator)
+    raise typer.Exit(code)

@@ -1,0 +1,81 @@
+"""`envdoctor run`: start a command with the GPU environment; auto:N keeps the lock through a grace period."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from envdoctor.errors import UsageError
+from envdoctor.gpus.lock import GpuLock, choose_auto
+from envdoctor.gpus.snapshot import gpus_from
+from envdoctor.gpus.spec import Chosen, build_environment, check_options, parse_spec
+
+GRACE_VAR = "ENVDOCTOR_AUTO_GRACE_S"
+DEFAULT_GRACE_S = 5.0  # long enough for a TF job to create its CUDA context and show in NVML
+
+
+def _grace() -> float:
+    try:
+        return max(0.0, float(os.environ.get(GRACE_VAR, DEFAULT_GRACE_S)))
+    except ValueError:
+        return DEFAULT_GRACE_S
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    if not command:
+        raise UsageError("run needs a command: envdoctor run --gpus SPEC -- COMMAND...")
+    try:
+        return subprocess.Popen(command, env={**os.environ, **env})
+    except OSError as exc:
+        raise UsageError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:  # the child got the same SIGINT from the terminal: let it finish
+            continue
+    return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells report it
+
+
+def _describe(devices: list[Chosen]) -> str:
+    return ", ".join(f"GPU {d.label} ({d.uuid})" for d in devices)
+
+
+def run_with_gpus(
+    command: list[str],
+    spec: str,
+    from_file: Path | None,
+    allow_growth: bool = True,
+    memory_limit_mb: int | None = None,
+    allocator: str | None = None,
+) -> int:
+    """Run command with the GPUs of spec; returns its exit code."""
+    check_options(memory_limit_mb, allocator)
+    gpus, _ = gpus_from(from_file)
+    selection = parse_spec(spec, gpus)
+    if selection.auto is None:
+        devices = None if selection.all_gpus and not selection.devices else selection.devices
+        return _wait(_start(command, build_environment(devices, allow_growth, memory_limit_mb, allocator)))
+    lock = GpuLock()
+    lock.acquire()
+    try:
+        fresh, _ = gpus_from(from_file)  # read again under the lock: another job may have just started
+        chosen = choose_auto(selection.auto, fresh, lock.taken())
+        lock.record([c.uuid for c in chosen], os.getpid())
+        print(f"envdoctor: {spec} picked {_describe(chosen)}", file=sys.stderr)
+        proc = _start(command, build_environment(chosen, allow_growth, memory_limit_mb, allocator))
+        try:
+            proc.wait(timeout=_grace())
+        except subprocess.TimeoutExpired:
+            pass
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+    finally:
+        lock.release()
+    return _wait(proc)

@@ -1,0 +1,49 @@
+"""Render variables for a shell, each value quoted so that the shell reads back exactly the same string."""
+
+from __future__ import annotations
+
+import json
+
+from envdoctor.errors import UsageError
+
+FORMATS = ("bash", "zsh", "fish", "powershell", "dotenv", "json")
+
+
+def _posix(value: str) -> str:
+    # Single quotes keep everything literal; a quote itself is closed, escaped, reopened.
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _fish(value: str) -> str:
+    # In fish single quotes only \\ and \' are escapes.
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _powershell(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _dotenv(name: str, value: str) -> str:
+    # The common subset of docker --env-file, python-dotenv and `set -a; . file`: no quote or newline inside.
+    if any(c in value for c in "'\"\n\\$`"):
+        raise UsageError(f"{name}: value {value!r} cannot be written safely in dotenv format")
+    return f"{name}='{value}'"
+
+
+def render(env: dict[str, str], fmt: str) -> str:
+    """The text for `eval`/`source`/`Invoke-Expression`, ending in a newline."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt == "json":
+        return json.dumps(env, indent=2) + "\n"
+    lines = []
+    for name, value in env.items():
+        if fmt in ("bash", "zsh"):
+            lines.append(f"export {name}={_posix(value)}")
+        elif fmt == "fish":
+            lines.append(f"set -gx {name} {_fish(value)}")
+        elif fmt == "powershell":
+            lines.append(f"$env:{name} = {_powershell(value)}")
+        else:
+            lines.append(_dotenv(name, value))
+    return "".join(line + "\n" for line in lines)

@@ -1,0 +1,185 @@
+"""The GPU SPEC of `env`, `run` and configure_tensorflow, and the environment that selects it.
+
+SPEC: `all`, `none` (CPU only), `auto:N`, or a comma list of nvidia-smi indices (`0,2`), `G:M` (MIG device M of
+GPU G, as nvidia-smi numbers them), GPU-/MIG- UUIDs or unique prefixes of them. Indices are NVML's = nvidia-smi's
+(PCI bus order), whatever the GPU models. The environment names the chosen devices by UUID, so CUDA's own
+numbering (FASTEST_FIRST or PCI_BUS_ID) cannot change which GPUs a process gets; CUDA_DEVICE_ORDER=PCI_BUS_ID is
+set too, so that any ordinal inside the process follows nvidia-smi's order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from envdoctor.errors import UsageError
+from envdoctor.facts import GpuFacts, MigDevice
+
+ALLOCATORS = ("cuda_malloc_async",)  # the only value TF_GPU_ALLOCATOR accepts besides the default BFC
+MEMORY_LIMIT_VAR = "ENVDOCTOR_TF_MEMORY_LIMIT_MB"  # read by envdoctor.configure_tensorflow(), not by TensorFlow
+
+
+@dataclass
+class Chosen:
+    gpu: GpuFacts
+    mig: MigDevice | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.mig.uuid if self.mig else self.gpu.uuid
+
+    @property
+    def label(self) -> str:
+        return f"{self.gpu.index}:{self.mig.index}" if self.mig else str(self.gpu.index)
+
+
+@dataclass
+class Selection:
+    spec: str
+    devices: list[Chosen] = field(default_factory=list)
+    all_gpus: bool = False  # `all`: every usable device (possibly none)
+    auto: int | None = None  # N of auto:N (devices are chosen later, under the lock)
+
+    @property
+    def uuids(self) -> list[str]:
+        return [d.uuid for d in self.devices]
+
+
+def usable_devices(gpus: list[GpuFacts]) -> list[Chosen]:
+    """Every device that can run CUDA work: whole GPUs, and the MIG devices of MIG-enabled GPUs."""
+    out: list[Chosen] = []
+    for g in sorted(gpus, key=lambda g: g.index):
+        out += [Chosen(g, m) for m in g.mig_devices] if g.mig_enabled else [Chosen(g)]
+    return out
+
+
+def parse_spec(spec: str, gpus: list[GpuFacts]) -> Selection:
+    """Check a SPEC against the machine's GPUs; a bad SPEC raises UsageError (one line)."""
+    text = (spec or "").strip()
+    if text == "none":
+        return Selection(text)
+    if text == "all":
+        return Selection(text, usable_devices(gpus), all_gpus=True)
+    if text.startswith("auto:") or text == "auto":
+        return Selection(text, auto=_auto_count(text, gpus))
+    if not text:
+        raise UsageError("empty GPU SPEC: give all, none, auto:N, indices (0,2) or UUIDs")
+    if not usable_devices(gpus):
+        raise UsageError(f"GPU SPEC {text!r} on a machine with no usable NVIDIA GPU (use 'none' or 'all')")
+    chosen: list[Chosen] = []
+    for entry in (e.strip() for e in text.split(",")):
+        device = _entry(entry, gpus)
+        if any(c.uuid == device.uuid for c in chosen):
+            raise UsageError(f"GPU {entry!r} is named twice in {text!r}")
+        chosen.append(device)
+    return Selection(text, chosen)
+
+
+def _auto_count(text: str, gpus: list[GpuFacts]) -> int:
+    m = re.fullmatch(r"auto:([1-9]\d*)", text)
+    if not m:
+        raise UsageError(f"bad {text!r}: write auto:N with N >= 1")
+    n = int(m.group(1))
+    whole = [g for g in gpus if not g.mig_enabled]
+    if n > len(whole):
+        raise UsageError(f"{text}: this machine has {len(whole)} GPU(s) that auto can choose from")
+    return n
+
+
+def _entry(entry: str, gpus: list[GpuFacts]) -> Chosen:
+    by_index = {g.index: g for g in gpus}
+    if re.fullmatch(r"\d+", entry):
+        gpu = by_index.get(int(entry))
+        if gpu is None:
+            raise UsageError(f"GPU index {entry} is out of range: nvidia-smi lists {_indices(gpus)}")
+        if gpu.mig_enabled:
+            raise UsageError(
+                f"GPU {entry} has MIG enabled: name one of its MIG devices ({entry}:0 or a MIG- UUID)"
+                if gpu.mig_devices
+                else f"GPU {entry} has MIG enabled but no MIG devices: it cannot run CUDA work"
+            )
+        return Chosen(gpu)
+    if m := re.fullmatch(r"(\d+):(\d+)", entry):
+        gpu = by_index.get(int(m.group(1)))
+        if gpu is None:
+            raise UsageError(f"GPU index {m.group(1)} is out of range: nvidia-smi lists {_indices(gpus)}")
+        if not gpu.mig_enabled:
+            raise UsageError(f"{entry}: GPU {gpu.index} ({gpu.name}) does not have MIG enabled")
+        mig = next((d for d in gpu.mig_devices if d.index == int(m.group(2))), None)
+        if mig is None:
+            raise UsageError(f"{entry}: GPU {gpu.index} has no MIG device {m.group(2)}")
+        return Chosen(gpu, mig)
+    return _by_uuid(entry, gpus)
+
+
+def _by_uuid(entry: str, gpus: list[GpuFacts]) -> Chosen:
+    prefix = entry.lower()
+    if len(prefix) <= 4:
+        raise UsageError(f"bad GPU {entry!r}: give at least the first characters of a UUID after the prefix")
+    if prefix.startswith("mig-"):
+        found = [Chosen(g, m) for g in gpus for m in g.mig_devices if m.uuid.lower().startswith(prefix)]
+        if not found and any(g.uuid.lower().startswith("gpu-" + prefix[4:]) for g in gpus):
+            raise UsageError(f"{entry!r}: that GPU has no MIG devices (is MIG enabled?)")
+    elif prefix.startswith("gpu-"):
+        found = [Chosen(g) for g in gpus if g.uuid.lower().startswith(prefix)]
+    else:
+        raise UsageError(f"bad GPU {entry!r}: expected an index, G:M, a GPU-/MIG- UUID, all, none or auto:N")
+    if not found:
+        raise UsageError(f"no GPU has a UUID starting with {entry!r} (see `envdoctor gpus`)")
+    if len(found) > 1:
+        raise UsageError(f"{entry!r} is ambiguous: it starts {len(found)} UUIDs; give more characters")
+    chosen = found[0]
+    if chosen.mig is None and chosen.gpu.mig_enabled:
+        raise UsageError(f"{entry!r} has MIG enabled: name one of its MIG devices (MIG- UUID) instead")
+    return chosen
+
+
+def _indices(gpus: list[GpuFacts]) -> str:
+    return ", ".join(str(g.index) for g in sorted(gpus, key=lambda g: g.index)) or "none"
+
+
+def build_environment(
+    devices: list[Chosen] | None,
+    allow_growth: bool = True,
+    memory_limit_mb: int | None = None,
+    allocator: str | None = None,
+) -> dict[str, str]:
+    """The variables for a chosen device list (None: leave CUDA_VISIBLE_DEVICES alone)."""
+    check_options(memory_limit_mb, allocator)
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(d.uuid for d in devices)
+    if allow_growth:
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # TF accepts exactly "true"/"false"
+    if memory_limit_mb is not None:
+        env[MEMORY_LIMIT_VAR] = str(memory_limit_mb)
+    if allocator:
+        env["TF_GPU_ALLOCATOR"] = allocator
+    return env
+
+
+def check_options(memory_limit_mb: int | None, allocator: str | None) -> None:
+    if memory_limit_mb is not None and memory_limit_mb <= 0:
+        raise UsageError(f"--memory-limit must be a positive number of MB, not {memory_limit_mb}")
+    if allocator is not None and allocator not in ALLOCATORS:
+        raise UsageError(f"unknown allocator {allocator!r}: TensorFlow accepts {', '.join(ALLOCATORS)}")
+
+
+def environment_for(
+    spec: str,
+    gpus: list[GpuFacts],
+    allow_growth: bool = True,
+    memory_limit_mb: int | None = None,
+    allocator: str | None = None,
+) -> dict[str, str]:
+    """The environment that gives a process the GPUs of SPEC (auto:N picks under the lock). UsageError if bad."""
+    check_options(memory_limit_mb, allocator)
+    selection = parse_spec(spec, gpus)
+    devices: list[Chosen] | None = selection.devices
+    if selection.auto is not None:
+        from envdoctor.gpus.lock import pick_auto
+
+        devices = pick_auto(selection.auto, lambda: gpus)
+    elif selection.all_gpus and not devices:
+        devices = None  # no GPU here: "all" is all of none; hiding nothing is the honest rendering
+    return build_environment(devices, allow_growth, memory_limit_mb, allocator)

@@ -1,0 +1,97 @@
+"""Rendering of `envdoctor gpus`: a rich table, or one JSON document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from envdoctor.facts import GpuFacts, to_dict
+from envdoctor.gpus.visible import VisibleResolution, resolve_visible_devices
+
+
+def _resolve(gpus: list[GpuFacts], env: Mapping[str, str]) -> VisibleResolution:
+    return resolve_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), gpus, env.get("CUDA_DEVICE_ORDER"))
+
+
+def _ordinals(res: VisibleResolution) -> dict[str, int]:
+    """CUDA ordinal by device UUID (a GPU's own UUID maps to its first enumerated device)."""
+    out: dict[str, int] = {}
+    for d in res.devices:
+        out.setdefault(d.gpu.uuid, d.ordinal)
+        if d.mig:
+            out[d.mig.uuid] = d.ordinal
+    return out
+
+
+def to_json(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> str:
+    res = _resolve(gpus, env)
+    ordinals = _ordinals(res)
+    rows = []
+    for g in gpus:
+        row = to_dict(g)
+        row["cuda_ordinal"] = ordinals.get(g.uuid)
+        for m in row["mig_devices"]:
+            m["cuda_ordinal"] = ordinals.get(m["uuid"])
+        rows.append(row)
+    doc = {
+        "cuda_device_order": env.get("CUDA_DEVICE_ORDER"),
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+        "effective_order": res.order,
+        "order_exact": res.order_exact,
+        "problems": res.problems,
+        "no_gpu_reason": None if gpus else why,
+        "gpus": rows,
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n // (1 << 20)}"
+
+
+def _memory(g: GpuFacts) -> str:
+    return f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)} MiB"
+
+
+def _ordinal_cell(uuid: str, ordinals: dict[str, int], exact: bool) -> str:
+    if uuid not in ordinals:
+        return "hidden"
+    return str(ordinals[uuid]) if exact else f"~{ordinals[uuid]}"
+
+
+def _processes(g: GpuFacts) -> str:
+    parts = [f"{p.pid}" + (f" {p.name}" if p.name else "") + (f" ({_mib(p.used_memory_bytes)} MiB)"
+             if p.used_memory_bytes is not None else "") for p in g.processes]
+    return ", ".join(parts) or "-"
+
+
+def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not gpus:
+        console.print(f"No NVIDIA GPU: {why or 'none found'}. CPU-only TensorFlow works here.", highlight=False)
+        return
+    res = _resolve(gpus, env)
+    ordinals = _ordinals(res)
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    title = f"CUDA_DEVICE_ORDER={res.order}, CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}"
+    table = Table(title=title)
+    for col in ("nvidia-smi", "PCI bus id", "UUID", "CUDA", "name", "CC", "memory used/total", "util", "processes"):
+        table.add_column(col, overflow="fold")
+    for g in sorted(gpus, key=lambda g: g.index):
+        util = "?" if g.utilization_gpu is None else f"{g.utilization_gpu}%"
+        table.add_row(str(g.index), g.pci_bus_id, g.uuid, _ordinal_cell(g.uuid, ordinals, res.order_exact),
+                      g.name + (" [MIG]" if g.mig_enabled else ""), g.compute_capability or "?", _memory(g), util,
+                      _processes(g))
+        for m in g.mig_devices:
+            mem = f"- / {_mib(m.memory_total_bytes)} MiB"
+            table.add_row(f"{g.index}:{m.index}", "", m.uuid, _ordinal_cell(m.uuid, ordinals, res.order_exact),
+                          m.name or "MIG device", "", mem, "", "")
+    console.print(table)
+    if not res.order_exact:
+        console.print("~ CUDA's FASTEST_FIRST order is a guess for mixed GPU models: "
+                      "export CUDA_DEVICE_ORDER=PCI_BUS_ID to make CUDA's numbers nvidia-smi's.", highlight=False)
+    for p in res.problems:
+        console.print(f"! {p}", highlight=False)

@@ -1,0 +1,169 @@
+"""`envdoctor gpus`, `env` and `run` as a user runs them: real processes, GPU lists from recorded machines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIX = Path(__file__).parent / "fixtures" / "gpus"
+PAIR = FIX / "theano-8400gs-titan.json"  # two idle GPUs, CUDA order reversed against nvidia-smi's
+PRINT_CVD = [sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"]
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "TF_", "ENVDOCTOR_"))}
+    e["XDG_RUNTIME_DIR"] = str(tmp_path)  # a private lock directory per test
+    e["NO_COLOR"] = "1"
+    e["COLUMNS"] = "200"
+    return e
+
+
+def envdoctor(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_gpus_json_shows_cuda_ordinals(env):
+    doc = json.loads(envdoctor("gpus", "--json", "--from", str(PAIR), env=env).stdout)
+    assert [(g["index"], g["cuda_ordinal"]) for g in doc["gpus"]] == [(0, 1), (1, 0)]
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env["CUDA_VISIBLE_DEVICES"] = "1"
+    doc = json.loads(envdoctor("gpus", "--json", "--from", str(PAIR), env=env).stdout)
+    assert [(g["index"], g["cuda_ordinal"]) for g in doc["gpus"]] == [(0, None), (1, 0)]
+
+
+def test_gpus_json_round_trips_as_a_snapshot(env, tmp_path):
+    snap = tmp_path / "snap.json"
+    snap.write_text(envdoctor("gpus", "--json", "--from", str(FIX / "a100-mig.json"), env=env).stdout)
+    again = json.loads(envdoctor("gpus", "--json", "--from", str(snap), env=env).stdout)
+    assert [g["uuid"] for g in again["gpus"]][:2] == [
+        "GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e", "GPU-61a65011-6571-a6d2-5ab8-66cbb6f7f9c3"]
+
+
+def test_gpus_table(env):
+    env["CUDA_VISIBLE_DEVICES"] = "0,5,1"
+    out = envdoctor("gpus", "--from", str(PAIR), env=env)
+    assert out.returncode == 0
+    assert "GeForce GTX TITAN" in out.stdout and "0000:03:00.0" in out.stdout
+    assert "hidden" in out.stdout  # the 8400 GS: '5' cut the list before '1'
+    assert "entry '5' names no GPU" in out.stdout
+
+
+def test_gpus_table_busy_h100(env):
+    out = envdoctor("gpus", "--from", str(FIX / "h100-busy.json"), env=env).stdout
+    assert "720 (6662 MiB)" in out and "6670 / 81559 MiB" in out
+
+
+def test_gpus_without_gpu_exits_0(env, tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"gpus": []}')
+    out = envdoctor("gpus", "--from", str(empty), env=env)
+    assert out.returncode == 0 and "No NVIDIA GPU" in out.stdout
+
+
+def test_env_prints_eval_ready_text(env):
+    out = envdoctor("env", "--gpus", "0", "--from", str(PAIR), env=env)
+    assert out.returncode == 0
+    assert out.stdout == (
+        "export CUDA_DEVICE_ORDER='PCI_BUS_ID'\n"
+        "export CUDA_VISIBLE_DEVICES='GPU-00000000-0000-0000-0000-00000000840a'\n"
+        "export TF_FORCE_GPU_ALLOW_GROWTH='true'\n"
+    )
+
+
+@pytest.mark.parametrize("spec", ["7", "0,0", "GPU-zz", "auto:3", "2:0", "bogus"])
+def test_bad_spec_exits_2_with_nothing_on_stdout(env, spec):
+    out = envdoctor("env", "--gpus", spec, "--from", str(PAIR), env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("envdoctor: error: ") and out.stderr.count("\n") == 1
+
+
+def test_eval_of_failed_env_changes_nothing(env):
+    script = f'X=before; eval "$({sys.executable} -m envdoctor env --gpus 9 --from {PAIR} 2>/dev/null)"; ' \
+             'echo "${CUDA_VISIBLE_DEVICES-unset} $X"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout == "unset before\n"
+
+
+def test_run_passes_exit_code_and_environment(env):
+    out = envdoctor("run", "--gpus", "1", "--from", str(PAIR), "--", *PRINT_CVD, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "GPU-00000000-0000-0000-0000-0000000071a5"
+    code = envdoctor("run", "--gpus", "none", "--", sys.executable, "-c", "raise SystemExit(7)", env=env)
+    assert code.returncode == 7
+
+
+def test_run_child_killed_by_signal(env):
+    out = envdoctor("run", "--gpus", "none", "--", sys.executable, "-c",
+                    "import os, signal; os.kill(os.getpid(), signal.SIGTERM)", env=env)
+    assert out.returncode == 128 + 15
+
+
+def test_run_missing_command(env):
+    out = envdoctor("run", "--gpus", "none", "--", "no-such-command-xyz", env=env)
+    assert out.returncode == 2 and "no-such-command-xyz" in out.stderr
+
+
+def test_env_auto_twice_picks_different_gpus(env):
+    first = envdoctor("env", "--gpus", "auto:1", "--format", "json", "--from", str(PAIR), env=env)
+    second = envdoctor("env", "--gpus", "auto:1", "--format", "json", "--from", str(PAIR), env=env)
+    picks = [json.loads(o.stdout)["CUDA_VISIBLE_DEVICES"] for o in (first, second)]
+    assert picks[0] == "GPU-00000000-0000-0000-0000-0000000071a5"  # the TITAN: most free memory
+    assert picks[1] == "GPU-00000000-0000-0000-0000-00000000840a"
+    third = envdoctor("env", "--gpus", "auto:1", "--from", str(PAIR), env=env)
+    assert third.returncode == 2 and "just picked" in third.stderr
+
+
+def test_concurrent_runs_pick_different_gpus(env):
+    # Three `run --gpus auto:1` start at the same moment on a two-GPU machine: two GPUs, one refusal.
+    env["ENVDOCTOR_AUTO_GRACE_S"] = "1"
+    cmd = [sys.executable, "-m", "envdoctor", "run", "--gpus", "auto:1", "--from", str(PAIR), "--", *PRINT_CVD]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(3)]
+    results = [(p.wait(timeout=120), p.stdout.read().strip(), p.stderr.read()) for p in procs]
+    picked = sorted(out for code, out, _ in results if code == 0)
+    assert picked == ["GPU-00000000-0000-0000-0000-0000000071a5", "GPU-00000000-0000-0000-0000-00000000840a"]
+    refused = [err for code, _, err in results if code != 0]
+    assert len(refused) == 1 and "auto:1" in refused[0]
+
+
+def test_lock_dir_is_private(env, tmp_path):
+    envdoctor("env", "--gpus", "auto:1", "--from", str(PAIR), env=env)
+    assert (tmp_path / "envdoctor").stat().st_mode & 0o777 == 0o700
+
+
+def test_unknown_format_exits_2(env):
+    out = envdoctor("env", "--gpus", "none", "--format", "tcsh", env=env)
+    assert out.returncode == 2 and out.stdout == "" and "tcsh" in out.stderr
+
+
+def test_help_says_what_memory_limit_really_does(env):
+    out = envdoctor("env", "--help", env=env).stdout
+    assert "ENVDOCTOR_TF_MEMORY_LIMIT_MB" in " ".join(out.split())
+
+
+def test_lock_is_exclusive_across_processes(tmp_path):
+    from envdoctor.gpus.lock import GpuLock
+
+    code = ("import sys; from pathlib import Path; from envdoctor.gpus.lock import GpuLock; "
+            "from envdoctor.errors import UsageError\n"
+            "try:\n    GpuLock(Path(sys.argv[1]), timeout=0.5).acquire(); print('got it')\n"
+            "except UsageError as e:\n    print('refused:', e)")
+    with GpuLock(tmp_path):
+        held = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                              timeout=60).stdout
+    free = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60).stdout
+    assert held.startswith("refused: another envdoctor has held") and free.strip() == "got it"
+
+
+def test_visible_module_stays_light():
+    code = ("import sys, envdoctor.gpus.visible, envdoctor.gpus; "
+            "print(sorted({'rich', 'pynvml', 'jinja2', 'tensorflow', 'numpy', 'typer'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "[]"

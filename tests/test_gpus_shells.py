@@ -1,0 +1,86 @@
+"""The emitted environment, read back by the real shells (skipped only where a shell is not installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from envdoctor.errors import UsageError
+from envdoctor.gpus import environment_for
+from envdoctor.gpus.shells import render
+
+TRICKY = {
+    "A_SPACE": "two words  and\ttab",
+    "A_QUOTE": "it's \"quoted\"",
+    "A_BACKSLASH": "back\\slash \\' end\\",
+    "A_DOLLAR": "$HOME `id` $(id) ${x}",
+    "A_STAR": "* ? [a] ~ ; | & < > #",
+    "A_EMPTY": "",
+    "A_UNICODE": "Grüße ✓",
+}
+REAL = environment_for("none", [], memory_limit_mb=2048, allocator="cuda_malloc_async")
+
+# How each shell loads the text and prints the variables back, NUL-separated.
+READERS = {
+    "bash": ["bash", "-c", 'eval "$(cat "$1")"; shift; for n; do printf "%s\\0" "${!n}"; done', "x"],
+    "zsh": ["zsh", "-c", 'eval "$(cat "$1")"; shift; for n; do printf "%s\\0" "${(P)n}"; done', "x"],
+    "fish": ["fish", "-c", 'source $argv[1]; for n in $argv[2..-1]; printf "%s\\0" $$n; end'],
+    "dotenv": ["dash", "-c", 'set -a; . "$1"; shift; for n; do eval "printf \'%s\\0\' \\"\\$$n\\""; done', "x"],
+}
+
+
+def read_back(fmt: str, env: dict[str, str], tmp_path) -> dict[str, str]:
+    argv = READERS[fmt]
+    if not shutil.which(argv[0]):
+        pytest.skip(f"{argv[0]} is not installed")
+    script = tmp_path / f"env.{fmt}"
+    script.write_text(render(env, fmt))
+    out = subprocess.run([*argv, str(script), *env], capture_output=True, check=True, timeout=30).stdout
+    return dict(zip(env, out.decode().split("\0")))
+
+
+@pytest.mark.parametrize("fmt", ["bash", "zsh", "fish"])
+def test_tricky_values_survive(fmt, tmp_path):
+    assert read_back(fmt, TRICKY, tmp_path) == TRICKY
+
+
+@pytest.mark.parametrize("fmt", ["bash", "zsh", "fish", "dotenv"])
+def test_real_environment_survives(fmt, tmp_path):
+    assert read_back(fmt, REAL, tmp_path) == REAL
+
+
+def test_dotenv_spaces_survive(tmp_path):
+    env = {"A_SPACE": "two words", "A_STAR": "* ? ~ #x"}
+    assert read_back("dotenv", env, tmp_path) == env
+
+
+def test_dotenv_refuses_what_it_cannot_quote():
+    with pytest.raises(UsageError):
+        render({"X": "it's"}, "dotenv")
+
+
+def test_bash_output_passes_shellcheck(tmp_path):
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed")
+    script = tmp_path / "env.sh"
+    script.write_text("#!/bin/bash\n" + render(REAL, "bash"))  # tricky values: read back above
+    subprocess.run(["shellcheck", str(script)], check=True, timeout=60)
+
+
+def test_powershell_quoting():
+    # pwsh is rarely installed on Linux; its single-quote rule ('' inside '...') is checked as text.
+    assert render({"X": "it's"}, "powershell") == "$env:X = 'it''s'\n"
+    if shutil.which("pwsh"):
+        out = subprocess.run(["pwsh", "-NoProfile", "-Command", render(TRICKY, "powershell") + "$env:A_QUOTE"],
+                             capture_output=True, text=True, timeout=60).stdout
+        assert out.strip() == TRICKY["A_QUOTE"]
+
+
+def test_json_and_unknown_format():
+    import json
+
+    assert json.loads(render(REAL, "json")) == REAL
+    with pytest.raises(UsageError):
+        render(REAL, "tcsh")

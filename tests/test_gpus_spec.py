@@ -1,0 +1,149 @@
+"""The SPEC of env/run, environment_for and auto:N choice, on GPU lists recorded from real machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envdoctor.errors import UsageError
+from envdoctor.gpus import environment_for, parse_spec
+from envdoctor.gpus.lock import GpuLock, choose_auto
+from envdoctor.gpus.snapshot import load_gpus
+from envdoctor.probes.nvidia import parse_nvidia_smi_xml, read_gpus_nvml
+from tests.fakenvml import FakeNvml
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def gpus(name: str):
+    return load_gpus(FIX / "gpus" / f"{name}.json")
+
+
+@pytest.mark.parametrize("state", ["idle", "busy"])
+def test_h100_snapshots_match_the_real_capture(state):
+    # The h100-*.json snapshots are what the NVML probe reads from the real capture, field for field.
+    _, from_nvml = read_gpus_nvml(FakeNvml.from_json(FIX / "h100-firecracker" / state / "nvml.json"))
+    assert from_nvml == gpus(f"h100-{state}")
+
+
+def test_indices_are_nvidia_smi_indices_and_become_uuids():
+    g = gpus("theano-8400gs-titan")  # CUDA's default order is the reverse of nvidia-smi's here
+    env = environment_for("0", g)
+    assert env == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "GPU-00000000-0000-0000-0000-00000000840a",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    }
+
+
+def test_order_of_spec_is_kept():
+    env = environment_for("1,0", gpus("a100-mig"), allow_growth=False)
+    assert env["CUDA_VISIBLE_DEVICES"] == (
+        "GPU-61a65011-6571-a6d2-5ab8-66cbb6f7f9c3,GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e"
+    )
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in env
+
+
+def test_options_memory_limit_and_allocator():
+    env = environment_for("0", gpus("h100-idle"), memory_limit_mb=4096, allocator="cuda_malloc_async")
+    assert env["ENVDOCTOR_TF_MEMORY_LIMIT_MB"] == "4096"
+    assert env["TF_GPU_ALLOCATOR"] == "cuda_malloc_async"
+
+
+def test_none_and_all():
+    assert environment_for("none", [])["CUDA_VISIBLE_DEVICES"] == ""
+    assert "CUDA_VISIBLE_DEVICES" not in environment_for("all", [])  # nothing to select on a CPU machine
+    env = environment_for("all", gpus("a100-mig"))
+    assert env["CUDA_VISIBLE_DEVICES"].split(",")[:3] == [
+        "GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e",
+        "GPU-61a65011-6571-a6d2-5ab8-66cbb6f7f9c3",
+        "MIG-ce2e805f-ce8e-5cf7-8132-176167d87d24",
+    ]
+
+
+def test_mig_devices_by_index_pair_and_uuid():
+    g = gpus("a100-mig")
+    assert environment_for("3:1", g)["CUDA_VISIBLE_DEVICES"] == "MIG-ed3d4e0a-516b-5cdf-a202-6239aa536031"
+    assert environment_for("MIG-4bd0", g)["CUDA_VISIBLE_DEVICES"] == "MIG-4bd078f2-f9bb-5bfb-8695-774674f75e96"
+    assert parse_spec("GPU-f124", g).devices[0].gpu.index == 0
+
+
+@pytest.mark.parametrize(
+    "spec, fixture, message",
+    [
+        ("4", "a100-mig", "out of range"),
+        ("0,0", "a100-mig", "named twice"),
+        ("0,GPU-f124", "a100-mig", "named twice"),
+        ("GPU-0000", "a100-mig", "no GPU has a UUID"),
+        ("GPU-", "a100-mig", "at least the first characters"),
+        ("GPU-f", "a100-mig", "ambiguous"),
+        ("MIG-4", "a100-mig", "ambiguous"),
+        ("0:0", "a100-mig", "does not have MIG enabled"),
+        ("2:7", "a100-mig", "has no MIG device 7"),
+        ("2", "a100-mig", "has MIG enabled"),
+        ("GPU-956348bc", "a100-mig", "has MIG enabled"),
+        ("auto:3", "a100-mig", "2 GPU(s) that auto can choose from"),
+        ("auto:0", "a100-mig", "auto:N"),
+        ("auto:x", "a100-mig", "auto:N"),
+        ("", "a100-mig", "empty"),
+        ("gpu0", "a100-mig", "bad GPU"),
+        ("0", "no-gpu", "no usable NVIDIA GPU"),
+        ("auto:1", "no-gpu", "0 GPU(s)"),
+    ],
+)
+def test_bad_specs(spec, fixture, message):
+    g = [] if fixture == "no-gpu" else gpus(fixture)
+    with pytest.raises(UsageError, match=None) as err:
+        parse_spec(spec, g)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs", [{"memory_limit_mb": 0}, {"allocator": "bfc"}])
+def test_bad_options(kwargs):
+    with pytest.raises(UsageError):
+        environment_for("none", [], **kwargs)
+
+
+def test_auto_skips_busy_gpus_and_prefers_free_memory():
+    busy = gpus("h100-busy")  # real: one PyTorch process holds 6.5 GiB
+    with pytest.raises(UsageError, match="1 run compute processes"):
+        choose_auto(1, busy, set())
+    assert [c.gpu.uuid for c in choose_auto(1, gpus("h100-idle"), set())] == [busy[0].uuid]
+    with pytest.raises(UsageError, match="only 0 GPU"):
+        choose_auto(1, gpus("v100-busy"), set())  # real: every V100 runs jobs
+
+
+def test_auto_ranks_by_free_memory_then_utilization():
+    # The real Theano pair, idle: the TITAN has far more free memory than the 8400 GS.
+    g = gpus("theano-8400gs-titan")
+    assert [c.gpu.index for c in choose_auto(2, g, set())] == [1, 0]
+    g[0].memory_free_bytes = g[1].memory_free_bytes = 100
+    g[1].utilization_gpu, g[0].utilization_gpu = 50, 3
+    assert [c.gpu.index for c in choose_auto(1, g, set())] == [0]
+    assert [c.gpu.index for c in choose_auto(1, g, {g[0].uuid})] == [1]
+
+
+def test_auto_never_picks_mig_gpus():
+    chosen = choose_auto(2, gpus("a100-mig"), set())
+    assert sorted(c.gpu.index for c in chosen) == [0, 1]
+
+
+def test_pick_records_expire(tmp_path):
+    lock = GpuLock(directory=tmp_path)
+    with lock:
+        lock.record(["GPU-a"], pid=2**22 + 12345)  # a pid that is not running
+        assert lock.taken() == {"GPU-a"}
+        import time
+
+        assert lock.taken(now=time.time() + 3600) == set()
+
+
+def test_spec_through_real_nvidia_smi_xml():
+    # The real H100 `nvidia-smi -q -x` (busy): the fallback path gives the same answers.
+    text = (FIX / "h100-firecracker" / "busy" / "nvidia-smi-q-x.xml").read_text()
+    _, g = parse_nvidia_smi_xml(text)
+    assert environment_for("0", g)["CUDA_VISIBLE_DEVICES"] == "GPU-c1d61728-05ec-5f50-fc60-c0fc41847924"
+    with pytest.raises(UsageError):
+        choose_auto(1, g, set())

@@ -71,7 +71,7 @@ def test_cudnn_older_than_tf_build_from_system_library():
     f = one(facts, "cuda.cudnn-too-old")
     assert f.severity is Severity.ERROR
     assert f.title == "cuDNN 9.1.0 is older than the 9.3 TensorFlow 2.18.0 was built with"
-    assert "(or upgrade cuDNN to ≥ 9.3)" in f.fix
+    assert "# or upgrade the system cuDNN to ≥ 9.3" in f.fix
 
 
 def test_cudnn_from_wheel_new_enough_is_ok():

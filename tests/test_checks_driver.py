@@ -56,8 +56,8 @@ def test_nouveau_bound():
     f = one(facts, "driver.nouveau")
     assert f.severity is Severity.ERROR
     assert f.fix == (
-        "sudo pacman -S --needed nvidia-open nvidia-utils && printf 'blacklist nouveau\\noptions nouveau "
-        "modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf && sudo mkinitcpio -P && sudo reboot"
+        "sudo pacman -S --needed nvidia-open nvidia-utils\nprintf 'blacklist nouveau\\noptions nouveau "
+        "modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf\nsudo mkinitcpio -P\nsudo reboot"
     )
     assert "driver.not-installed" not in codes(facts)
 
@@ -73,7 +73,7 @@ def test_secure_boot_blocks_module():
     facts.driver.nvml_error = NvmlError("driver_not_loaded", "Driver Not Loaded")
     f = one(facts, "driver.secure-boot")
     assert f.severity is Severity.ERROR
-    assert f.fix.startswith("sudo mokutil --import /var/lib/shim-signed/mok/MOK.der && sudo reboot")
+    assert f.fix.startswith("sudo mokutil --import /var/lib/shim-signed/mok/MOK.der\nsudo reboot\n")
     assert "Secure Boot: enabled" in f.evidence
     assert "driver.module-not-loaded" not in codes(facts)
 

@@ -164,7 +164,7 @@ def _cudnn(facts: Facts) -> list[Finding]:
                 f"TensorFlow {facts.tensorflow.version}: cuDNN {release['cudnn']}",
                 "cuDNN must have the same major and an equal or newer minor version",
             ],
-            _pip_fix(facts) + f"  (or upgrade cuDNN to ≥ {release['cudnn']})",
+            _pip_fix(facts) + f"\n# or upgrade the system cuDNN to ≥ {release['cudnn']}",
         )
     ]
 

@@ -80,9 +80,9 @@ def _not_bound(facts: Facts) -> list[Finding]:
         install = install_command(pm, ["nvidia-driver"], facts.system.distro_id)
         blacklist = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n'"
         steps = [
-            install or "install the NVIDIA driver (https://www.nvidia.com/drivers)",
+            install or "# install the NVIDIA driver for your distribution: https://www.nvidia.com/drivers",
             f"{blacklist} | sudo tee /etc/modprobe.d/blacklist-nouveau.conf",
-            distro_command(pm, "rebuild-initramfs") or "rebuild the initramfs",
+            distro_command(pm, "rebuild-initramfs") or "# rebuild the initramfs (update-initramfs -u / dracut -f)",
             "sudo reboot",
         ]
         out.append(
@@ -91,7 +91,7 @@ def _not_bound(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "The open-source nouveau driver holds the GPU: CUDA cannot use it",
                 evidence + ["nouveau kernel module: loaded" if d.nouveau_loaded else "nouveau: bound"],
-                " && ".join(steps),
+                "\n".join(steps),  # one command per line: copy-pasteable as a whole
             )
         )
     if d.secure_boot:
@@ -101,9 +101,10 @@ def _not_bound(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected",
                 evidence + ["Secure Boot: enabled"],
-                f"{distro_command(pm, 'mok-import') or 'sudo mokutil --import <the DKMS signing key>'} "
-                "&& sudo reboot  — then choose 'Enroll MOK' at the blue screen (or use the distro's "
-                "signed driver packages, or turn Secure Boot off)",
+                f"{distro_command(pm, 'mok-import') or '# sudo mokutil --import <the DKMS signing key>'}\n"
+                "sudo reboot\n"
+                "# then choose 'Enroll MOK' at the blue screen (or use the distro's signed driver packages, "
+                "or turn Secure Boot off)",
             )
         )
     userspace = d.userspace_version or (d.nvml_error is not None and d.nvml_error.kind == "driver_not_loaded")
@@ -114,10 +115,11 @@ def _not_bound(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "The NVIDIA userspace driver is installed but its kernel module is not loaded",
                 evidence + ([f"NVML: {d.nvml_error.message}"] if d.nvml_error else []),
-                "sudo modprobe nvidia  (if that fails, `sudo dmesg | grep -i nvidia` says why; "
-                "a failed DKMS build needs the kernel headers: "
-                f"{install_command(pm, ['kernel-headers', 'dkms']) or 'install the kernel headers'} "
-                "&& sudo dkms autoinstall)",
+                "sudo modprobe nvidia\n"
+                "# if that fails, `sudo dmesg | grep -i nvidia` says why; a failed DKMS build needs the kernel "
+                "headers:\n"
+                f"{install_command(pm, ['kernel-headers', 'dkms']) or '# install the kernel headers, then:'}\n"
+                "sudo dkms autoinstall",
             )
         )
     elif not userspace and not nouveau:
@@ -148,8 +150,9 @@ def _mismatch(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "Driver/library version mismatch: the loaded kernel module is not the installed driver's",
             evidence,
-            "sudo reboot  (the driver was upgraded but the old kernel module is still loaded; without a "
-            "reboot: sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia)",
+            "sudo reboot\n"
+            "# the driver was upgraded but the old kernel module is still loaded; without a reboot:\n"
+            "# sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia",
         )
     ]
 
@@ -169,7 +172,7 @@ def _nvml_other(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "A GPU has fallen off the bus",
                 [f"NVML: {err.message}"],
-                "sudo reboot  (if it recurs, check `sudo dmesg | grep -i xid` for power or thermal faults)",
+                "sudo reboot\n# if it recurs, check `sudo dmesg | grep -i xid` for power or thermal faults",
             )
         ]
     if err.kind == "library_not_found":

@@ -32,7 +32,7 @@ def _empty() -> Finding:
         Severity.WARNING,
         "CUDA_VISIBLE_DEVICES is set but empty: TensorFlow sees no GPU",
         ["CUDA_VISIBLE_DEVICES=''"],
-        'unset CUDA_VISIBLE_DEVICES  (or, to run on the CPU on purpose, `eval "$(envdoctor env --gpus none)"`)',
+        'unset CUDA_VISIBLE_DEVICES\n# or, to run on the CPU on purpose: eval "$(envdoctor env --gpus none)"',
     )
 
 
@@ -61,8 +61,8 @@ def _visibility(facts: Facts) -> list[Finding]:
                     Severity.ERROR if not res.visible else Severity.WARNING,
                     f"CUDA_VISIBLE_DEVICES={cvd} does not select what it says",
                     problems + (mapping or ["CUDA sees no GPU"]),
-                    f'eval "$(envdoctor env --gpus {keep})"  (nvidia-smi numbering; sets CUDA_DEVICE_ORDER '
-                    "and CUDA_VISIBLE_DEVICES consistently)",
+                    f'eval "$(envdoctor env --gpus {keep})"\n'
+                    "# nvidia-smi numbering; sets CUDA_DEVICE_ORDER and CUDA_VISIBLE_DEVICES consistently",
                 )
             )
         else:
@@ -86,7 +86,7 @@ def _visibility(facts: Facts) -> list[Finding]:
                 Severity.WARNING,
                 "CUDA numbers these mixed GPUs differently from nvidia-smi: CUDA_DEVICE_ORDER is not PCI_BUS_ID",
                 evidence,
-                "export CUDA_DEVICE_ORDER=PCI_BUS_ID  (or select GPUs by UUID)",
+                "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# or select GPUs by UUID: envdoctor env --gpus GPU-…",
             )
         )
     return out
@@ -118,7 +118,7 @@ def _onednn_opts(env: dict[str, str]) -> list[Finding]:
             Severity.WARNING,
             f"TF_ENABLE_ONEDNN_OPTS={value!r} is ignored: TensorFlow accepts 0, 1, true or false",
             [f"TF_ENABLE_ONEDNN_OPTS={value!r}", "TensorFlow then uses its default for this CPU"],
-            "export TF_ENABLE_ONEDNN_OPTS=1  (or 0)",
+            "export TF_ENABLE_ONEDNN_OPTS=1  # or 0 to turn oneDNN off",
         )
     ]
 

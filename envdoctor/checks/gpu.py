@@ -167,7 +167,8 @@ def _memory_in_use(facts: Facts) -> list[Finding]:
     if growth:
         evidence.append("TF_FORCE_GPU_ALLOW_GROWTH=true: TensorFlow allocates only what it needs")
     fix = (
-        'eval "$(envdoctor env --gpus auto:1)"  (selects a free GPU and turns on memory growth), or '
+        'eval "$(envdoctor env --gpus auto:1)"  # selects a free GPU and turns on memory growth\n'
+        "# or keep the GPU and only turn on memory growth:\n"
         "export TF_FORCE_GPU_ALLOW_GROWTH=true"
     )
     return [

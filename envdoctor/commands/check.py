@@ -57,7 +57,9 @@ def _collect(root: Path | None, python: Path | None, deep: bool):  # noqa: ANN20
         raise UsageError(f"--root {root}: not a directory")
     if python is not None and not (python.is_file() and os.access(python, os.X_OK)):
         raise UsageError(f"--python {python}: not an executable file")
-    ctx = ProbeContext(root=root.resolve() if root else Path("/"), python=str(python) if python else None)
+    # Under --root the inspected system's environment variables are unknown: this shell's would mislead.
+    ctx = ProbeContext(root=root.resolve() if root else Path("/"), python=str(python) if python else None,
+                       **({"env": {}} if root else {}))
     return collect(ctx, deep=deep)
 
 

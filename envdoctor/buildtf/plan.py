@@ -1,0 +1,423 @@
+"""Choices for a TensorFlow source build: facts + options + recipes/tf_build.json -> a BuildPlan.
+
+Every decision lands in the plan with the reason, so README.md can explain it and `--dry-run` can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envdoctor.buildtf import flags as cpuflags
+from envdoctor.errors import UsageError
+from envdoctor.facts import Facts
+from envdoctor.resources import load_recipe
+from envdoctor.runner import run_command
+
+RECIPE = "tf_build.json"
+_PY_VERSION = re.compile(r"^3\.\d+$")
+_CC = re.compile(r"^(?:sm_|compute_)?(\d+)\.?(\d)$")
+
+
+@dataclass
+class BuildOptions:
+    tf_version: str | None = None
+    out: Path | None = None
+    cpu: str = "detected"
+    cuda: bool | None = None  # None: on when a usable NVIDIA GPU is present
+    cuda_cc: str | None = None  # "8.6,9.0"
+    python: str | None = None  # interpreter path/name, or a bare version "3.12"
+    venv: Path | None = None
+    jobs: int | None = None
+    ram_gb: float | None = None
+    docker: bool = False
+    src: Path | None = None
+    clang: str | None = None
+    allow_unknown: bool = False
+    skip_flag_check: bool = False
+    other_machine: bool = False  # facts come from --from: host tools must not get the target's flags
+
+
+@dataclass
+class BuildPlan:
+    tf_version: str
+    tag: str
+    release: str
+    era: dict[str, Any]
+    out_dir: str
+    src_dir: str
+    python_bin: str
+    python_version: str
+    compiler: str  # clang | gcc
+    compiler_path: str
+    clang_major: int | None
+    bazel_version: str
+    bazel_ram_flag: str
+    arch: str
+    cpu_mode: str
+    cpu_description: str
+    cpu_flags: list[str]
+    host_flags: list[str]
+    instructions: list[str]  # cpu_feature_guard names the build switches on
+    verify_instructions: list[str]  # those build.sh checks are gone from the guard message
+    probe_compiler: str | None
+    probe_compiler_version: str | None
+    cuda: bool
+    cuda_version: str | None = None
+    cudnn_version: str | None = None
+    cuda_mode: str | None = None
+    cuda_ccs: list[str] = field(default_factory=list)
+    cuda_paths: str | None = None
+    gpus: list[str] = field(default_factory=list)
+    wheel_name: str = "tensorflow_cpu"
+    bazel_args: list[str] = field(default_factory=list)
+    bazelrc: list[str] = field(default_factory=list)
+    jobs: int = 1
+    ram_mb: int | None = None
+    disk_gb: int = 40
+    hours: tuple[float, float] = (1.0, 2.0)
+    venv: str | None = None
+    docker: bool = False
+    docker_image: str | None = None
+    install_hints: dict[str, str] = field(default_factory=dict)
+    cpu_model: str | None = None
+    memory_gb: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def table() -> dict[str, Any]:
+    return load_recipe(RECIPE)
+
+
+def known_versions() -> list[str]:
+    return [tag for rel in table()["releases"].values() for tag in rel["tags"]]
+
+
+def _vkey(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str, list[str]]:
+    """(release key, exact version to check out, notes) for --tf-version."""
+    releases = table()["releases"]
+    if not version:
+        key = max(releases, key=_vkey)
+        return key, releases[key]["tags"][-1], []
+    version = version.strip().removeprefix("v")
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", version):
+        raise UsageError(f"--tf-version {version!r}: expected a release like 2.20 or 2.20.0")
+    minor = ".".join(version.split(".")[:2])
+    if minor in releases and (version == minor or version in releases[minor]["tags"]):
+        return minor, releases[minor]["tags"][-1] if version == minor else version, []
+    if not allow_unknown:
+        raise UsageError(f"TensorFlow {version} is not in envdoctor's table; known: {', '.join(known_versions())} "
+                         "(--allow-unknown uses the nearest newer known release's settings)")
+    exact = version if version.count(".") == 2 else f"{version}.0"
+    newer = sorted((k for k in releases if _vkey(k) >= _vkey(minor)), key=_vkey)
+    key = newer[0] if newer else max(releases, key=_vkey)
+    why = "the nearest newer known release" if newer else "the newest known release (none is newer)"
+    return key, exact, [f"TensorFlow {exact} is not in envdoctor's table: using the settings of {key}, {why}. "
+                        "Check the checkout's .bazelversion and configure.py against them."]
+
+
+def resolve_python(spec: str | None, venv: Path | None, docker: bool) -> tuple[str, str]:
+    """(interpreter, X.Y) of the Python the wheel is for."""
+    if spec and _PY_VERSION.match(spec):
+        # A bare version: the interpreter of that name if this machine has one (build.sh checks it again).
+        found = shutil.which(f"python{spec}")
+        return ("/usr/bin/python3" if docker else found or f"/usr/bin/python{spec}"), spec
+    if not spec:
+        venv_py = venv / "bin" / "python" if venv else None
+        spec = str(venv_py) if venv_py and venv_py.exists() else sys.executable
+    res = run_command([spec, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+                      timeout=20)
+    lines = res.stdout.split()
+    if not res.ok or len(lines) < 2:
+        raise UsageError(f"--python {spec}: cannot run it ({res.error or res.stderr.strip() or 'no output'})")
+    return ("/usr/bin/python3" if docker else lines[1]), lines[0]
+
+
+def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
+    low, high = era["python"]
+    if not _vkey(low) <= _vkey(py) <= _vkey(high):
+        raise UsageError(f"TensorFlow {release} supports Python {low}-{high}; the target interpreter is {py} "
+                         "(pass --python with a supported interpreter or version)")
+
+
+def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
+    release, version, notes = resolve_release(opts.tf_version, opts.allow_unknown)
+    era = table()["releases"][release]
+    python_bin, py = resolve_python(opts.python, opts.venv, opts.docker)
+    check_python_range(release, era, py)
+    out = (opts.out or Path.cwd() / f"tf-build-{version}").expanduser().absolute()
+    compiler, compiler_path, clang_major = _compiler(era, opts)
+    plan = BuildPlan(
+        tf_version=version, tag=f"v{version}", release=release, era=era, out_dir=str(out),
+        src_dir=str((opts.src or out / "tensorflow").expanduser().absolute()),
+        python_bin=python_bin, python_version=py, compiler=compiler, compiler_path=compiler_path,
+        clang_major=clang_major, bazel_version=era["bazel"], bazel_ram_flag=_ram_flag(era["bazel"]),
+        arch="x86_64", cpu_mode="", cpu_description="", cpu_flags=[], host_flags=[], instructions=[],
+        verify_instructions=[],
+        probe_compiler=None, probe_compiler_version=None, cuda=False,
+        venv=str(opts.venv.expanduser().absolute()) if opts.venv else None, docker=opts.docker,
+        cpu_model=facts.cpu.model, notes=notes,
+    )
+    _cpu(plan, facts, opts)
+    _cuda(plan, facts, opts)
+    _resources(plan, facts, opts)
+    _docker(plan)
+    _hints(plan, facts)
+    plan.bazelrc = bazelrc_lines(plan)
+    plan.bazel_args = bazel_args(plan)
+    return plan
+
+
+def _compiler(era: dict[str, Any], opts: BuildOptions) -> tuple[str, str, int | None]:
+    if era["compiler"] == "gcc":
+        return "gcc", opts.clang or "/usr/bin/gcc", None
+    major = int(era["clang"])
+    if opts.clang:
+        return "clang", str(Path(opts.clang).expanduser().absolute()), major
+    return "clang", f"/usr/lib/llvm-{major}/bin/clang", major
+
+
+def _ram_flag(bazel: str) -> str:
+    # Bazel 7 replaced --local_ram_resources with --local_resources=memory=.
+    return "--local_resources=memory=" if _vkey(bazel)[0] >= 7 else "--local_ram_resources="
+
+
+def _cpu(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
+    if opts.other_machine and opts.cpu == "native":
+        raise UsageError("--cpu native builds for the machine running the build; with --from use detected or a level")
+    target = cpuflags.target_for(opts.cpu, facts.cpu)
+    plan.arch, plan.cpu_mode, plan.cpu_description = target.arch, target.mode, target.description
+    plan.cpu_flags = list(target.flags)
+    if opts.skip_flag_check:
+        plan.notes.append("The compiler flags were not checked with a local compiler (--skip-flag-check).")
+        plan.instructions = _expected_guard_names(target)
+    else:
+        result = cpuflags.probe_flags(_probe_compiler(plan, target), target, facts.cpu)
+        plan.probe_compiler, plan.probe_compiler_version = result.compiler, result.compiler_version
+        plan.instructions = result.guard_names
+        plan.notes.extend(result.notes)
+    # Host tools run on the build machine: they get the target's flags only when it is the target.
+    plan.host_flags = [] if opts.other_machine else list(plan.cpu_flags)
+    skip = set(table()["guard_unreliable"]["features"])
+    plan.verify_instructions = [n for n in plan.instructions if n not in skip]
+    if target.arch == "x86_64" and "avx" not in cpuflags.cpu_flag_set(facts.cpu) and facts.cpu.flags:
+        last = ", and its flags end with -mno-avx" if "-mno-avx" in plan.cpu_flags else ""
+        plan.notes.append("This CPU has no AVX: the stock wheels (built with -mavx) die with 'Illegal instruction' "
+                          f"here. The recipe uses no release config (they add -mavx){last}.")
+
+
+def _expected_guard_names(target: cpuflags.CpuTarget) -> list[str]:
+    isa = cpuflags.isa_table(target.arch)
+    return [isa[k]["guard"] for k in target.expected if isa.get(k, {}).get("guard")]
+
+
+def _probe_compiler(plan: BuildPlan, target: cpuflags.CpuTarget) -> str:
+    names = [plan.compiler_path]
+    if plan.clang_major:
+        names += [f"clang-{plan.clang_major}", "clang", "gcc", "cc"]
+    else:
+        names += ["gcc", "cc", "clang"]
+    if target.arch != cpuflags.normalize_arch(None):
+        names = [n for n in names if "clang" in os.path.basename(n)]
+    found = cpuflags.find_compiler(names)
+    if not found:
+        raise UsageError("no working C compiler to check the CPU flags with (tried "
+                         f"{', '.join(names)}); install clang, or pass --skip-flag-check")
+    if found != plan.compiler_path:
+        plan.notes.append(f"Flags checked with {found}; the build itself uses {plan.compiler_path}.")
+    return found
+
+
+def parse_ccs(text: str) -> list[str]:
+    """'8.6,9.0' (also sm_86, 86) -> ['8.6', '9.0'], sorted, unique."""
+    out: set[str] = set()
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        m = _CC.match(item)
+        if not m:
+            raise UsageError(f"--cuda-cc {item!r}: expected a compute capability like 8.6")
+        out.add(f"{m.group(1)}.{m.group(2)}")
+    if not out:
+        raise UsageError("--cuda-cc: no compute capability given")
+    return sorted(out, key=_vkey)
+
+
+def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
+    """SASS for each capability + PTX for the highest, within what the release's CUDA and Clang accept."""
+    low, high = era["cc_min"], era["cc_max"]
+    too_old = [c for c in ccs if _vkey(c) < _vkey(low)]
+    if too_old:
+        raise UsageError(f"compute capability {', '.join(too_old)} is below {low}, the lowest CUDA {era['cuda']} "
+                         "and its compiler accept for this release (use an older TensorFlow for this GPU)")
+    kept = [c for c in ccs if _vkey(c) <= _vkey(high)]
+    if len(kept) < len(ccs):
+        newer = [c for c in ccs if c not in kept]
+        notes.append(f"CUDA {era['cuda']} cannot compile for {', '.join(newer)}: PTX for {high} is included and "
+                     "the driver compiles it for the newer GPU at first use.")
+        kept = sorted(set(kept) | {high}, key=_vkey)
+    if era["cc_format"] == "x.y":  # the old form: each X.Y means SASS and PTX for it
+        return kept
+    sass = [f"sm_{c.replace('.', '')}" for c in kept]
+    return [*sass, f"compute_{kept[-1].replace('.', '')}"]
+
+
+def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
+    gpus = [g for g in facts.gpus if g.compute_capability]
+    plan.gpus = [f"{g.name} (compute capability {g.compute_capability})" for g in gpus]
+    plan.cuda = opts.cuda if opts.cuda is not None else bool(gpus)
+    if not plan.cuda:
+        # tensorflow-cpu is the x86 CPU-only name; aarch64 wheels are plain "tensorflow".
+        plan.wheel_name = "tensorflow_cpu" if plan.arch == "x86_64" else "tensorflow"
+        return
+    era = plan.era
+    if opts.cuda_cc:
+        ccs = parse_ccs(opts.cuda_cc)
+    elif gpus:
+        ccs = sorted({g.compute_capability or "" for g in gpus}, key=_vkey)
+    else:
+        raise UsageError("--cuda without a visible NVIDIA GPU needs --cuda-cc (e.g. --cuda-cc 8.0,9.0)")
+    plan.cuda_ccs = cc_list(ccs, era, plan.notes)
+    plan.cuda_version, plan.cudnn_version, plan.cuda_mode = era["cuda"], era["cudnn"], era["cuda_mode"]
+    plan.wheel_name = "tensorflow"
+    if plan.cuda_mode == "local":
+        plan.cuda_paths = _local_cuda_paths(facts, era, plan.notes)
+
+
+def _local_cuda_paths(facts: Facts, era: dict[str, Any], notes: list[str]) -> str:
+    want = era["cuda"]
+    match = [t for t in facts.cuda.toolkits if (t.version or "").startswith(want)]
+    cudnn = [c.path for c in facts.cuda.cudnn if (c.version or "").startswith(era["cudnn"].split(".")[0])]
+    if not match:
+        notes.append(f"Before TF 2.18 the build uses a local CUDA {want} and cuDNN {era['cudnn']}: none was found; "
+                     f"install them (default path /usr/local/cuda-{want}) before ./build.sh build.")
+        paths = [f"/usr/local/cuda-{want}"]
+    else:
+        paths = [match[0].path]
+    return ",".join(dict.fromkeys([*paths, *cudnn, "/usr"]))
+
+
+def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
+    res = table()["resources"]
+    total = facts.system.memory_total_bytes
+    gb = opts.ram_gb if opts.ram_gb else (total / 2**30 if total else None)
+    plan.memory_gb = round(gb, 1) if gb else None
+    threads = facts.cpu.threads or os.cpu_count() or 1
+    if opts.jobs is not None:
+        if opts.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        plan.jobs = opts.jobs
+    elif gb:
+        plan.jobs = max(1, min(threads, int((gb - res["gb_reserved"]) / res["gb_per_job"])))
+    else:
+        plan.jobs = threads
+    if gb:
+        plan.ram_mb = int(gb * 1024 * res["bazel_ram_fraction"])
+    plan.disk_gb = res["disk_gb_cuda"] if plan.cuda else res["disk_gb_cpu"]
+    hours = res["core_hours_cpu"] / plan.jobs * (res["cuda_time_factor"] if plan.cuda else 1)
+    hours *= max(1, len(plan.cuda_ccs) - 1) ** 0.5 if plan.cuda else 1
+    plan.hours = (round(max(0.5, hours * 0.7), 1), round(max(1.0, hours * 1.5), 1))
+    if gb and plan.jobs * res["gb_per_job"] + res["gb_reserved"] > gb:
+        plan.notes.append(f"{plan.jobs} jobs may need more than {gb:.0f} GB of RAM; if cc1plus is killed, lower --jobs")
+
+
+def _docker(plan: BuildPlan) -> None:
+    if plan.docker:
+        plan.docker_image = plan.era["docker_image"].format(python=plan.python_version)
+
+
+def _hints(plan: BuildPlan, facts: Facts) -> None:
+    """Install commands for each prerequisite, for the distro detected (printed by build.sh when missing)."""
+    pm, distro = facts.system.package_manager, facts.system.distro_id
+    needs = ["git", "python3-dev", "python3-venv"]
+    needs += ["clang", "lld"] if plan.compiler == "clang" else ["build-essential"]
+    for name in needs:
+        plan.install_hints[name] = _install(pm, distro, [name], plan.clang_major) or f"install {name}"
+    plan.install_hints["bazelisk"] = _install(pm, distro, ["bazelisk"], None) or table()["bazelisk_hint"]
+
+
+def _install(pm: str | None, distro: str | None, names: list[str], clang_major: int | None) -> str | None:
+    versioned = table()["llvm_packages"].get(pm or "")
+    if versioned and clang_major and names[0] in ("clang", "lld"):
+        # Debian/Ubuntu name LLVM by major; clang-N provides the /usr/lib/llvm-N/bin/clang the recipe uses.
+        pkg = versioned.format(major=clang_major).split()[0 if names[0] == "clang" else 1]
+        form = load_recipe("packages.json")["install"].get(pm or "")
+        if form:
+            return form.format(packages=pkg)
+    try:
+        from envdoctor.distro_pkgs import install_command
+    except ImportError:  # the packages table is another part of envdoctor; degrade to a plain hint
+        return None
+    return install_command(pm, names, distro)
+
+
+def bazelrc_lines(plan: BuildPlan) -> list[str]:
+    """What ./configure would write to .tf_configure.bazelrc, for these answers."""
+    era, env = plan.era, plan.era["env_flag"]
+    lines = [f'build --action_env PYTHON_BIN_PATH="{plan.python_bin}"', f'build --python_path="{plan.python_bin}"']
+    for var in era["python_vars"]:
+        lines.append(f'build --repo_env={var}="{plan.python_version}"')
+    if plan.compiler == "clang":
+        lines += [f'build --action_env CLANG_COMPILER_PATH="{plan.compiler_path}"',
+                  f"build --repo_env=CC={plan.compiler_path}", f"build --repo_env=BAZEL_COMPILER={plan.compiler_path}"]
+        lines += [f"build --copt={f}" for f in era["extra_copts"]]
+    else:  # Bazel's C++ autoconfiguration takes the compiler from CC
+        lines.append(f"build --repo_env=CC={plan.compiler_path}")
+    if plan.cuda:
+        lines += _cuda_rc(plan, env)
+    for f in [*plan.cpu_flags, "-Wno-sign-compare"]:
+        lines.append(f"build:opt --copt={f}")
+        if f in plan.host_flags or f == "-Wno-sign-compare":
+            lines.append(f"build:opt --host_copt={f}")
+    lines.append("test --test_size_filters=small,medium")
+    return lines
+
+
+def _cuda_rc(plan: BuildPlan, env: str) -> list[str]:
+    names, era = plan.era["cuda_vars"], plan.era
+    scope = "build:cuda" if plan.cuda_mode == "hermetic" else "build"
+    cudnn = plan.cudnn_version if plan.cuda_mode == "hermetic" else (plan.cudnn_version or "").split(".")[0]
+    lines = [f'{scope} {env} {names["version"]}="{plan.cuda_version}"', f'{scope} {env} {names["cudnn"]}="{cudnn}"',
+             f'{scope} {env} {names["cc"]}="{",".join(plan.cuda_ccs)}"']
+    if plan.cuda_mode == "local":
+        lines.insert(0, "build --action_env TF_NEED_CUDA=1")
+        lines.append(f'build --action_env {names["paths"]}="{plan.cuda_paths}"')
+    if era["cuda_compiler"] == "clang":
+        lines.append(f'build --action_env CLANG_CUDA_COMPILER_PATH="{plan.compiler_path}"')
+        if plan.cuda_mode == "local":
+            lines.append('build --action_env TF_CUDA_CLANG="1"')
+    else:
+        lines.append('build --action_env GCC_HOST_COMPILER_PATH="/usr/bin/gcc"')
+    return lines
+
+
+def bazel_args(plan: BuildPlan) -> list[str]:
+    """The `bazel build` arguments, target last."""
+    era = plan.era
+    args = ["--config=opt"]
+    if plan.cuda:
+        args += [f"--config={c}" for c in era["cuda_configs"]]
+        # After the configs: a release's cuda_clang config carries its own default capability list, and the
+        # last value of an option wins.
+        flag = "--repo_env" if plan.cuda_mode == "hermetic" else "--action_env"
+        args.append(f"{flag}={era['cuda_vars']['cc']}={','.join(plan.cuda_ccs)}")
+    args.append(f"--jobs={plan.jobs}")
+    if plan.ram_mb:
+        args.append(f"{plan.bazel_ram_flag}{plan.ram_mb}")
+    if era["wheel_style"] == "wheel":
+        args.append(f"--repo_env=WHEEL_NAME={plan.wheel_name}")
+    args += [f"--repo_env={k}={v}" for k, v in era["repo_env"].items()]
+    args += ["--verbose_failures", era["wheel_target"]]
+    return args
+
+
+def estimate_text(plan: BuildPlan) -> str:
+    low, high = plan.hours
+    return f"{low:g}-{high:g} h with {plan.jobs} jobs"

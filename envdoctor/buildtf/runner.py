@@ -1,0 +1,140 @@
+"""`build-tf --run`: run build.sh with a progress line per stage, a log file, and a diagnosis on failure.
+
+build.sh prints "==> stage NAME" and "<== stage NAME ok" around each stage; the stage that started and did
+not end is the one that failed. Known failures (recipes/build_failures.json) are matched against the log.
+
+The build takes hours and streams its output, so it cannot go through runner.run_command (which buffers
+and times out); it runs in its own process group and Ctrl-C stops the whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envdoctor.resources import load_recipe
+from envdoctor.runner import command_env
+
+_START = re.compile(r"^==> stage (\w+)$")
+_END = re.compile(r"^<== stage (\w+) ok$")
+TAIL_LINES = 15
+
+
+@dataclass
+class FailureMatch:
+    id: str
+    title: str
+    fix: str
+    stage: str
+    lines: list[str] = field(default_factory=list)  # the log lines that matched (at most 3)
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    log_path: str
+    stages_done: list[str] = field(default_factory=list)
+    failed_stage: str | None = None
+    matches: list[FailureMatch] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def known_failures() -> list[dict[str, Any]]:
+    return list(load_recipe("build_failures.json")["failures"])
+
+
+def match_failures(lines: Iterable[str], failures: list[dict[str, Any]] | None = None) -> list[FailureMatch]:
+    """Known failures found in the log, in the order of the table (most specific first)."""
+    table = failures if failures is not None else known_failures()
+    compiled = [(f, re.compile(f["pattern"])) for f in table]
+    found: dict[str, FailureMatch] = {}
+    for line in lines:
+        for entry, pattern in compiled:
+            if pattern.search(line):
+                match = found.setdefault(entry["id"], FailureMatch(entry["id"], entry["title"], entry["fix"],
+                                                                   entry["stage"]))
+                if len(match.lines) < 3:
+                    match.lines.append(line.strip())
+    return [found[f["id"]] for f in table if f["id"] in found]
+
+
+class StageTracker:
+    """Follows the stage markers in build.sh's output."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.done: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, str] | None:
+        """('start'|'end', stage) when the line is a marker."""
+        if m := _START.match(line):
+            self.current = m.group(1)
+            return "start", self.current
+        if m := _END.match(line):
+            self.done.append(m.group(1))
+            self.current = None
+            return "end", m.group(1)
+        return None
+
+
+def run_recipe(
+    recipe_dir: Path,
+    stages: list[str] | None = None,
+    log_path: Path | None = None,
+    on_event: Callable[[str, str], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> RunResult:
+    """Run build.sh [stages], logging every line; on_event(kind, text) sees 'start'/'end'/'line' events."""
+    log_path = log_path or recipe_dir / "build.log"
+    tracker, tail = StageTracker(), deque[str](maxlen=TAIL_LINES)
+    proc = subprocess.Popen(
+        ["bash", str(recipe_dir / "build.sh"), *(stages or [])],
+        cwd=recipe_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=command_env(env),
+        start_new_session=True,
+    )
+    try:
+        with open(log_path, "w", encoding="utf-8") as log:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                log.write(line + "\n")
+                log.flush()
+                tail.append(line)
+                event = tracker.feed(line)
+                if on_event:
+                    on_event(*(event or ("line", line)))
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        _stop(proc)
+        raise
+    result = RunResult(returncode, str(log_path), tracker.done, tail=list(tail))
+    if returncode != 0:
+        result.failed_stage = tracker.current
+        result.matches = match_failures(log_path.read_text(encoding="utf-8", errors="replace").splitlines())
+    return result
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass

@@ -1,0 +1,341 @@
+"""build-tf planning and rendering: every known TF release x CPU-only/CUDA x four real CPUs.
+
+CPUs: real /proc/cpuinfo files (tests/fixtures/cpuinfo/README.md). The GPU: the real H100 capture
+(tests/fixtures/build_tf/snapshot-zen3-h100.json, see tests/fixtures/build_tf/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from envdoctor.buildtf import plan as planmod
+from envdoctor.buildtf.plan import BuildOptions, make_plan
+from envdoctor.buildtf.render import render_files, write_recipe
+from envdoctor.cli import app
+from envdoctor.errors import UsageError
+from envdoctor.facts import Facts, GpuFacts
+from envdoctor.probes.cpu import cpu_facts_from_cpuinfo
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SNAPSHOT = FIXTURES / "build_tf" / "snapshot-zen3-h100.json"
+CPUS = {
+    "no-avx": "x86-pentium-g640-no-avx",
+    "avx2-fma": "x86-ryzen9-5950x-zen3",
+    "avx512": "x86-xeon-platinum-8480-sapphirerapids",
+    "neoverse-v1": "arm64-graviton3-neoverse-v1",
+}
+RELEASES = sorted(planmod.table()["releases"], key=lambda v: tuple(map(int, v.split("."))))
+
+
+def facts_for(cpu: str, gpu: bool = False, memory_gb: int = 64) -> Facts:
+    name = CPUS[cpu]
+    arch = "aarch64" if name.startswith("arm64") else "x86_64"
+    facts = Facts()
+    facts.cpu = cpu_facts_from_cpuinfo((FIXTURES / "cpuinfo" / f"{name}.txt").read_text(), arch)
+    facts.system.memory_total_bytes = memory_gb << 30
+    facts.system.package_manager = "apt"
+    if gpu:
+        facts.gpus = [GpuFacts(0, "NVIDIA H100 80GB HBM3", "GPU-1", "00000000:00:06.0", compute_capability="9.0")]
+    return facts
+
+
+def opts(tmp: Path, **kw: object) -> BuildOptions:
+    base: dict[str, object] = {"out": tmp / "recipe", "python": "3.11", "skip_flag_check": True}
+    base.update(kw)
+    return BuildOptions(**base)  # type: ignore[arg-type]
+
+
+def python_for(release: str) -> str:
+    low, high = planmod.table()["releases"][release]["python"]
+    return high
+
+
+# --- versions, Python, compute capabilities, resources -----------------------------------------
+
+
+def test_release_resolution() -> None:
+    assert planmod.resolve_release(None, False)[:2] == ("2.21", "2.21.0")
+    assert planmod.resolve_release("2.16", False)[:2] == ("2.16", "2.16.2")
+    assert planmod.resolve_release("v2.18.0", False)[:2] == ("2.18", "2.18.0")
+    with pytest.raises(UsageError, match="known: 2.12.0, 2.12.1"):
+        planmod.resolve_release("2.11", False)
+    with pytest.raises(UsageError, match="not in envdoctor's table"):
+        planmod.resolve_release("2.16.0", False)  # never released: 2.16 started at 2.16.1
+    with pytest.raises(UsageError, match="expected a release"):
+        planmod.resolve_release("latest", False)
+
+
+def test_allow_unknown_uses_nearest_newer_era_and_says_so() -> None:
+    key, version, notes = planmod.resolve_release("2.11", True)
+    assert (key, version) == ("2.12", "2.11.0") and "nearest newer" in notes[0]
+    key, version, notes = planmod.resolve_release("2.22.1", True)
+    assert (key, version) == ("2.21", "2.22.1") and "none is newer" in notes[0]
+
+
+def test_python_outside_the_release_range_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="3.9-3.12"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.18", python="3.13"))
+    with pytest.raises(UsageError, match="3.10-3.13"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.21", python="3.9"))
+
+
+def test_compute_capabilities() -> None:
+    era = planmod.table()["releases"]["2.20"]
+    notes: list[str] = []
+    assert planmod.parse_ccs("9.0, 8.6,sm_86") == ["8.6", "9.0"]
+    assert planmod.cc_list(["8.6", "9.0"], era, notes) == ["sm_86", "sm_90", "compute_90"]
+    assert planmod.cc_list(["12.0"], era, notes) == ["sm_90", "compute_90"] and "PTX for 9.0" in notes[0]
+    with pytest.raises(UsageError, match="below 5.0"):
+        planmod.cc_list(["3.5"], era, [])
+    assert planmod.cc_list(["3.5"], planmod.table()["releases"]["2.12"], []) == ["sm_35", "compute_35"]
+    assert planmod.cc_list(["8.6", "9.0"], dict(era, cc_format="x.y"), []) == ["8.6", "9.0"]
+    with pytest.raises(UsageError, match="compute capability like"):
+        planmod.parse_ccs("ampere")
+
+
+def test_jobs_and_ram_from_the_machine(tmp_path: Path) -> None:
+    big = make_plan(facts_for("avx2-fma", memory_gb=64), opts(tmp_path, tf_version="2.20"))
+    assert big.jobs == 24 and big.bazel_args.count("--jobs=24") == 1  # (64 - 4) / 2.5, below 32 threads
+    assert "--local_resources=memory=49152" in big.bazel_args  # Bazel 7 syntax
+    small = make_plan(facts_for("avx2-fma", memory_gb=8), opts(tmp_path, tf_version="2.16"))
+    assert small.jobs == 1 and "--local_ram_resources=6144" in small.bazel_args  # Bazel 6 syntax
+    forced = make_plan(facts_for("avx2-fma"), opts(tmp_path, jobs=3, ram_gb=16))
+    assert forced.jobs == 3 and forced.ram_mb == 12288
+    with pytest.raises(UsageError):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, jobs=0))
+
+
+def test_cuda_needs_a_gpu_or_capabilities(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--cuda-cc"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, cuda=True))
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, cuda=True, cuda_cc="8.0,8.6"))
+    assert plan.cuda_ccs == ["sm_80", "sm_86", "compute_86"]
+    assert not make_plan(facts_for("avx2-fma", gpu=True), opts(tmp_path, cuda=False)).cuda
+
+
+def test_install_hints_for_the_distro(tmp_path: Path) -> None:
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20"))
+    assert plan.install_hints["clang"] == "sudo apt-get install -y clang-18"
+    assert plan.install_hints["lld"] == "sudo apt-get install -y lld-18"
+    assert plan.install_hints["git"] == "sudo apt-get install -y git"
+    assert "bazelisk" in plan.install_hints["bazelisk"]
+
+
+# --- the matrix: every release x CPU-only/CUDA x CPUs ------------------------------------------
+
+
+def _check_era(plan: planmod.BuildPlan, files: dict[str, str]) -> None:
+    era, script, rc = plan.era, files["build.sh"], files["tf_configure.bazelrc"]
+    minor = tuple(map(int, plan.release.split(".")))
+    assert f"BAZEL_VERSION='{era['bazel']}'" in script
+    assert plan.bazel_args[-1] == era["wheel_target"]
+    if minor >= (2, 17):
+        assert era["wheel_target"] == "//tensorflow/tools/pip_package:wheel"
+        assert f"--repo_env=WHEEL_NAME={plan.wheel_name}" in plan.bazel_args and "build_pip_package" not in script
+    else:
+        assert era["wheel_target"] == "//tensorflow/tools/pip_package:build_pip_package"
+        assert "./bazel-bin/tensorflow/tools/pip_package/build_pip_package" in script
+    if minor >= (2, 13):
+        assert f"/usr/lib/llvm-{era['clang']}/bin/clang" in rc and "find_lld" in script
+    else:
+        assert plan.compiler == "gcc" and "CLANG_COMPILER_PATH" not in rc
+    if minor >= (2, 14):
+        assert f'--repo_env=TF_PYTHON_VERSION="{plan.python_version}"' in rc
+    if minor >= (2, 17):
+        assert f'--repo_env=HERMETIC_PYTHON_VERSION="{plan.python_version}"' in rc
+    assert ("--local_resources=memory=" in " ".join(plan.bazel_args)) == (minor >= (2, 20))
+
+
+def _check_cuda(plan: planmod.BuildPlan, rc: str) -> None:
+    minor = tuple(map(int, plan.release.split(".")))
+    ccs = "sm_90,compute_90"
+    if minor >= (2, 18):
+        assert f'build:cuda --repo_env HERMETIC_CUDA_COMPUTE_CAPABILITIES="{ccs}"' in rc
+        assert 'build:cuda --repo_env HERMETIC_CUDA_VERSION="12.5.1"' in rc
+        assert "TF_CUDA_PATHS" not in rc and "--config=cuda_wheel" in plan.bazel_args
+        assert f"--repo_env=HERMETIC_CUDA_COMPUTE_CAPABILITIES={ccs}" in plan.bazel_args
+    else:
+        assert f'build --action_env TF_CUDA_COMPUTE_CAPABILITIES="{ccs}"' in rc
+        assert "TF_CUDA_PATHS=" in rc and "HERMETIC_CUDA" not in rc and "--config=cuda_wheel" not in plan.bazel_args
+        assert f"--action_env=TF_CUDA_COMPUTE_CAPABILITIES={ccs}" in plan.bazel_args
+    configs = [a for a in plan.bazel_args if a.startswith("--config=cuda")]
+    assert configs[0] == ("--config=cuda_clang" if minor >= (2, 13) else "--config=cuda")
+    cc_arg = next(i for i, a in enumerate(plan.bazel_args) if "CUDA_COMPUTE_CAPABILITIES" in a)
+    assert cc_arg > plan.bazel_args.index(configs[-1])  # after the configs, so it wins
+    assert plan.wheel_name == "tensorflow"
+
+
+def _check_cpu(cpu: str, plan: planmod.BuildPlan, rc: str) -> None:
+    if cpu == "no-avx":
+        assert "build:opt --copt=-mno-avx" in rc and "--copt=-mavx\n" not in rc
+        assert "AVX" not in plan.instructions and "--config=avx_linux" not in plan.bazel_args
+        assert not any(a.startswith("--config=release") for a in plan.bazel_args)
+    elif cpu == "avx2-fma":
+        assert "build:opt --copt=-mavx2" in rc and "build:opt --copt=-mno-avx512f" in rc
+    elif cpu == "avx512":
+        assert "build:opt --copt=-mavx512f" in rc and "build:opt --copt=-mamx-tile" in rc
+        assert "AMX_TILE" in plan.instructions and "AMX_TILE" not in plan.verify_instructions
+    else:
+        assert "build:opt --copt=-march=armv8.2-a+dotprod+fp16+sve+bf16+i8mm" in rc
+        assert plan.wheel_name == "tensorflow" and plan.verify_instructions == []
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, bool, Path]]:
+    root = tmp_path_factory.mktemp("matrix")
+    rendered = []
+    for release in RELEASES:
+        for cpu in CPUS:
+            for cuda in (False, True):
+                out = root / f"tf {release} {cpu} {'cuda' if cuda else 'cpu'}"  # spaces on purpose
+                plan = make_plan(facts_for(cpu, gpu=cuda), opts(root, tf_version=release, out=out,
+                                                                python=python_for(release), docker=True))
+                write_recipe(plan)
+                rendered.append((release, cpu, cuda, out))
+    return rendered
+
+
+def test_matrix_era_specific_parts(matrix: list[tuple[str, str, bool, Path]]) -> None:
+    assert len(matrix) == len(RELEASES) * len(CPUS) * 2 and len(RELEASES) >= 10
+    for release, cpu, cuda, out in matrix:
+        plan_data = json.loads((out / "plan.json").read_text())
+        plan = planmod.BuildPlan(**plan_data)
+        files = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+        _check_era(plan, files)
+        _check_cpu(cpu, plan, files["tf_configure.bazelrc"])
+        if cuda:
+            _check_cuda(plan, files["tf_configure.bazelrc"])
+        else:
+            assert not plan.cuda and "HERMETIC_CUDA" not in files["tf_configure.bazelrc"]
+        assert f"FROM {plan.docker_image}" in files["Dockerfile"]
+        assert " ".join(plan.bazel_args) in files["README.md"].replace(" \\\n  ", " ")
+        assert (out / "build.sh").stat().st_mode & 0o111
+
+
+def test_matrix_scripts_pass_bash_n(matrix: list[tuple[str, str, bool, Path]]) -> None:
+    for *_, out in matrix:
+        res = subprocess.run(["bash", "-n", str(out / "build.sh")], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+
+
+def _shape(script: str) -> str:
+    text = re.sub(r"\d+", "0", re.sub(r"'[^'\n]*'", "''", script))
+    lines: list[str] = []
+    for line in text.splitlines():
+        line = re.sub(r"(''\s*)+", "'' ", line)
+        if not line.lstrip().startswith("#") and (not lines or line != lines[-1]):
+            lines.append(line)
+    return "\n".join(lines)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by .ci/run (Debian)")
+def test_matrix_scripts_pass_shellcheck(matrix: list[tuple[str, str, bool, Path]]) -> None:
+    # The scripts differ in data, and every datum is a single-quoted literal (render.shell_quote) or a
+    # number: with those masked, scripts of the same shape are the same program. One of each is checked.
+    unique = {_shape((out / "build.sh").read_text()): out / "build.sh" for *_, out in matrix}
+    assert len(unique) >= 4  # gcc/clang eras, local/hermetic CUDA, both wheel rules
+    res = subprocess.run(["shellcheck", "--severity=style", *map(str, unique.values())],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout
+
+
+# --- writing: refusal, --force, nothing half-written, --dry-run ---------------------------------
+
+
+def test_existing_out_needs_force_and_force_keeps_the_checkout(tmp_path: Path) -> None:
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, out=tmp_path / "my recipe", docker=True))
+    write_recipe(plan)
+    plan.docker = False
+    with pytest.raises(UsageError, match="--force"):
+        write_recipe(plan)
+    checkout = tmp_path / "my recipe" / "tensorflow" / "configure.py"
+    checkout.parent.mkdir()
+    checkout.write_text("# the user's checkout\n")
+    (tmp_path / "my recipe" / "build.sh").write_text("stale\n")
+    write_recipe(plan, force=True)
+    assert checkout.read_text() == "# the user's checkout\n"
+    assert (tmp_path / "my recipe" / "build.sh").read_text().startswith("#!/usr/bin/env bash")
+    assert not (tmp_path / "my recipe" / "Dockerfile").exists()  # the earlier --docker file is gone
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left behind
+
+
+def test_render_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path))
+
+    def broken(_plan: object) -> dict[str, str]:
+        raise RuntimeError("template bug")
+
+    monkeypatch.setattr("envdoctor.buildtf.render.render_files", broken)
+    with pytest.raises(RuntimeError):
+        write_recipe(plan)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_src_outside_the_recipe_is_absolute(tmp_path: Path) -> None:
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, src=tmp_path / "src dir" / "tf"))
+    assert f"DEFAULT_SRC_DIR='{tmp_path}/src dir/tf'" in render_files(plan)["build.sh"]
+    inside = make_plan(facts_for("avx2-fma"), opts(tmp_path))
+    assert "DEFAULT_SRC_DIR=\"$HERE\"/'tensorflow'" in render_files(inside)["build.sh"]
+
+
+def test_cli_dry_run_writes_nothing_and_shows_cuda(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    res = CliRunner().invoke(app, ["build-tf", "--from", str(SNAPSHOT), "--out", str(out), "--dry-run",
+                                   "--python", "3.12", "--tf-version", "2.20", "--skip-flag-check"])
+    assert res.exit_code == 0, res.output
+    assert "sm_90,compute_90" in res.output and "hermetic" in res.output and "nothing written" in res.output
+    assert not out.exists()
+
+
+def test_cli_refusals_are_one_line_usage_errors(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    out.mkdir()
+    cases = [
+        ["--out", str(out)],  # exists, no --force
+        ["--tf-version", "2.9", "--out", str(tmp_path / "x")],
+        ["--run", "--docker", "--out", str(tmp_path / "y")],
+        ["--cpu", "native", "--out", str(tmp_path / "z")],  # native makes no sense for another machine
+    ]
+    for args in cases:
+        res = subprocess.run(
+            [sys.executable, "-m", "envdoctor", "build-tf", "--from", str(SNAPSHOT), "--python", "3.12", *args],
+            capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=60,
+        )
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith("envdoctor: error: ") and res.stderr.count("\n") == 1 and res.stdout == ""
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_cli_dry_run_on_this_machine(tmp_path: Path) -> None:
+    """The live path: real probes of this machine and the real compile probe; nothing is written."""
+    out = tmp_path / "live"
+    res = subprocess.run([sys.executable, "-m", "envdoctor", "build-tf", "--out", str(out), "--dry-run",
+                          "--python", sys.executable, "--cpu", "native"],
+                         capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    if res.returncode == 2 and "no working C compiler" in res.stderr:
+        pytest.skip("no C compiler on this machine")
+    assert res.returncode == 0, res.stderr
+    assert "-march=native" in res.stdout or "-mcpu=native" in res.stdout
+    assert "nothing written" in res.stdout and not out.exists()
+
+
+def test_build_table_agrees_with_the_release_table() -> None:
+    """tf_build.json (how to build) and tf_releases.json (what the official wheels are) share some facts."""
+    from envdoctor.resources import load_recipe
+
+    build, wheels = planmod.table(), load_recipe("tf_releases.json")["releases"]
+    assert build["_sources"] and all(isinstance(v, str) and v for v in build["_sources"].values())
+    assert load_recipe("build_failures.json")["_sources"]
+    assert set(build["releases"]) == set(wheels)
+    for key, row in build["releases"].items():
+        assert row["python"] == wheels[key]["python"], key
+        assert row["cuda"] == wheels[key]["cuda"] and row["cudnn"].startswith(wheels[key]["cudnn"]), key
+        assert row["cuda_mode"] == ("hermetic" if tuple(map(int, key.split("."))) >= (2, 18) else "local"), key

@@ -1,0 +1,221 @@
+"""build.sh end to end with fake git/bazelisk/clang/venv python (tests/fixtures/build_tf/README.md), and --run.
+
+Every stage runs for real except what the fakes stand in for: the clone and the Bazel build. The
+failures are real messages (fixtures/build_tf/failures/, origins in the README) matched by --run's report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from envdoctor.buildtf import plan as planmod
+from envdoctor.buildtf.plan import BuildOptions, make_plan
+from envdoctor.buildtf.render import STAGES, write_recipe
+from envdoctor.buildtf.runner import match_failures, run_recipe
+from envdoctor.cli import app
+from envdoctor.commands.build_tf import failure_report
+from envdoctor.facts import Facts
+from envdoctor.probes.cpu import cpu_facts_from_cpuinfo
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HERE = FIXTURES / "build_tf"
+FAKEBIN = HERE / "fakebin"
+STOCK_IMPORT = HERE / "tf-2.21-cpu-import-output.txt"
+SNAPSHOT = HERE / "snapshot-zen3-h100.json"
+TOOLS = ["bash", "awk", "sed", "df", "cp", "mv", "mkdir", "cat", "dirname", "basename", "rm", "grep", "touch",
+         "chmod", "env", "printf"]
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def supported(release: str) -> bool:
+    low, high = planmod.table()["releases"][release]["python"]
+    as_tuple = lambda v: tuple(map(int, v.split(".")))  # noqa: E731
+    return as_tuple(low) <= as_tuple(PY) <= as_tuple(high)
+
+
+def zen3() -> Facts:
+    facts = Facts()
+    text = (FIXTURES / "cpuinfo" / "x86-ryzen9-5950x-zen3.txt").read_text()
+    facts.cpu = cpu_facts_from_cpuinfo(text, "x86_64")
+    facts.system.memory_total_bytes = 32 << 30
+    facts.system.package_manager = "apt"
+    return facts
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> dict[str, object]:
+    """PATH = the fakes + only the system tools build.sh uses (so git can be taken away), a fake venv."""
+    sysbin = tmp_path / "sysbin"
+    sysbin.mkdir()
+    for tool in TOOLS:
+        if found := shutil.which(tool):
+            (sysbin / tool).symlink_to(found)
+    venv = tmp_path / "the venv"
+    (venv / "bin").mkdir(parents=True)
+    shutil.copy(HERE / "fake-venv-python", venv / "bin" / "python")
+    rebuilt = tmp_path / "rebuilt-import.txt"
+    # The real stock output minus the guard message: what a wheel built with every instruction prints.
+    rebuilt.write_text("".join(line for line in STOCK_IMPORT.read_text().splitlines(keepends=True)
+                               if "cpu_feature_guard" not in line and "To enable the following" not in line))
+    log = tmp_path / "fake.log"
+    env = {
+        "PATH": f"{FAKEBIN}:{sysbin}",
+        "HOME": str(tmp_path / "home"),
+        "FAKE_LOG": str(log),
+        "FAKE_REAL_PYTHON": sys.executable,
+        "FAKE_IMPORT_OUTPUT": str(rebuilt),
+        "DISK_GB": "0",
+    }
+    return {"env": env, "venv": venv, "log": log, "sysbin": sysbin, "tmp": tmp_path}
+
+
+def recipe(sb: dict[str, object], release: str = "2.21", **kw: object) -> planmod.BuildPlan:
+    tmp = sb["tmp"]
+    assert isinstance(tmp, Path)
+    base: dict[str, object] = {"tf_version": release, "out": tmp / "recipe dir", "python": sys.executable,
+                               "venv": sb["venv"], "clang": str(FAKEBIN / "clang")}
+    base.update(kw)
+    plan = make_plan(zen3(), BuildOptions(**base))  # type: ignore[arg-type]
+    write_recipe(plan, force=True)
+    return plan
+
+
+def fake_log(sb: dict[str, object]) -> list[str]:
+    log = sb["log"]
+    assert isinstance(log, Path)
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_every_stage_end_to_end(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    out = Path(plan.out_dir)
+    events: list[tuple[str, str]] = []
+    result = run_recipe(out, env=sandbox["env"], on_event=lambda k, t: events.append((k, t)))  # type: ignore[arg-type]
+    assert result.ok, "\n".join(result.tail)
+    assert result.stages_done == list(STAGES)
+    assert [t for k, t in events if k == "start"] == list(STAGES)
+    calls = fake_log(sandbox)
+    src = out / "tensorflow"
+    repo = "https://github.com/tensorflow/tensorflow.git"
+    assert f"git clone --quiet --depth 1 --branch v2.21.0 {repo} {src}.partial" in calls
+    assert f"bazel build {' '.join(plan.bazel_args)}" in calls  # the exact planned build line
+    assert (src / ".tf_configure.bazelrc").read_text() == (out / "tf_configure.bazelrc").read_text()
+    wheel = out / "wheels" / "tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl"
+    assert wheel.exists() and (out / "wheels" / "LATEST").read_text().strip() == wheel.name
+    assert "python -m pip uninstall --yes tensorflow tensorflow-cpu tensorflow-intel tf-nightly" in calls
+    assert f"python -m pip install {wheel}" in calls
+    log_text = Path(result.log_path).read_text()
+    assert "verified: TensorFlow 2.21.0" in log_text and "AVX2 FMA" in log_text
+
+    # Stages re-run on their own: fetch now updates the existing checkout instead of cloning.
+    again = run_recipe(out, stages=["fetch", "collect"], env=sandbox["env"])  # type: ignore[arg-type]
+    assert again.ok and again.stages_done == ["fetch", "collect"]
+    assert f"git -C {src} fetch --depth 1 origin refs/tags/v2.21.0:refs/tags/v2.21.0" in fake_log(sandbox)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_verify_catches_the_stock_wheel(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    env = dict(sandbox["env"], FAKE_IMPORT_OUTPUT=str(STOCK_IMPORT))  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), env=env)
+    assert not result.ok and result.failed_stage == "verify"
+    assert [m.id for m in result.matches] == ["cpu-guard-still-lists"]
+    assert "still lists AVX2 FMA" in result.matches[0].lines[0]
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_oom_in_bazel_is_named_with_its_fix(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    env = dict(sandbox["env"], FAKE_BAZEL_FAIL=str(HERE / "failures" / "cc1plus-killed.log"))  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), env=env)
+    assert not result.ok and result.failed_stage == "build"
+    assert result.stages_done == ["prereqs", "fetch", "configure"]
+    assert result.matches[0].id == "cc1plus-killed"
+    report = "\n".join(failure_report(result))
+    assert "failed in stage build" in report and "Killed (program cc1plus)" in report
+    assert "--jobs" in report and "build.sh' build collect install verify" in report
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_missing_git_stops_prereqs_with_the_install_command(sandbox: dict[str, object]) -> None:
+    nogit = Path(str(sandbox["tmp"])) / "nogit"
+    nogit.mkdir()
+    for tool in FAKEBIN.iterdir():
+        if tool.name != "git":
+            (nogit / tool.name).symlink_to(tool)
+    plan = recipe(sandbox)
+    env = dict(sandbox["env"], PATH=f"{nogit}:{sandbox['sysbin']}")  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), env=env)
+    assert not result.ok and result.failed_stage == "prereqs" and result.stages_done == []
+    assert [m.id for m in result.matches] == ["tool-missing"]
+    assert "install: sudo apt-get install -y git" in "\n".join(result.tail)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_wrong_clang_and_missing_lld_are_prerequisites(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox, clang=str(Path(str(sandbox["tmp"])) / "llvm-18" / "bin" / "clang"))
+    result = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=sandbox["env"])  # type: ignore[arg-type]
+    tail = "\n".join(result.tail)
+    assert not result.ok and "missing Clang 18" in tail and "install: sudo apt-get install -y clang-18" in tail
+
+
+@pytest.mark.skipif(not supported("2.16"), reason=f"TF 2.16 does not support Python {PY}")
+def test_pre_217_build_pip_package_path(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox, release="2.16", venv=None)
+    out = Path(plan.out_dir)
+    env = dict(sandbox["env"], FAKE_BAZELVERSION="6.5.0")  # type: ignore[arg-type]
+    result = run_recipe(out, stages=["prereqs", "fetch", "configure", "build", "collect", "install"], env=env)
+    assert result.ok, "\n".join(result.tail)
+    calls = fake_log(sandbox)
+    assert f"bazel build {' '.join(plan.bazel_args)}" in calls
+    assert plan.bazel_args[-1] == "//tensorflow/tools/pip_package:build_pip_package"
+    assert f"build_pip_package {out}/tensorflow/envdoctor_pkg --cpu" in calls
+    assert (out / "wheels" / "tensorflow_cpu-2.16.2-cp311-cp311-linux_x86_64.whl").exists()
+    assert "install: skipped (no venv" in Path(result.log_path).read_text()
+
+
+def test_known_failures_match_real_messages() -> None:
+    lines = [
+        "ERROR: Config value 'opt' is not defined in any .rc file",
+        *(HERE / "failures" / "bazel-version.log").read_text().splitlines(),
+        "clang: error: invalid linker name in argument '-fuse-ld=lld'",
+        "clang: error: unsupported CUDA gpu architecture: sm_35",
+        "ERROR: Could not find requirements_lock.txt file matching specified Python version.",
+    ]
+    ids = [m.id for m in match_failures(lines)]
+    assert ids == ["config-opt-undefined", "bazel-version-mismatch", "lld-missing", "cuda-arch-refused",
+                   "python-lock-missing"]
+    assert match_failures(["INFO: Build completed successfully, 1 total action"]) == []
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_cli_run_reports_success_and_failure(sandbox: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in sandbox["env"].items():  # type: ignore[attr-defined]
+        monkeypatch.setenv(key, value)
+    out = Path(str(sandbox["tmp"])) / "cli recipe"
+    args = ["build-tf", "--from", str(SNAPSHOT), "--no-cuda", "--tf-version", "2.21", "--out", str(out),
+            "--python", sys.executable, "--clang", str(FAKEBIN / "clang"), "--venv", str(sandbox["venv"]), "--run",
+            "--skip-flag-check"]  # PATH holds only the fakes here; the probe is tested in test_build_tf_flags
+    ok = CliRunner().invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert "build.sh finished" in ok.output and (out / "build.log").exists()
+    monkeypatch.setenv("FAKE_BAZEL_FAIL", str(HERE / "failures" / "bazel-version.log"))
+    failed = CliRunner().invoke(app, [*args, "--force"])
+    assert failed.exit_code == 1
+    assert "failed in stage build" in failed.output
+    assert "known failure: Bazel version does not match" in failed.output and "Bazelisk" in failed.output
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_verify_reads_the_older_guard_wording(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    env = dict(sandbox["env"], FAKE_IMPORT_OUTPUT=str(HERE / "older-guard-wording.txt"))  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), stages=["verify"], env=env)
+    assert not result.ok and result.failed_stage == "verify"
+    assert "still lists AVX2 FMA" in "\n".join(result.tail)

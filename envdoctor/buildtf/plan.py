@@ -272,7 +272,10 @@ def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
 def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     gpus = [g for g in facts.gpus if g.compute_capability]
     plan.gpus = [f"{g.name} (compute capability {g.compute_capability})" for g in gpus]
-    plan.cuda = opts.cuda if opts.cuda is not None else bool(gpus)
+    if opts.cuda is False and opts.cuda_cc:
+        raise UsageError("--cuda-cc contradicts --no-cuda")
+    # Naming compute capabilities asks for a CUDA build, e.g. on a build host without the target GPUs.
+    plan.cuda = opts.cuda if opts.cuda is not None else bool(gpus or opts.cuda_cc)
     if not plan.cuda:
         # tensorflow-cpu is the x86 CPU-only name; aarch64 wheels are plain "tensorflow".
         plan.wheel_name = "tensorflow_cpu" if plan.arch == "x86_64" else "tensorflow"

@@ -125,26 +125,27 @@ def plan_summary(plan: BuildPlan) -> list[tuple[str, str]]:
 
 
 def _print_plan(plan: BuildPlan) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from envdoctor.report.console import make_console
 
     table = Table(show_header=False, box=None, pad_edge=False)
     for label, value in plan_summary(plan):
         table.add_row(f"[bold]{label}[/bold]", value)
-    console = Console(soft_wrap=True)
+    console = make_console(soft_wrap=True)
     console.print(table)
     for note in plan.notes:
         console.print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
 
 
 def _run_with_progress(recipe_dir: Path) -> RunResult:
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from envdoctor.buildtf.runner import run_recipe
+    from envdoctor.report.console import make_console
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         running: dict[str, TaskID] = {}  # the stage that has started and not ended
 

@@ -66,10 +66,11 @@ def _processes(g: GpuFacts) -> str:
 
 
 def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from envdoctor.report.console import make_console
+
+    console = make_console()
     if not gpus:
         console.print(f"No NVIDIA GPU: {why or 'none found'}. CPU-only TensorFlow works here.", highlight=False)
         return

@@ -26,14 +26,11 @@ def headline(facts: Facts) -> str:
 
 def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = None,
            scrub=None) -> None:  # noqa: ANN001 - scrub is Callable[[str], str] | None
-    from rich.console import Console
     from rich.text import Text
 
-    import os
+    from envdoctor.report.console import make_console
 
-    # NO_COLOR (no-color.org): no escape codes at all, not even bold.
-    plain = "NO_COLOR" in os.environ and os.environ["NO_COLOR"] != ""
-    console = Console(file=stream, highlight=False, soft_wrap=True, **({"color_system": None} if plain else {}))
+    console = make_console(stream, soft_wrap=True)
     clean = scrub or (lambda s: s)
 
     def line(text: str, style: str | None = None, indent: int = 0) -> None:

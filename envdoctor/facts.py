@@ -249,25 +249,50 @@ T = TypeVar("T")
 
 
 def from_dict(cls: type[T], data: Any) -> T:
-    """Rebuild a dataclass tree from to_dict() output; unknown keys are ignored, missing ones defaulted."""
-    return typing.cast(T, _build(cls, data))
+    """Rebuild a dataclass tree from to_dict() output; unknown keys are ignored, missing ones defaulted.
+
+    A value of the wrong type (a hand-edited or foreign snapshot) raises TypeError, so that the checks never see
+    a string where a list of GPUs should be. Numbers are accepted where text is expected ("24.04" written bare).
+    """
+    return typing.cast(T, _build(cls, data, cls.__name__))
 
 
-def _build(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+_SCALARS: dict[Any, tuple[type, ...]] = {str: (str, int, float), int: (int,), float: (int, float), bool: (bool,)}
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
+    if value is None:
+        _expect(tp is Any or type(None) in typing.get_args(tp), where, "a value", value)
+        return None
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(args[0], value) if len(args) == 1 else value
+        return _build(args[0], value, where) if len(args) == 1 else value
     if origin is list:
         (item,) = typing.get_args(tp)
-        return [_build(item, v) for v in value]
+        _expect(isinstance(value, list), where, "a list", value)
+        return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, item = typing.get_args(tp)
-        return {k: _build(item, v) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        _expect(isinstance(value, dict), where, "an object", value)
+        return {str(k): _build(item, v, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        _expect(isinstance(value, dict), where, "an object", value)
         hints = typing.get_type_hints(tp)
-        kwargs = {f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value}
-        return tp(**kwargs)
-    return value
+        # A null where the field cannot be null counts as missing: the field keeps its default.
+        fields = [
+            f.name
+            for f in dataclasses.fields(tp)
+            if f.name in value and (value[f.name] is not None or type(None) in typing.get_args(hints[f.name]))
+        ]
+        return tp(**{name: _build(hints[name], value[name], f"{where}.{name}") for name in fields})
+    if tp in _SCALARS:
+        ok = isinstance(value, _SCALARS[tp]) and (tp is bool or not isinstance(value, bool))
+        _expect(ok, where, tp.__name__, value)
+        return str(value) if tp is str else value
+    return value  # Any
+
+
+def _expect(ok: bool, where: str, wanted: str, value: Any) -> None:
+    if not ok:
+        raise TypeError(f"{where}: expected {wanted}, got {type(value).__name__}")

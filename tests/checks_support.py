@@ -13,6 +13,7 @@ Origins:
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -129,6 +130,26 @@ def no_gpu_facts(cpu_file: str = "x86-epyc-9654-zen4.txt") -> Facts:
         ),
         cpu=cpu(cpu_file),
     )
+
+
+# The fix convention: one shell command per line, explanations as lines starting with "# ". A command line
+# starts with one of these words (or an interpreter path such as /home/user/venv/bin/python).
+_COMMAND = re.compile(
+    r"(sudo|export|unset|eval|printf|envdoctor|wsl|nvidia-smi|ls|[A-Z_]+=\S*|\S*python[\d.]*|\S*/bin/pip)"
+)
+
+
+def fix_convention_violations(found: list[Finding]) -> list[str]:
+    """Each fix line that is neither a command nor a '# ' comment, as 'code: line'."""
+    bad = []
+    for f in found:
+        for line in f.fix.split("\n") if f.fix else []:  # a shell's lines (str.splitlines also splits at \x1e)
+            if line.startswith("# "):
+                continue
+            first = line.split(" ", 1)[0]
+            if not _COMMAND.fullmatch(first) or "`" in line or line.rstrip().endswith("."):
+                bad.append(f"{f.code}: {line}")
+    return bad
 
 
 def findings(facts: Facts) -> list[Finding]:

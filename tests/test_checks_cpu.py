@@ -19,7 +19,7 @@ def test_pentium_without_avx_is_an_error_pointing_to_build_tf():
     f = one(facts, "cpu.no-avx")
     assert f.severity is Severity.ERROR
     assert "Illegal instruction" in f.title
-    assert f.fix.startswith("`envdoctor build-tf`")
+    assert f.fix.splitlines()[0] == "envdoctor build-tf"
     assert "SIMD it has: sse4_1 sse4_2 ssse3" in f.evidence
     assert "cpu.ok" not in codes(facts)
     assert "cpu.unused-instructions" not in codes(facts)
@@ -29,7 +29,11 @@ def test_zen4_unused_instructions_with_an_honest_gain_note():
     f = one(_with_tf("x86-epyc-9654-zen4.txt"), "cpu.unused-instructions")
     assert f.severity is Severity.INFO
     assert f.title.endswith("AVX2 FMA AVX512F AVX512_VNNI AVX512_BF16")
-    assert "oneDNN already uses these instructions" in f.fix and "envdoctor build-tf" in f.fix
+    assert f.fix.splitlines() == [
+        "envdoctor build-tf",
+        "# optional; expect a modest gain: oneDNN already uses these instructions in its convolution and "
+        "matrix-multiply kernels, a native build speeds up the other (Eigen) ops only",
+    ]
     assert any("-mavx only" in e for e in f.evidence)
 
 
@@ -47,6 +51,8 @@ def test_deep_log_overrides_the_assumption():
 def test_onednn_default_on_with_vnni():
     f = one(_with_tf("x86-xeon-platinum-8260m-cascadelake.txt"), "cpu.onednn-on")
     assert f.evidence[0] == "default on: the CPU has AVX512_VNNI"
+    assert f.fix is None  # nothing to fix; the note on numerics is evidence
+    assert any("TF_ENABLE_ONEDNN_OPTS=0" in e for e in f.evidence)
 
 
 def test_onednn_default_on_with_avx_vnni_client_cpu():
@@ -58,7 +64,7 @@ def test_onednn_default_off_on_zen3_and_env_override():
     facts = _with_tf("x86-ryzen9-5950x-zen3.txt")
     f = one(facts, "cpu.onednn-off")
     assert "default off" in f.evidence[0]
-    assert f.fix == "To try them (often faster on CPU): `export TF_ENABLE_ONEDNN_OPTS=1`"
+    assert f.fix == "export TF_ENABLE_ONEDNN_OPTS=1\n# optional: often faster on the CPU"
     facts.env.variables["TF_ENABLE_ONEDNN_OPTS"] = "1"
     on = one(facts, "cpu.onednn-on")
     assert "TF_ENABLE_ONEDNN_OPTS=1 overrides the default" in on.evidence
@@ -92,3 +98,18 @@ def test_deep_run_without_the_message_means_nothing_unused():
     facts = _with_tf("x86-epyc-9654-zen4.txt")
     facts.deep = DeepFacts(returncode=0, missing_cpu_instructions=[])  # e.g. a -march=native build
     assert "cpu.unused-instructions" not in codes(facts)
+
+
+def test_onednn_default_on_windows_x86_follows_the_release():
+    # PR #61878 (TF 2.15) made oneDNN the default on Windows x86 whatever the CPU; 2.9-2.14 left it off there.
+    facts = _with_tf("x86-ryzen9-5950x-zen3.txt")
+    facts.system.os = "Windows"
+    assert one(facts, "cpu.onednn-on").evidence[0] == "default on on Windows x86 since TensorFlow 2.15"
+    facts.tensorflow.version = "2.14.1"
+    assert one(facts, "cpu.onednn-off").evidence[0] == "default off on Windows x86 before TensorFlow 2.15"
+
+
+def test_no_onednn_finding_on_macos():
+    facts = _with_tf("x86-xeon-platinum-8260m-cascadelake.txt")
+    facts.system.os = "Darwin"
+    assert not {"cpu.onednn-on", "cpu.onednn-off"} & codes(facts)

@@ -40,7 +40,7 @@ def test_old_tf_without_and_cuda_extra_names_toolkit_versions():
     facts = _h100_tf("2.12.0")
     facts.gpus = gpus_fixture("v100-busy.json")
     facts.cuda.tf_libraries = [LibraryResolution("cudart", "libcudart.so.11.0", "missing")]
-    assert one(facts, "cuda.library-missing").fix.startswith("Install CUDA 11.8 and cuDNN 8.6")
+    assert one(facts, "cuda.library-missing").fix.startswith("# install CUDA 11.8 and cuDNN 8.6")
 
 
 def test_library_off_loader_path():
@@ -112,7 +112,10 @@ def test_several_toolkits_and_one_too_new_for_the_gpu():
     drop = one(facts, "cuda.toolkit-drops-gpu")
     assert drop.severity is Severity.WARNING
     assert "GPU 0 (Tesla V100-SXM2-16GB): compute capability 7.0" in drop.evidence
-    assert drop.fix.startswith("Use a CUDA 12.x toolkit")
+    # The CUDA 12.6 toolkit installed beside it still compiles for 7.0: point builds at it.
+    assert drop.fix == "export CUDA_HOME=/usr/local/cuda-12.6\nexport PATH=/usr/local/cuda-12.6/bin:$PATH"
+    facts.cuda.toolkits = facts.cuda.toolkits[1:]
+    assert one(facts, "cuda.toolkit-drops-gpu").fix.startswith("# install a CUDA 12.x toolkit")
 
 
 def test_toolkit_only_machine_has_an_ok_line():
@@ -120,6 +123,13 @@ def test_toolkit_only_machine_has_an_ok_line():
     facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-13.0", "13.0", "nvcc", active=True)]
     facts.cuda.cudnn = [CudnnInstall("/usr/include/x86_64-linux-gnu/cudnn_version.h", "9.14.0", "header")]
     assert one(facts, "cuda.ok").title == "CUDA toolkit 13.0 at /usr/local/cuda-13.0, cuDNN 9.14.0"
+
+
+def test_cudnn_without_toolkit_still_has_a_cuda_line():
+    # The real H100 capture under --root: cuDNN 9.14 headers, no toolkit directory in the captured tree.
+    facts = h100("idle")
+    facts.cuda.cudnn = [CudnnInstall("/usr/include/x86_64-linux-gnu/cudnn_version.h", "9.14.0", "header")]
+    assert one(facts, "cuda.ok").title == "No CUDA toolkit; cuDNN 9.14.0"
 
 
 def test_deep_failed_libraries():

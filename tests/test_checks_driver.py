@@ -116,8 +116,8 @@ def test_driver_too_old_for_tf_cuda_major():
     f = one(facts, "driver.too-old-for-tf")
     assert f.severity is Severity.ERROR
     assert "driver 470.82.01 supports CUDA ≤ 11.4 (NVML)" in f.evidence
-    assert "TensorFlow 2.18.0 needs CUDA 12.5.1" in f.evidence
-    assert f.fix.startswith("Upgrade the NVIDIA driver to ≥ 555.42.02: sudo ubuntu-drivers install")
+    assert "TensorFlow 2.18.0 needs CUDA 12.5" in f.evidence
+    assert f.fix.splitlines() == ["# upgrade the NVIDIA driver to ≥ 555.42.02", "sudo ubuntu-drivers install"]
 
 
 def test_minor_version_compat_is_info_but_ptx_jit_makes_it_an_error():
@@ -155,10 +155,16 @@ def test_compute_capability_not_covered():
     assert len(errors) == 2
     titan = next(f for f in errors if "3.5" in f.title)
     assert titan.severity is Severity.ERROR
-    assert "tensorflow==2.14.*" in titan.fix  # the newest wheel with sm_35
-    assert "sm_35" in titan.fix
+    # Python 3.12 here: the newest wheel with sm_35 is 2.14, which stops at Python 3.11, so only a build is left.
+    assert titan.fix == "envdoctor build-tf --cuda-cc 3.5"
+    facts.tensorflow.python_version = "3.11.9"
+    titan = next(f for f in __import__("checks_support").findings(facts) if "3.5" in f.title)
+    assert titan.fix.splitlines()[0] == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"
+    assert titan.fix.splitlines()[-1] == "envdoctor build-tf --cuda-cc 3.5"
     kepler_old = next(f for f in errors if "1.1" in f.title)
-    assert "tensorflow==" not in kepler_old.fix and "envdoctor build-tf" in kepler_old.fix
+    # No CUDA TensorFlow builds with (11.x: >= 3.5) compiles for 1.1: neither a wheel nor a build helps.
+    assert "pip install" not in kepler_old.fix and "build-tf" not in kepler_old.fix
+    assert kepler_old.fix.startswith("# no CUDA")
 
 
 def test_blackwell_ptx_from_older_generation_is_a_warning():
@@ -217,3 +223,13 @@ def test_wsl2_libcuda_outside_wsl_lib_is_a_linux_driver():
     facts.cuda.tf_libraries[0].path = "/usr/lib/x86_64-linux-gnu/libcuda.so.1"
     f = one(facts, "driver.wsl-linux-driver")
     assert "libcuda.so.1 resolves to /usr/lib/x86_64-linux-gnu/libcuda.so.1, not /usr/lib/wsl/lib" in f.evidence
+
+
+def test_arch_specific_sass_runs_only_on_its_own_compute_capability():
+    # sm_90a (Hopper-only features) is not binary compatible with later minors; plain sm_80 runs on 8.6.
+    from envdoctor.checks.gpu import _sass_for
+
+    assert _sass_for(["sm_90a"], (9, 0)) == "sm_90a"
+    assert _sass_for(["sm_90a"], (9, 1)) is None
+    assert _sass_for(["sm_80"], (8, 6)) == "sm_80"
+    assert _sass_for(["sm_80"], (9, 0)) is None

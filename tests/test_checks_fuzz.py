@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from checks_support import h100, tensorflow
+from checks_support import fix_convention_violations, h100, tensorflow
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envdoctor.checks import run_checks
-from envdoctor.facts import CudaToolkit, CudnnInstall, DeepFacts, LibraryResolution, NvmlError, PythonPackage
+from envdoctor.facts import (
+    CudaToolkit,
+    CudnnInstall,
+    DeepFacts,
+    Facts,
+    LibraryResolution,
+    NvmlError,
+    PythonPackage,
+    from_dict,
+    to_dict,
+)
 
 odd = st.one_of(
     st.none(),
@@ -56,7 +66,39 @@ def test_checks_never_crash(driver, gpu, tf, libs, env, nvml, deep, wsl):
         facts.deep = DeepFacts(returncode=deep[0], timed_out=deep[1], missing_cpu_instructions=deep[2])
     findings = run_checks(facts)
     assert [f for f in findings if f.code == "envdoctor.check-failed"] == []
+    assert fix_convention_violations(findings) == []
     assert all(
         f.code.split(".", 1)[0] in {"system", "cpu", "driver", "gpu", "cuda", "tensorflow", "environment"}
         for f in findings
     )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    field=st.sampled_from(["system", "cpu", "driver", "gpus", "cuda", "tensorflow", "env", "deep", "probe_seconds"]),
+    value=json_values,
+)
+def test_a_garbled_snapshot_is_rejected_or_read_never_half_typed(field, value):
+    """`check --from` on a hand-edited snapshot: from_dict raises TypeError (a usage error), or every fact has
+    the type the checks expect, so the checks run without crashing."""
+    data = to_dict(h100("busy"))
+    data[field] = value
+    try:
+        facts = from_dict(Facts, data)
+    except TypeError:
+        return
+    found = run_checks(facts)
+    assert [f for f in found if f.category == "envdoctor"] == []
+
+
+def test_a_snapshot_survives_the_round_trip():
+    facts = h100("busy")
+    facts.tensorflow = tensorflow("2.21.0")
+    assert from_dict(Facts, to_dict(facts)) == facts

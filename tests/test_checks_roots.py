@@ -50,7 +50,10 @@ def test_laptop_nouveau_with_secure_boot():
     nouveau = found["driver.nouveau"]
     assert nouveau.severity is Severity.ERROR
     assert "PCI 0000:01:00.0 0x10de:0x1f95 class 0x030000, kernel driver: nouveau" in nouveau.evidence
-    assert found["driver.secure-boot"].severity is Severity.ERROR
+    # No NVIDIA driver installed yet: Secure Boot is the next hurdle, not the reason a module is missing.
+    secure = found["driver.secure-boot"]
+    assert secure.severity is Severity.WARNING and "must be signed" in secure.title
+    assert "NVIDIA userspace driver: not found" in secure.evidence
     assert "gpu.none" not in found  # the HDMI audio function is no GPU, the GeForce is one
     assert "driver.ok" not in found
 
@@ -65,6 +68,14 @@ def test_driver_library_mismatch():
     assert "driver.ok" not in found
 
 
+def test_driver_library_mismatch_from_files_alone():
+    # Without NVML (--root): the kernel module says 550.120, libnvidia-ml.so.1 links to libnvidia-ml.so.550.127.05.
+    facts, _ = _facts(ROOTS / "driver-mismatch" / "root")
+    assert facts.driver.userspace_version == "550.127.05"
+    mismatch = _by_code(facts)["driver.version-mismatch"]
+    assert "userspace library: 550.127.05" in mismatch.evidence
+
+
 def test_old_driver_new_toolkit():
     facts, _ = _facts(ROOTS / "old-driver-new-toolkit" / "root", ROOTS / "old-driver-new-toolkit" / "nvml.json")
     facts.tensorflow = tensorflow("2.18.0")  # the real 2.18 wheel's build info: CUDA 12.5.1
@@ -73,9 +84,10 @@ def test_old_driver_new_toolkit():
     assert toolkit.severity is Severity.WARNING
     assert "driver 470.256.02 supports CUDA ≤ 11.4 (NVML)" in toolkit.evidence
     assert any(e.startswith("CUDA toolkit 12.6") and "/usr/local/cuda-12.6" in e for e in toolkit.evidence)
+    assert "CUDA toolkit 12.6.20241114 at /usr/local/cuda-12.6 needs CUDA 12.6" in toolkit.evidence
     tf = found["driver.too-old-for-tf"]
     assert tf.severity is Severity.ERROR
-    assert tf.fix.startswith("Upgrade the NVIDIA driver to ≥ 555.42.02")
+    assert tf.fix.startswith("# upgrade the NVIDIA driver to ≥ 555.42.02\n")
     assert "gpu.ok" in found  # a T4 (7.5) has sm_70 SASS in TF 2.18
 
 
@@ -106,6 +118,7 @@ def test_wsl2_root():
     facts, _ = _facts(ROOTS / "wsl2" / "root")
     assert facts.system.wsl == 2
     found = _by_code(facts)
+    assert facts.driver.userspace_version is None  # /usr/lib/wsl/lib/libnvidia-ml.so.1 carries no version
     assert "driver.wsl-linux-driver" not in found
     assert any("WSL2" in e for e in found["gpu.none"].evidence)
     assert "WSL2" in found["system.ok"].title

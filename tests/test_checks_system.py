@@ -19,7 +19,9 @@ def test_wsl1_cannot_use_the_gpu():
     facts.system.wsl, facts.system.kernel = 1, "4.4.0-19041-Microsoft"
     f = one(facts, "system.wsl1")
     assert f.severity is Severity.WARNING
-    assert "wsl --set-version <distro> 2" in f.fix
+    assert f.fix == "# in Windows PowerShell:\nwsl -l -v\nwsl --set-version <NAME> 2"
+    facts.env.variables["WSL_DISTRO_NAME"] = "Ubuntu-22.04"  # WSL sets it inside the distribution
+    assert one(facts, "system.wsl1").fix == "# in Windows PowerShell:\nwsl --set-version Ubuntu-22.04 2"
     assert "system.ok" not in codes(facts)
 
 

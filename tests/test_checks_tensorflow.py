@@ -154,3 +154,38 @@ def test_distribution_names_are_compared_canonically():
     facts.tensorflow.distributions[0].name = "tensorflow_cpu"  # as importlib.metadata spells it from the dist-info
     f = one(facts, "tensorflow.cpu-only-with-gpu")
     assert "pip uninstall -y tensorflow-cpu" in f.fix
+
+
+def test_every_tensorflow_distribution_counts_for_several():
+    # tensorflow-aarch64 and tf-nightly-* install the same `tensorflow` package (python_packages.json).
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0")
+    site = facts.tensorflow.distributions[0].location
+    facts.tensorflow.distributions.append(PythonPackage("tf-nightly-gpu", "2.22.0.dev20260101", site))
+    f = one(facts, "tensorflow.several-distributions")
+    assert "tf-nightly-gpu 2.22.0.dev20260101 (/home/user/venv/lib/python3.12/site-packages)" in f.evidence
+    assert "pip uninstall -y tensorflow tf-nightly-gpu" in f.fix
+
+
+def test_linaro_aarch64_wheel_is_cpu_only_next_to_a_gpu():
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-aarch64")
+    assert "pip uninstall -y tensorflow-aarch64" in one(facts, "tensorflow.cpu-only-with-gpu").fix
+
+
+def test_package_without_metadata_is_not_reported_missing():
+    # The pip-cuda fake root's tensorflow/ has no dist-info: importable, so not "not installed".
+    facts = no_gpu_facts()
+    facts.tensorflow.location = "/opt/venv/lib/python3.11/site-packages/tensorflow"
+    assert "tensorflow.not-installed" not in codes(facts)
+    ok = one(facts, "tensorflow.ok")
+    assert ok.title == "TensorFlow (version unknown) (tensorflow, no build_info.py) on Python 3.12.3"
+    assert any("no tensorflow*.dist-info" in e for e in ok.evidence)
+
+
+def test_not_installed_under_root_says_where_it_looked():
+    facts = no_gpu_facts()
+    facts.host = False
+    facts.tensorflow.site_packages = ["/usr/lib/python3/dist-packages"]
+    f = one(facts, "tensorflow.not-installed")
+    assert f.evidence == ["searched under --root: /usr/lib/python3/dist-packages"]

@@ -273,6 +273,27 @@ def test_ld_so_conf_of_the_real_h100():
     assert "/usr/local/cuda/targets/x86_64-linux/lib" in dirs and "/usr/local/nvidia/lib64" in dirs
 
 
+def test_ld_so_conf_that_includes_itself_ends(tmp_path):
+    # Ten conf.d files that each include the whole directory: read once each, not 10**depth times.
+    conf_d = tmp_path / "etc/ld.so.conf.d"
+    conf_d.mkdir(parents=True)
+    (tmp_path / "etc/ld.so.conf").write_text("include /etc/ld.so.conf.d/*.conf\n")
+    for i in range(10):
+        (conf_d / f"{i}.conf").write_text(f"include *.conf\n/opt/lib{i}\n")
+    started = time.perf_counter()
+    dirs = ld_so_conf_dirs(RootFS(ProbeContext(root=tmp_path, env={})), "/etc/ld.so.conf")
+    assert time.perf_counter() - started < 1.0
+    assert sorted(dirs) == [f"/opt/lib{i}" for i in range(10)]  # each once, in include (depth-first) order
+
+
+def test_include_with_dotdot_stays_inside_the_root(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/ld.so.conf").write_text("include ../../../../../../../etc/host.conf.d/*.conf\n")
+    (tmp_path / "etc/host.conf.d").mkdir()
+    (tmp_path / "etc/host.conf.d/a.conf").write_text("/inside/lib\n")
+    assert ld_so_conf_dirs(RootFS(ProbeContext(root=tmp_path, env={})), "/etc/ld.so.conf") == ["/inside/lib"]
+
+
 def test_off_loader_path_toolkit_and_ld_library_path():
     facts = run_probe(MULTI, tf_cuda="11.8", tf_cudnn="8")
     found = libs(facts)

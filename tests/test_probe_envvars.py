@@ -58,6 +58,10 @@ def test_path_entry_holding_nvcc_counts_even_without_cuda_in_its_name(tmp_path: 
     bin_dir = tmp_path / "opt/tools/bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "nvcc").write_text("#!/bin/sh\n")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    # The driver's nvidia-smi sits in /usr/bin on every GPU machine (the real H100 session listed /usr/bin and
+    # /bin for it): that says nothing about CUDA, so it does not make /usr/bin CUDA-relevant.
+    (tmp_path / "usr/bin/nvidia-smi").write_text("")
     env = {"PATH": "/opt/tools/bin:/usr/bin:/usr/lib/wsl/lib:/usr/bin"}
     e = env_facts(env, ProbeContext(root=tmp_path, env=env))
     assert e.path_cuda_entries == ["/opt/tools/bin", "/usr/lib/wsl/lib"]

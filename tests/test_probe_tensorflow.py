@@ -224,3 +224,11 @@ def test_h100_capture_root_finds_the_venv_with_nvidia_wheels() -> None:
         probe(ProbeContext(root=H100_ROOT, python=python), facts)
         assert facts.tensorflow.site_packages == ["/opt/torch/.venv/lib/python3.12/site-packages"]
         assert facts.tensorflow.python_version == "3.12" and facts.tensorflow.distributions == []
+
+
+def test_root_with_two_environments_takes_the_python_of_the_one_holding_tensorflow() -> None:
+    # tests/fixtures/roots/pip-cuda: /opt/venv (python3.11, a tensorflow/ stub) and /opt/torch/venv (python3.12).
+    facts = Facts()
+    probe(ProbeContext(root=Path(__file__).parent / "fixtures/roots/pip-cuda/root"), facts)
+    assert facts.tensorflow.location == "/opt/venv/lib/python3.11/site-packages/tensorflow"
+    assert facts.tensorflow.python_version == "3.11"

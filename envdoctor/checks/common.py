@@ -33,9 +33,26 @@ def major_minor(text: str | None) -> tuple[int, int] | None:
     return (v.major, v.minor) if v else None
 
 
+def requirement(name: str, pin: str | None) -> str:
+    """A shell-quoted pip requirement, `name==pin` when pin is a valid version (a snapshot may hold anything)."""
+    try:
+        exact = f"=={Version(pin)}" if pin else ""
+    except InvalidVersion:
+        exact = ""
+    return shlex.quote(f"{name}{exact}")
+
+
 def dist_name(name: str) -> str:
     """A distribution's canonical name (PEP 503): "tensorflow_cpu" and "TensorFlow-CPU" are "tensorflow-cpu"."""
     return str(canonicalize_name(name))
+
+
+def is_tf_distribution(name: str) -> bool:
+    """A distribution that installs the `tensorflow` package (python_packages.json, as the probe uses it)."""
+    table = load_recipe("python_packages.json")
+    canonical = dist_name(name)
+    names = {dist_name(n) for n in table["tensorflow_distributions"]}
+    return canonical in names or canonical.startswith(tuple(table["tensorflow_prefixes"]))
 
 
 def tf_releases() -> dict[str, Any]:
@@ -46,6 +63,17 @@ def tf_release(tf_version: str | None) -> dict[str, Any] | None:
     """The knowledge-table row for a TensorFlow version (by major.minor), or None if not in the table."""
     mm = major_minor(tf_version)
     return tf_releases()["releases"].get(f"{mm[0]}.{mm[1]}") if mm else None
+
+
+def supports_python(row: dict[str, Any], python: tuple[int, int] | None) -> bool:
+    """A release-table row's Python range holds this (major, minor); None (unknown) fits every row."""
+    lo, hi = (major_minor(v) for v in row["python"])
+    return python is None or (lo is not None and hi is not None and lo <= python <= hi)
+
+
+def releases_for_python(python: tuple[int, int] | None) -> list[str]:
+    """Release names (major.minor) in the table whose wheels exist for this Python."""
+    return [name for name, row in tf_releases()["releases"].items() if supports_python(row, python)]
 
 
 def nvidia_pci(facts: Facts) -> list[Any]:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from packaging.version import Version
+
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import tf_releases, version, with_ok
 from envdoctor.facts import Facts
 
 _GAIN_NOTE = (
-    "Expect a modest gain: oneDNN already uses these instructions in its convolution and matrix-multiply "
-    "kernels; a native build speeds up the other (Eigen) ops only."
+    "# optional; expect a modest gain: oneDNN already uses these instructions in its convolution and "
+    "matrix-multiply kernels, a native build speeds up the other (Eigen) ops only"
+)
+
+
+_ONEDNN_NUMERICS = (
+    "results may differ in the last bits from a run without oneDNN (another summation order); "
+    "TF_ENABLE_ONEDNN_OPTS=0 turns it off"
 )
 
 
@@ -52,7 +60,7 @@ def _no_avx(facts: Facts, flags: set[str]) -> Finding:
         Severity.ERROR,
         "CPU without AVX: stock TensorFlow dies on import with 'Illegal instruction'",
         evidence,
-        "`envdoctor build-tf` (builds TensorFlow from source for this CPU, without AVX)",
+        "envdoctor build-tf\n# builds TensorFlow from source for the instructions this CPU has (no AVX)",
     )
 
 
@@ -78,7 +86,7 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
             Severity.INFO,
             f"TensorFlow's own kernels do not use these CPU instructions: {' '.join(unused)}",
             [f"CPU: {facts.cpu.model}", source],
-            f"Optional: `envdoctor build-tf` builds TensorFlow with -march=native. {_GAIN_NOTE}",
+            f"envdoctor build-tf\n{_GAIN_NOTE}",
         )
     ]
 
@@ -86,18 +94,9 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
 def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
     table = tf_releases()["onednn"]
     tf = version(facts.tensorflow.version)
-    if tf is None or tf < version(table["default_since"]):
-        return []
-    triggers = [name for flag, name in table["default_on_linux_x86_with"].items() if flag in flags]
-    linux = (facts.system.os or "Linux") == "Linux"
-    default = linux and bool(triggers)
-    why = (
-        f"default on: the CPU has {' '.join(triggers)}"
-        if default
-        else "default off on Windows"
-        if not linux
-        else "default off: the CPU has none of AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX"
-    )
+    if tf is None or tf < version(table["default_since"]) or facts.system.os == "Darwin":
+        return []  # macOS builds have no oneDNN custom operations (INTEL_MKL is Linux/Windows only)
+    default, why = _onednn_default(facts, flags, tf)
     evidence = [why]
     state, raw = default, facts.env.variables.get("TF_ENABLE_ONEDNN_OPTS")
     if raw is not None and raw.lower() in table["env_true"] + table["env_false"]:
@@ -112,8 +111,8 @@ def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
                 "cpu.onednn-on",
                 Severity.INFO,
                 "oneDNN custom operations are on",
-                evidence,
-                "Results may differ slightly in the last bits; `export TF_ENABLE_ONEDNN_OPTS=0` turns them off.",
+                evidence + [_ONEDNN_NUMERICS],
+                None,
             )
         ]
     return [
@@ -122,9 +121,22 @@ def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
             Severity.INFO,
             "oneDNN custom operations are off",
             evidence,
-            "To try them (often faster on CPU): `export TF_ENABLE_ONEDNN_OPTS=1`",
+            "export TF_ENABLE_ONEDNN_OPTS=1\n# optional: often faster on the CPU",
         )
     ]
+
+
+def _onednn_default(facts: Facts, flags: set[str], tf: Version) -> tuple[bool, str]:
+    """TensorFlow's own default (port.cc DefaultOneDnnPolicy) for this OS and CPU, and why."""
+    table = tf_releases()["onednn"]
+    if facts.system.os == "Windows":
+        since = table["default_on_windows_x86_since"]
+        on = tf >= version(since)
+        return on, f"default {'on' if on else 'off'} on Windows x86 {'since' if on else 'before'} TensorFlow {since}"
+    triggers = [name for flag, name in table["default_on_linux_x86_with"].items() if flag in flags]
+    if triggers:
+        return True, f"default on: the CPU has {' '.join(triggers)}"
+    return False, "default off: the CPU has none of AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX"
 
 
 def _ok(facts: Facts) -> Finding:

@@ -12,13 +12,14 @@ from envdoctor.checks.common import (
     join,
     major_minor,
     python_cmd,
+    requirement,
     tf_release,
     tf_releases,
     version,
     with_ok,
 )
 from envdoctor.checks.gpu import tf_cuda_version
-from envdoctor.facts import CudnnInstall, Facts, LibraryResolution
+from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, LibraryResolution
 from envdoctor.resources import load_recipe
 
 
@@ -42,7 +43,8 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
             )
         )
     findings += _toolkits(facts)
-    if not findings and not (gpu and tf_cuda) and not facts.cuda.toolkits:
+    cuda = facts.cuda
+    if not findings and not (gpu and tf_cuda) and not (cuda.toolkits or cuda.cudnn or cuda.nvidia_wheels):
         return []  # nothing CUDA-related on this machine: no CUDA line at all
     return with_ok("cuda", findings, lambda: _ok(facts, tf_cuda))
 
@@ -52,11 +54,12 @@ def _pip_fix(facts: Facts) -> str:
     since = tf_releases()["and_cuda_extra_since"]
     tf_v = version(tf)
     if tf_v is not None and tf_v >= version(since) and (facts.system.os or "Linux") == "Linux":
-        return f"{python_cmd(facts)} -m pip install 'tensorflow[and-cuda]=={tf}'"
+        return f"{python_cmd(facts)} -m pip install {requirement('tensorflow[and-cuda]', tf)}"
     release = tf_release(tf) or {}
     return (
-        f"Install CUDA {release.get('cuda', '?')} and cuDNN {release.get('cudnn', '?')} "
-        "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/cudnn) and put their lib64 on the loader path"
+        f"# install CUDA {release.get('cuda', '?')} and cuDNN {release.get('cudnn', '?')} "
+        "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/cudnn)\n"
+        "# and put their lib64 on the loader path (/etc/ld.so.conf.d/, then sudo ldconfig)"
     )
 
 
@@ -74,7 +77,7 @@ def _libraries(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "The driver's CUDA library is not found: TensorFlow says 'Could not find cuda drivers'",
                 [f"{lib.soname}: not found" for lib in driver_lib],
-                "Install the NVIDIA driver (see the driver findings); in a container start it with `--gpus all`.",
+                "# install the NVIDIA driver (see the driver findings); in a container, start it with --gpus all",
             )
         )
     if runtime:
@@ -106,7 +109,7 @@ def _off_path(off: list[LibraryResolution]) -> Finding:
     elif dirs:
         fix = f"printf '%s\\n' {' '.join(dirs)} | sudo tee /etc/ld.so.conf.d/tensorflow-cuda.conf && sudo ldconfig"
     else:
-        fix = "Add the libraries' directory to /etc/ld.so.conf.d/ and run `sudo ldconfig`."
+        fix = "# add the libraries' directory to a file in /etc/ld.so.conf.d/, then: sudo ldconfig"
     return Finding(
         "cuda.library-off-path",
         Severity.ERROR,
@@ -183,9 +186,9 @@ def _toolkits(facts: Facts) -> list[Finding]:
                     + (" (active)" if t.active else "")
                     + (f", found via {join(t.found_via)}" if t.found_via else "")
                     for t in tks
-                ],
-                "Builds use the active one (nvcc on PATH / CUDA_HOME); TensorFlow's pip wheels use their own "
-                "libraries.",
+                ]
+                + ["builds use the active one (nvcc on PATH, else CUDA_HOME); TensorFlow's pip wheels bring their own"],
+                None,
             )
         )
     mins = load_recipe("cuda_drivers.json")["min_compute_capability"]
@@ -201,10 +204,19 @@ def _toolkits(facts: Facts) -> list[Finding]:
                     f"CUDA {tk.version} cannot compile for GPU(s) below compute capability {floor[0]}.{floor[1]}",
                     [f"GPU {g.index} ({g.name}): compute capability {g.compute_capability}" for g in old]
                     + [f"active toolkit: {tk.path}"],
-                    f"Use a CUDA {mm[0] - 1}.x toolkit for these GPUs (e.g. set CUDA_HOME to it).",
+                    _older_toolkit_fix(tks, mm[0] - 1),
                 )
             )
     return out
+
+
+def _older_toolkit_fix(toolkits: list[CudaToolkit], cuda_major: int) -> str:
+    """Point builds at an installed toolkit of the older CUDA major, or say to install one."""
+    older = [t for t in toolkits if (mm := major_minor(t.version)) and mm[0] == cuda_major]
+    if not older:
+        return f"# install a CUDA {cuda_major}.x toolkit for these GPUs and point CUDA_HOME at it"
+    path = max(older, key=lambda t: version(t.version) or version("0")).path
+    return f"export CUDA_HOME={path}\nexport PATH={path}/bin:$PATH"
 
 
 def _ok(facts: Facts, tf_cuda: str | None) -> Finding | None:
@@ -220,8 +232,16 @@ def _ok(facts: Facts, tf_cuda: str | None) -> Finding | None:
             f"All {found} CUDA libraries TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}) needs are found",
             evidence,
         )
+    evidence += [
+        f"pip wheel {w.name} {w.version or '?'} ({w.lib_dir or 'no lib directory'})" for w in facts.cuda.nvidia_wheels
+    ]
     active = next((t for t in facts.cuda.toolkits if t.active), None) or next(iter(facts.cuda.toolkits), None)
-    if active is None:
+    cudnn = [f"cuDNN {v}" for v in dict.fromkeys(c.version for c in facts.cuda.cudnn if c.version)]
+    if active is not None:
+        title = f"CUDA toolkit {active.version or '?'} at {active.path}" + "".join(f", {c}" for c in cudnn[:1])
+    elif cudnn or facts.cuda.nvidia_wheels:
+        wheels = [f"{len(facts.cuda.nvidia_wheels)} NVIDIA CUDA pip wheel(s)"] if facts.cuda.nvidia_wheels else []
+        title = f"No CUDA toolkit; {join(cudnn + wheels)}"
+    else:
         return None
-    cudnn = f", cuDNN {facts.cuda.cudnn[0].version}" if facts.cuda.cudnn and facts.cuda.cudnn[0].version else ""
-    return Finding("cuda.ok", Severity.OK, f"CUDA toolkit {active.version or '?'} at {active.path}{cudnn}", evidence)
+    return Finding("cuda.ok", Severity.OK, title, evidence)

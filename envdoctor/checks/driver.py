@@ -38,7 +38,7 @@ def _driver_version(facts: Facts) -> str | None:
 def _install_driver(facts: Facts, then_reboot: bool = False) -> str:
     cmd = install_command(facts.system.package_manager, ["nvidia-driver"], facts.system.distro_id)
     if cmd is None:
-        return "Install NVIDIA's driver for this distribution (https://www.nvidia.com/drivers) and reboot."
+        return "# install NVIDIA's driver for this distribution (https://www.nvidia.com/drivers), then reboot"
     return f"{cmd} && sudo reboot" if then_reboot else cmd
 
 
@@ -63,8 +63,8 @@ def driver_checks(facts: Facts) -> Iterable[Finding]:
 
 
 def _not_bound(facts: Facts) -> list[Finding]:
-    """GPU on the PCI bus, but no nvidia kernel module driving it."""
-    d, pm = facts.driver, facts.system.package_manager
+    """GPU on the PCI bus, but no nvidia kernel module driving it: nouveau, Secure Boot, or no driver at all."""
+    d = facts.driver
     if d.nvidia_module_loaded or facts.gpus:
         return []
     pci = nvidia_pci(facts)
@@ -73,56 +73,14 @@ def _not_bound(facts: Facts) -> list[Finding]:
         for g in pci
     ]
     evidence.append("nvidia kernel module: not loaded")
-    out: list[Finding] = []
     nouveau = d.nouveau_loaded or any(g.driver in ("nouveau", "nova_core") for g in pci)
-    if nouveau:
-        # Install first (the driver packages usually blacklist nouveau too), then make sure, then reboot.
-        install = install_command(pm, ["nvidia-driver"], facts.system.distro_id)
-        blacklist = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n'"
-        steps = [
-            install or "# install the NVIDIA driver for your distribution: https://www.nvidia.com/drivers",
-            f"{blacklist} | sudo tee /etc/modprobe.d/blacklist-nouveau.conf",
-            distro_command(pm, "rebuild-initramfs") or "# rebuild the initramfs (update-initramfs -u / dracut -f)",
-            "sudo reboot",
-        ]
-        out.append(
-            Finding(
-                "driver.nouveau",
-                Severity.ERROR,
-                "The open-source nouveau driver holds the GPU: CUDA cannot use it",
-                evidence + ["nouveau kernel module: loaded" if d.nouveau_loaded else "nouveau: bound"],
-                "\n".join(steps),  # one command per line: copy-pasteable as a whole
-            )
-        )
+    installed = bool(d.userspace_version or (d.nvml_error is not None and d.nvml_error.kind == "driver_not_loaded"))
+    out = [_nouveau(facts, evidence)] if nouveau else []
     if d.secure_boot:
-        out.append(
-            Finding(
-                "driver.secure-boot",
-                Severity.ERROR,
-                "Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected",
-                evidence + ["Secure Boot: enabled"],
-                f"{distro_command(pm, 'mok-import') or '# sudo mokutil --import <the DKMS signing key>'}\n"
-                "sudo reboot\n"
-                "# then choose 'Enroll MOK' at the blue screen (or use the distro's signed driver packages, "
-                "or turn Secure Boot off)",
-            )
-        )
-    userspace = d.userspace_version or (d.nvml_error is not None and d.nvml_error.kind == "driver_not_loaded")
-    if not nouveau and userspace and not d.secure_boot:
-        out.append(
-            Finding(
-                "driver.module-not-loaded",
-                Severity.ERROR,
-                "The NVIDIA userspace driver is installed but its kernel module is not loaded",
-                evidence + ([f"NVML: {d.nvml_error.message}"] if d.nvml_error else []),
-                "sudo modprobe nvidia\n"
-                "# if that fails, `sudo dmesg | grep -i nvidia` says why; a failed DKMS build needs the kernel "
-                "headers:\n"
-                f"{install_command(pm, ['kernel-headers', 'dkms']) or '# install the kernel headers, then:'}\n"
-                "sudo dkms autoinstall",
-            )
-        )
-    elif not userspace and not nouveau:
+        out.append(_secure_boot(facts, evidence, installed))
+    elif installed and not nouveau:
+        out.append(_module_not_loaded(facts, evidence))
+    if not installed and not nouveau:
         out.append(
             Finding(
                 "driver.not-installed",
@@ -133,6 +91,63 @@ def _not_bound(facts: Facts) -> list[Finding]:
             )
         )
     return out
+
+
+def _nouveau(facts: Facts, evidence: list[str]) -> Finding:
+    pm = facts.system.package_manager
+    # Install first (the driver packages usually blacklist nouveau too), then make sure, then reboot.
+    install = install_command(pm, ["nvidia-driver"], facts.system.distro_id)
+    blacklist = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n'"
+    steps = [
+        install or "# install the NVIDIA driver for your distribution: https://www.nvidia.com/drivers",
+        f"{blacklist} | sudo tee /etc/modprobe.d/blacklist-nouveau.conf",
+        distro_command(pm, "rebuild-initramfs") or "# rebuild the initramfs (update-initramfs -u / dracut -f)",
+        "sudo reboot",
+    ]
+    return Finding(
+        "driver.nouveau",
+        Severity.ERROR,
+        "The open-source nouveau driver holds the GPU: CUDA cannot use it",
+        evidence + ["nouveau kernel module: loaded" if facts.driver.nouveau_loaded else "nouveau: bound"],
+        "\n".join(steps),
+    )
+
+
+def _secure_boot(facts: Facts, evidence: list[str], installed: bool) -> Finding:
+    """With the driver installed, Secure Boot is the likely reason its module is not loaded. Without it (the
+    nouveau laptop), it is the next hurdle: the module about to be installed must be signed."""
+    enroll = distro_command(facts.system.package_manager, "mok-import") or (
+        "# sudo mokutil --import <the DKMS signing key>"
+    )
+    steps = ([] if installed else ["# after installing the driver (its DKMS build creates the key):"]) + [
+        enroll,
+        "sudo reboot",
+        "# then choose 'Enroll MOK' at the blue screen (or use the distro's signed driver packages, "
+        "or turn Secure Boot off)",
+    ]
+    return Finding(
+        "driver.secure-boot",
+        Severity.ERROR if installed else Severity.WARNING,
+        "Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected"
+        if installed
+        else "Secure Boot is on: the nvidia module you install must be signed, or the kernel rejects it",
+        evidence + ["Secure Boot: enabled"] + ([] if installed else ["NVIDIA userspace driver: not found"]),
+        "\n".join(steps),
+    )
+
+
+def _module_not_loaded(facts: Facts, evidence: list[str]) -> Finding:
+    d, pm = facts.driver, facts.system.package_manager
+    return Finding(
+        "driver.module-not-loaded",
+        Severity.ERROR,
+        "The NVIDIA userspace driver is installed but its kernel module is not loaded",
+        evidence + ([f"NVML: {d.nvml_error.message}"] if d.nvml_error else []),
+        "sudo modprobe nvidia\n"
+        "# if that fails, `sudo dmesg | grep -i nvidia` says why; a failed DKMS build needs the kernel headers:\n"
+        f"{install_command(pm, ['kernel-headers', 'dkms']) or '# install the kernel headers, then:'}\n"
+        "sudo dkms autoinstall",
+    )
 
 
 def _mismatch(facts: Facts) -> list[Finding]:
@@ -177,11 +192,11 @@ def _nvml_other(facts: Facts) -> list[Finding]:
         ]
     if err.kind == "library_not_found":
         fix = (
-            "Start the container with `--gpus all` (nvidia-container-toolkit on the host) so the driver's "
-            "libraries are mounted in."
+            "# start the container with --gpus all (nvidia-container-toolkit on the host): it mounts the driver's "
+            "libraries in"
             if facts.system.container
-            else f"Install the driver's userspace libraries, version "
-            f"{facts.driver.kernel_module_version or 'of the kernel module'}: {_install_driver(facts)}"
+            else f"# install the driver's userspace libraries, version "
+            f"{facts.driver.kernel_module_version or 'of the kernel module'}:\n{_install_driver(facts)}"
         )
         return [
             Finding(
@@ -193,10 +208,10 @@ def _nvml_other(facts: Facts) -> list[Finding]:
             )
         ]
     fix = (
-        "Add your user to the group that owns /dev/nvidia* (`ls -l /dev/nvidia*`), or in a container pass the "
-        "devices (`--gpus all`)."
+        "ls -l /dev/nvidia*\n# add your user to the group that owns them; in a container, pass the devices "
+        "(--gpus all)"
         if err.kind == "no_permission"
-        else "Run `nvidia-smi`; it usually names the cause."
+        else "nvidia-smi\n# its message usually names the cause"
     )
     return [
         Finding(
@@ -224,10 +239,10 @@ def _wsl_linux_driver(facts: Facts) -> list[Finding]:
             evidence.append(f"{lib.soname} resolves to {lib.path}, not {_WSL_LIB}lib")
     if not evidence:
         return []
-    fix = (
+    remove = (
         "sudo apt-get remove --purge '^nvidia-driver-.*' '^libnvidia-.*' '^nvidia-kernel-.*'"
         if facts.system.package_manager == "apt"
-        else "Remove the Linux NVIDIA driver packages inside WSL"
+        else "# remove the Linux NVIDIA driver packages inside WSL"
     )
     return [
         Finding(
@@ -235,7 +250,8 @@ def _wsl_linux_driver(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
             ["WSL2: the GPU driver comes from Windows"] + evidence,
-            f"{fix} (keep the CUDA toolkit), then in Windows: `wsl --shutdown`. Update the driver on Windows only.",
+            f"{remove}\n# keep the CUDA toolkit; then, in Windows: wsl --shutdown\n"
+            "# update the NVIDIA driver on Windows only",
         )
     ]
 
@@ -308,8 +324,12 @@ def _needs(
     col, driver = _column(facts), _driver_version(facts)
     compat = _cuda_table()["minor_version_compatibility"].get(str(need[0]), {}).get(col)
     full = _toolkit_minimum(cuda, col)
-    evidence = [f"driver {driver} supports CUDA ≤ {have[0]}.{have[1]} ({source})", f"{what} needs CUDA {cuda}"]
-    fix = f"Upgrade the NVIDIA driver to ≥ {full or compat}: {_install_driver(facts)}"
+    # major.minor: a toolkit's version.json says "12.6.20241114" (a release date), the driver table rows are 12.6.
+    evidence = [
+        f"driver {driver} supports CUDA ≤ {have[0]}.{have[1]} ({source})",
+        f"{what} needs CUDA {need[0]}.{need[1]}",
+    ]
+    fix = f"# upgrade the NVIDIA driver to ≥ {full or compat}\n{_install_driver(facts)}"
     if have[0] == need[0] and compat and _at_least(driver, compat):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility: driver ≥ {compat} runs it")
         if not ptx:
@@ -338,7 +358,8 @@ def _ok(facts: Facts) -> Finding | None:
     supported, _ = driver_max_cuda(facts)
     cuda = f", supports CUDA ≤ {supported.major}.{supported.minor}" if supported else ""
     evidence = [f"kernel module: {d.kernel_module_version}"] if d.kernel_module_version else []
-    evidence += [f"userspace: {d.userspace_version} ({d.gpu_source or 'NVML'})"] if d.userspace_version else []
+    source = d.gpu_source or ("NVML" if facts.host else "libnvidia-ml.so.1 file name")
+    evidence += [f"userspace: {d.userspace_version} ({source})"] if d.userspace_version else []
     if d.secure_boot is not None:
         evidence.append(f"Secure Boot: {'enabled' if d.secure_boot else 'disabled'}")
     return Finding("driver.ok", Severity.OK, f"NVIDIA driver {ver}{flavour}{cuda}", evidence)

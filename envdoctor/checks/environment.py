@@ -9,6 +9,7 @@ from envdoctor.checks.common import has_nvidia_gpu, join, tf_releases, with_ok
 from envdoctor.facts import Facts
 from envdoctor.gpus.visible import EMPTY_PROBLEM
 
+
 @check
 def environment_checks(facts: Facts) -> Iterable[Finding]:
     env = facts.env.variables
@@ -72,7 +73,7 @@ def _visibility(facts: Facts) -> list[Finding]:
                     Severity.INFO,
                     "How CUDA will enumerate these GPUs",
                     problems + mapping,
-                    "See `envdoctor gpus` for the CUDA ordinal of each GPU.",
+                    "envdoctor gpus\n# lists the CUDA ordinal of each GPU",
                 )
             )
     models = sorted({g.name for g in facts.gpus})
@@ -135,6 +136,6 @@ def _ok(facts: Facts) -> Finding:
     else:
         title = f"CUDA_VISIBLE_DEVICES={cvd}"
     evidence = [f"{k}={v}" for k, v in sorted(env.items())]
-    evidence += [f"LD_LIBRARY_PATH (CUDA-relevant): {p}" for p in facts.env.ld_library_path]
+    evidence += [f"LD_LIBRARY_PATH entry: {p or '(empty: the current directory)'}" for p in facts.env.ld_library_path]
     evidence += [f"PATH (CUDA-relevant): {p}" for p in facts.env.path_cuda_entries]
     return Finding("environment.ok", Severity.OK, title, evidence)

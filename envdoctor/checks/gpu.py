@@ -11,12 +11,15 @@ from envdoctor.checks.common import (
     join,
     major_minor,
     nvidia_pci,
+    python_cmd,
+    releases_for_python,
     tf_release,
     tf_releases,
     version,
     with_ok,
 )
 from envdoctor.facts import Facts, GpuFacts
+from envdoctor.resources import load_recipe
 
 
 def tf_cuda_version(facts: Facts) -> str | None:
@@ -44,10 +47,14 @@ def _cc(text: str) -> tuple[int, int] | None:
 
 
 def _sass_for(caps: list[str], cc: tuple[int, int]) -> str | None:
-    """The sm_XY entry whose binary runs on cc: same major, minor at or below it."""
+    """The sm_XY entry whose binary runs on cc: same major, minor at or below it.
+
+    An arch-specific entry (sm_90a) runs on exactly that compute capability only (CUDA Programming Guide)."""
     for entry in caps:
         arch = _cc(entry)
-        if entry.startswith("sm_") and arch and arch[0] == cc[0] and arch[1] <= cc[1]:
+        if not entry.startswith("sm_") or arch is None or arch[0] != cc[0]:
+            continue
+        if arch[1] == cc[1] or (arch[1] < cc[1] and not entry.endswith("a")):
             return entry
     return None
 
@@ -65,10 +72,19 @@ def coverage(facts: Facts, gpu: GpuFacts) -> tuple[str, str]:
     return ("ptx", max(ptx)[1]) if ptx else ("none", "")
 
 
-def _release_covering(cc: tuple[int, int]) -> str | None:
-    """The newest TF release whose wheel has SASS for this compute capability."""
-    fitting = [name for name, row in tf_releases()["releases"].items() if _sass_for(row["compute_capabilities"], cc)]
+def _release_covering(cc: tuple[int, int], python: tuple[int, int] | None) -> str | None:
+    """The newest TF release whose wheel has SASS for this compute capability and supports this Python."""
+    releases = tf_releases()["releases"]
+    fitting = [name for name in releases_for_python(python) if _sass_for(releases[name]["compute_capabilities"], cc)]
     return max(fitting, key=version) if fitting else None
+
+
+def _buildable(cc: tuple[int, int]) -> bool:
+    """Some CUDA a TensorFlow release in the table builds with can still compile for this compute capability."""
+    floors = load_recipe("cuda_drivers.json")["min_compute_capability"]
+    majors = {str(mm[0]) for row in tf_releases()["releases"].values() if (mm := major_minor(row["cuda"]))}
+    lows = [major_minor(floors[m]) for m in majors if m in floors]
+    return any(low is not None and cc >= low for low in lows)
 
 
 @check
@@ -106,15 +122,13 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
     evidence = [f"{label}", f"TensorFlow {facts.tensorflow.version} was built for: {caps}"]
     cc = major_minor(gpu.compute_capability)
     if kind == "none" and cc:
-        older = _release_covering(cc)
-        alt = f"install a TensorFlow that has SASS for it (tensorflow=={older}.*), or " if older else ""
         return [
             Finding(
                 "gpu.cc-unsupported",
                 Severity.ERROR,
                 f"TensorFlow's GPU build has no code for {label}",
                 evidence,
-                f"{alt}`envdoctor build-tf` (builds with TF_CUDA_COMPUTE_CAPABILITIES=sm_{cc[0]}{cc[1]})",
+                _cc_unsupported_fix(facts, cc),
             )
         ]
     if kind == "ptx" and cc:
@@ -134,11 +148,28 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
                 Severity.WARNING if cross else Severity.INFO,
                 f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes",
                 evidence,
-                f"`envdoctor build-tf` (with sm_{cc[0]}{cc[1]}) removes the JIT; otherwise let the first run "
+                f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}\n# removes the JIT; otherwise let the first run "
                 "finish so the compute cache (~/.nv/ComputeCache) fills",
             )
         ]
     return []
+
+
+def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
+    if not _buildable(cc):
+        return (
+            f"# no CUDA that TensorFlow builds with compiles for compute capability {cc[0]}.{cc[1]}:\n"
+            "# TensorFlow can only run on the CPU on this GPU"
+        )
+    build = f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}"
+    older = _release_covering(cc, major_minor(facts.tensorflow.python_version or facts.system.python_version))
+    if older is None:
+        return build
+    extra = "[and-cuda]" if version(older) >= version(tf_releases()["and_cuda_extra_since"]) else ""
+    return (
+        f"{python_cmd(facts)} -m pip install 'tensorflow{extra}=={older}.*'\n"
+        f"# the newest TensorFlow whose wheel has SASS for it; or build one for this GPU:\n{build}"
+    )
 
 
 def _memory_in_use(facts: Facts) -> list[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 
 from envdoctor.checks.base import Finding, Severity, check
@@ -20,7 +21,7 @@ def system_checks(facts: Facts) -> Iterable[Finding]:
                 Severity.WARNING,
                 "WSL1 cannot use NVIDIA GPUs: CUDA needs WSL2",
                 [f"kernel: {s.kernel}", "WSL version: 1"],
-                "In Windows PowerShell: `wsl --set-version <distro> 2` (list distros with `wsl -l -v`).",
+                _wsl2_fix(facts),
             )
         )
     if s.os == "Darwin":
@@ -40,11 +41,18 @@ def system_checks(facts: Facts) -> Iterable[Finding]:
                 Severity.INFO,
                 f"Running in a {s.container} container that sees no NVIDIA GPU",
                 [f"container: {s.container}", f"NVML: {facts.driver.nvml_error.message}"],
-                "If the host has a GPU, start the container with `--gpus all` (Docker) or "
-                "`--device nvidia.com/gpu=all` (Podman/CDI) and install nvidia-container-toolkit on the host.",
+                "# if the host has a GPU: install nvidia-container-toolkit on the host, then start the container with\n"
+                "# --gpus all (Docker) or --device nvidia.com/gpu=all (Podman, CDI)",
             )
         )
     return with_ok("system", findings, lambda: _ok(facts))
+
+
+def _wsl2_fix(facts: Facts) -> str:
+    # WSL sets WSL_DISTRO_NAME inside every distribution; without it, `wsl -l -v` lists the names.
+    name = facts.env.variables.get("WSL_DISTRO_NAME")
+    convert = f"wsl --set-version {shlex.quote(name)} 2" if name else "wsl -l -v\nwsl --set-version <NAME> 2"
+    return f"# in Windows PowerShell:\n{convert}"
 
 
 def _ok(facts: Facts) -> Finding:

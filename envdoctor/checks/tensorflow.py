@@ -8,8 +8,13 @@ from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     dist_name,
     gpu_usable,
+    is_tf_distribution,
+    join,
     major_minor,
     python_cmd,
+    releases_for_python,
+    requirement,
+    supports_python,
     tf_release,
     tf_releases,
     version,
@@ -30,10 +35,11 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
                 Severity.WARNING,
                 "Could not inspect the Python environment's TensorFlow",
                 [tf.error, f"interpreter: {tf.python_executable}"],
-                "Check that `--python` names a working interpreter.",
+                f"{python_cmd(facts)} -c 'import sys; print(sys.version)'\n"
+                "# --python must name an interpreter that runs",
             )
         )
-    if not tf.version and not tf.distributions:
+    if not tf.version and not tf.distributions and not tf.location:
         findings.extend(_not_installed(facts))
         return with_ok("tensorflow", findings, lambda: None)
     findings += _several(facts)
@@ -47,8 +53,11 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
                 "tensorflow.unknown-release",
                 Severity.INFO,
                 f"TensorFlow {tf.version} is not in envdoctor's release table",
-                [f"known releases: {known[0]}–{known[-1]}"],
-                "Checks that need the release's Python range and cuDNN version were skipped.",
+                [
+                    f"known releases: {known[0]}–{known[-1]}",
+                    "checks that need the release's Python range and cuDNN version were skipped",
+                ],
+                None,
             )
         )
     return with_ok("tensorflow", findings, lambda: _ok(facts))
@@ -61,12 +70,7 @@ def _python(facts: Facts) -> str | None:
 def _not_installed(facts: Facts) -> list[Finding]:
     py = major_minor(_python(facts))
     releases = tf_releases()["releases"]
-    fitting = [
-        name
-        for name, row in releases.items()
-        if py and major_minor(row["python"][0]) <= py <= major_minor(row["python"][1])
-    ]
-    if py and not fitting:
+    if py and not releases_for_python(py):
         newest = max(releases, key=version)
         lo, hi = releases[newest]["python"]
         return [
@@ -75,8 +79,8 @@ def _not_installed(facts: Facts) -> list[Finding]:
                 Severity.WARNING,
                 f"No TensorFlow release supports Python {py[0]}.{py[1]}",
                 [f"Python: {_python(facts)}", f"TensorFlow {newest}: Python {lo}–{hi}"],
-                f"Create a virtual environment with Python {hi}, e.g. `python{hi} -m venv ~/tf && "
-                f"~/tf/bin/pip install tensorflow`",
+                f"python{hi} -m venv ~/tf\n~/tf/bin/pip install tensorflow\n"
+                f"# a virtual environment with Python {hi} (install python{hi} first if it is missing)",
             )
         ]
     extra = "[and-cuda]" if gpu_usable(facts) and (facts.system.os or "Linux") == "Linux" else ""
@@ -85,15 +89,22 @@ def _not_installed(facts: Facts) -> list[Finding]:
             "tensorflow.not-installed",
             Severity.INFO,
             "TensorFlow is not installed in this environment",
-            [f"interpreter: {facts.tensorflow.python_executable or facts.system.python_executable}"],
+            _where_looked(facts),
             f"{python_cmd(facts)} -m pip install 'tensorflow{extra}'",
         )
     ]
 
 
+def _where_looked(facts: Facts) -> list[str]:
+    tf = facts.tensorflow
+    if tf.python_executable or facts.host:
+        return [f"interpreter: {tf.python_executable or facts.system.python_executable or 'unknown'}"]
+    return [f"searched under --root: {join(tf.site_packages, 'no site-packages directory found')}"]
+
+
 def _several(facts: Facts) -> list[Finding]:
     table = tf_releases()
-    dists = [d for d in facts.tensorflow.distributions if dist_name(d.name) in table["distributions"]]
+    dists = [d for d in facts.tensorflow.distributions if is_tf_distribution(d.name)]
     names = {dist_name(d.name) for d in dists}
     for a, b in table["companion_pairs"]:  # a meta package and the one it pulls in, at one version
         pair = [d for d in dists if dist_name(d.name) in (a, b)]
@@ -119,17 +130,16 @@ def _python_range(facts: Facts) -> list[Finding]:
     release, py = tf_release(facts.tensorflow.version), major_minor(_python(facts))
     if release is None or py is None:
         return []
-    lo, hi = release["python"]
-    if major_minor(lo) <= py <= major_minor(hi):
+    if supports_python(release, py):
         return []
-    fitting = [
-        name
-        for name, row in tf_releases()["releases"].items()
-        if major_minor(row["python"][0]) <= py <= major_minor(row["python"][1])
-    ]
-    fix = f"Use Python {hi} in a fresh virtual environment"
+    lo, hi = release["python"]
+    fitting = releases_for_python(py)
+    fix = f"python{hi} -m venv ~/tf\n~/tf/bin/pip install {requirement('tensorflow', facts.tensorflow.version)}"
     if fitting:
-        fix = f"{python_cmd(facts)} -m pip install 'tensorflow=={max(fitting, key=version)}.*', or use Python {hi}"
+        fix = (
+            f"{python_cmd(facts)} -m pip install 'tensorflow=={max(fitting, key=version)}.*'\n"
+            f"# or keep this TensorFlow in a Python {hi} environment"
+        )
     return [
         Finding(
             "tensorflow.python-unsupported",
@@ -159,7 +169,7 @@ def _cpu_only(facts: Facts) -> list[Finding]:
                     f"TensorFlow {table['windows_gpu_last']} was the last release with GPU on native Windows",
                     f"GPU: {facts.gpus[0].name if facts.gpus else 'NVIDIA'}",
                 ],
-                "Use WSL2: `wsl --install`, then inside it `pip install 'tensorflow[and-cuda]'`.",
+                "wsl --install\n# then, inside WSL2: pip install 'tensorflow[and-cuda]'",
             )
         ]
     not_cuda = tf.build_info is not None and tf.build_info.is_cuda_build is False
@@ -176,7 +186,8 @@ def _cpu_only(facts: Facts) -> list[Finding]:
             Severity.WARNING,
             "A CPU-only TensorFlow is installed on a machine with a usable NVIDIA GPU",
             evidence,
-            f"{py} -m pip uninstall -y {remove} && {py} -m pip install 'tensorflow[and-cuda]=={tf.version}'",
+            f"{py} -m pip uninstall -y {remove} && "
+            f"{py} -m pip install {requirement('tensorflow[and-cuda]', tf.version)}",
         )
     ]
 
@@ -203,7 +214,7 @@ def _deep(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "Importing TensorFlow dies with SIGILL: the CPU lacks an instruction the wheel was compiled for",
                 [f"import tensorflow: killed by {deep.signal}"] + notable,
-                "`envdoctor build-tf` (builds TensorFlow for exactly this CPU)",
+                "envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
             )
         ]
     if deep.timed_out:
@@ -213,7 +224,8 @@ def _deep(facts: Facts) -> list[Finding]:
                 Severity.WARNING,
                 f"Importing TensorFlow did not finish within {deep.seconds or '?'} s",
                 notable,
-                "Run `python -c 'import tensorflow'` by hand; a hung driver or a network file system is typical.",
+                f"{python_cmd(facts)} -c 'import tensorflow'\n"
+                "# by hand, to see where it hangs; a hung driver or a network file system is typical",
             )
         ]
     if deep.signal or deep.returncode != 0 or (deep.error or "").startswith("import tensorflow failed"):
@@ -223,7 +235,7 @@ def _deep(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "Importing TensorFlow fails",
                 [deep.error or f"exit: {deep.signal or deep.returncode}"] + notable,
-                "Read the evidence above; `envdoctor check -v` lists the facts behind it.",
+                f"{python_cmd(facts)} -c 'import tensorflow'\n# its traceback names the cause",
             )
         ]
     if gpu_usable(facts) and tf_cuda_version(facts) and not deep.gpus:
@@ -233,7 +245,9 @@ def _deep(facts: Facts) -> list[Finding]:
                 Severity.ERROR,
                 "TensorFlow imports but registers no GPU",
                 ["TensorFlow's GPU list: empty (--deep)"] + ([deep.error] if deep.error else []) + notable,
-                "See the CUDA findings: usually a library TensorFlow could not load.",
+                "TF_CPP_MIN_LOG_LEVEL=0 "
+                f"{python_cmd(facts)} -c 'import tensorflow as tf; print(tf.config.list_physical_devices())'\n"
+                "# its log names the library it could not load; see also the CUDA findings",
             )
         ]
     return []
@@ -243,11 +257,19 @@ def _ok(facts: Facts) -> Finding:
     tf = facts.tensorflow
     dist = dist_name(tf.distributions[0].name) if tf.distributions else "tensorflow"
     bi = tf.build_info
-    build = f"CUDA {bi.cuda_version} / cuDNN {bi.cudnn_version} build" if bi and bi.is_cuda_build else "CPU build"
+    if bi is None:
+        build = "no build_info.py"
+    else:
+        build = f"CUDA {bi.cuda_version} / cuDNN {bi.cudnn_version} build" if bi.is_cuda_build else "CPU build"
     evidence = [f"location: {tf.location}"] if tf.location else []
+    if not tf.distributions:
+        evidence.append("no tensorflow*.dist-info beside it: a source tree or a partial install")
     evidence += [f"{p.name} {p.version}" for p in tf.related]
     if facts.deep is not None and facts.deep.gpus:
         evidence.append(f"registered GPUs: {', '.join(facts.deep.gpus)}")
     return Finding(
-        "tensorflow.ok", Severity.OK, f"TensorFlow {tf.version} ({dist}, {build}) on Python {_python(facts)}", evidence
+        "tensorflow.ok",
+        Severity.OK,
+        f"TensorFlow {tf.version or '(version unknown)'} ({dist}, {build}) on Python {_python(facts) or '?'}",
+        evidence,
     )

@@ -29,8 +29,10 @@ class ProbeContext:
 
     def path(self, absolute: str | os.PathLike[str]) -> Path:
         """Map an absolute path of the inspected system to where it is readable here."""
-        p = Path(absolute)
-        return p if self.host else self.root / p.relative_to(p.anchor)
+        if self.host:
+            return Path(absolute)
+        p = Path(os.path.normpath(absolute))  # "/etc/../../x" stays inside the root
+        return self.root / p.relative_to(p.anchor)
 
     def read_text(self, absolute: str | os.PathLike[str], limit: int = 4 << 20) -> str | None:
         """A file's text (decoded leniently, at most `limit` bytes), or None if absent or unreadable."""

@@ -333,17 +333,23 @@ def loader_dirs(fs: RootFS, arch: str | None) -> list[tuple[str, str]]:
     Parsing the conf files instead of running `ldconfig -p` works under --root; a directory listed there but
     never cached (ldconfig not re-run) is counted as found, the one case where this is optimistic."""
     dirs = ld_so_conf_dirs(fs, "/etc/ld.so.conf")
-    triplet = MULTIARCH.get(arch or "")
-    defaults = [f"/lib/{triplet}", f"/usr/lib/{triplet}"] if triplet else []
+    # An unknown arch (a --root tree without /proc/cpuinfo): every multiarch directory; a real tree has one.
+    triplets = [MULTIARCH[arch]] if arch in MULTIARCH else list(MULTIARCH.values())
+    defaults = [d for t in triplets for d in (f"/lib/{t}", f"/usr/lib/{t}")]
     defaults += ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
     return [(d, "ld.so.cache") for d in dict.fromkeys(dirs + defaults)]
 
 
-def ld_so_conf_dirs(fs: RootFS, conf: str, depth: int = 0) -> list[str]:
-    """Library directories named by an ld.so.conf file, following `include` globs (relative to the file)."""
+def ld_so_conf_dirs(fs: RootFS, conf: str, seen: set[str] | None = None) -> list[str]:
+    """Library directories named by an ld.so.conf file, following `include` globs (relative to the file).
+
+    Each file is read once: a conf.d file that includes its own directory would otherwise recurse without end."""
+    seen = set() if seen is None else seen
     dirs: list[str] = []
-    if depth > 8:
+    real = fs.realpath(conf)
+    if real in seen:
         return dirs
+    seen.add(real)
     for raw in (fs.read_text(conf) or "").splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line or line.startswith("hwcap "):
@@ -352,7 +358,7 @@ def ld_so_conf_dirs(fs: RootFS, conf: str, depth: int = 0) -> list[str]:
             for pattern in line.split()[1:]:
                 pattern = pattern if pattern.startswith("/") else os.path.join(os.path.dirname(conf), pattern)
                 for path in fs.glob(pattern):
-                    dirs += ld_so_conf_dirs(fs, path, depth + 1)
+                    dirs += ld_so_conf_dirs(fs, path, seen)
             continue
         dirs += [d.split("=", 1)[0] for d in re.split(r"[\s:,]+", line) if d.startswith("/")]
     return dirs

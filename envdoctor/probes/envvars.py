@@ -42,6 +42,8 @@ VARIABLES = (
     "PYTHONPATH",
     "VIRTUAL_ENV",
     "CONDA_PREFIX",
+    # Set by WSL inside each distribution: names it in the WSL1 -> WSL2 conversion command.
+    "WSL_DISTRO_NAME",
     # Threading (oneDNN/OpenMP) and JAX's own GPU memory knobs.
     "OMP_NUM_THREADS",
     "TF_NUM_INTRAOP_THREADS",
@@ -50,9 +52,10 @@ VARIABLES = (
     "XLA_PYTHON_CLIENT_MEM_FRACTION",
 )
 
-# A PATH entry matters to CUDA when its name says so or it holds one of these programs.
+# A PATH entry matters to CUDA when its name says so or it holds nvcc (which toolkit builds use). nvidia-smi
+# does not count: the driver puts it in /usr/bin, which would list /usr/bin and /bin on every GPU machine.
 _PATH_WORDS = ("cuda", "nvidia", "/usr/lib/wsl/lib")
-_PATH_PROGRAMS = ("nvcc", "nvidia-smi")
+_PATH_PROGRAMS = ("nvcc",)
 
 
 def probe(ctx: ProbeContext, facts: Facts) -> None:

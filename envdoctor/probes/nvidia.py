@@ -28,19 +28,38 @@ NVML_ERROR_KINDS = {
     15: "gpu_lost",
 }
 
+_LIBRARY_VERSION = re.compile(r"libnvidia-ml\.so\.(\d+\.\d+(?:\.\d+)?)")
 _MODULE_VERSION = re.compile(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)*)")
 
 
 def probe(ctx: ProbeContext, facts: Facts) -> None:
     driver = facts.driver
     read_kernel_side(ctx, driver)
-    if not ctx.host:
-        return  # --root: files only, no NVML, no commands
+    arch = facts.system.arch or facts.cpu.arch
+    if not ctx.host:  # --root: files only, no NVML, no commands
+        driver.userspace_version = userspace_version_from_files(ctx, arch)
+        return
     if not nvidia_present(ctx, driver):
         return  # CPU-only: skip pynvml's import (~15 ms of the 0.2 s budget) and nvidia-smi
     userspace, gpus = collect_gpus(ctx)
     _merge_userspace(driver, userspace)
     facts.gpus = gpus
+    if driver.userspace_version is None:  # NVML failed (a version mismatch, say): the library's name still tells
+        driver.userspace_version = userspace_version_from_files(ctx, arch)
+
+
+def userspace_version_from_files(ctx: ProbeContext, arch: str | None) -> str | None:
+    """The installed driver's version from the file libnvidia-ml.so.1 links to (libnvidia-ml.so.550.127.05),
+    in the first directory the loader searches. None where the file is not versioned (WSL2's /usr/lib/wsl/lib)."""
+    from envdoctor.probes.cuda import RootFS, loader_dirs
+
+    fs = RootFS(ctx)
+    for directory, _ in loader_dirs(fs, arch):
+        if "libnvidia-ml.so.1" in fs.listdir(directory):
+            name = os.path.basename(fs.realpath(f"{directory}/libnvidia-ml.so.1"))
+            match = _LIBRARY_VERSION.fullmatch(name)
+            return match.group(1) if match else None
+    return None
 
 
 def nvidia_present(ctx: ProbeContext, driver: DriverFacts) -> bool:

@@ -72,6 +72,9 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
     tf.python_version = interpreter.version
     tf.site_packages = interpreter.site_packages
     fill_from_path(ctx, tf, interpreter.site_packages)
+    if tf.python_version is None and tf.location:  # --root over several environments: the one TF is in
+        match = re.search(r"/python(3\.\d+)/", tf.location)
+        tf.python_version = match.group(1) if match else None
 
 
 def _interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:

@@ -71,7 +71,7 @@ class PciGpu:
 
 @dataclass
 class NvmlError:
-    kind: str  # library_not_found | driver_not_loaded | lib_rm_version_mismatch | no_permission | gpu_lost | unknown
+    kind: str  # library_not_found | driver_not_loaded | lib_rm_version_mismatch | no_permission | gpu_lost | timeout | unknown
     message: str
 
 

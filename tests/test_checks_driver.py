@@ -233,3 +233,12 @@ def test_arch_specific_sass_runs_only_on_its_own_compute_capability():
     assert _sass_for(["sm_90a"], (9, 1)) is None
     assert _sass_for(["sm_80"], (8, 6)) == "sm_80"
     assert _sass_for(["sm_80"], (9, 0)) is None
+
+
+def test_nvml_timeout_points_at_the_kernel_log():
+    facts = h100()
+    facts.gpus = []
+    facts.driver.nvml_error = NvmlError("timeout", "NVML did not answer within 5s (a hung GPU or driver)")
+    f = one(facts, "driver.nvml-failed")
+    assert f.severity is Severity.WARNING and "(timeout)" in f.title
+    assert f.fix.startswith("sudo dmesg | grep -iE 'NVRM|Xid'")

@@ -84,6 +84,19 @@ def test_usage_errors_are_one_line_exit_2_and_nothing_on_stdout(args: list[str],
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("document, message", [
+    ({"schema_version": "2", "system": {}}, "is not a number"),
+    ({"schema_version": 99, "system": {}}, "is newer than this envdoctor"),
+    ({"system": None, "gpus": "x"}, "malformed snapshot"),
+    ([1, 2], "not an envdoctor facts snapshot"),
+])
+def test_bad_snapshots_are_usage_errors(tmp_path: Path, document: object, message: str) -> None:
+    snapshot = tmp_path / "bad.json"
+    snapshot.write_text(json.dumps(document))
+    result = envdoctor("check", "--from", str(snapshot))
+    assert result.returncode == 2 and result.stdout == "" and message in result.stderr
+
+
 def test_unknown_option_is_a_usage_error() -> None:
     result = envdoctor("check", "--no-such-option")
     assert result.returncode == 2 and result.stdout == ""

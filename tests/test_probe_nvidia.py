@@ -300,6 +300,18 @@ def test_hanging_nvidia_smi_is_cut_off_by_the_timeout(tmp_path):
     assert driver.nvml_error.kind == "driver_not_loaded"
 
 
+def test_hanging_nvml_is_cut_off_by_the_timeout(tmp_path):
+    class HangingNvml(FakeNvml):  # a wedged driver: nvmlInit never returns
+        def nvmlInit(self) -> None:
+            time.sleep(60)
+
+    env = fake_smi(tmp_path, "echo must not be asked >&2; exit 1")
+    started = time.perf_counter()
+    driver, gpus = collect_gpus(ProbeContext(env=env, command_timeout=0.5), nvml=HangingNvml(capture("idle")))
+    assert time.perf_counter() - started < 3
+    assert gpus == [] and driver.nvml_error.kind == "timeout" and driver.nvidia_smi_error is None
+
+
 def test_no_nvidia_smi_on_path(tmp_path):
     nvml = FakeNvml({"init_error": {"class": "NVMLError_LibraryNotFound", "value": 12}})
     driver, _ = collect_gpus(ProbeContext(env={"PATH": str(tmp_path)}), nvml=nvml)

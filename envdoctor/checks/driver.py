@@ -211,6 +211,8 @@ def _nvml_other(facts: Facts) -> list[Finding]:
         "ls -l /dev/nvidia*\n# add your user to the group that owns them; in a container, pass the devices "
         "(--gpus all)"
         if err.kind == "no_permission"
+        else "sudo dmesg | grep -iE 'NVRM|Xid' | tail\n# a hung GPU or driver: a reboot clears it"
+        if err.kind == "timeout"
         else "nvidia-smi\n# its message usually names the cause"
     )
     return [

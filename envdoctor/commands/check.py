@@ -122,7 +122,10 @@ def load_snapshot(path: Path):  # noqa: ANN201
         data = data["facts"]
     if not isinstance(data, dict) or "system" not in data:
         raise UsageError(f"--from {path}: not an envdoctor facts snapshot")
-    if data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+    schema = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(schema, int):
+        raise UsageError(f"--from {path}: schema_version {schema!r} is not a number")
+    if schema > SCHEMA_VERSION:
         raise UsageError(f"--from {path}: schema_version {data['schema_version']} is newer than this envdoctor "
                          f"understands ({SCHEMA_VERSION}); upgrade envdoctor")
     try:

@@ -156,10 +156,26 @@ def collect_gpus(ctx: ProbeContext, nvml: Any = None) -> tuple[DriverFacts, list
         except Exception as exc:  # not installed, or shadowed by a broken module
             driver = DriverFacts(nvml_error=NvmlError("library_not_found", f"cannot import pynvml: {exc}"))
             return _fallback_smi(ctx, driver)
-    driver, gpus = read_gpus_nvml(nvml)
+    answer = _within(ctx.command_timeout, read_gpus_nvml, nvml)
+    if answer is None:  # nvidia-smi rides on the same hung driver: asking it too would only add its timeout
+        return DriverFacts(nvml_error=NvmlError(
+            "timeout", f"NVML did not answer within {ctx.command_timeout:g}s (a hung GPU or driver)")), []
+    driver, gpus = answer
     if driver.gpu_source == "nvml":
         return driver, gpus
     return _fallback_smi(ctx, driver)
+
+
+def _within(seconds: float, fn: Any, *args: Any) -> Any:
+    """fn(*args), or None if it has not returned after `seconds`. NVML calls are C calls that no signal can
+    interrupt, so they run in a daemon thread that is left behind (it cannot keep the process alive) on a hang."""
+    import threading
+
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(fn(*args)), name="envdoctor-nvml", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return result[0] if result else None
 
 
 def _fallback_smi(ctx: ProbeContext, driver: DriverFacts) -> tuple[DriverFacts, list[GpuFacts]]:

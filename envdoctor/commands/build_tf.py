@@ -67,7 +67,7 @@ def build_tf_cmd(
     typer.echo(f"Wrote {plan.out_dir}: build.sh, README.md, tf_configure.bazelrc, plan.json"
                + (", Dockerfile" if docker else ""))
     if not run:
-        typer.echo(f"Next: {Path(plan.out_dir) / 'build.sh'}   (or envdoctor build-tf ... --run)")
+        typer.echo(f"Next: {shlex.quote(str(Path(plan.out_dir) / 'build.sh'))}   (or envdoctor build-tf ... --run)")
         return
     result = _run_with_progress(Path(plan.out_dir))
     for line in failure_report(result):

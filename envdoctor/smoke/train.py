@@ -1,0 +1,452 @@
+"""The training process: `python -m envdoctor.smoke.train CONFIG.json`.
+
+It runs in a child process whose environment (GPU selection, memory growth, TF_CONFIG) the parent set before
+TensorFlow starts. It prints one JSON event per line on its stdout (everything else TensorFlow or Keras prints
+goes to stderr) and ends with a "result" event; the parent renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+Emit = Callable[[dict[str, Any]], None]
+
+# Peak learning rates of the SGD-with-Nesterov one-cycle schedule, tuned on the real data (bench/README.md).
+PEAK_LR = {"tutorial": 0.05, "fast": 0.2}
+WEIGHT_DECAY = {"tutorial": None, "fast": 5e-4}  # the tutorial model carries its own L2 terms
+WARMUP = 0.15  # fraction of the run spent ramping the learning rate up
+
+
+@dataclass
+class RunConfig:
+    model: str = "tutorial"
+    data_file: str = ""  # an .npz with x_train, y_train, x_test, y_test (uint8 / int32)
+    data: dict[str, Any] = field(default_factory=dict)  # the data summary, for the report
+    steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = 60.0  # seconds of training, when neither steps nor epochs are given
+    batch_size: int = 128  # per replica
+    precision: str = "auto"  # auto | fp32 | mixed
+    strategy: str = "default"  # default | mirrored | multi-worker
+    expect: str = "cpu"  # the device kind the user asked for: cpu | gpu
+    checkpoint_dir: str | None = None
+    checkpoint_every: float = 10.0  # seconds between checkpoints for the concurrent evaluator
+    log_every: int = 10  # steps per compiled call, and per progress line
+    learning_rate: float | None = None
+    calibrate: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls(**json.loads(text))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+# ---------------------------------------------------------------- environment facts
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def calibrate_matmul(device: str, dtype: str = "float32", seconds: float = 0.6) -> float:
+    """GFLOP/s this device sustains on square matmuls (2 n^3 FLOPs each), after a warm-up call.
+
+    The 90th percentile of the per-call rates: a busy neighbour on a shared machine lowers some calls; the
+    device's own ability is what the utilization ratio needs.
+    """
+    import tensorflow as tf
+
+    n = 4096 if "GPU" in device else 1024
+    with tf.device(device):
+        a = tf.cast(tf.random.normal([n, n]), dtype)
+        b = tf.cast(tf.random.normal([n, n]), dtype)
+
+        @tf.function
+        def chain(x: Any, y: Any) -> Any:
+            for _ in range(4):  # a few products per call keeps Python out of the measurement
+                x = tf.matmul(x, y) * tf.cast(1e-3, dtype)
+            return tf.reduce_sum(tf.cast(x, tf.float32))
+
+        chain(a, b).numpy()
+        rates: list[float] = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds or len(rates) < 3:
+            began = time.perf_counter()
+            chain(a, b).numpy()
+            rates.append(4 * 2 * n**3 / (time.perf_counter() - began) / 1e9)
+    rates.sort()
+    return rates[min(len(rates) - 1, int(0.9 * len(rates)))]
+
+
+def device_facts(tf: Any) -> dict[str, Any]:
+    gpus = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        gpus.append({"name": gpu.name, "model": details.get("device_name"),
+                     "compute_capability": list(details.get("compute_capability") or []) or None})
+    return {"gpus": gpus, "cpu_count": os.cpu_count(), "cpu_model": cpu_model()}
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def runtime_facts(tf: Any) -> dict[str, Any]:
+    """TF version and build, oneDNN state and thread settings: the things that explain a throughput."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port as port
+
+        onednn = bool(port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        onednn = None
+    build = {k: str(v) for k, v in tf.sysconfig.get_build_info().items()}
+    return {
+        "tf_version": tf.version.VERSION,
+        "tf_git_version": tf.version.GIT_VERSION,
+        "tf_build": build,
+        "onednn": onednn,
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0 = TF picks
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH",
+                                           "TF_GPU_ALLOCATOR", "TF_CONFIG", "OMP_NUM_THREADS") if k in os.environ},
+    }
+
+
+def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str], emit: Emit) -> tuple[str, str]:
+    """The Keras dtype policy and why: float16 on tensor-core GPUs, bfloat16 on CPUs only where it is faster."""
+    if asked == "fp32":
+        return "float32", "asked"
+    if gpus:
+        cc = gpus[0].get("compute_capability") or [0, 0]
+        if asked == "mixed" or tuple(cc) >= (7, 0):
+            return "mixed_float16", "asked" if asked == "mixed" else f"tensor cores (compute capability {cc[0]}.{cc[1]})"
+        return "float32", f"no tensor cores (compute capability {cc[0]}.{cc[1]})"
+    if asked == "mixed":
+        return "mixed_bfloat16", "asked"
+    if not ({"avx512_bf16", "amx_bf16"} & flags):
+        return "float32", "CPU has neither AVX512_BF16 nor AMX"
+    fp32 = calibrate_matmul("/CPU:0", "float32", 0.4)
+    bf16 = calibrate_matmul("/CPU:0", "bfloat16", 0.4)
+    emit({"event": "note", "message": f"bfloat16 matmul {bf16:.0f} GFLOP/s vs float32 {fp32:.0f} GFLOP/s"})
+    if bf16 > 1.1 * fp32:
+        return "mixed_bfloat16", f"bfloat16 measured {bf16 / fp32:.2f}x float32"
+    return "float32", f"bfloat16 measured slower or equal ({bf16:.0f} vs {fp32:.0f} GFLOP/s)"
+
+
+def make_strategy(tf: Any, name: str) -> Any:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":  # reads TF_CONFIG, set by the parent before TensorFlow started
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def strategy_devices(strategy: Any) -> list[str]:
+    try:
+        return list(strategy.extended.worker_devices)
+    except (RuntimeError, AttributeError):  # the default strategy places ops itself
+        return []
+
+
+def is_chief() -> bool:
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return task.get("index", 0) == 0
+
+
+# ---------------------------------------------------------------- the training loop
+
+
+class Monitor:
+    """Learning-rate schedule, progress events, time budget, NaN stop, checkpoints and warm-up-free timing."""
+
+    def __init__(self, config: RunConfig, total_steps: int | None, global_batch: int, emit: Emit) -> None:
+        self.config, self.total_steps, self.global_batch, self.emit = config, total_steps, global_batch, emit
+        self.peak = config.learning_rate or PEAK_LR[config.model]
+        self.step = 0
+        self.start = self.last_ckpt = time.perf_counter()
+        self.marks: list[tuple[int, float]] = []  # (step, time) after each compiled chunk
+        self.last_loss: float | None = None
+        self.nan = False
+        self.chief = is_chief()
+
+    def progress(self) -> float:
+        if self.total_steps:
+            return min(1.0, self.step / self.total_steps)
+        return min(1.0, (time.perf_counter() - self.start) / (self.config.time_budget or 1.0))
+
+    def lr(self) -> float:
+        """One cycle: a linear ramp up to the peak over WARMUP of the run, then linearly down to (almost) zero."""
+        p = self.progress()
+        return max(self.peak * 1e-3, self.peak * (p / WARMUP if p < WARMUP else (1 - p) / (1 - WARMUP)))
+
+    def next_chunk(self) -> int:
+        left = self.total_steps - self.step if self.total_steps else self.config.log_every
+        return max(0, min(self.config.log_every, left))
+
+    def after_chunk(self, steps: int, loss: float, model: Any) -> bool:
+        """Record a chunk of `steps` steps with mean loss `loss`; True when training must stop."""
+        now = time.perf_counter()
+        previous = self.marks[-1][1] if self.marks else self.start
+        self.step += steps
+        self.marks.append((self.step, now))
+        self.last_loss = loss
+        seconds = (now - previous) / steps
+        self.emit({"event": "step", "step": self.step, "loss": loss, "images_per_sec": self.global_batch / seconds,
+                   "sec_per_batch": seconds, "elapsed": now - self.start, "progress": self.progress(),
+                   "lr": self.lr()})
+        if self.config.checkpoint_dir and self.chief and now - self.last_ckpt >= self.config.checkpoint_every:
+            save_checkpoint(model, Path(self.config.checkpoint_dir), self.step)
+            self.last_ckpt = now
+        if not math.isfinite(loss):
+            self.nan = True
+            return True
+        if self.total_steps:
+            return self.step >= self.total_steps
+        return now - self.start >= (self.config.time_budget or 0)
+
+    def throughput(self) -> dict[str, Any]:
+        """Images/s after warm-up: the first chunk (tracing, graph optimisation) is left out."""
+        if len(self.marks) >= 3:
+            (s0, t0), (s1, t1) = self.marks[0], self.marks[-1]
+            warmup = True
+        elif self.marks:
+            (s0, t0), (s1, t1) = (0, self.start), self.marks[-1]
+            warmup = False
+        else:
+            return {"images_per_sec": None, "sec_per_batch": None, "warmup_excluded": False}
+        per_step = (t1 - t0) / max(s1 - s0, 1)
+        return {"images_per_sec": self.global_batch / per_step, "sec_per_batch": per_step,
+                "warmup_excluded": warmup, "measured_steps": s1 - s0,
+                "warmup_seconds": (self.marks[0][1] - self.start) if warmup else None}
+
+
+def save_checkpoint(model: Any, directory: Path, step: int) -> Path:
+    """Weights as an .npz, written under a temporary name and renamed: the evaluator never reads half a file."""
+    import numpy as np
+
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"ckpt-{step:08d}.npz"
+    tmp = directory / f".ckpt-{step:08d}.npz.part"
+    with open(tmp, "wb") as handle:
+        np.savez(handle, *[np.asarray(w) for w in model.get_weights()])
+    os.replace(tmp, final)
+    return final
+
+
+def load_arrays(path: str) -> tuple[Any, Any, Any, Any]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]
+
+
+def accuracy(model: Any, x: Any, y: Any, model_name: str) -> float:
+    """Test accuracy of a plain (undistributed) copy of the model, the same on every worker."""
+    import numpy as np
+
+    from envdoctor.smoke import models, pipeline
+
+    plain = models.build(model_name)
+    plain.set_weights(model.get_weights())
+    logits = plain.predict(pipeline.eval_dataset(x, y, model_name), verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == y))
+
+
+class Trainer:
+    """A tf.function training loop over any tf.distribute strategy: `log_every` steps per compiled call.
+
+    A loop rather than Keras fit: Keras 3's fit does not run under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585), and one code path for every strategy keeps the numbers comparable.
+    """
+
+    def __init__(self, config: RunConfig, strategy: Any, global_batch: int) -> None:
+        import keras
+        import tensorflow as tf
+
+        from envdoctor.smoke import models
+
+        self.strategy, self.global_batch, self.model_name = strategy, global_batch, config.model
+        with strategy.scope():
+            self.model = models.build(config.model)
+            optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=0.9, nesterov=True,
+                                             weight_decay=WEIGHT_DECAY[config.model])
+            if keras.mixed_precision.global_policy().name == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow otherwise
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        self._chunk = tf.function(self._chunk_fn)
+
+    def _step_fn(self, batch: Any) -> Any:
+        import tensorflow as tf
+
+        from envdoctor.smoke import pipeline
+
+        images, labels = batch
+        images = pipeline.augment_train(self.model_name, images)  # on the training device, XLA-fused
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            loss = tf.nn.compute_average_loss(self.loss_fn(labels, logits), global_batch_size=self.global_batch)
+            if self.model.losses:  # the tutorial's L2 terms, split over the replicas
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss
+
+    def _chunk_fn(self, iterator: Any, steps: Any) -> Any:
+        import tensorflow as tf
+
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            per_replica = self.strategy.run(self._step_fn, args=(next(iterator),))
+            total += tf.cast(self.strategy.reduce("SUM", per_replica, axis=None), tf.float32)
+        return total / tf.cast(steps, tf.float32)
+
+    def fit(self, dataset: Any, monitor: Monitor) -> None:
+        import tensorflow as tf
+
+        # Kept on self: destroying a tf.data iterator that fed a tf.function loop for a few epochs blocked for
+        # ~30 s here (TF 2.21, 2-core CPU); main() ends the process with os._exit so nobody waits for it.
+        self.iterator = iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        monitor.start = monitor.last_ckpt = time.perf_counter()
+        while (steps := monitor.next_chunk()) > 0:
+            self.optimizer.learning_rate.assign(monitor.lr())
+            loss = float(self._chunk(iterator, tf.constant(steps)))
+            if monitor.after_chunk(steps, loss, self.model):
+                break
+
+
+def planned_steps(config: RunConfig, train_images: int, global_batch: int) -> int | None:
+    if config.steps:
+        return config.steps
+    if config.epochs:
+        return max(1, round(config.epochs * train_images / global_batch))
+    return None
+
+
+def single_device_rate(config: RunConfig, x: Any, y: Any, emit: Emit) -> float | None:
+    """Images/s of the same model on one device, the yardstick for a mirrored run's scaling efficiency."""
+    import tensorflow as tf
+
+    from envdoctor.smoke import pipeline
+
+    probe = RunConfig(**{**asdict(config), "strategy": "default", "checkpoint_dir": None,
+                         "steps": 4 * config.log_every, "time_budget": None})
+    trainer = Trainer(probe, tf.distribute.OneDeviceStrategy("/GPU:0"), probe.batch_size)
+    monitor = Monitor(probe, probe.steps, probe.batch_size, lambda _e: None)
+    trainer.fit(pipeline.train_dataset(x, y, config.model, config.batch_size), monitor)
+    rate = monitor.throughput()["images_per_sec"]
+    emit({"event": "note", "message": f"one device: {rate:.0f} images/s"})
+    return rate
+
+
+def run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    from envdoctor.smoke import models, pipeline
+
+    import_seconds = time.perf_counter() - started
+    keras.utils.set_random_seed(config.seed)
+    devices = device_facts(tf)
+    emit({"event": "start", "tf_version": tf.version.VERSION, "gpus": devices["gpus"]})
+    result: dict[str, Any] = {"config": asdict(config), "data": config.data, "devices": devices,
+                              "runtime": runtime_facts(tf), "tf_import_seconds": import_seconds}
+    if config.expect == "gpu" and not devices["gpus"]:
+        result["device_mismatch"] = "GPUs were asked for but TensorFlow sees none (CPU-only build, or no driver?)"
+        return result
+
+    policy, why = choose_precision(config.precision, devices["gpus"], cpu_flags(), emit)
+    keras.mixed_precision.set_global_policy(policy)
+    result["precision"] = {"policy": policy, "why": why}
+    strategy = make_strategy(tf, config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    result["strategy"] = {"name": config.strategy, "replicas": replicas, "devices": strategy_devices(strategy)}
+    main_device = "/GPU:0" if devices["gpus"] else "/CPU:0"
+    if config.calibrate:
+        dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, "float32")
+        result["calibration_gflops"] = calibrate_matmul(main_device, dtype)
+        result["calibration_dtype"] = dtype
+        emit({"event": "note", "message": f"matmul calibration: {result['calibration_gflops']:.0f} GFLOP/s {dtype}"})
+
+    x_train, y_train, x_test, y_test = load_arrays(config.data_file)
+    if config.strategy == "mirrored" and replicas > 1:
+        result["single_device_images_per_sec"] = single_device_rate(config, x_train, y_train, emit)
+    global_batch = config.batch_size * replicas
+    trainer = Trainer(config, strategy, global_batch)
+    model = trainer.model
+    result["variable_device"] = getattr(model.weights[0].value, "device", None) or str(result["strategy"]["devices"])
+    result["model"] = {"name": config.model, "params": model.count_params(),
+                       "forward_flops_per_image": models.forward_flops(model),
+                       "train_flops_per_image": models.train_flops(model)}
+    monitor = Monitor(config, planned_steps(config, len(y_train), global_batch), global_batch, emit)
+    dataset = pipeline.train_dataset(x_train, y_train, config.model, global_batch, seed=config.seed)
+    trainer.fit(dataset, monitor)
+    result["train_seconds"] = time.perf_counter() - monitor.start
+    result["steps"] = monitor.step
+    result["images_seen"] = monitor.step * global_batch
+    result["epochs"] = monitor.step * global_batch / len(y_train)
+    result["final_loss"] = monitor.last_loss
+    result["nan_loss"] = monitor.nan
+    result.update(monitor.throughput())
+    if config.checkpoint_dir and is_chief():
+        save_checkpoint(model, Path(config.checkpoint_dir), monitor.step)
+        (Path(config.checkpoint_dir) / "DONE").write_text(str(monitor.step))
+    if not monitor.nan:
+        eval_start = time.perf_counter()
+        result["test_accuracy"] = accuracy(model, x_test, y_test, config.model)
+        result["eval_seconds"] = time.perf_counter() - eval_start
+    return result
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    started = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else argv
+    config = RunConfig.from_json(Path(argv[0]).read_text())
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else written to stdout (TF, Keras, absl) goes to stderr: stdout carries events only
+    sys.stdout = sys.stderr
+
+    def emit(event: dict[str, Any]) -> None:
+        events.write(json.dumps(event) + "\n")
+
+    try:
+        result = run(config, emit, started)
+        emit({"event": "result", "result": result})
+        code = 0
+    except Exception as exc:  # reported as an event; the parent shows it with the log tail
+        traceback.print_exc()  # into the process log, whose tail the parent shows on failure
+        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+        code = 1
+    events.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip TensorFlow's teardown: everything is reported, and its destructors can block
+
+
+if __name__ == "__main__":
+    main()

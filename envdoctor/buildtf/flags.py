@@ -18,7 +18,7 @@ from typing import Any
 from envdoctor.errors import UsageError
 from envdoctor.facts import CpuFacts
 from envdoctor.resources import load_recipe
-from envdoctor.runner import run_command
+from envdoctor.runner import CommandResult, run_command
 
 DETECTED = "the instruction sets /proc/cpuinfo lists"
 PSABI_LEVELS = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
@@ -119,17 +119,18 @@ def find_compiler(candidates: list[str]) -> str | None:
     """The first candidate that exists and compiles the probe without flags."""
     for cand in candidates:
         path = cand if os.sep in cand else shutil.which(cand)
-        if path and os.access(path, os.X_OK) and _compiles(path, []):
+        if path and os.access(path, os.X_OK) and _compile_probe(path, []).ok:
             return path
     return None
 
 
-def _compiles(compiler: str, flags: list[str]) -> bool:
+def _compile_probe(compiler: str, flags: list[str]) -> CommandResult:
+    """Compile the probe source with these flags, in a throwaway folder."""
     with tempfile.TemporaryDirectory(prefix="envdoctor-probe-") as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w", encoding="utf-8") as fh:
             fh.write(_PROBE_SOURCE)
-        return run_command([compiler, *flags, "-c", src, "-o", os.path.join(tmp, "probe.o")], timeout=30).ok
+        return run_command([compiler, *flags, "-c", src, "-o", os.path.join(tmp, "probe.o")], timeout=30)
 
 
 def probe_flags(compiler: str, target: CpuTarget, cpu: CpuFacts, host_arch: str | None = None) -> ProbeResult:
@@ -168,11 +169,7 @@ def probe_flags(compiler: str, target: CpuTarget, cpu: CpuFacts, host_arch: str 
 
 
 def _compile_or_error(compiler: str, flags: list[str]) -> str:
-    with tempfile.TemporaryDirectory(prefix="envdoctor-probe-") as tmp:
-        src = os.path.join(tmp, "probe.c")
-        with open(src, "w", encoding="utf-8") as fh:
-            fh.write(_PROBE_SOURCE)
-        res = run_command([compiler, *flags, "-Werror", "-c", src, "-o", os.path.join(tmp, "probe.o")], timeout=30)
+    res = _compile_probe(compiler, [*flags, "-Werror"])
     if not res.ok:
         raise UsageError(f"{compiler} refuses {' '.join(flags)}: {_first_line(res)}")
     version = run_command([compiler, "--version"], timeout=10)

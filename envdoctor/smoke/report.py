@@ -28,12 +28,13 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.interactive:
-            from rich.console import Console
             from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+            from envdoctor.report.console import make_console
 
             self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(),
                                      TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                     console=Console(file=self.stream), transient=False)
+                                     console=make_console(self.stream), transient=False)
             self._bar.__enter__()
             self._task = self._bar.add_task("starting TensorFlow", total=1.0, status="")
         return self

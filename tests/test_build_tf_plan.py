@@ -7,6 +7,7 @@ CPUs: real /proc/cpuinfo files (tests/fixtures/cpuinfo/README.md). The GPU: the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -166,6 +167,10 @@ def _check_cuda(plan: planmod.BuildPlan, rc: str) -> None:
         assert f'build --action_env TF_CUDA_COMPUTE_CAPABILITIES="{ccs}"' in rc
         assert "TF_CUDA_PATHS=" in rc and "HERMETIC_CUDA" not in rc and "--config=cuda_wheel" not in plan.bazel_args
         assert f"--action_env=TF_CUDA_COMPUTE_CAPABILITIES={ccs}" in plan.bazel_args
+    # cuda_wheel (>= 2.18) leaves CUDA out of the wheel: the nvidia-* wheels of the and-cuda extra bring it.
+    assert plan.pip_extra == ("and-cuda" if minor >= (2, 18) else None)
+    if minor == (2, 12):  # nvcc's host compiler is the build's GCC
+        assert f'GCC_HOST_COMPILER_PATH="{plan.compiler_path}"' in rc
     configs = [a for a in plan.bazel_args if a.startswith("--config=cuda")]
     assert configs[0] == ("--config=cuda_clang" if minor >= (2, 13) else "--config=cuda")
     cc_arg = next(i for i, a in enumerate(plan.bazel_args) if "CUDA_COMPUTE_CAPABILITIES" in a)
@@ -173,7 +178,13 @@ def _check_cuda(plan: planmod.BuildPlan, rc: str) -> None:
     assert plan.wheel_name == "tensorflow"
 
 
-def _check_cpu(cpu: str, plan: planmod.BuildPlan, rc: str) -> None:
+def _check_cpu(cpu: str, plan: planmod.BuildPlan, rc: str, readme: str) -> None:
+    # The stock wheel runs oneDNN by default only with AVX512_VNNI/AVX512_BF16/AVX_VNNI/AMX (TF 2.9+ on Linux x86):
+    # elsewhere a rebuild speeds up convolutions and matmuls too, and the README must not say otherwise.
+    onednn = {"no-avx": False, "avx2-fma": False, "avx512": True, "neoverse-v1": None}[cpu]
+    assert plan.onednn_default is onednn
+    assert ("leaves its oneDNN kernels off by default" in readme) == (onednn is False)
+    assert ("get little or nothing from a rebuild" in readme) == (onednn is not False)
     if cpu == "no-avx":
         assert "build:opt --copt=-mno-avx" in rc and "--copt=-mavx\n" not in rc
         assert "AVX" not in plan.instructions and "--config=avx_linux" not in plan.bazel_args
@@ -210,8 +221,10 @@ def test_matrix_era_specific_parts(matrix: list[tuple[str, str, bool, Path]]) ->
         plan = planmod.BuildPlan(**plan_data)
         files = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
         _check_era(plan, files)
-        _check_cpu(cpu, plan, files["tf_configure.bazelrc"])
+        _check_cpu(cpu, plan, files["tf_configure.bazelrc"], files["README.md"].replace("\n", " "))
         if cuda:
+            extra = "'[and-cuda]'" if plan.pip_extra else "''"
+            assert f"PIP_EXTRA={extra}" in files["build.sh"]
             _check_cuda(plan, files["tf_configure.bazelrc"])
         else:
             assert not plan.cuda and "HERMETIC_CUDA" not in files["tf_configure.bazelrc"]
@@ -304,14 +317,27 @@ def test_cli_refusals_are_one_line_usage_errors(tmp_path: Path) -> None:
         ["--run", "--docker", "--out", str(tmp_path / "y")],
         ["--cpu", "native", "--out", str(tmp_path / "z")],  # native makes no sense for another machine
     ]
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a directory")
+    default_out = tmp_path / "tf-build-2.21.0"  # the default --out of the newest release, in the cwd
+    default_out.mkdir()
+    cases += [
+        ["--out", str(blocker / "recipe")],  # cannot be created: an error line, not a traceback
+        ["--ram-gb", "0", "--out", str(tmp_path / "w")],
+        ["--skip-flag-check"],  # the default --out exists: refused before the plan is printed
+    ]
+    repo = Path(__file__).parent.parent
     for args in cases:
         res = subprocess.run(
             [sys.executable, "-m", "envdoctor", "build-tf", "--from", str(SNAPSHOT), "--python", "3.12", *args],
-            capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=60,
+            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(repo)},
         )
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.startswith("envdoctor: error: ") and res.stderr.count("\n") == 1 and res.stdout == ""
-    assert list(tmp_path.iterdir()) == [out]
+        assert "internal error" not in res.stderr
+    assert sorted(tmp_path.iterdir()) == sorted([out, blocker, default_out])
+    assert list(default_out.iterdir()) == []
 
 
 def test_cli_dry_run_on_this_machine(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ failures are real messages (fixtures/build_tf/failures/, origins in the README) 
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -154,7 +156,9 @@ def test_missing_git_stops_prereqs_with_the_install_command(sandbox: dict[str, o
     result = run_recipe(Path(plan.out_dir), env=env)
     assert not result.ok and result.failed_stage == "prereqs" and result.stages_done == []
     assert [m.id for m in result.matches] == ["tool-missing"]
-    assert "install: sudo apt-get install -y git" in "\n".join(result.tail)
+    # --run hides build.sh's output behind the progress display: the report itself must carry the command.
+    report = "\n".join(failure_report(result))
+    assert "log: envdoctor: missing git" in report and "log: install: sudo apt-get install -y git" in report
 
 
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
@@ -219,3 +223,52 @@ def test_verify_reads_the_older_guard_wording(sandbox: dict[str, object]) -> Non
     result = run_recipe(Path(plan.out_dir), stages=["verify"], env=env)
     assert not result.ok and result.failed_stage == "verify"
     assert "still lists AVX2 FMA" in "\n".join(result.tail)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_plain_bazel_is_checked_against_the_checkouts_bazelversion(sandbox: dict[str, object]) -> None:
+    # The table's Bazel for 2.21 is not pinned down; once the tag is checked out its .bazelversion decides.
+    tmp = Path(str(sandbox["tmp"]))
+    plain = tmp / "plainbazel"
+    plain.mkdir()
+    (plain / "bazel").write_text("#!/usr/bin/env bash\necho 'bazel 7.7.0'\n")  # ignores USE_BAZEL_VERSION
+    (plain / "bazel").chmod(0o755)
+    for tool in ("git", "clang", "ld.lld"):
+        (plain / tool).symlink_to(FAKEBIN / tool)
+    plan = recipe(sandbox)
+    env = dict(sandbox["env"], PATH=f"{plain}:{sandbox['sysbin']}", FAKE_BAZELVERSION="7.7.0")  # type: ignore[arg-type]
+    before = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=env)
+    assert not before.ok and "TensorFlow 2.21.0 needs 7.4.1" in "\n".join(before.tail)
+    after = run_recipe(Path(plan.out_dir), stages=["fetch", "prereqs"], env=env)
+    assert after.ok, "\n".join(after.tail)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_cuda_wheel_installs_with_the_cuda_libraries(sandbox: dict[str, object]) -> None:
+    # --config=cuda_wheel leaves libcudart & co. out of the wheel: without [and-cuda] TensorFlow finds no GPU.
+    plan = recipe(sandbox, cuda_cc="9.0", skip_flag_check=True)
+    env = dict(sandbox["env"], FAKE_WHEEL="tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl")  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), stages=["fetch", "configure", "build", "collect", "install"], env=env)
+    assert result.ok, "\n".join(result.tail)
+    wheel = Path(plan.out_dir) / "wheels" / "tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl"
+    assert f"python -m pip install {wheel}[and-cuda]" in fake_log(sandbox)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_wheels_copied_out_of_the_container_install_here(sandbox: dict[str, object]) -> None:
+    # The Dockerfile's CMD copies the build's wheels to the mounted /out; `./build.sh install` must find them.
+    plan = recipe(sandbox, docker=True)
+    out = Path(plan.out_dir)
+    stages = ["fetch", "configure", "build", "collect"]
+    built = run_recipe(out, stages=stages, env=sandbox["env"])  # type: ignore[arg-type]
+    assert built.ok, "\n".join(built.tail)
+    mounted = Path(str(sandbox["tmp"])) / "mounted wheels"
+    mounted.mkdir()
+    cmd_line = next(line for line in (out / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    argv = json.loads(cmd_line[4:])
+    argv[-1] = argv[-1].replace("/recipe/wheels/", f"'{out}/wheels'/").replace(" /out/", f" '{mounted}'/")
+    subprocess.run(argv, check=True, timeout=30)
+    env = dict(sandbox["env"], WHEEL_DIR=str(mounted))  # type: ignore[arg-type]
+    installed = run_recipe(out, stages=["install"], env=env)
+    assert installed.ok, "\n".join(installed.tail)
+    assert f"python -m pip install {mounted}/tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl" in fake_log(sandbox)

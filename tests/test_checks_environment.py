@@ -99,3 +99,13 @@ def test_mig_layout_is_explained_not_blamed():
     assert f.severity is Severity.INFO
     assert any(e.startswith("CUDA ordinal 2 = nvidia-smi GPU 2 (NVIDIA A100-PCIE-40GB, MIG MIG-") for e in f.evidence)
     assert "environment.ok" in codes(facts)
+
+
+def test_minus_one_is_cpu_only_on_purpose_not_an_error():
+    facts = h100()
+    facts.env.variables["CUDA_VISIBLE_DEVICES"] = "-1"  # what `envdoctor env --gpus none` emits
+    from envdoctor.checks import run_checks
+
+    problems = [f for f in run_checks(facts) if f.category == "environment" and f.severity.rank >= 2]
+    assert not problems
+    assert one(facts, "environment.cuda-visible-devices-cpu-only").severity is Severity.INFO

@@ -53,6 +53,13 @@ def test_gpus_table(env):
     assert "GeForce GTX TITAN" in out.stdout and "0000:03:00.0" in out.stdout
     assert "hidden" in out.stdout  # the 8400 GS: '5' cut the list before '1'
     assert "entry '5' names no GPU" in out.stdout
+    assert "CUDA_DEVICE_ORDER=FASTEST_FIRST (unset), CUDA_VISIBLE_DEVICES='0,5,1'" in out.stdout
+
+
+def test_gpus_table_shows_an_invalid_device_order_as_given(env):
+    env["CUDA_DEVICE_ORDER"] = "PCI"
+    out = envdoctor("gpus", "--from", str(PAIR), env=env).stdout
+    assert "CUDA_DEVICE_ORDER='PCI'" in out and "neither FASTEST_FIRST nor PCI_BUS_ID" in out
 
 
 def test_gpus_table_busy_h100(env):
@@ -109,6 +116,13 @@ def test_run_missing_command(env):
     assert out.returncode == 2 and "no-such-command-xyz" in out.stderr
 
 
+def test_run_auto_that_cannot_start_reserves_no_gpu(env):
+    failed = envdoctor("run", "--gpus", "auto:2", "--from", str(PAIR), "--", "no-such-command-xyz", env=env)
+    assert failed.returncode == 2 and "no-such-command-xyz" in failed.stderr
+    both = envdoctor("env", "--gpus", "auto:2", "--format", "json", "--from", str(PAIR), env=env)
+    assert both.returncode == 0, both.stderr  # both GPUs are still free for the next job
+
+
 def test_env_auto_twice_picks_different_gpus(env):
     first = envdoctor("env", "--gpus", "auto:1", "--format", "json", "--from", str(PAIR), env=env)
     second = envdoctor("env", "--gpus", "auto:1", "--format", "json", "--from", str(PAIR), env=env)
@@ -135,6 +149,22 @@ def test_concurrent_runs_pick_different_gpus(env):
 def test_lock_dir_is_private(env, tmp_path):
     envdoctor("env", "--gpus", "auto:1", "--from", str(PAIR), env=env)
     assert (tmp_path / "envdoctor").stat().st_mode & 0o777 == 0o700
+
+
+def test_several_mig_devices_get_a_note_on_stderr_only(env):
+    mig = FIX / "a100-mig.json"
+    several = envdoctor("env", "--gpus", "all", "--from", str(mig), env=env)
+    assert several.returncode == 0 and "6 MIG devices selected" in several.stderr
+    assert several.stdout.count("MIG-") == 6  # the note changes nothing in what eval reads
+    one = envdoctor("env", "--gpus", "2:0", "--from", str(mig), env=env)
+    assert one.returncode == 0 and one.stderr == ""
+
+
+def test_unusable_lock_dir_is_a_usage_error(env, tmp_path):
+    (tmp_path / "envdoctor").write_text("a file where the lock directory should be")
+    out = envdoctor("env", "--gpus", "auto:1", "--from", str(PAIR), env=env)
+    assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
+    assert "auto:N lock" in out.stderr and "internal error" not in out.stderr
 
 
 def test_unknown_format_exits_2(env):

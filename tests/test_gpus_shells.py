@@ -73,9 +73,23 @@ def test_powershell_quoting():
     # pwsh is rarely installed on Linux; its single-quote rule ('' inside '...') is checked as text.
     assert render({"X": "it's"}, "powershell") == "$env:X = 'it''s'\n"
     if shutil.which("pwsh"):
-        out = subprocess.run(["pwsh", "-NoProfile", "-Command", render(TRICKY, "powershell") + "$env:A_QUOTE"],
+        tricky = {k: v for k, v in TRICKY.items() if v}  # an empty value is the case below
+        out = subprocess.run(["pwsh", "-NoProfile", "-Command", render(tricky, "powershell") + "$env:A_QUOTE"],
                              capture_output=True, text=True, timeout=60).stdout
         assert out.strip() == TRICKY["A_QUOTE"]
+
+
+def test_powershell_none_hides_every_gpu_without_an_empty_value():
+    # PowerShell < 7.5 deletes a variable assigned '': CPU-only would silently become every GPU.
+    text = render(REAL, "powershell")
+    assert "$env:CUDA_VISIBLE_DEVICES = '-1'\n" in text
+    assert "''" not in text
+    from envdoctor.gpus.visible import resolve_visible_devices
+    from tests.test_gpus_spec import gpus as fixture_gpus
+
+    assert resolve_visible_devices("-1", fixture_gpus("h100-idle"), "PCI_BUS_ID").devices == []
+    with pytest.raises(UsageError, match="PowerShell"):
+        render({"OTHER": ""}, "powershell")
 
 
 def test_json_and_unknown_format():

@@ -52,7 +52,7 @@ def test_options_memory_limit_and_allocator():
 
 
 def test_none_and_all():
-    assert environment_for("none", [])["CUDA_VISIBLE_DEVICES"] == ""
+    assert environment_for("none", [])["CUDA_VISIBLE_DEVICES"] == "-1"
     assert "CUDA_VISIBLE_DEVICES" not in environment_for("all", [])  # nothing to select on a CPU machine
     env = environment_for("all", gpus("a100-mig"))
     assert env["CUDA_VISIBLE_DEVICES"].split(",")[:3] == [
@@ -87,6 +87,8 @@ def test_mig_devices_by_index_pair_and_uuid():
         ("auto:0", "a100-mig", "auto:N"),
         ("auto:x", "a100-mig", "auto:N"),
         ("", "a100-mig", "empty"),
+        ("0,", "a100-mig", "extra comma"),
+        ("0,,1", "a100-mig", "extra comma"),
         ("gpu0", "a100-mig", "bad GPU"),
         ("0", "no-gpu", "no usable NVIDIA GPU"),
         ("auto:1", "no-gpu", "0 GPU(s)"),

@@ -80,8 +80,8 @@ def target_for(spec: str, cpu: CpuFacts) -> CpuTarget:
     if not _MARCH_NAME.match(spec):
         raise UsageError(f"--cpu {spec!r}: expected native, detected, x86-64-v2|v3|v4 or a -march name")
     if arch == "aarch64" and not spec.startswith("armv"):
-        return CpuTarget("march", arch, [f"-mcpu={spec}"], [], f"-mcpu={spec}")
-    return CpuTarget("march", arch, [f"-march={spec}"], [], f"-march={spec}")
+        return CpuTarget("march", arch, [f"-mcpu={spec}"], [], f"the {spec} CPU model")
+    return CpuTarget("march", arch, [f"-march={spec}"], [], f"the {spec} CPU model")
 
 
 def _detected(arch: str, have: set[str]) -> CpuTarget:
@@ -161,9 +161,10 @@ def probe_flags(compiler: str, target: CpuTarget, cpu: CpuFacts, host_arch: str 
     have = cpu_flag_set(cpu)
     lacking = [k for k in enabled if k not in have]
     if lacking and have and target.mode != "native":
-        names = ", ".join(table[k]["guard"] or k for k in lacking)
+        names = ", ".join(table[k]["guard"] or k.upper() for k in lacking)
         model = cpu.model or "unknown"
-        raise UsageError(f"--cpu {target.description}: enables {names}, which the target CPU ({model}) lacks")
+        raise UsageError(f"{' '.join(target.flags)} enables {names}, which the target CPU ({model}) lacks; "
+                         "use --cpu detected or a lower level")
     result.guard_names = [table[k]["guard"] for k in enabled if table[k]["guard"]]
     return result
 

@@ -75,6 +75,8 @@ class BuildPlan:
     cuda_paths: str | None = None
     gpus: list[str] = field(default_factory=list)
     wheel_name: str = "tensorflow_cpu"
+    pip_extra: str | None = None  # installed with the wheel: where the CUDA libraries come from (cuda_wheel)
+    onednn_default: bool | None = None  # whether the stock wheel turns oneDNN ops on for this CPU (None: unknown)
     bazel_args: list[str] = field(default_factory=list)
     bazelrc: list[str] = field(default_factory=list)
     jobs: int = 1
@@ -209,10 +211,19 @@ def _cpu(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     plan.host_flags = [] if opts.other_machine else list(plan.cpu_flags)
     skip = set(table()["guard_unreliable"]["features"])
     plan.verify_instructions = [n for n in plan.instructions if n not in skip]
+    plan.onednn_default = _onednn_default(target.arch, cpuflags.cpu_flag_set(facts.cpu))
     if target.arch == "x86_64" and "avx" not in cpuflags.cpu_flag_set(facts.cpu) and facts.cpu.flags:
         last = ", and its flags end with -mno-avx" if "-mno-avx" in plan.cpu_flags else ""
         plan.notes.append("This CPU has no AVX: the stock wheels (built with -mavx) die with 'Illegal instruction' "
                           f"here. The recipe uses no release config (they add -mavx){last}.")
+
+
+def _onednn_default(arch: str, have: set[str]) -> bool | None:
+    """Whether the stock wheel runs oneDNN ops on this CPU by default: it decides what a rebuild can gain."""
+    features = table()["onednn_default_features"].get(arch)
+    if features is None or not have:
+        return None
+    return any(f in have for f in features)
 
 
 def _expected_guard_names(target: cpuflags.CpuTarget) -> list[str]:
@@ -290,6 +301,7 @@ def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     plan.cuda_ccs = cc_list(ccs, era, plan.notes)
     plan.cuda_version, plan.cudnn_version, plan.cuda_mode = era["cuda"], era["cudnn"], era["cuda_mode"]
     plan.wheel_name = "tensorflow"
+    plan.pip_extra = era.get("cuda_pip_extra")
     if plan.cuda_mode == "local":
         plan.cuda_paths = _local_cuda_paths(facts, era, plan.notes)
 
@@ -309,6 +321,8 @@ def _local_cuda_paths(facts: Facts, era: dict[str, Any], notes: list[str]) -> st
 
 def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     res = table()["resources"]
+    if opts.ram_gb is not None and opts.ram_gb <= 0:
+        raise UsageError(f"--ram-gb must be a positive number of GB, not {opts.ram_gb:g}")
     total = facts.system.memory_total_bytes
     gb = opts.ram_gb if opts.ram_gb else (total / 2**30 if total else None)
     plan.memory_gb = round(gb, 1) if gb else None
@@ -328,7 +342,8 @@ def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     hours *= max(1, len(plan.cuda_ccs) - 1) ** 0.5 if plan.cuda else 1
     plan.hours = (round(max(0.5, hours * 0.7), 1), round(max(1.0, hours * 1.5), 1))
     if gb and plan.jobs * res["gb_per_job"] + res["gb_reserved"] > gb:
-        plan.notes.append(f"{plan.jobs} jobs may need more than {gb:.0f} GB of RAM; if cc1plus is killed, lower --jobs")
+        plan.notes.append(f"{plan.jobs} job(s) may need more than {round(gb, 1):g} GB of RAM; "
+                          "if cc1plus is killed, lower --jobs")
 
 
 def _docker(plan: BuildPlan) -> None:
@@ -397,7 +412,8 @@ def _cuda_rc(plan: BuildPlan, env: str) -> list[str]:
         if plan.cuda_mode == "local":
             lines.append('build --action_env TF_CUDA_CLANG="1"')
     else:
-        lines.append('build --action_env GCC_HOST_COMPILER_PATH="/usr/bin/gcc"')
+        host = plan.compiler_path if plan.compiler == "gcc" else "/usr/bin/gcc"  # nvcc's host compiler is a GCC
+        lines.append(f'build --action_env GCC_HOST_COMPILER_PATH="{host}"')
     return lines
 
 

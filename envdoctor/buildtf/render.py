@@ -76,14 +76,30 @@ def _ram_wanted(plan: BuildPlan) -> int:
     return int(plan.jobs * res["gb_per_job"] + res["gb_reserved"])
 
 
-def write_recipe(plan: BuildPlan, force: bool = False) -> list[Path]:
-    """Write the recipe to plan.out_dir; refuses an existing directory without force."""
-    out = Path(plan.out_dir)
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that write_recipe would refuse, before anything is printed or written."""
     if out.exists() and not force:
         raise UsageError(f"{out} exists; pass --force to regenerate the recipe there (the checkout is kept)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"cannot create {out}: {parent} is not a directory")
+
+
+def write_recipe(plan: BuildPlan, force: bool = False) -> list[Path]:
+    """Write the recipe to plan.out_dir; refuses an existing directory without force."""
+    out = Path(plan.out_dir)
+    check_out(out, force)
     files = render_files(plan)
+    try:
+        _write_files(out, files)
+    except OSError as exc:  # an unwritable or odd --out: one line; nothing half-written stays behind
+        raise UsageError(f"cannot write the recipe to {out}: {exc.strerror or exc}") from None
+    return [out / name for name in files]
+
+
+def _write_files(out: Path, files: dict[str, str]) -> None:
     if out.exists():
         for name, text in files.items():
             _replace_file(out / name, text)
@@ -100,7 +116,6 @@ def write_recipe(plan: BuildPlan, force: bool = False) -> list[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return [out / name for name in files]
 
 
 def _write(path: Path, text: str) -> None:

@@ -25,6 +25,7 @@ from envdoctor.runner import command_env
 _START = re.compile(r"^==> stage (\w+)$")
 _END = re.compile(r"^<== stage (\w+) ok$")
 TAIL_LINES = 15
+MATCH_LINES = 6  # log lines quoted per known failure: a missing tool takes two (what, and its install command)
 
 
 @dataclass
@@ -33,7 +34,7 @@ class FailureMatch:
     title: str
     fix: str
     stage: str
-    lines: list[str] = field(default_factory=list)  # the log lines that matched (at most 3)
+    lines: list[str] = field(default_factory=list)  # the log lines that matched (at most MATCH_LINES)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def match_failures(lines: Iterable[str], failures: list[dict[str, Any]] | None =
             if pattern.search(line):
                 match = found.setdefault(entry["id"], FailureMatch(entry["id"], entry["title"], entry["fix"],
                                                                    entry["stage"]))
-                if len(match.lines) < 3:
+                if len(match.lines) < MATCH_LINES:
                     match.lines.append(line.strip())
     return [found[f["id"]] for f in table if f["id"] in found]
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import has_nvidia_gpu, join, tf_releases, with_ok
 from envdoctor.facts import Facts
+from envdoctor.gpus.spec import HIDE_ALL
 from envdoctor.gpus.visible import EMPTY_PROBLEM
 
 
@@ -46,6 +47,16 @@ def _visibility(facts: Facts) -> list[Finding]:
     out: list[Finding] = []
     if res.hidden_all:
         out.append(_empty())
+    elif cvd is not None and cvd.strip() == HIDE_ALL:  # what `envdoctor env --gpus none` sets: CPU-only on purpose
+        return [
+            Finding(
+                "environment.cuda-visible-devices-cpu-only",
+                Severity.INFO,
+                f"CUDA_VISIBLE_DEVICES={HIDE_ALL} hides every GPU: TensorFlow runs on the CPU",
+                [f"CUDA_VISIBLE_DEVICES={cvd!r}", f"GPUs on this machine: {len(facts.gpus)}"],
+                "unset CUDA_VISIBLE_DEVICES  # to use the GPUs again",
+            )
+        ]
     problems = [p for p in res.problems if p != EMPTY_PROBLEM]
     mapping = [
         f"CUDA ordinal {d.ordinal} = nvidia-smi GPU {d.gpu.index} ({d.gpu.name}"

@@ -46,24 +46,25 @@ def build_tf_cmd(
     run: bool = typer.Option(False, "--run", help="Run build.sh now, with progress and a log."),
 ) -> None:
     from envdoctor.buildtf.plan import BuildOptions, make_plan
-    from envdoctor.buildtf.render import write_recipe
+    from envdoctor.buildtf.render import check_out, write_recipe
     from envdoctor.errors import UsageError
 
     if run and (dry_run or docker):
         raise UsageError("--run runs build.sh here; it cannot be combined with --dry-run or --docker")
-    if out is not None and out.expanduser().exists() and not force and not dry_run:  # refuse before probing
-        raise UsageError(f"{out} exists; pass --force to regenerate the recipe there (the checkout is kept)")
+    if out is not None and not dry_run:  # refuse before probing
+        check_out(out.expanduser(), force)
     opts = BuildOptions(
         tf_version=tf_version, out=out, cpu=cpu, cuda=cuda, cuda_cc=cuda_cc, python=python, venv=venv, jobs=jobs,
         ram_gb=ram_gb, docker=docker, src=src, clang=clang, allow_unknown=allow_unknown,
         skip_flag_check=skip_flag_check, other_machine=from_file is not None,
     )
     plan = make_plan(gather_facts(from_file), opts)
-    _print_plan(plan)
     if dry_run:
+        _print_plan(plan)
         typer.echo("--dry-run: nothing written.")
         return
-    write_recipe(plan, force=force)
+    write_recipe(plan, force=force)  # before printing: a refusal leaves stdout empty
+    _print_plan(plan)
     typer.echo(f"Wrote {plan.out_dir}: build.sh, README.md, tf_configure.bazelrc, plan.json"
                + (", Dockerfile" if docker else ""))
     if not run:
@@ -118,7 +119,7 @@ def plan_summary(plan: BuildPlan) -> list[tuple[str, str]]:
         ("CPU", f"{plan.cpu_description}: {' '.join(plan.cpu_flags)}"),
         ("Instructions", " ".join(plan.instructions) or "-"),
         ("CUDA", cuda),
-        ("Resources", f"{plan.jobs} jobs, {plan.disk_gb} GB disk, {estimate_text(plan)}"),
+        ("Resources", f"{plan.disk_gb} GB disk, {estimate_text(plan)}"),  # the estimate names the jobs
         ("Recipe", plan.out_dir),
         ("bazel build", " ".join(plan.bazel_args)),
     ]

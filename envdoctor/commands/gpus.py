@@ -51,23 +51,6 @@ def gpus_cmd(
         table.print_table(gpus, env, why)
 
 
-def _environment(spec: str, from_file: Optional[Path], growth: bool, mb: Optional[int], allocator: Optional[str]):
-    from envdoctor.gpus.lock import pick_auto
-    from envdoctor.gpus.snapshot import gpus_from
-    from envdoctor.gpus.spec import build_environment, check_options, parse_spec
-
-    check_options(mb, allocator)
-    gpus, _ = gpus_from(from_file)
-    selection = parse_spec(spec, gpus)
-    devices = selection.devices
-    if selection.auto is not None:
-        devices = pick_auto(selection.auto, lambda: gpus_from(from_file)[0])
-    if selection.all_gpus and not devices:
-        print("envdoctor: no usable GPU here: 'all' selects none", file=sys.stderr)
-        return build_environment(None, growth, mb, allocator), selection
-    return build_environment(devices, growth, mb, allocator), selection
-
-
 def env_cmd(
     gpus: str = typer.Option(..., "--gpus", help=SPEC_HELP),
     no_allow_growth: bool = typer.Option(False, "--no-allow-growth", help="Do not set TF_FORCE_GPU_ALLOW_GROWTH."),
@@ -77,9 +60,17 @@ def env_cmd(
     from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
 ) -> None:
     from envdoctor.gpus.shells import render
+    from envdoctor.gpus.snapshot import gpus_from
+    from envdoctor.gpus.spec import environment_for, mig_note
 
     render({}, fmt)  # an unknown format fails before an auto:N pick is recorded
-    env, _ = _environment(gpus, from_file, not no_allow_growth, memory_limit, allocator)
+    found, _ = gpus_from(from_file)
+    env = environment_for(gpus, found, not no_allow_growth, memory_limit, allocator,
+                          read_gpus=lambda: gpus_from(from_file)[0])
+    if "CUDA_VISIBLE_DEVICES" not in env:  # only `all` where no GPU is usable
+        print("envdoctor: no usable GPU here: 'all' selects none", file=sys.stderr)
+    if note := mig_note(env):
+        print(note, file=sys.stderr)
     sys.stdout.write(render(env, fmt))  # rendered whole first: a failure leaves stdout empty
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from envdoctor.errors import UsageError
 from envdoctor.gpus.lock import GpuLock, choose_auto
 from envdoctor.gpus.snapshot import gpus_from
-from envdoctor.gpus.spec import Chosen, build_environment, check_options, parse_spec
+from envdoctor.gpus.spec import Chosen, build_environment, check_options, fixed_devices, mig_note, parse_spec
 
 GRACE_VAR = "ENVDOCTOR_AUTO_GRACE_S"
 DEFAULT_GRACE_S = 5.0  # long enough for a TF job to create its CUDA context and show in NVML
@@ -25,8 +25,8 @@ def _grace() -> float:
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    if not command:
-        raise UsageError("run needs a command: envdoctor run --gpus SPEC -- COMMAND...")
+    if note := mig_note(env):
+        print(note, file=sys.stderr)
     try:
         return subprocess.Popen(command, env={**os.environ, **env})
     except OSError as exc:
@@ -56,20 +56,26 @@ def run_with_gpus(
     allocator: str | None = None,
 ) -> int:
     """Run command with the GPUs of spec; returns its exit code."""
+    if not command:  # before an auto:N pick is recorded
+        raise UsageError("run needs a command: envdoctor run --gpus SPEC -- COMMAND...")
     check_options(memory_limit_mb, allocator)
     gpus, _ = gpus_from(from_file)
     selection = parse_spec(spec, gpus)
     if selection.auto is None:
-        devices = None if selection.all_gpus and not selection.devices else selection.devices
-        return _wait(_start(command, build_environment(devices, allow_growth, memory_limit_mb, allocator)))
+        env = build_environment(fixed_devices(selection), allow_growth, memory_limit_mb, allocator)
+        return _wait(_start(command, env))
     lock = GpuLock()
     lock.acquire()
     try:
         fresh, _ = gpus_from(from_file)  # read again under the lock: another job may have just started
         chosen = choose_auto(selection.auto, fresh, lock.taken())
-        lock.record([c.uuid for c in chosen], os.getpid())
-        print(f"envdoctor: {spec} picked {_describe(chosen)}", file=sys.stderr)
         proc = _start(command, build_environment(chosen, allow_growth, memory_limit_mb, allocator))
+        # Recorded once the command runs (still under the lock): a command that cannot start reserves nothing.
+        try:
+            lock.record([c.uuid for c in chosen], os.getpid())
+        except UsageError as exc:  # the command already runs: warn rather than orphan it
+            print(f"envdoctor: warning: {exc}", file=sys.stderr)
+        print(f"envdoctor: {spec} picked {_describe(chosen)}", file=sys.stderr)
         try:
             proc.wait(timeout=_grace())
         except subprocess.TimeoutExpired:

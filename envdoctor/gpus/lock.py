@@ -32,8 +32,11 @@ def lock_dir() -> Path:
         path = Path(runtime) / "envdoctor"
     else:
         path = Path(tempfile.gettempdir()) / f"envdoctor-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    st = path.stat()
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.stat()
+    except OSError as exc:  # a read-only or odd runtime dir: one line, not a traceback
+        raise UsageError(f"cannot use {path} for the auto:N lock: {exc.strerror or exc}") from None
     # Another user could pre-create the directory in /tmp to steer our picks: refuse it.
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise UsageError(f"{path} must be a directory owned by you with mode 0700")
@@ -59,7 +62,10 @@ class GpuLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.dir / "gpus.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.dir / "gpus.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot open {self.dir / 'gpus.lock'}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + self.timeout
         while True:  # poll instead of blocking, so a stuck holder cannot hang us
             try:
@@ -109,8 +115,12 @@ class GpuLock:
         picks = [p for p in self._picks() if self._valid(p, now)]
         picks += [{"uuid": u, "pid": pid, "time": now} for u in uuids]
         tmp = self.dir / f"picks.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(picks))
-        os.replace(tmp, self.dir / "picks.json")  # readers never see half a file
+        try:
+            tmp.write_text(json.dumps(picks))
+            os.replace(tmp, self.dir / "picks.json")  # readers never see half a file
+        except OSError as exc:  # e.g. a full disk: without the record a parallel job could pick the same GPU
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"cannot record the auto pick in {self.dir}: {exc.strerror or exc}") from None
 
 
 def _free(gpu: GpuFacts) -> int:

@@ -19,7 +19,10 @@ def _fish(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _powershell(value: str) -> str:
+def _powershell(name: str, value: str) -> str:
+    # Windows PowerShell and PowerShell before 7.5 delete a variable assigned '' (about_Environment_Variables).
+    if not value:
+        raise UsageError(f"{name}: PowerShell before 7.5 cannot set a variable to an empty value")
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -43,7 +46,7 @@ def render(env: dict[str, str], fmt: str) -> str:
         elif fmt == "fish":
             lines.append(f"set -gx {name} {_fish(value)}")
         elif fmt == "powershell":
-            lines.append(f"$env:{name} = {_powershell(value)}")
+            lines.append(f"$env:{name} = {_powershell(name, value)}")
         else:
             lines.append(_dotenv(name, value))
     return "".join(line + "\n" for line in lines)

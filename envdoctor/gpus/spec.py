@@ -10,6 +10,7 @@ set too, so that any ordinal inside the process follows nvidia-smi's order.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from envdoctor.errors import UsageError
@@ -17,6 +18,9 @@ from envdoctor.facts import GpuFacts, MigDevice
 
 ALLOCATORS = ("cuda_malloc_async",)  # the only value TF_GPU_ALLOCATOR accepts besides the default BFC
 MEMORY_LIMIT_VAR = "ENVDOCTOR_TF_MEMORY_LIMIT_MB"  # read by envdoctor.configure_tensorflow(), not by TensorFlow
+# `none`: an invalid first entry hides every GPU (CUDA ignores it and all after it). Unlike an empty value it
+# survives every shell (PowerShell before 7.5 deletes a variable set to ''), and the doctor reads it as intended.
+HIDE_ALL = "-1"
 
 
 @dataclass
@@ -68,6 +72,8 @@ def parse_spec(spec: str, gpus: list[GpuFacts]) -> Selection:
         raise UsageError(f"GPU SPEC {text!r} on a machine with no usable NVIDIA GPU (use 'none' or 'all')")
     chosen: list[Chosen] = []
     for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            raise UsageError(f"GPU SPEC {text!r} has an empty entry: remove the extra comma")
         device = _entry(entry, gpus)
         if any(c.uuid == device.uuid for c in chosen):
             raise UsageError(f"GPU {entry!r} is named twice in {text!r}")
@@ -148,7 +154,7 @@ def build_environment(
     check_options(memory_limit_mb, allocator)
     env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     if devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(d.uuid for d in devices)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(d.uuid for d in devices) or HIDE_ALL
     if allow_growth:
         env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # TF accepts exactly "true"/"false"
     if memory_limit_mb is not None:
@@ -158,11 +164,32 @@ def build_environment(
     return env
 
 
+def mig_note(env: dict[str, str]) -> str | None:
+    """A stderr note when the environment names several MIG devices, of which CUDA enumerates only one.
+
+    NVIDIA's MIG user guide: with CUDA 11/R450 and CUDA 12/R525 a process enumerates a single MIG device,
+    however many are visible; the others are idle for that process (`all` on a MIG machine selects them all).
+    """
+    migs = [e for e in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if e.startswith("MIG-")]
+    if len(migs) < 2:
+        return None
+    return (f"envdoctor: note: {len(migs)} MIG devices selected, but a CUDA process uses only one of them "
+            "(start one process per MIG device)")
+
+
 def check_options(memory_limit_mb: int | None, allocator: str | None) -> None:
     if memory_limit_mb is not None and memory_limit_mb <= 0:
         raise UsageError(f"--memory-limit must be a positive number of MB, not {memory_limit_mb}")
     if allocator is not None and allocator not in ALLOCATORS:
         raise UsageError(f"unknown allocator {allocator!r}: TensorFlow accepts {', '.join(ALLOCATORS)}")
+
+
+def fixed_devices(selection: Selection) -> list[Chosen] | None:
+    """The devices of a SPEC other than auto:N; None leaves CUDA_VISIBLE_DEVICES alone.
+
+    `all` on a machine without a usable GPU is all of none: hiding nothing is the honest rendering.
+    """
+    return None if selection.all_gpus and not selection.devices else selection.devices
 
 
 def environment_for(
@@ -171,15 +198,19 @@ def environment_for(
     allow_growth: bool = True,
     memory_limit_mb: int | None = None,
     allocator: str | None = None,
+    read_gpus: Callable[[], list[GpuFacts]] | None = None,
 ) -> dict[str, str]:
-    """The environment that gives a process the GPUs of SPEC (auto:N picks under the lock). UsageError if bad."""
+    """The environment that gives a process the GPUs of SPEC. UsageError if bad.
+
+    auto:N picks under the lock from read_gpus() (default: gpus), read again there because another job may
+    have started since gpus was read.
+    """
     check_options(memory_limit_mb, allocator)
     selection = parse_spec(spec, gpus)
-    devices: list[Chosen] | None = selection.devices
-    if selection.auto is not None:
+    if selection.auto is None:
+        devices = fixed_devices(selection)
+    else:
         from envdoctor.gpus.lock import pick_auto
 
-        devices = pick_auto(selection.auto, lambda: gpus)
-    elif selection.all_gpus and not devices:
-        devices = None  # no GPU here: "all" is all of none; hiding nothing is the honest rendering
+        devices = pick_auto(selection.auto, read_gpus or (lambda: gpus))
     return build_environment(devices, allow_growth, memory_limit_mb, allocator)

@@ -76,8 +76,9 @@ def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -
         return
     res = _resolve(gpus, env)
     ordinals = _ordinals(res)
-    cvd = env.get("CUDA_VISIBLE_DEVICES")
-    title = f"CUDA_DEVICE_ORDER={res.order}, CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}"
+    cvd, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
+    shown_order = f"{res.order} (unset)" if order is None else repr(order)  # an invalid value shows as given
+    title = f"CUDA_DEVICE_ORDER={shown_order}, CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}"
     table = Table(title=title)
     for col in ("nvidia-smi", "PCI bus id", "UUID", "CUDA", "name", "CC", "memory used/total", "util", "processes"):
         table.add_column(col, overflow="fold")

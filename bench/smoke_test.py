@@ -111,6 +111,8 @@ def smoke(*args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--json", *args], env=ENV,
                          capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
+    if not out.stdout.strip():  # a usage error: nothing on stdout, one line on stderr
+        raise SystemExit(f"smoke-test {' '.join(args)}: exit {out.returncode}: {out.stderr.strip()}")
     summary = json.loads(out.stdout)
     row = {"args": " ".join(args) or "(default)", "exit": out.returncode, "wall_s": round(wall, 1),
            "device": summary["device"], "failures": summary["failures"],
@@ -118,7 +120,7 @@ def smoke(*args: str) -> dict:
            "scaling_efficiency": summary["scaling_efficiency"],
            "accuracy": summary["test_accuracy"], "images_per_sec": round(summary["images_per_sec"] or 0),
            "steps": summary["steps"], "epochs": round(summary["epochs"] or 0, 2),
-           "precision": summary["precision"]["policy"], "gflops": round(summary["achieved_gflops"] or 0),
+           "precision": (summary["precision"] or {}).get("policy"), "gflops": round(summary["achieved_gflops"] or 0),
            "calibration_gflops": round(summary["calibration_gflops"] or 0),
            "utilization": round(summary["utilization"] or 0, 2), "load_before": before, "load_after": load()}
     print(json.dumps(row), flush=True)

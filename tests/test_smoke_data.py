@@ -215,6 +215,24 @@ def test_not_cifar_and_missing_path(tmp_path: Path) -> None:
         cifar.load_path(tmp_path)
     with pytest.raises(cifar.DataError, match="no such file"):
         cifar.load_path(tmp_path / "nope")
+    # tarfile's own message spans five lines (one per compression tried); a usage error is one line.
+    with pytest.raises(cifar.DataError) as not_tar:
+        cifar.load_path(tmp_path / "x.txt")
+    assert str(not_tar.value) == f"{tmp_path / 'x.txt'}: not a tar archive, or a truncated or corrupt one"
+    os.mkfifo(tmp_path / "fifo")  # opening it would block until a writer comes
+    with pytest.raises(cifar.DataError, match="not a file or folder"):
+        cifar.load_path(tmp_path / "fifo")
+
+
+def test_a_folder_is_searched_two_levels_deep_only(tmp_path: Path, parts: dict) -> None:
+    # `--data ~` must not walk a whole home directory: the batches sit in the folder or one below it.
+    for depth, root in ((2, tmp_path / "a" / "cifar-10-batches-py"), (3, tmp_path / "b" / "x" / "y")):
+        root.mkdir(parents=True)
+        for name, (x, y) in parts.items():
+            (root / name).write_bytes(python_batch(x, y))
+    assert_same(cifar.load_path(tmp_path / "a"), parts)
+    with pytest.raises(cifar.DataError, match="no CIFAR-10 here"):
+        cifar.load_path(tmp_path / "b")
 
 
 def test_synthetic_says_so() -> None:
@@ -280,10 +298,13 @@ def _leftovers(cache: Path) -> list[str]:
 def test_download_verifies_then_caches(tmp_path: Path, parts: dict, server: _Server) -> None:
     blob = write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes()
     source = _source(server, "/cifar-10-python.tar.gz", blob)
+    stale = tmp_path / "cache" / "cifar10" / ".official-python-k1lled.part"  # left by a run killed mid-download
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half an archive")
     loaded = cifar.obtain(sources=[source], cache=tmp_path / "cache")
     assert_same(loaded, parts)
     assert loaded.verified == f"md5 {source.digest}"
-    assert _leftovers(tmp_path / "cache") == [cifar.CACHE_FILE]  # the archive and .part files are gone
+    assert _leftovers(tmp_path / "cache") == [cifar.CACHE_FILE]  # the archive and all .part files are gone
     again = cifar.obtain(sources=[source], cache=tmp_path / "cache")  # from the cache: no second request
     assert_same(again, parts)
     assert server.hits["/cifar-10-python.tar.gz"] == 1 and again.source.startswith("cache ")
@@ -325,6 +346,12 @@ def test_damaged_cache_is_refetched(tmp_path: Path, parts: dict, server: _Server
     target = cifar.cache_path(tmp_path / "cache")
     target.parent.mkdir(parents=True)
     target.write_bytes(b"PK\x03\x04 not really a zip")
+    assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache"), parts)
+    # A readable cache whose metadata this version does not know (another envdoctor wrote it): a miss too.
+    x = np.zeros((1, 32, 32, 3), np.uint8)
+    y = np.zeros(1, np.int32)
+    np.savez(target, x_train=x, y_train=y, x_test=x, y_test=y, meta=np.array('{"source": "s", "future": 1}'))
+    assert cifar.read_cache(target) is None
     assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache"), parts)
 
 

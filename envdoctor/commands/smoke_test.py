@@ -42,8 +42,7 @@ def smoke_test(
     options.validate()
     # With --json, stdout holds only the document: progress goes to stderr.
     stream = sys.stderr if as_json else sys.stdout
-    total = options.steps or options.budget
-    with report.Progress(stream, total, "steps" if options.steps else "s") as progress:
+    with report.Progress(stream) as progress:  # the bar's fraction comes with each step event
         result = session.run(options, progress, log=progress.message)
     report.emit(report.summarize(result), as_json)
     if not result["ok"]:

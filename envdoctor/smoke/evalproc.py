@@ -8,13 +8,13 @@ evaluated. Its GPU environment (memory growth above all: the classic OOM) is set
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from envdoctor.smoke.child import Emit, run_child
 
 
 @dataclass
@@ -39,7 +39,7 @@ def step_of(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
-def run(config: EvalConfig, emit: Any) -> int:
+def run(config: EvalConfig, emit: Emit) -> int:
     import numpy as np
     import tensorflow as tf
 
@@ -56,12 +56,7 @@ def run(config: EvalConfig, emit: Any) -> int:
         newest = newest_checkpoint(directory)
         if newest is not None and step_of(newest) != last:
             last = step_of(newest)
-            started = time.perf_counter()
-            with np.load(newest) as weights:
-                model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
-            logits = model.predict(dataset, verbose=0)
-            emit({"event": "eval", "step": last, "precision_at_1": float(np.mean(np.argmax(logits, 1) == y_test)),
-                  "seconds": time.perf_counter() - started})
+            emit(evaluate(model, newest, dataset, y_test, during_training=not done_seen))
             continue
         if done_seen:
             emit({"event": "eval_done", "last_step": last})
@@ -71,23 +66,23 @@ def run(config: EvalConfig, emit: Any) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    config = EvalConfig(**json.loads(Path(argv[0]).read_text()))
-    events = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # stdout carries events only
-    sys.stdout = sys.stderr
+def evaluate(model: Any, checkpoint: Path, dataset: Any, labels: Any, during_training: bool) -> dict[str, Any]:
+    """precision @ 1 of one checkpoint; during_training: training had not finished when it was picked up."""
+    import numpy as np
 
-    def emit(event: dict[str, Any]) -> None:
-        events.write(json.dumps(event) + "\n")
+    started = time.perf_counter()
+    with np.load(checkpoint) as weights:
+        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
+    logits = model.predict(dataset, verbose=0)
+    precision = float(np.mean(np.argmax(logits, 1) == labels))
+    return {"event": "eval", "step": step_of(checkpoint), "precision_at_1": precision,
+            "seconds": time.perf_counter() - started, "during_training": during_training}
 
-    try:
-        return run(config, emit)
-    except Exception as exc:
-        traceback.print_exc()  # into the process log, whose tail the parent shows on failure
-        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
-        return 1
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    config = EvalConfig(**json.loads(Path((sys.argv[1:] if argv is None else argv)[0]).read_text()))
+    run_child(lambda emit: run(config, emit))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

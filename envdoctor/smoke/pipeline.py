@@ -59,16 +59,6 @@ def tutorial_train(images: Any) -> Any:
     return x * (f * scale) + ((1.0 - f) * m_c + brightness - (m + brightness)) * scale
 
 
-def standardize(x: Any) -> Any:
-    """tf.image.per_image_standardization for a batch: (x - mean) / max(stddev, 1/sqrt(pixels*channels))."""
-    import tensorflow as tf
-
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    variance = tf.maximum(tf.reduce_mean(tf.square(x), axis=[1, 2, 3], keepdims=True) - tf.square(mean), 0.0)
-    floor = tf.math.rsqrt(tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32))
-    return (x - mean) / tf.maximum(tf.sqrt(variance), floor)
-
-
 def tutorial_eval(images: Any) -> Any:
     """The tutorial's evaluation input: a central 24x24 crop, then per-image standardisation."""
     import tensorflow as tf

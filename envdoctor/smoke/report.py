@@ -11,18 +11,19 @@ from envdoctor.resources import load_recipe
 
 
 def tutorial_line(event: dict[str, Any]) -> str:
-    """cifar10_train.py's log line, with images instead of examples."""
+    """cifar10_train.py's log line, with images instead of examples; the first chunk is marked as warm-up (its
+    rate includes tracing and compilation, and the summary leaves it out)."""
+    warmup = " [warm-up: tracing and compiling, not counted]" if event.get("warmup") else ""
     return (f"step {event['step']}, loss = {event['loss']:.2f} ({event['images_per_sec']:.1f} images/sec; "
-            f"{event['sec_per_batch']:.3f} sec/batch)")
+            f"{event['sec_per_batch']:.3f} sec/batch){warmup}")
 
 
 class Progress:
     """Turns child events into output: a rich progress bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, stream: TextIO, total: float | None, unit: str, interactive: bool | None = None) -> None:
+    def __init__(self, stream: TextIO, interactive: bool | None = None) -> None:
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
-        self.total, self.unit = total, unit
         self._bar: Any = None
         self._task: Any = None
 
@@ -53,9 +54,9 @@ class Progress:
         kind = event.get("event")
         if kind == "step":
             if self._bar is not None:
+                rate = "warming up" if event.get("warmup") else f"{event['images_per_sec']:.0f} images/s"
                 self._bar.update(self._task, completed=event["progress"], description="training",
-                                 status=f"step {event['step']}  loss {event['loss']:.2f}  "
-                                        f"{event['images_per_sec']:.0f} images/s")
+                                 status=f"step {event['step']}  loss {event['loss']:.2f}  {rate}")
             else:
                 self.message(tutorial_line(event))
         elif kind == "eval":
@@ -95,13 +96,15 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "failures": result.get("failures", []),
         "device": device_label(result),
         "variable_device": result.get("variable_device"),
+        "devices": result.get("devices"),
         "strategy": result.get("strategy"),
         "model": model,
         "images_per_sec": rate,
         "sec_per_batch": result.get("sec_per_batch"),
         "achieved_gflops": gflops,
         "calibration_gflops": calib,
-        "utilization": gflops / calib if gflops and calib else None,
+        # The calibration measures one device; the achieved rate is that of all replicas together.
+        "utilization": gflops / (calib * replicas) if gflops and calib else None,
         "scaling_efficiency": rate / (replicas * single) if rate and single else None,
         "test_accuracy": result.get("test_accuracy"),
         "steps": result.get("steps"),
@@ -122,6 +125,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "gpu_environment": result.get("gpu_environment"),
         "eval_process": result.get("eval_process"),
         "references": load_recipe("cifar10.json")["references"],
+        "options": result.get("options"),
         "config": result.get("config"),
         "errors": result.get("errors"),
         "log_tail": result.get("log_tail"),
@@ -133,13 +137,30 @@ def _fmt(value: Any, spec: str, suffix: str = "") -> str:
 
 
 def human(summary: dict[str, Any]) -> str:
-    """A short plain-text report (also fine on a terminal)."""
+    """A short plain-text report (also fine on a terminal). A run that never trained gets only what is known."""
     lines = []
     if summary["synthetic_data"]:
         lines.append("NOTE: SYNTHETIC DATA (--data synthetic): the accuracy below says nothing about CIFAR-10.")
+    if summary["model"]:
+        lines += _training_lines(summary)
+    elif summary.get("tf_version"):
+        lines.append(f"tensorflow:  {summary['tf_version']}; device: {summary['device']}")
+    lines.append(f"data:        {summary['data'].get('source')}; "
+                 f"checksum: {summary['data'].get('verified') or 'none applied'}")
+    if summary["failures"]:
+        lines.append("FAILED: " + "; ".join(summary["failures"]))
+        for name, tail in (summary.get("log_tail") or {}).items():
+            if tail:
+                lines.append(f"--- last lines of the {name} process log ---\n{tail}")
+    else:
+        lines.append("OK: TensorFlow trained on the device asked for.")
+    return "\n".join(lines)
+
+
+def _training_lines(summary: dict[str, Any]) -> list[str]:
     model, runtime, precision = summary["model"], summary["runtime"], summary.get("precision") or {}
     strategy = summary.get("strategy") or {}
-    lines += [
+    lines = [
         f"device:      {summary['device']}  [{summary['variable_device']}]",
         f"gpus:        SPEC {summary.get('gpu_spec')!r}, set before TensorFlow started: "
         + (" ".join(f"{k}={v!r}" for k, v in sorted((summary.get("gpu_environment") or {}).items())) or "nothing"),
@@ -151,32 +172,38 @@ def human(summary: dict[str, Any]) -> str:
         f"precision:   {precision.get('policy')} ({precision.get('why')})",
         f"throughput:  {_fmt(summary['images_per_sec'], '.0f')} images/s, {_fmt(summary['sec_per_batch'], '.3f')} "
         f"sec/batch (warm-up {'excluded' if summary['warmup_excluded'] else 'included: too few steps'})",
-        f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved, matmul calibration "
-        f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s, utilization {_fmt(summary['utilization'], '.0%')}",
+        f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved; matmul calibration "
+        f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s per device; utilization "
+        f"{_fmt(summary['utilization'], '.0%')}",
         f"accuracy:    {_fmt(summary['test_accuracy'], '.2%')} on {summary['data'].get('test_images')} test images "
         f"after {summary['steps']} steps ({_fmt(summary['epochs'], '.2f')} epochs, "
         f"{_fmt(summary['train_seconds'], '.0f')} s training, {_fmt(summary['wall_seconds'], '.0f')} s wall)",
-        f"data:        {summary['data'].get('source')}; checksum: {summary['data'].get('verified') or 'none applied'}",
         f"tensorflow:  {summary['tf_version']} (cuda build: {(summary['tf_build'] or {}).get('is_cuda_build')}), "
         f"oneDNN {'on' if runtime.get('onednn') else 'off'}, intra/inter-op threads "
         f"{runtime.get('intra_op_threads')}/{runtime.get('inter_op_threads')} (0 = TensorFlow's choice)",
     ]
     if summary.get("eval_process"):
-        ev = summary["eval_process"]["evaluations"]
-        last = f", last precision @ 1 = {ev[-1]['precision_at_1']:.3f} at step {ev[-1]['step']}" if ev else ""
-        lines.append(f"evaluator:   a second process evaluated {len(ev)} checkpoint(s) while training ran{last}")
-    refs = "; ".join(f"{r['system']} {r['images_per_sec'][0]}-{r['images_per_sec'][1]}" if
-                     r["images_per_sec"][0] != r["images_per_sec"][1] else f"{r['system']} {r['images_per_sec'][0]}"
-                     for r in summary["references"])
-    lines.append(f"seed era:    tutorial model images/s: {refs}")
-    if summary["failures"]:
-        lines.append("FAILED: " + "; ".join(summary["failures"]))
-        for name, tail in (summary.get("log_tail") or {}).items():
-            if tail:
-                lines.append(f"--- last lines of the {name} process log ---\n{tail}")
-    else:
-        lines.append("OK: TensorFlow trained on the device asked for.")
-    return "\n".join(lines)
+        lines.append(_evaluator_line(summary["eval_process"]))
+    if model.get("name") == "tutorial":  # the seed-era figures are for this model only
+        lines.append(f"seed era:    the same model's images/s: {_references(summary['references'])}")
+    return lines
+
+
+def _evaluator_line(process: dict[str, Any]) -> str:
+    evaluations = process["evaluations"]
+    if not evaluations:
+        return "evaluator:   the second process evaluated no checkpoint"
+    last = evaluations[-1]
+    return (f"evaluator:   a second process evaluated {len(evaluations)} checkpoint(s), "
+            f"{process.get('during_training', 0)} of them while training ran; last precision @ 1 = "
+            f"{last['precision_at_1']:.3f} at step {last['step']}")
+
+
+def _references(references: list[dict[str, Any]]) -> str:
+    def rate(low: int, high: int) -> str:
+        return f"{low}" if low == high else f"{low}-{high}"
+
+    return "; ".join(f"{r['system']} {rate(*r['images_per_sec'])}" for r in references)
 
 
 def emit(summary: dict[str, Any], as_json: bool, stream: TextIO = sys.stdout) -> None:

@@ -12,12 +12,11 @@ import math
 import os
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
-Emit = Callable[[dict[str, Any]], None]
+from envdoctor.smoke.child import Emit, run_child
 
 # Peak learning rates of the SGD-with-Nesterov one-cycle schedule, tuned on the real data (bench/README.md).
 PEAK_LR = {"tutorial": 0.05, "fast": 0.2}
@@ -55,14 +54,17 @@ class RunConfig:
 # ---------------------------------------------------------------- environment facts
 
 
-def cpu_flags() -> set[str]:
+def cpu_facts() -> Any:
+    """The CPU's model and flags, read by the same code as `envdoctor check`."""
+    import platform
+
+    from envdoctor.probes.cpu import cpu_facts_from_cpuinfo
+
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return set()
+        text = ""
+    return cpu_facts_from_cpuinfo(text, platform.machine())
 
 
 def calibrate_matmul(device: str, dtype: str = "float32", seconds: float = 0.6) -> float:
@@ -101,17 +103,8 @@ def device_facts(tf: Any) -> dict[str, Any]:
         details = tf.config.experimental.get_device_details(gpu)
         gpus.append({"name": gpu.name, "model": details.get("device_name"),
                      "compute_capability": list(details.get("compute_capability") or []) or None})
-    return {"gpus": gpus, "cpu_count": os.cpu_count(), "cpu_model": cpu_model()}
-
-
-def cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+    cpu = cpu_facts()
+    return {"gpus": gpus, "cpu_count": os.cpu_count(), "cpu_model": cpu.model, "cpu_features": cpu.features}
 
 
 def runtime_facts(tf: Any) -> dict[str, Any]:
@@ -136,25 +129,28 @@ def runtime_facts(tf: Any) -> dict[str, Any]:
     }
 
 
-def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str], emit: Emit) -> tuple[str, str]:
-    """The Keras dtype policy and why: float16 on tensor-core GPUs, bfloat16 on CPUs only where it is faster."""
+def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str],
+                     emit: Emit) -> tuple[str, str, dict[str, float]]:
+    """The Keras dtype policy, why, and any matmul rates measured on the way (GFLOP/s by dtype): float16 on
+    tensor-core GPUs, bfloat16 on CPUs only where it measures faster."""
     if asked == "fp32":
-        return "float32", "asked"
+        return "float32", "asked", {}
     if gpus:
         cc = gpus[0].get("compute_capability") or [0, 0]
         if asked == "mixed" or tuple(cc) >= (7, 0):
-            return "mixed_float16", "asked" if asked == "mixed" else f"tensor cores (compute capability {cc[0]}.{cc[1]})"
-        return "float32", f"no tensor cores (compute capability {cc[0]}.{cc[1]})"
+            why = "asked" if asked == "mixed" else f"tensor cores (compute capability {cc[0]}.{cc[1]})"
+            return "mixed_float16", why, {}
+        return "float32", f"no tensor cores (compute capability {cc[0]}.{cc[1]})", {}
     if asked == "mixed":
-        return "mixed_bfloat16", "asked"
+        return "mixed_bfloat16", "asked", {}
     if not ({"avx512_bf16", "amx_bf16"} & flags):
-        return "float32", "CPU has neither AVX512_BF16 nor AMX"
-    fp32 = calibrate_matmul("/CPU:0", "float32", 0.4)
-    bf16 = calibrate_matmul("/CPU:0", "bfloat16", 0.4)
+        return "float32", "CPU has neither AVX512_BF16 nor AMX", {}
+    rates = {dtype: calibrate_matmul("/CPU:0", dtype) for dtype in ("float32", "bfloat16")}
+    fp32, bf16 = rates["float32"], rates["bfloat16"]
     emit({"event": "note", "message": f"bfloat16 matmul {bf16:.0f} GFLOP/s vs float32 {fp32:.0f} GFLOP/s"})
     if bf16 > 1.1 * fp32:
-        return "mixed_bfloat16", f"bfloat16 measured {bf16 / fp32:.2f}x float32"
-    return "float32", f"bfloat16 measured slower or equal ({bf16:.0f} vs {fp32:.0f} GFLOP/s)"
+        return "mixed_bfloat16", f"bfloat16 measured {bf16 / fp32:.2f}x float32", rates
+    return "float32", f"bfloat16 measured slower or equal ({bf16:.0f} vs {fp32:.0f} GFLOP/s)", rates
 
 
 def make_strategy(tf: Any, name: str) -> Any:
@@ -188,7 +184,8 @@ class Monitor:
         self.peak = config.learning_rate or PEAK_LR[config.model]
         self.step = 0
         self.start = self.last_ckpt = time.perf_counter()
-        self.marks: list[tuple[int, float]] = []  # (step, time) after each compiled chunk
+        self.chunks: list[tuple[int, float]] = []  # (steps, seconds inside the compiled call) per chunk
+        self.checkpoint_seconds = 0.0
         self.last_loss: float | None = None
         self.nan = False
         self.chief = is_chief()
@@ -207,41 +204,45 @@ class Monitor:
         left = self.total_steps - self.step if self.total_steps else self.config.log_every
         return max(0, min(self.config.log_every, left))
 
-    def after_chunk(self, steps: int, loss: float, model: Any) -> bool:
-        """Record a chunk of `steps` steps with mean loss `loss`; True when training must stop."""
-        now = time.perf_counter()
-        previous = self.marks[-1][1] if self.marks else self.start
+    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any) -> bool:
+        """Record a chunk of `steps` steps that took `seconds` with mean loss `loss`; True when training must stop."""
         self.step += steps
-        self.marks.append((self.step, now))
+        self.chunks.append((steps, seconds))
         self.last_loss = loss
-        seconds = (now - previous) / steps
-        self.emit({"event": "step", "step": self.step, "loss": loss, "images_per_sec": self.global_batch / seconds,
-                   "sec_per_batch": seconds, "elapsed": now - self.start, "progress": self.progress(),
-                   "lr": self.lr()})
-        if self.config.checkpoint_dir and self.chief and now - self.last_ckpt >= self.config.checkpoint_every:
-            save_checkpoint(model, Path(self.config.checkpoint_dir), self.step)
-            self.last_ckpt = now
+        self.emit({"event": "step", "step": self.step, "loss": loss, "warmup": len(self.chunks) == 1,
+                   "images_per_sec": self.global_batch * steps / seconds, "sec_per_batch": seconds / steps,
+                   "elapsed": time.perf_counter() - self.start, "progress": self.progress(), "lr": self.lr()})
+        self._maybe_checkpoint(model)
         if not math.isfinite(loss):
             self.nan = True
             return True
         if self.total_steps:
             return self.step >= self.total_steps
-        return now - self.start >= (self.config.time_budget or 0)
+        return time.perf_counter() - self.start >= (self.config.time_budget or 0)
+
+    def _maybe_checkpoint(self, model: Any) -> None:
+        """Every checkpoint_every seconds, and once right after the warm-up chunk: even a short run then gives the
+        concurrent evaluator a checkpoint to evaluate while training still runs."""
+        if not (self.config.checkpoint_dir and self.chief):
+            return
+        began = time.perf_counter()
+        if len(self.chunks) == 1 or began - self.last_ckpt >= self.config.checkpoint_every:
+            save_checkpoint(model, Path(self.config.checkpoint_dir), self.step)
+            self.last_ckpt = time.perf_counter()
+            self.checkpoint_seconds += self.last_ckpt - began
 
     def throughput(self) -> dict[str, Any]:
-        """Images/s after warm-up: the first chunk (tracing, graph optimisation) is left out."""
-        if len(self.marks) >= 3:
-            (s0, t0), (s1, t1) = self.marks[0], self.marks[-1]
-            warmup = True
-        elif self.marks:
-            (s0, t0), (s1, t1) = (0, self.start), self.marks[-1]
-            warmup = False
-        else:
+        """Images/s of the training work after warm-up: the first chunk (tracing, XLA compilation, graph
+        optimisation) is left out whenever there is a second one; checkpoint writes are never counted."""
+        warmup = len(self.chunks) > 1
+        measured = self.chunks[1:] if warmup else self.chunks
+        if not measured:
             return {"images_per_sec": None, "sec_per_batch": None, "warmup_excluded": False}
-        per_step = (t1 - t0) / max(s1 - s0, 1)
-        return {"images_per_sec": self.global_batch / per_step, "sec_per_batch": per_step,
-                "warmup_excluded": warmup, "measured_steps": s1 - s0,
-                "warmup_seconds": (self.marks[0][1] - self.start) if warmup else None}
+        steps, seconds = sum(s for s, _ in measured), sum(t for _, t in measured)
+        return {"images_per_sec": self.global_batch * steps / seconds, "sec_per_batch": seconds / steps,
+                "warmup_excluded": warmup, "measured_steps": steps,
+                "warmup_seconds": self.chunks[0][1] if warmup else None,
+                "checkpoint_seconds": self.checkpoint_seconds}
 
 
 def save_checkpoint(model: Any, directory: Path, step: int) -> Path:
@@ -336,8 +337,9 @@ class Trainer:
         monitor.start = monitor.last_ckpt = time.perf_counter()
         while (steps := monitor.next_chunk()) > 0:
             self.optimizer.learning_rate.assign(monitor.lr())
-            loss = float(self._chunk(iterator, tf.constant(steps)))
-            if monitor.after_chunk(steps, loss, self.model):
+            began = time.perf_counter()
+            loss = float(self._chunk(iterator, tf.constant(steps)))  # float() waits for the device to finish
+            if monitor.after_chunk(steps, time.perf_counter() - began, loss, self.model):
                 break
 
 
@@ -366,10 +368,17 @@ def single_device_rate(config: RunConfig, x: Any, y: Any, emit: Emit) -> float |
 
 
 def run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
+    """The whole run; whatever happens, the concurrent evaluator is then told that training is over."""
+    try:
+        return _run(config, emit, started)
+    finally:
+        if config.checkpoint_dir and is_chief():
+            (Path(config.checkpoint_dir) / "DONE").touch()
+
+
+def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     import keras
     import tensorflow as tf
-
-    from envdoctor.smoke import models, pipeline
 
     import_seconds = time.perf_counter() - started
     keras.utils.set_random_seed(config.seed)
@@ -380,24 +389,47 @@ def run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     if config.expect == "gpu" and not devices["gpus"]:
         result["device_mismatch"] = "GPUs were asked for but TensorFlow sees none (CPU-only build, or no driver?)"
         return result
-
-    policy, why = choose_precision(config.precision, devices["gpus"], cpu_flags(), emit)
-    keras.mixed_precision.set_global_policy(policy)
-    result["precision"] = {"policy": policy, "why": why}
+    # The strategy first: MultiWorkerMirroredStrategy must configure collective ops before any op runs (the
+    # matmul measurements below run ops).
     strategy = make_strategy(tf, config.strategy)
-    replicas = strategy.num_replicas_in_sync
-    result["strategy"] = {"name": config.strategy, "replicas": replicas, "devices": strategy_devices(strategy)}
-    main_device = "/GPU:0" if devices["gpus"] else "/CPU:0"
+    result["strategy"] = {"name": config.strategy, "replicas": strategy.num_replicas_in_sync,
+                          "devices": strategy_devices(strategy)}
+    result.update(precision_and_calibration(config, devices, emit))
+    x_train, y_train, x_test, y_test = load_arrays(config.data_file)
+    if config.strategy == "mirrored" and strategy.num_replicas_in_sync > 1:
+        result["single_device_images_per_sec"] = single_device_rate(config, x_train, y_train, emit)
+    model = train_model(config, strategy, x_train, y_train, emit, result)
+    if not result["nan_loss"]:
+        eval_start = time.perf_counter()
+        result["test_accuracy"] = accuracy(model, x_test, y_test, config.model)
+        result["eval_seconds"] = time.perf_counter() - eval_start
+    return result
+
+
+def precision_and_calibration(config: RunConfig, devices: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """Set the Keras dtype policy; measure what one device sustains on matmuls in that policy's compute dtype."""
+    import keras
+
+    flags = set(cpu_facts().flags)
+    policy, why, measured = choose_precision(config.precision, devices["gpus"], flags, emit)
+    keras.mixed_precision.set_global_policy(policy)
+    out: dict[str, Any] = {"precision": {"policy": policy, "why": why}}
     if config.calibrate:
         dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, "float32")
-        result["calibration_gflops"] = calibrate_matmul(main_device, dtype)
-        result["calibration_dtype"] = dtype
-        emit({"event": "note", "message": f"matmul calibration: {result['calibration_gflops']:.0f} GFLOP/s {dtype}"})
+        device = "/GPU:0" if devices["gpus"] else "/CPU:0"
+        out["calibration_gflops"] = measured.get(dtype) or calibrate_matmul(device, dtype)
+        out["calibration_dtype"] = dtype
+        emit({"event": "note", "message": f"matmul calibration: {out['calibration_gflops']:.0f} GFLOP/s {dtype} "
+                                          "on one device"})
+    return out
 
-    x_train, y_train, x_test, y_test = load_arrays(config.data_file)
-    if config.strategy == "mirrored" and replicas > 1:
-        result["single_device_images_per_sec"] = single_device_rate(config, x_train, y_train, emit)
-    global_batch = config.batch_size * replicas
+
+def train_model(config: RunConfig, strategy: Any, x_train: Any, y_train: Any, emit: Emit,
+                result: dict[str, Any]) -> Any:
+    """Train under `strategy`; record the model, the steps and the warm-up-free throughput in `result`."""
+    from envdoctor.smoke import models, pipeline
+
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
     trainer = Trainer(config, strategy, global_batch)
     model = trainer.model
     result["variable_device"] = getattr(model.weights[0].value, "device", None) or str(result["strategy"]["devices"])
@@ -405,47 +437,25 @@ def run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
                        "forward_flops_per_image": models.forward_flops(model),
                        "train_flops_per_image": models.train_flops(model)}
     monitor = Monitor(config, planned_steps(config, len(y_train), global_batch), global_batch, emit)
-    dataset = pipeline.train_dataset(x_train, y_train, config.model, global_batch, seed=config.seed)
-    trainer.fit(dataset, monitor)
-    result["train_seconds"] = time.perf_counter() - monitor.start
-    result["steps"] = monitor.step
-    result["images_seen"] = monitor.step * global_batch
-    result["epochs"] = monitor.step * global_batch / len(y_train)
-    result["final_loss"] = monitor.last_loss
-    result["nan_loss"] = monitor.nan
-    result.update(monitor.throughput())
-    if config.checkpoint_dir and is_chief():
+    trainer.fit(pipeline.train_dataset(x_train, y_train, config.model, global_batch, seed=config.seed), monitor)
+    result.update(train_seconds=time.perf_counter() - monitor.start, steps=monitor.step,
+                  images_seen=monitor.step * global_batch, epochs=monitor.step * global_batch / len(y_train),
+                  final_loss=monitor.last_loss, nan_loss=monitor.nan, **monitor.throughput())
+    if config.checkpoint_dir and is_chief():  # the final weights, then DONE: the evaluator ends after this one
         save_checkpoint(model, Path(config.checkpoint_dir), monitor.step)
-        (Path(config.checkpoint_dir) / "DONE").write_text(str(monitor.step))
-    if not monitor.nan:
-        eval_start = time.perf_counter()
-        result["test_accuracy"] = accuracy(model, x_test, y_test, config.model)
-        result["eval_seconds"] = time.perf_counter() - eval_start
-    return result
+        (Path(config.checkpoint_dir) / "DONE").touch()
+    return model
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     started = time.perf_counter()
-    argv = sys.argv[1:] if argv is None else argv
-    config = RunConfig.from_json(Path(argv[0]).read_text())
-    events = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything else written to stdout (TF, Keras, absl) goes to stderr: stdout carries events only
-    sys.stdout = sys.stderr
+    config = RunConfig.from_json(Path((sys.argv[1:] if argv is None else argv)[0]).read_text())
 
-    def emit(event: dict[str, Any]) -> None:
-        events.write(json.dumps(event) + "\n")
+    def body(emit: Emit) -> int:
+        emit({"event": "result", "result": run(config, emit, started)})
+        return 0
 
-    try:
-        result = run(config, emit, started)
-        emit({"event": "result", "result": result})
-        code = 0
-    except Exception as exc:  # reported as an event; the parent shows it with the log tail
-        traceback.print_exc()  # into the process log, whose tail the parent shows on failure
-        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
-        code = 1
-    events.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip TensorFlow's teardown: everything is reported, and its destructors can block
+    run_child(body)
 
 
 if __name__ == "__main__":

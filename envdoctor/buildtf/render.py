@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from envdoctor import __version__
+from envdoctor import __version__, atomic
 from envdoctor.buildtf.plan import BuildPlan, estimate_text, table
 from envdoctor.errors import UsageError
 from envdoctor.resources import templates_dir
@@ -120,15 +120,12 @@ def _write_files(out: Path, files: dict[str, str]) -> None:
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-    path.chmod(0o755 if path.name in EXECUTABLE else 0o644)
+    path.chmod(_mode(path))
+
+
+def _mode(path: Path) -> int:
+    return 0o755 if path.name in EXECUTABLE else 0o644
 
 
 def _replace_file(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        _write(Path(tmp), text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, text, _mode(path))

@@ -89,6 +89,7 @@ def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub) -> N
 
 def write_snapshot(path: Path, facts, scrub=None) -> None:  # noqa: ANN001
     """Write the facts as JSON atomically: a temp file in the same folder, renamed when complete."""
+    from envdoctor import atomic
     from envdoctor.facts import to_dict
     from envdoctor.report.jsonout import dumps
     from envdoctor.report.redact import redact_tree
@@ -99,12 +100,9 @@ def write_snapshot(path: Path, facts, scrub=None) -> None:  # noqa: ANN001
     path = path.expanduser()
     if path.is_dir():
         raise UsageError(f"--save {path}: is a directory")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(dumps(document) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_text(path, dumps(document) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"--save {path}: {exc.strerror or exc}") from None
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from envdoctor import atomic
 from envdoctor.errors import UsageError
 from envdoctor.facts import GpuFacts
 from envdoctor.gpus.spec import Chosen
@@ -114,12 +115,9 @@ class GpuLock:
         now = time.time()
         picks = [p for p in self._picks() if self._valid(p, now)]
         picks += [{"uuid": u, "pid": pid, "time": now} for u in uuids]
-        tmp = self.dir / f"picks.json.{os.getpid()}.tmp"
         try:
-            tmp.write_text(json.dumps(picks))
-            os.replace(tmp, self.dir / "picks.json")  # readers never see half a file
+            atomic.write_text(self.dir / "picks.json", json.dumps(picks), 0o600)  # readers never see half a file
         except OSError as exc:  # e.g. a full disk: without the record a parallel job could pick the same GPU
-            tmp.unlink(missing_ok=True)
             raise UsageError(f"cannot record the auto pick in {self.dir}: {exc.strerror or exc}") from None
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envdoctor.atomic import atomic_file
 from envdoctor.resources import load_recipe
 
 if TYPE_CHECKING:
@@ -130,18 +131,9 @@ def write_cache(data: Cifar10, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"source": data.source, "verified": data.verified, "synthetic": data.synthetic})
-    fd, tmp = tempfile.mkstemp(prefix=".cifar10-", suffix=".npz.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                     y_test=data.y_test, meta=np.array(meta))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is ordinary user data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        np.savez(handle, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+                 y_test=data.y_test, meta=np.array(meta))
 
 
 # ---------------------------------------------------------------- downloads

@@ -61,7 +61,10 @@ def run_command(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
         return CommandResult(argv, None, error=f"timeout after {timeout:g}s", seconds=time.perf_counter() - started)
     return CommandResult(
         argv,
@@ -72,14 +75,17 @@ def run_command(
     )
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes], wait: float = 2.0) -> None:
+    """SIGKILL a child started with start_new_session=True together with its whole process group, then wait for
+    it, but not forever: a process stuck in a GPU driver call sleeps uninterruptibly until the driver returns."""
     import signal
 
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
-    try:
-        proc.communicate(timeout=2)
-    except (subprocess.TimeoutExpired, OSError):
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
         pass

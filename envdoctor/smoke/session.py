@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from envdoctor.errors import UsageError
+from envdoctor.runner import kill_group
 from envdoctor.smoke import child
 from envdoctor.smoke import data as cifar
 from envdoctor.smoke import multiworker
@@ -151,17 +152,7 @@ def _pump(proc: subprocess.Popen[bytes], name: str, events: queue.Queue[tuple[st
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's whole process group; wait for it, but not forever (a process stuck in a GPU driver
-    call sits in uninterruptible sleep until the driver returns)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            proc.kill()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    kill_group(proc, wait=10)
 
 
 def log_tail(run_dir: Path, name: str, lines: int = 15) -> str:

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -54,17 +55,16 @@ class RunConfig:
 # ---------------------------------------------------------------- environment facts
 
 
+@cache
 def cpu_facts() -> Any:
-    """The CPU's model and flags, read by the same code as `envdoctor check`."""
-    import platform
+    """The CPU's model and flags, read by the CPU probe of `envdoctor check` itself."""
+    from envdoctor.facts import Facts
+    from envdoctor.probes import ProbeContext
+    from envdoctor.probes.cpu import probe
 
-    from envdoctor.probes.cpu import cpu_facts_from_cpuinfo
-
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    return cpu_facts_from_cpuinfo(text, platform.machine())
+    facts = Facts()
+    probe(ProbeContext(), facts)
+    return facts.cpu
 
 
 def calibrate_matmul(device: str, dtype: str = "float32", seconds: float = 0.6) -> float:

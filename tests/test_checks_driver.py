@@ -34,7 +34,9 @@ def test_gpu_on_pci_without_driver():
     f = one(facts, "driver.not-installed")
     assert f.severity is Severity.ERROR
     assert "PCI 0000:01:00.0 0x10de:0x2684 class 0x030000, kernel driver: none" in f.evidence
-    assert f.fix == "sudo dnf install -y nvidia-open && sudo reboot"
+    # Rocky: NVIDIA's CUDA repository (and EPEL for dkms) first, then the open kernel module.
+    assert f.fix.startswith("sudo dnf config-manager --set-enabled crb && sudo dnf install -y epel-release && ")
+    assert f.fix.endswith("sudo dnf install -y nvidia-open && sudo reboot")
     assert "gpu.none" not in codes(facts)
 
 

@@ -41,14 +41,22 @@ def test_duplicates_are_installed_once():
 
 def test_nvidia_driver_distro_overrides():
     assert install_command("apt", ["nvidia-driver"], "ubuntu") == "sudo ubuntu-drivers install"
-    assert (
-        install_command("apt", ["nvidia-driver"], "debian")
-        == "sudo apt-get install -y nvidia-driver firmware-misc-nonfree"
-    )
+    # Debian's driver lives in components that a default install does not enable: say so before the command.
+    debian = install_command("apt", ["nvidia-driver"], "debian").splitlines()
+    assert debian[0].startswith("# first enable the contrib, non-free and non-free-firmware components")
+    assert debian[1] == "sudo apt-get update && sudo apt-get install -y nvidia-driver firmware-misc-nonfree"
+    assert install_command("apt", ["nvidia-driver"], "raspbian") == (
+        "sudo apt-get install -y nvidia-driver firmware-misc-nonfree")
     assert install_command("dnf", ["nvidia-driver"], "fedora").endswith(
         "sudo dnf install -y akmod-nvidia xorg-x11-drv-nvidia-cuda"
     )
-    assert install_command("dnf", ["nvidia-driver"], "rocky") == "sudo dnf install -y nvidia-open"
+    # RHEL and its clones: nvidia-open comes from NVIDIA's CUDA repository, dkms from EPEL.
+    for distro in ("rocky", "almalinux", "rhel"):
+        cmd = install_command("dnf", ["nvidia-driver"], distro)
+        assert "epel-release" in cmd and cmd.endswith("sudo dnf install -y nvidia-open")
+        assert "--add-repo https://developer.download.nvidia.com/compute/cuda/repos/rhel$(rpm -E %rhel)/" in cmd
+    assert "--set-enabled crb" in install_command("dnf", ["nvidia-driver"], "rocky")
+    assert install_command("dnf", ["nvidia-driver"], "centos") == "sudo dnf install -y nvidia-open"
     # an override only replaces a lone package: mixed lists keep generic names
     assert install_command("apt", ["nvidia-driver", "git"], "ubuntu").startswith(
         "sudo apt-get install -y nvidia-driver"

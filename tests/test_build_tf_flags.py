@@ -100,6 +100,26 @@ def test_probe_sapphire_rapids_amx_and_fp16(compiler: str) -> None:
     assert {"AVX512_FP16", "AVX512_BF16", "AVX_VNNI", "AMX_TILE", "AMX_INT8", "AMX_BF16"} <= set(result.guard_names)
 
 
+EXTRAS = {  # cpuinfo name -> flag; not named by cpu_feature_guard, but real instructions the CPU reports
+    "aes": "-maes", "pclmulqdq": "-mpclmul", "sha_ni": "-msha", "gfni": "-mgfni", "vaes": "-mvaes",
+    "vpclmulqdq": "-mvpclmulqdq", "avx512ifma": "-mavx512ifma", "avx512vbmi": "-mavx512vbmi",
+    "avx512_vbmi2": "-mavx512vbmi2", "avx512_bitalg": "-mavx512bitalg", "avx512_vpopcntdq": "-mavx512vpopcntdq",
+}
+
+
+@needs_x86
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_detected_passes_crypto_and_newer_avx512_each_proven_by_its_macro(compiler: str) -> None:
+    facts = cpu(SPR)
+    target = flags.target_for("detected", facts)
+    assert set(EXTRAS.values()) <= set(target.flags)
+    result = flags.probe_flags(compiler, target, facts)  # raises when a flag's macro is not defined
+    assert set(EXTRAS) <= set(result.enabled)
+    assert {"__SHA__", "__GFNI__", "__AVX512VBMI2__", "__AVX512VPOPCNTDQ__"} <= set(result.macros)
+    zen3 = flags.target_for("detected", cpu(ZEN3))  # AES/SHA/VAES without AVX-512: none of the AVX-512 ones
+    assert {"-maes", "-msha", "-mvaes", "-mvpclmulqdq"} <= set(zen3.flags) and "-mavx512ifma" not in zen3.flags
+
+
 @needs_x86
 @pytest.mark.parametrize("compiler", COMPILERS)
 def test_probe_level_the_cpu_lacks_is_refused(compiler: str) -> None:

@@ -75,8 +75,12 @@ def test_release_resolution() -> None:
 
 
 def test_allow_unknown_uses_nearest_newer_era_and_says_so() -> None:
-    key, version, notes = planmod.resolve_release("2.11", True)
-    assert (key, version) == ("2.12", "2.11.0") and "nearest newer" in notes[0]
+    key, version, notes = planmod.resolve_release("2.16.0", True)
+    assert (key, version) == ("2.16", "2.16.0") and "nearest newer" in notes[0]
+    # Older than the oldest known release is another era (1.x: no .bazelversion, other targets): refused.
+    for old in ("2.11", "1.15", "1.15.5"):
+        with pytest.raises(UsageError, match="older than 2.12"):
+            planmod.resolve_release(old, True)
     key, version, notes = planmod.resolve_release("2.22.1", True)
     assert (key, version) == ("2.21", "2.22.1") and "none is newer" in notes[0]
 
@@ -124,8 +128,10 @@ def test_cuda_needs_a_gpu_or_capabilities(tmp_path: Path) -> None:
 
 def test_install_hints_for_the_distro(tmp_path: Path) -> None:
     plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20"))
-    assert plan.install_hints["clang"] == "sudo apt-get install -y clang-18"
-    assert plan.install_hints["lld"] == "sudo apt-get install -y lld-18"
+    # Debian 12 and older Ubuntu have no clang-18 package: the hint falls back to apt.llvm.org's script.
+    llvm = "(wget -qO /tmp/llvm.sh https://apt.llvm.org/llvm.sh && sudo bash /tmp/llvm.sh 18)"
+    assert plan.install_hints["clang"] == f"sudo apt-get install -y clang-18 || {llvm}"
+    assert plan.install_hints["lld"] == f"sudo apt-get install -y lld-18 || {llvm}"
     assert plan.install_hints["git"] == "sudo apt-get install -y git"
     assert "bazelisk" in plan.install_hints["bazelisk"]
 
@@ -293,10 +299,106 @@ def test_render_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_src_outside_the_recipe_is_absolute(tmp_path: Path) -> None:
-    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, src=tmp_path / "src dir" / "tf"))
-    assert f"DEFAULT_SRC_DIR='{tmp_path}/src dir/tf'" in render_files(plan)["build.sh"]
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, src=tmp_path / "src-dir" / "tf"))
+    assert f"DEFAULT_SRC_DIR='{tmp_path}/src-dir/tf'" in render_files(plan)["build.sh"]
     inside = make_plan(facts_for("avx2-fma"), opts(tmp_path))
     assert "DEFAULT_SRC_DIR=\"$HERE\"/'tensorflow'" in render_files(inside)["build.sh"]
+
+
+def test_checkout_path_with_spaces_is_refused_up_front(tmp_path: Path) -> None:
+    # Bazel: "does not currently work properly from paths containing spaces": refuse now, not hours later.
+    with pytest.raises(UsageError, match="pass --src with a path without spaces"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, out=tmp_path / "with space" / "x"))
+    with pytest.raises(UsageError, match="spaces"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, src=tmp_path / "a b"))
+    # The recipe folder may keep its spaces when the checkout is elsewhere.
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, out=tmp_path / "with space", src=tmp_path / "tf"))
+    assert plan.src_dir == str(tmp_path / "tf")
+    failure = next(f for f in json.loads((Path(__file__).parent.parent / "recipes" / "build_failures.json")
+                                         .read_text())["failures"] if f["id"] == "path-with-spaces")
+    assert re.search(failure["pattern"], "ERROR: bazel does not currently work properly from paths containing "
+                     "spaces (com.google.devtools.build.lib.runtime.BlazeWorkspace@5dc63968).")
+
+
+def test_compiler_paths_are_quoted_in_the_bazelrc(tmp_path: Path) -> None:
+    rc = planmod.bazelrc_lines(make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20")))
+    assert 'build --repo_env=CC="/usr/lib/llvm-18/bin/clang"' in rc
+    assert 'build --repo_env=BAZEL_COMPILER="/usr/lib/llvm-18/bin/clang"' in rc
+    gcc = planmod.bazelrc_lines(make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.12")))
+    assert 'build --repo_env=CC="/usr/bin/gcc"' in gcc
+
+
+def test_explicit_clang_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--clang /nonexistent/clang: no executable compiler"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="/nonexistent/clang"))
+    plain = tmp_path / "clang"
+    plain.write_text("not executable")
+    with pytest.raises(UsageError, match="no executable compiler"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang=str(plain)))
+    # With --docker the compiler is the image's: nothing here to check.
+    assert make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="/opt/llvm/bin/clang", docker=True)).compiler_path \
+        == "/opt/llvm/bin/clang"
+
+
+@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("clang")), reason="needs a C compiler")
+def test_flags_checked_with_another_compiler_is_a_warning(tmp_path: Path) -> None:
+    fake = tmp_path / "clang-that-fails"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang=str(fake), skip_flag_check=False,
+                                                  cpu="x86-64-v2"))
+    assert plan.probe_compiler != str(fake)
+    assert plan.warnings and f"not with {fake}" in plan.warnings[0]
+    readme = render_files(plan)["README.md"]
+    assert f"> **Warning:** The flags were checked with {plan.probe_compiler}" in readme
+
+
+def test_from_snapshot_sizes_jobs_by_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshot = facts_for("avx2-fma", memory_gb=64)  # 32 threads, 64 GB: the target, not the build machine
+    monkeypatch.setattr(planmod, "local_machine", lambda: (8 << 30, 2))
+    plan = make_plan(snapshot, opts(tmp_path, tf_version="2.20", other_machine=True))
+    assert plan.jobs == 1 and plan.memory_gb == 8.0 and "--local_resources=memory=6144" in plan.bazel_args
+    assert any("./build.sh install verify on it" in n for n in plan.notes)
+    files = render_files(plan)
+    assert "DEFAULT_STAGES=(prereqs fetch configure build collect)" in files["build.sh"]
+    assert "run `./build.sh install verify` there" in files["README.md"].replace("\n", " ")
+    here = make_plan(snapshot, opts(tmp_path, tf_version="2.20"))
+    assert here.jobs == 24 and "DEFAULT_STAGES=(prereqs fetch configure build collect install verify)" \
+        in render_files(here)["build.sh"]
+
+
+def test_docker_keeps_the_host_python_for_install_and_verify(tmp_path: Path) -> None:
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", python=sys.executable, docker=True))
+    files = render_files(plan)
+    assert f"DEFAULT_PYTHON='{sys.executable}'" in files["build.sh"]
+    assert 'build --python_path="/usr/bin/python3"' in files["tf_configure.bazelrc"]  # the build runs in the image
+    docker = files["Dockerfile"].splitlines()
+    assert docker[0] == "# syntax=docker/dockerfile:1"
+    assert "ENV SRC_DIR=/tf/tensorflow WHEEL_DIR=/recipe/wheels PYTHON=/usr/bin/python3" in docker
+    assert "RUN --mount=type=cache,target=/root/.cache/bazel ./build.sh prereqs fetch configure build collect" in docker
+
+
+def test_force_only_into_an_empty_folder_or_a_recipe(tmp_path: Path) -> None:
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "README.md").write_text("my project\n")
+    (foreign / "Dockerfile").write_text("FROM scratch\n")
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, out=foreign))
+    with pytest.raises(UsageError, match="not an envdoctor build-tf recipe"):
+        write_recipe(plan, force=True)
+    assert (foreign / "README.md").read_text() == "my project\n" and (foreign / "Dockerfile").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_recipe(make_plan(facts_for("avx2-fma"), opts(tmp_path, out=empty)), force=True)
+    assert (empty / "plan.json").exists()
+
+
+def test_2_21_says_its_toolchain_is_unverified(tmp_path: Path) -> None:
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.21"))
+    assert any("USE_HERMETIC_CC_TOOLCHAIN=0" in n and "not verified" in n for n in plan.notes)
+    older = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20"))
+    assert not any("USE_HERMETIC_CC_TOOLCHAIN" in n for n in older.notes)
+    assert "USE_HERMETIC_CC_TOOLCHAIN=0" in render_files(plan)["README.md"]
 
 
 def test_cli_dry_run_writes_nothing_and_shows_cuda(tmp_path: Path) -> None:
@@ -325,6 +427,9 @@ def test_cli_refusals_are_one_line_usage_errors(tmp_path: Path) -> None:
         ["--out", str(blocker / "recipe")],  # cannot be created: an error line, not a traceback
         ["--ram-gb", "0", "--out", str(tmp_path / "w")],
         ["--skip-flag-check"],  # the default --out exists: refused before the plan is printed
+        ["--clang", "/nonexistent/clang", "--out", str(tmp_path / "v")],
+        ["--out", str(tmp_path / "with space" / "r"), "--skip-flag-check"],  # Bazel cannot build there
+        ["--tf-version", "1.15", "--allow-unknown", "--out", str(tmp_path / "u")],
     ]
     repo = Path(__file__).parent.parent
     for args in cases:

@@ -7,6 +7,7 @@ failures are real messages (fixtures/build_tf/failures/, origins in the README) 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from envdoctor.buildtf import plan as planmod
 from envdoctor.buildtf.plan import BuildOptions, make_plan
 from envdoctor.buildtf.render import STAGES, write_recipe
-from envdoctor.buildtf.runner import match_failures, run_recipe
+from envdoctor.buildtf.runner import match_failures, run_recipe, stage_lines
 from envdoctor.cli import app
 from envdoctor.commands.build_tf import failure_report
 from envdoctor.facts import Facts
@@ -30,7 +31,7 @@ FAKEBIN = HERE / "fakebin"
 STOCK_IMPORT = HERE / "tf-2.21-cpu-import-output.txt"
 SNAPSHOT = HERE / "snapshot-zen3-h100.json"
 TOOLS = ["bash", "awk", "sed", "df", "cp", "mv", "mkdir", "cat", "dirname", "basename", "rm", "grep", "touch",
-         "chmod", "env", "printf"]
+         "chmod", "env", "printf", "rmdir"]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -79,8 +80,9 @@ def sandbox(tmp_path: Path) -> dict[str, object]:
 def recipe(sb: dict[str, object], release: str = "2.21", **kw: object) -> planmod.BuildPlan:
     tmp = sb["tmp"]
     assert isinstance(tmp, Path)
+    # The recipe folder has a space (build.sh quotes it); Bazel's checkout cannot, so it lives elsewhere.
     base: dict[str, object] = {"tf_version": release, "out": tmp / "recipe dir", "python": sys.executable,
-                               "venv": sb["venv"], "clang": str(FAKEBIN / "clang")}
+                               "venv": sb["venv"], "clang": str(FAKEBIN / "clang"), "src": tmp / "src" / "tensorflow"}
     base.update(kw)
     plan = make_plan(zen3(), BuildOptions(**base))  # type: ignore[arg-type]
     write_recipe(plan, force=True)
@@ -103,14 +105,16 @@ def test_every_stage_end_to_end(sandbox: dict[str, object]) -> None:
     assert result.stages_done == list(STAGES)
     assert [t for k, t in events if k == "start"] == list(STAGES)
     calls = fake_log(sandbox)
-    src = out / "tensorflow"
+    src = Path(plan.src_dir)
     repo = "https://github.com/tensorflow/tensorflow.git"
     assert f"git clone --quiet --depth 1 --branch v2.21.0 {repo} {src}.partial" in calls
     assert f"bazel build {' '.join(plan.bazel_args)}" in calls  # the exact planned build line
     assert (src / ".tf_configure.bazelrc").read_text() == (out / "tf_configure.bazelrc").read_text()
     wheel = out / "wheels" / "tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl"
     assert wheel.exists() and (out / "wheels" / "LATEST").read_text().strip() == wheel.name
-    assert "python -m pip uninstall --yes tensorflow tensorflow-cpu tensorflow-intel tf-nightly" in calls
+    uninstall = next(c for c in calls if c.startswith("python -m pip uninstall --yes "))
+    assert {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-gpu", "intel-tensorflow",
+            "tensorflow-cpu-aws"} <= set(uninstall.split()[5:])
     assert f"python -m pip install {wheel}" in calls
     log_text = Path(result.log_path).read_text()
     assert "verified: TensorFlow 2.21.0" in log_text and "AVX2 FMA" in log_text
@@ -163,7 +167,11 @@ def test_missing_git_stops_prereqs_with_the_install_command(sandbox: dict[str, o
 
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
 def test_wrong_clang_and_missing_lld_are_prerequisites(sandbox: dict[str, object]) -> None:
-    plan = recipe(sandbox, clang=str(Path(str(sandbox["tmp"])) / "llvm-18" / "bin" / "clang"))
+    clang = Path(str(sandbox["tmp"])) / "llvm-18" / "bin" / "clang"
+    clang.parent.mkdir(parents=True)
+    shutil.copy(FAKEBIN / "clang", clang)  # there when planned (--clang must exist), gone when build.sh runs
+    plan = recipe(sandbox, clang=str(clang), skip_flag_check=True)
+    clang.unlink()
     result = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=sandbox["env"])  # type: ignore[arg-type]
     tail = "\n".join(result.tail)
     assert not result.ok and "missing Clang 18" in tail and "install: sudo apt-get install -y clang-18" in tail
@@ -179,7 +187,10 @@ def test_pre_217_build_pip_package_path(sandbox: dict[str, object]) -> None:
     calls = fake_log(sandbox)
     assert f"bazel build {' '.join(plan.bazel_args)}" in calls
     assert plan.bazel_args[-1] == "//tensorflow/tools/pip_package:build_pip_package"
-    assert f"build_pip_package {out}/tensorflow/envdoctor_pkg --cpu" in calls
+    # configure wrote tools/python_bin_path.sh as configure.py would: setup.py runs with the target Python.
+    assert f"build_pip_package {plan.src_dir}/envdoctor_pkg --cpu (python: {sys.executable})" in calls
+    written = (Path(plan.src_dir) / "tools" / "python_bin_path.sh").read_text()
+    assert written == f"export PYTHON_BIN_PATH={sys.executable}\n"
     assert (out / "wheels" / "tensorflow_cpu-2.16.2-cp311-cp311-linux_x86_64.whl").exists()
     assert "install: skipped (no venv" in Path(result.log_path).read_text()
 
@@ -204,7 +215,8 @@ def test_cli_run_reports_success_and_failure(sandbox: dict[str, object], monkeyp
         monkeypatch.setenv(key, value)
     out = Path(str(sandbox["tmp"])) / "cli recipe"
     args = ["build-tf", "--from", str(SNAPSHOT), "--no-cuda", "--tf-version", "2.21", "--out", str(out),
-            "--python", sys.executable, "--clang", str(FAKEBIN / "clang"), "--venv", str(sandbox["venv"]), "--run",
+            "--src", str(Path(str(sandbox["tmp"])) / "src"), "--python", sys.executable,
+            "--clang", str(FAKEBIN / "clang"), "--venv", str(sandbox["venv"]), "--run",
             "--skip-flag-check"]  # PATH holds only the fakes here; the probe is tested in test_build_tf_flags
     ok = CliRunner().invoke(app, args)
     assert ok.exit_code == 0, ok.output
@@ -274,3 +286,127 @@ def test_wheels_copied_out_of_the_container_install_here(sandbox: dict[str, obje
     installed = run_recipe(out, stages=["install"], env=env)
     assert installed.ok, "\n".join(installed.tail)
     assert f"python -m pip install {mounted}/tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl" in fake_log(sandbox)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_without_venv_verify_uses_a_throwaway_venv(sandbox: dict[str, object]) -> None:
+    # PYTHON's own site-packages may hold the stock TensorFlow: verify must import the new wheel, not that.
+    plan = recipe(sandbox, venv=None)
+    out = Path(plan.out_dir)
+    host = Path(str(sandbox["tmp"])) / "host" / "python"
+    host.parent.mkdir()
+    shutil.copy(HERE / "fake-venv-python", host)  # its `-m venv DIR` makes DIR/bin/python a fake venv python
+    env = dict(sandbox["env"], PYTHON=str(host))  # type: ignore[arg-type]
+    result = run_recipe(out, env=env)
+    assert result.ok, "\n".join(result.tail)
+    calls, verify_venv = fake_log(sandbox), out / ".verify-venv"
+    assert f"python -m venv {verify_venv}" in calls and (verify_venv / "bin" / "python").exists()
+    wheel = out / "wheels" / "tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl"
+    assert f"python -m pip install {wheel}" in calls
+    log_text = Path(result.log_path).read_text()
+    assert "install: skipped" in log_text and f"throwaway venv {verify_venv}" in log_text
+    assert "verified: TensorFlow 2.21.0" in log_text
+    assert "`.verify-venv` in this folder" in (out / "README.md").read_text()
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_report_names_the_real_error_not_a_warning(sandbox: dict[str, object]) -> None:
+    # A harmless mirror WARNING used to be reported as "A dependency download failed" and hid the compiler error.
+    tmp = Path(str(sandbox["tmp"]))
+    failing = tmp / "compile-error.log"
+    failing.write_text(
+        "WARNING: Download from https://mirror.tensorflow.org/github.com/x/y.tar.gz failed: class "
+        "java.io.FileNotFoundException GET returned 404 Not Found; Read timed out\n"
+        "ERROR: /src/tensorflow/core/BUILD:12:1: Compiling tensorflow/core/foo.cc failed: (Exit 1)\n"
+        "tensorflow/core/foo.cc:42:7: error: use of undeclared identifier 'bar'\n"
+        "INFO: Elapsed time: 812.3s\n")
+    plan = recipe(sandbox)
+    env = dict(sandbox["env"], FAKE_BAZEL_FAIL=str(failing))  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), env=env)
+    assert not result.ok and result.failed_stage == "build" and result.matches == []
+    report = "\n".join(failure_report(result))
+    assert "download failed" not in report
+    assert "errors in stage build:\n    ERROR: /src/tensorflow/core/BUILD:12:1: Compiling" in report
+    assert "foo.cc:42:7: error: use of undeclared identifier 'bar'" in report
+
+
+def test_matching_keeps_to_the_failed_stage() -> None:
+    lines = ["==> stage prereqs", "envdoctor: missing git", "<== stage prereqs ok", "==> stage verify",
+             "WARNING: Error downloading [x] to y: Read timed out", "Illegal instruction (core dumped)"]
+    part = stage_lines(lines, "verify")
+    assert part == ["Illegal instruction (core dumped)"]
+    assert [m.id for m in match_failures(part, stage="verify")] == ["illegal-instruction"]
+    # An entry of another stage does not match, even on its own words.
+    assert match_failures(["Illegal instruction"], stage="build") == []
+
+
+@pytest.mark.skipif(not supported("2.16"), reason=f"TF 2.16 does not support Python {PY}")
+def test_build_pip_package_era_checks_the_packaging_modules(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox, release="2.16", venv=None)
+    bare = Path(str(sandbox["tmp"])) / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=60)
+    env = dict(sandbox["env"], PYTHON=str(bare / "bin" / "python"))  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=env)
+    tail = "\n".join(result.tail)
+    assert not result.ok and "missing wheel and setuptools for" in tail and "pip install wheel setuptools" in tail
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_fetch_refuses_a_folder_that_is_not_a_checkout(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    src = Path(plan.src_dir)
+    src.mkdir(parents=True)
+    (src / "notes.txt").write_text("mine\n")
+    result = run_recipe(Path(plan.out_dir), stages=["fetch"], env=sandbox["env"])  # type: ignore[arg-type]
+    assert not result.ok and f"{src} exists and is not a git checkout" in "\n".join(result.tail)
+    assert sorted(p.name for p in src.iterdir()) == ["notes.txt"]  # nothing moved into it
+    (src / "notes.txt").unlink()  # an empty folder is taken
+    again = run_recipe(Path(plan.out_dir), stages=["fetch", "configure"], env=sandbox["env"])  # type: ignore[arg-type]
+    assert again.ok, "\n".join(again.tail)
+    assert (src / ".git").is_dir() and (src / "configure.py").exists()
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_a_resumed_run_keeps_the_failing_log(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    out = Path(plan.out_dir)
+    env = dict(sandbox["env"], FAKE_BAZEL_FAIL=str(HERE / "failures" / "cc1plus-killed.log"))  # type: ignore[arg-type]
+    failed = run_recipe(out, env=env)
+    assert not failed.ok and failed.previous_log is None
+    resumed = run_recipe(out, stages=["build", "collect"], env=sandbox["env"])  # type: ignore[arg-type]
+    assert resumed.ok and resumed.previous_log == str(out / "build.log.1")
+    assert "Killed (program cc1plus)" in (out / "build.log.1").read_text()
+    assert "Killed" not in (out / "build.log").read_text()
+    fix = failed.matches[0].fix
+    assert "--force" in fix and "BAZEL_ARGS" in fix
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_install_removes_every_tensorflow_distribution(sandbox: dict[str, object]) -> None:
+    from envdoctor.resources import load_recipe
+
+    plan = recipe(sandbox)
+    pip_list = Path(str(sandbox["tmp"])) / "pip-list.txt"
+    pip_list.write_text("numpy==1.26.4\ntf-nightly-cpu==2.22.0.dev20260101\ntensorflow-cpu-aws==2.15.1\n")
+    env = dict(sandbox["env"], FAKE_PIP_LIST=str(pip_list))  # type: ignore[arg-type]
+    stages = ["fetch", "configure", "build", "collect", "install"]
+    assert run_recipe(Path(plan.out_dir), stages=stages, env=env).ok  # type: ignore[arg-type]
+    uninstall = next(c for c in fake_log(sandbox) if c.startswith("python -m pip uninstall --yes "))
+    names = uninstall.split()[5:]
+    assert set(load_recipe("python_packages.json")["tensorflow_distributions"]) <= set(names)
+    assert "tf-nightly-cpu" in names and "numpy" not in names
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_cli_run_prints_plain_progress_when_not_a_terminal(sandbox: dict[str, object],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in sandbox["env"].items():  # type: ignore[attr-defined]
+        monkeypatch.setenv(key, value)
+    tmp = Path(str(sandbox["tmp"]))
+    res = CliRunner().invoke(app, ["build-tf", "--tf-version", "2.21", "--out", str(tmp / "r"), "--no-cuda",
+                                   "--python", sys.executable, "--clang", str(FAKEBIN / "clang"),
+                                   "--venv", str(sandbox["venv"]), "--skip-flag-check", "--run"])
+    assert res.exit_code == 0, res.output
+    for i, stage in enumerate(STAGES, 1):
+        assert f"stage {stage} ({i}/{len(STAGES)}) …\n" in res.stderr
+        assert re.search(rf"^stage {stage} ok \(\d+s\)$", res.stderr, re.M)

@@ -51,7 +51,7 @@ class BuildPlan:
     era: dict[str, Any]
     out_dir: str
     src_dir: str
-    python_bin: str
+    python_bin: str  # the target interpreter on this machine: prereqs, install, verify
     python_version: str
     compiler: str  # clang | gcc
     compiler_path: str
@@ -89,7 +89,10 @@ class BuildPlan:
     install_hints: dict[str, str] = field(default_factory=dict)
     cpu_model: str | None = None
     memory_gb: float | None = None
+    build_python: str = ""  # the interpreter the build runs (the image's with --docker), for tf_configure.bazelrc
+    other_machine: bool = False  # planned from --from: install and verify run on the target, not here
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # things that may make the plan wrong, shown first
 
 
 def table() -> dict[str, Any]:
@@ -119,6 +122,10 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
     if not allow_unknown:
         raise UsageError(f"TensorFlow {version} is not in envdoctor's table; known: {', '.join(known_versions())} "
                          "(--allow-unknown uses the nearest newer known release's settings)")
+    oldest = min(releases, key=_vkey)
+    if _vkey(minor) < _vkey(oldest):  # another era (1.x, GCC-only, no .bazelversion): no known settings fit
+        raise UsageError(f"TensorFlow {version} is older than {oldest}, the oldest release envdoctor knows; "
+                         "--allow-unknown covers only newer releases")
     exact = version if version.count(".") == 2 else f"{version}.0"
     newer = sorted((k for k in releases if _vkey(k) >= _vkey(minor)), key=_vkey)
     key = newer[0] if newer else max(releases, key=_vkey)
@@ -127,12 +134,12 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
                         "Check the checkout's .bazelversion and configure.py against them."]
 
 
-def resolve_python(spec: str | None, venv: Path | None, docker: bool) -> tuple[str, str]:
-    """(interpreter, X.Y) of the Python the wheel is for."""
+def resolve_python(spec: str | None, venv: Path | None) -> tuple[str, str]:
+    """(interpreter on this machine, X.Y) of the Python the wheel is for."""
     if spec and _PY_VERSION.match(spec):
         # A bare version: the interpreter of that name if this machine has one (build.sh checks it again).
         found = shutil.which(f"python{spec}")
-        return ("/usr/bin/python3" if docker else found or f"/usr/bin/python{spec}"), spec
+        return found or f"/usr/bin/python{spec}", spec
     if not spec:
         venv_py = venv / "bin" / "python" if venv else None
         spec = str(venv_py) if venv_py and venv_py.exists() else sys.executable
@@ -141,7 +148,7 @@ def resolve_python(spec: str | None, venv: Path | None, docker: bool) -> tuple[s
     lines = res.stdout.split()
     if not res.ok or len(lines) < 2:
         raise UsageError(f"--python {spec}: cannot run it ({res.error or res.stderr.strip() or 'no output'})")
-    return ("/usr/bin/python3" if docker else lines[1]), lines[0]
+    return lines[1], lines[0]
 
 
 def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
@@ -154,20 +161,22 @@ def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
 def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
     release, version, notes = resolve_release(opts.tf_version, opts.allow_unknown)
     era = table()["releases"][release]
-    python_bin, py = resolve_python(opts.python, opts.venv, opts.docker)
+    python_bin, py = resolve_python(opts.python, opts.venv)
     check_python_range(release, era, py)
     out = (opts.out or Path.cwd() / f"tf-build-{version}").expanduser().absolute()
+    src = _src_dir(out, opts.src, opts.docker)
     compiler, compiler_path, clang_major = _compiler(era, opts)
     plan = BuildPlan(
-        tf_version=version, tag=f"v{version}", release=release, era=era, out_dir=str(out),
-        src_dir=str((opts.src or out / "tensorflow").expanduser().absolute()),
+        tf_version=version, tag=f"v{version}", release=release, era=era, out_dir=str(out), src_dir=src,
         python_bin=python_bin, python_version=py, compiler=compiler, compiler_path=compiler_path,
         clang_major=clang_major, bazel_version=era["bazel"], bazel_ram_flag=_ram_flag(era["bazel"]),
         arch="x86_64", cpu_mode="", cpu_description="", cpu_flags=[], host_flags=[], instructions=[],
         verify_instructions=[],
         probe_compiler=None, probe_compiler_version=None, cuda=False,
         venv=str(opts.venv.expanduser().absolute()) if opts.venv else None, docker=opts.docker,
-        cpu_model=facts.cpu.model, notes=notes,
+        cpu_model=facts.cpu.model, notes=[*notes, *era.get("plan_notes", [])],
+        # The SIG Build image's interpreter is of the planned version (its tag names it).
+        build_python="/usr/bin/python3" if opts.docker else python_bin, other_machine=opts.other_machine,
     )
     _cpu(plan, facts, opts)
     _cuda(plan, facts, opts)
@@ -179,13 +188,32 @@ def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
     return plan
 
 
+def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
+    path = str((src or out / "tensorflow").expanduser().absolute())
+    if re.search(r"\s", path) and not docker:  # the image builds in /tf/tensorflow
+        # Bazel: "does not currently work properly from paths containing spaces" (bazelbuild/bazel#374, #4327).
+        how = "pass --src with a path without spaces" + ("" if src else " (the recipe folder may keep them)")
+        raise UsageError(f"Bazel cannot build in a path with spaces, and the checkout would be {path}: {how}")
+    return path
+
+
 def _compiler(era: dict[str, Any], opts: BuildOptions) -> tuple[str, str, int | None]:
+    explicit = _explicit_compiler(opts.clang, opts.docker) if opts.clang else None
     if era["compiler"] == "gcc":
-        return "gcc", opts.clang or "/usr/bin/gcc", None
+        return "gcc", explicit or "/usr/bin/gcc", None
     major = int(era["clang"])
-    if opts.clang:
-        return "clang", str(Path(opts.clang).expanduser().absolute()), major
-    return "clang", f"/usr/lib/llvm-{major}/bin/clang", major
+    return "clang", explicit or f"/usr/lib/llvm-{major}/bin/clang", major
+
+
+def _explicit_compiler(spec: str, docker: bool) -> str:
+    """--clang as an absolute path; it must run here unless the build runs in the image."""
+    path = spec if os.sep in spec else shutil.which(spec) or spec
+    full = str(Path(path).expanduser().absolute())
+    if docker:  # a path inside the SIG Build image: nothing here to check
+        return full
+    if not (os.path.isfile(full) and os.access(full, os.X_OK)):
+        raise UsageError(f"--clang {spec}: no executable compiler there (install it, or leave --clang out)")
+    return full
 
 
 def _ram_flag(bazel: str) -> str:
@@ -244,7 +272,8 @@ def _probe_compiler(plan: BuildPlan, target: cpuflags.CpuTarget) -> str:
         raise UsageError("no working C compiler to check the CPU flags with (tried "
                          f"{', '.join(names)}); install clang, or pass --skip-flag-check")
     if found != plan.compiler_path:
-        plan.notes.append(f"Flags checked with {found}; the build itself uses {plan.compiler_path}.")
+        plan.warnings.append(f"The flags were checked with {found}, not with {plan.compiler_path}, which the build "
+                             "uses and which does not run here: install it and regenerate to check with it.")
     return found
 
 
@@ -323,10 +352,11 @@ def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     res = table()["resources"]
     if opts.ram_gb is not None and opts.ram_gb <= 0:
         raise UsageError(f"--ram-gb must be a positive number of GB, not {opts.ram_gb:g}")
-    total = facts.system.memory_total_bytes
+    # The build runs here even when --from plans for another machine: size it by this one.
+    total, threads = local_machine() if opts.other_machine else (facts.system.memory_total_bytes, facts.cpu.threads)
     gb = opts.ram_gb if opts.ram_gb else (total / 2**30 if total else None)
     plan.memory_gb = round(gb, 1) if gb else None
-    threads = facts.cpu.threads or os.cpu_count() or 1
+    threads = threads or os.cpu_count() or 1
     if opts.jobs is not None:
         if opts.jobs < 1:
             raise UsageError("--jobs must be at least 1")
@@ -343,7 +373,20 @@ def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     plan.hours = (round(max(0.5, hours * 0.7), 1), round(max(1.0, hours * 1.5), 1))
     if gb and plan.jobs * res["gb_per_job"] + res["gb_reserved"] > gb:
         plan.notes.append(f"{plan.jobs} job(s) may need more than {round(gb, 1):g} GB of RAM; "
-                          "if cc1plus is killed, lower --jobs")
+                          "if cc1plus is killed, regenerate with --force and a lower --jobs")
+    if opts.other_machine:
+        plan.notes.append("Planned with --from for another machine: build here, then copy wheels/ there and run "
+                          "./build.sh install verify on it (verify here would die with 'Illegal instruction' if "
+                          "that CPU has instructions this one lacks). Jobs and RAM are sized by this machine.")
+
+
+def local_machine() -> tuple[int | None, int | None]:
+    """(RAM bytes, CPU threads) of the machine running envdoctor."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        ram = None
+    return ram, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _docker(plan: BuildPlan) -> None:
@@ -368,7 +411,10 @@ def _install(pm: str | None, distro: str | None, names: list[str], clang_major: 
         pkg = versioned.format(major=clang_major).split()[0 if names[0] == "clang" else 1]
         form = load_recipe("packages.json")["install"].get(pm or "")
         if form:
-            return form.format(packages=pkg)
+            # Older releases (Debian 12: clang-16 at most) lack the major: apt.llvm.org has every one.
+            fallback = table()["llvm_fallback"].get(pm or "")
+            cmd = form.format(packages=pkg)
+            return f"{cmd} || ({fallback.format(major=clang_major)})" if fallback else cmd
     try:
         from envdoctor.distro_pkgs import install_command
     except ImportError:  # the packages table is another part of envdoctor; degrade to a plain hint
@@ -379,15 +425,16 @@ def _install(pm: str | None, distro: str | None, names: list[str], clang_major: 
 def bazelrc_lines(plan: BuildPlan) -> list[str]:
     """What ./configure would write to .tf_configure.bazelrc, for these answers."""
     era, env = plan.era, plan.era["env_flag"]
-    lines = [f'build --action_env PYTHON_BIN_PATH="{plan.python_bin}"', f'build --python_path="{plan.python_bin}"']
+    lines = [f'build --action_env PYTHON_BIN_PATH="{plan.build_python}"', f'build --python_path="{plan.build_python}"']
     for var in era["python_vars"]:
         lines.append(f'build --repo_env={var}="{plan.python_version}"')
     if plan.compiler == "clang":
         lines += [f'build --action_env CLANG_COMPILER_PATH="{plan.compiler_path}"',
-                  f"build --repo_env=CC={plan.compiler_path}", f"build --repo_env=BAZEL_COMPILER={plan.compiler_path}"]
+                  f'build --repo_env=CC="{plan.compiler_path}"',
+                  f'build --repo_env=BAZEL_COMPILER="{plan.compiler_path}"']
         lines += [f"build --copt={f}" for f in era["extra_copts"]]
     else:  # Bazel's C++ autoconfiguration takes the compiler from CC
-        lines.append(f"build --repo_env=CC={plan.compiler_path}")
+        lines.append(f'build --repo_env=CC="{plan.compiler_path}"')
     if plan.cuda:
         lines += _cuda_rc(plan, env)
     for f in [*plan.cpu_flags, "-Wno-sign-compare"]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from envdoctor import __version__, atomic
 from envdoctor.buildtf.plan import BuildPlan, estimate_text, table
 from envdoctor.errors import UsageError
-from envdoctor.resources import templates_dir
+from envdoctor.resources import load_recipe, templates_dir
 
 STAGES = ("prereqs", "fetch", "configure", "build", "collect", "install", "verify")
 EXECUTABLE = {"build.sh"}
@@ -41,10 +41,14 @@ def render_files(plan: BuildPlan) -> dict[str, str]:
         comment_end_string="##}",
     )
     env.filters["q"] = shell_quote
+    dists = load_recipe("python_packages.json")
     context = {
         "p": plan,
         "version": __version__,
         "stages": STAGES,
+        "default_stages": default_stages(plan),
+        "tf_distributions": dists["tensorflow_distributions"],
+        "tf_prefixes": dists["tensorflow_prefixes"],
         "repo": table()["repository"],
         "hints": plan.install_hints,
         "src_default": _src_default(plan),
@@ -56,6 +60,11 @@ def render_files(plan: BuildPlan) -> dict[str, str]:
     files["README.md"] = re.sub(r"\n{3,}", "\n\n", files["README.md"])  # optional sections leave gaps
     files["plan.json"] = json.dumps(dataclasses.asdict(plan), indent=2) + "\n"
     return files
+
+
+def default_stages(plan: BuildPlan) -> tuple[str, ...]:
+    """What a bare ./build.sh runs: with --from the wheel is for another CPU, so install and verify run there."""
+    return STAGES[:STAGES.index("install")] if plan.other_machine else STAGES
 
 
 def shell_quote(value: object) -> str:
@@ -82,6 +91,10 @@ def check_out(out: Path, force: bool) -> None:
         raise UsageError(f"{out} exists; pass --force to regenerate the recipe there (the checkout is kept)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory")
+    if out.is_dir() and not (out / "plan.json").is_file() and any(out.iterdir()):
+        # --force replaces README.md and removes Dockerfile: only in a folder envdoctor wrote.
+        raise UsageError(f"{out} is not empty and is not an envdoctor build-tf recipe (no plan.json): "
+                         "choose another --out")
     parent = next((p for p in out.absolute().parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise UsageError(f"cannot create {out}: {parent} is not a directory")

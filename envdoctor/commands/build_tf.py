@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -126,6 +127,7 @@ def plan_summary(plan: BuildPlan) -> list[tuple[str, str]]:
 
 
 def _print_plan(plan: BuildPlan) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from envdoctor.report.console import make_console
@@ -135,6 +137,8 @@ def _print_plan(plan: BuildPlan) -> None:
         table.add_row(f"[bold]{label}[/bold]", value)
     console = make_console(soft_wrap=True)
     console.print(table)
+    for warning in plan.warnings:
+        console.print(f"[bold red]warning:[/bold red] {escape(warning)}", markup=True, highlight=False)
     for note in plan.notes:
         console.print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
 
@@ -147,6 +151,8 @@ def _run_with_progress(recipe_dir: Path) -> RunResult:
     from envdoctor.report.console import make_console
 
     console = make_console(stderr=True)
+    if not console.is_terminal:  # a log or a CI job: no live display, one line per stage event instead
+        return run_recipe(recipe_dir, log_path=recipe_dir / "build.log", on_event=_plain_progress())
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         running: dict[str, TaskID] = {}  # the stage that has started and not ended
 
@@ -162,6 +168,22 @@ def _run_with_progress(recipe_dir: Path) -> RunResult:
                 bar.update(task, description=f"{_stage_label(stage)} {escape(text.strip()[:70])}")
 
         return run_recipe(recipe_dir, log_path=recipe_dir / "build.log", on_event=on_event)
+
+
+def _plain_progress() -> Callable[[str, str], None]:
+    """on_event for a stderr that is not a terminal: 'stage X (i/n) …' and 'stage X ok (Ns)' as they happen."""
+    import time
+
+    started: dict[str, float] = {}
+
+    def on_event(kind: str, text: str) -> None:
+        if kind == "start":
+            started[text] = time.monotonic()
+            typer.echo(f"{_stage_label(text)} …", err=True)
+        elif kind == "end":
+            typer.echo(f"stage {text} ok ({time.monotonic() - started.pop(text, time.monotonic()):.0f}s)", err=True)
+
+    return on_event
 
 
 def _stage_label(stage: str) -> str:
@@ -183,8 +205,14 @@ def failure_report(result: RunResult) -> list[str]:
         lines += [f"    log: {text}" for text in match.lines]
         lines.append(f"    fix: {match.fix}")
     if not result.matches:
-        lines.append("no known failure matched; the last lines of the log:")
-        lines += [f"    {text}" for text in result.tail]
+        lines.append("no known failure matched.")
+    if result.errors:  # the real error, even when a known failure matched: the match may be a side effect
+        lines.append(f"errors in stage {result.failed_stage or '(none)'}:")
+        lines += [f"    {text}" for text in result.errors]
+    lines.append("the last lines of the log:")
+    lines += [f"    {text}" for text in result.tail]
+    if result.previous_log:
+        lines.append(f"the previous run's log: {result.previous_log}")
     if result.failed_stage in STAGES:
         rest = " ".join(STAGES[STAGES.index(result.failed_stage):])
         script = shlex.quote(str(Path(result.log_path).parent / "build.sh"))

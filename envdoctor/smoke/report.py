@@ -120,6 +120,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "precision": result.get("precision"),
         "tf_version": runtime.get("tf_version"),
         "tf_build": runtime.get("tf_build"),
+        "tf_location": runtime.get("tf_location"),
+        "tf_distributions": runtime.get("tf_distributions"),
+        "tf_missing_cpu_instructions": runtime.get("missing_cpu_instructions"),
         "runtime": runtime,
         "gpu_spec": result.get("gpu_spec"),
         "gpu_environment": result.get("gpu_environment"),
@@ -181,12 +184,25 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
         f"tensorflow:  {summary['tf_version']} (cuda build: {(summary['tf_build'] or {}).get('is_cuda_build')}), "
         f"oneDNN {'on' if runtime.get('onednn') else 'off'}, intra/inter-op threads "
         f"{runtime.get('intra_op_threads')}/{runtime.get('inter_op_threads')} (0 = TensorFlow's choice)",
+        _install_line(summary),
     ]
     if summary.get("eval_process"):
         lines.append(_evaluator_line(summary["eval_process"]))
     if model.get("name") == "tutorial":  # the seed-era figures are for this model only
         lines.append(f"seed era:    the same model's images/s: {_references(summary['references'])}")
     return lines
+
+
+def _install_line(summary: dict[str, Any]) -> str:
+    """Which TensorFlow this was: the distribution, how it was installed, and the CPU instructions its binary
+    leaves unused (a stock wheel lists some; a build for this CPU none): before and after `envdoctor build-tf`."""
+    owners = [f"{d['name']} {d['version']} ({d.get('installer') or 'unknown installer'}, "
+              f"{'from ' + d['installed_from'] if d.get('installed_from') else 'from a package index'})"
+              for d in summary.get("tf_distributions") or []]
+    missing = summary.get("tf_missing_cpu_instructions")
+    unused = "unknown (TF_CPP_MIN_LOG_LEVEL hid TensorFlow's line)" if missing is None else " ".join(missing) or "none"
+    return (f"tf install:  {', '.join(owners) or 'no installed distribution found'} at {summary.get('tf_location')}; "
+            f"CPU instructions the binary does not use: {unused}")
 
 
 def _evaluator_line(process: dict[str, Any]) -> str:

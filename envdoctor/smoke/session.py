@@ -97,21 +97,32 @@ def gpu_environment(spec: str | None, strategy: str) -> tuple[dict[str, str], st
 
 
 def prepare_data(options: SmokeOptions, run_dir: Path, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
-    """An .npz the children load in a fraction of a second: the cache itself, or a copy of --data in run_dir."""
+    """An .npz the children load in a fraction of a second: the cache itself, or a copy of --data in run_dir.
+
+    The cache is used as it is only when every CRC checks out: a damaged one is refetched (or refused with
+    --offline) here, not found out by the training process after TensorFlow started."""
     if options.data == "synthetic":  # said before training too, not only in the final report
         log("NOTE: --data synthetic: random images, not CIFAR-10; the accuracy will say nothing about CIFAR-10")
     cached = cifar.cache_path()
-    if options.data is None and (summary := cifar.peek_cache(cached)) is not None:
-        return str(cached), summary
     try:
+        if options.data is None and (summary := cifar.peek_cache(cached)) is not None:
+            return str(cached), summary
         loaded = cifar.obtain(options.data, offline=options.offline, log=log)
+        if options.data is None and cached.is_file():
+            return str(cached), loaded.summary()
+        note_partial(loaded.summary(), log)
+        target = run_dir / "data.npz"
+        cifar.write_cache(loaded, target)
     except cifar.DataError as exc:
         raise UsageError(str(exc)) from exc
-    if options.data is None and cached.is_file():
-        return str(cached), loaded.summary()
-    target = run_dir / "data.npz"
-    cifar.write_cache(loaded, target)
     return str(target), loaded.summary()
+
+
+def note_partial(summary: dict[str, Any], log: Callable[[str], None]) -> None:
+    """--data may be a partial copy (the cache may not): train on it, but say so before training."""
+    counts, full = (summary["train_images"], summary["test_images"]), cifar.expected_counts()
+    if counts != full and not summary.get("synthetic"):
+        log(f"NOTE: {counts[0]} train + {counts[1]} test images, not the full CIFAR-10 ({full[0]} + {full[1]})")
 
 
 def check_batch_size(options: SmokeOptions, summary: dict[str, Any]) -> None:
@@ -130,7 +141,8 @@ def _spawn(module: str, config_json: str, run_dir: Path, name: str, env: dict[st
     config = run_dir / f"{name}.json"
     config.write_text(config_json)
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", child.PARENT_ENV: str(os.getpid()),
-                 "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
+                 # 0 keeps TF's INFO start-up lines (cpu_feature_guard) in the log for add_log_facts
+                 "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")}
     # Our own Python child, streamed line by line (runner.run_command only returns output at the end); same rules:
     # no shell, its own session so a timeout, Ctrl-C or SIGTERM kills the whole group (see _signals_raise), and
     # the child dies with us if we are killed outright (child.die_with_parent). Its stderr, TensorFlow's chatter,
@@ -171,18 +183,50 @@ def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
     env, expect, spec = gpu_environment(options.gpus, options.strategy)
     if options.strategy == "multi-worker":
         env["TF_CONFIG"] = multiworker.tf_config(multiworker.parse_workers(options.workers), options.worker_index)
-    run_dir = Path(tempfile.mkdtemp(prefix="envdoctor-smoke-"))
+    run_dir = _make_run_dir()
     try:
         with _signals_raise():
             data_file, summary = prepare_data(options, run_dir, log)
             check_batch_size(options, summary)
             procs = _start_children(options, data_file, summary, expect, env, run_dir)
             result = _collect(procs, run_dir, options, on_event)
+            add_log_facts(result, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    result.update(options=asdict(options), gpu_spec=spec, gpu_environment=env,
+    # The parent's data summary: a run whose child died before its result still says where the data came from.
+    result.update(data=summary, options=asdict(options), gpu_spec=spec, gpu_environment=env,
                   wall_seconds=time.perf_counter() - started)
     return judge(result, options)
+
+
+def _make_run_dir() -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix="envdoctor-smoke-"))
+    except OSError as exc:  # TMPDIR missing or read-only: one line, as for the cache folder
+        raise UsageError(f"cannot create a run folder in {tempfile.gettempdir()}: {exc.strerror or exc} "
+                         "(set TMPDIR to a writable folder)") from exc
+
+
+LOG_HEAD = 1 << 18  # bytes of the training log searched for TensorFlow's start-up lines
+
+
+def add_log_facts(result: dict[str, Any], run_dir: Path) -> None:
+    """The CPU instructions the TensorFlow binary was not built for, from cpu_feature_guard's start-up line in the
+    training log, read by `check --deep`'s parser: a stock wheel lists AVX2 FMA...; a -march=native build none.
+    None when TensorFlow never started or the line was hidden (it is INFO: TF_CPP_MIN_LOG_LEVEL above 0)."""
+    from envdoctor.probes.deep import missing_cpu_instructions
+
+    runtime = result.get("runtime")
+    if runtime is None:
+        return
+    level = (runtime.get("env") or {}).get("TF_CPP_MIN_LOG_LEVEL", "0")
+    try:
+        with open(run_dir / "train.log", "rb") as handle:
+            text = handle.read(LOG_HEAD).decode("utf-8", "replace")
+    except OSError:
+        text = None
+    shown = level.strip() in ("", "0") and text is not None
+    runtime["missing_cpu_instructions"] = missing_cpu_instructions(text) if shown else None
 
 
 def _start_children(options: SmokeOptions, data_file: str, summary: dict[str, Any], expect: str,

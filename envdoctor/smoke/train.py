@@ -109,6 +109,8 @@ def device_facts(tf: Any) -> dict[str, Any]:
 
 def runtime_facts(tf: Any) -> dict[str, Any]:
     """TF version and build, oneDNN state and thread settings: the things that explain a throughput."""
+    from envdoctor.smoke.child import installed_distributions
+
     try:
         from tensorflow.python.util import _pywrap_util_port as port
 
@@ -116,16 +118,21 @@ def runtime_facts(tf: Any) -> dict[str, Any]:
     except (ImportError, AttributeError):
         onednn = None
     build = {k: str(v) for k, v in tf.sysconfig.get_build_info().items()}
+    location = os.path.dirname(tf.__file__)
     return {
         "tf_version": tf.version.VERSION,
         "tf_git_version": tf.version.GIT_VERSION,
         "tf_build": build,
+        "tf_location": location,
+        # stock or a local build (--json "before and after" `envdoctor build-tf`); the parent adds the CPU
+        # instructions the binary does not use, from this process's log (session.add_log_facts)
+        "tf_distributions": installed_distributions(location),
         "onednn": onednn,
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0 = TF picks
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH",
-                                           "TF_GPU_ALLOCATOR", "TF_CONFIG", "OMP_NUM_THREADS") if k in os.environ},
+        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR",
+                                           "TF_CONFIG", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL") if k in os.environ},
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from envdoctor.errors import UsageError
 from envdoctor.facts import GpuFacts
-from envdoctor.gpus.spec import MEMORY_LIMIT_VAR, parse_spec
+from envdoctor.gpus.spec import MEMORY_LIMIT_VAR, check_memory_limit, parse_spec
 from envdoctor.gpus.visible import resolve_visible_devices
 
 log = logging.getLogger("envdoctor")
@@ -60,11 +60,13 @@ def configure_tensorflow(
 
     _refuse_if_initialised()
     memory_limit_mb = _memory_limit(memory_limit_mb)
+    why = None
     if nvml_gpus is None:
         from envdoctor.gpus.snapshot import live_gpus
 
-        nvml_gpus, _ = live_gpus()
-    selection = parse_spec(gpus, nvml_gpus)
+        nvml_gpus, why = live_gpus()
+    selection = parse_spec(gpus, nvml_gpus, why)
+    check_memory_limit(selection.devices, memory_limit_mb)
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     physical = tf.config.list_physical_devices("GPU")
     if not physical:

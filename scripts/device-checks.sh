@@ -22,6 +22,19 @@ uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -n 1)
   step run --gpus 0 -- nvidia-smi -L
   # shellcheck disable=SC2016  # expanded by the child shell, on purpose
   step run --gpus none -- sh -c 'nvidia-smi -L; echo "CUDA_VISIBLE_DEVICES=[$CUDA_VISIBLE_DEVICES]"'
+  step run --gpus 0 -- no-such-command-here
+  step env --gpus 0 --memory-limit 999999999
+  step env --gpus 0 --format dotenv
+  step env --gpus -1
+  # Two auto:1 runs started together on a one-GPU machine: one gets the GPU, the other a clean refusal.
+  echo; echo "## two concurrent run --gpus auto:1"
+  # shellcheck disable=SC2016  # expanded by the child shell, on purpose
+  ed run --gpus auto:1 -- sh -c 'echo "first: $CUDA_VISIBLE_DEVICES"; sleep 3' & a=$!
+  # shellcheck disable=SC2016
+  ed run --gpus auto:1 -- sh -c 'echo "second: $CUDA_VISIBLE_DEVICES"; sleep 3' & b=$!
+  wait "$a"; echo "[exit $?]"; wait "$b"; echo "[exit $?]"
+  step check --python /usr/bin/python3
+  echo; echo '## CUDA_DEVICE_ORDER=bogus'; CUDA_DEVICE_ORDER=bogus ed check; echo "[exit $?]"
   step build-tf --dry-run --tf-version 2.20.0
   step build-tf --dry-run --tf-version 2.17.0 --cuda-cc 8.0,9.0
   echo; echo "## bench/check_speed.py"; python3 bench/check_speed.py --runs 11

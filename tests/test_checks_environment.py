@@ -109,3 +109,57 @@ def test_minus_one_is_cpu_only_on_purpose_not_an_error():
     problems = [f for f in run_checks(facts) if f.category == "environment" and f.severity.rank >= 2]
     assert not problems
     assert one(facts, "environment.cuda-visible-devices-cpu-only").severity is Severity.INFO
+
+
+def _fix_spec(fix: str) -> str:
+    """The SPEC of the `eval "$(envdoctor env --gpus SPEC)"` line of a fix."""
+    import shlex
+
+    line = next(x for x in fix.splitlines() if x.startswith("eval "))
+    inner = shlex.split(line)[1]  # $(envdoctor env --gpus SPEC)
+    return inner.removeprefix("$(").removesuffix(")").split("--gpus ", 1)[1].split()[0]
+
+
+def test_invalid_device_order_is_its_own_error():
+    # Real driver (tests/fixtures/gpus/h100-cuda-visible.json): CUDA_DEVICE_ORDER=bogus -> cuInit error 101.
+    facts = h100("idle")
+    facts.env.variables["CUDA_DEVICE_ORDER"] = "bogus"
+    f = one(facts, "environment.cuda-device-order-invalid")
+    assert f.severity is Severity.ERROR and f.fix.startswith("export CUDA_DEVICE_ORDER=PCI_BUS_ID")
+    assert "environment.ok" not in codes(facts)
+    facts.env.variables["CUDA_VISIBLE_DEVICES"] = "0"  # valid: not blamed for what the order does
+    assert "environment.cuda-visible-devices-invalid" not in codes(facts)
+    one(facts, "environment.cuda-device-order-invalid")
+    facts.env.variables["CUDA_VISIBLE_DEVICES"] = "0,3"  # invalid on its own: still reported
+    assert "entry '3' names no GPU" in one(facts, "environment.cuda-visible-devices-invalid").evidence[0]
+
+
+def test_invalid_device_order_without_gpu_is_not_reported():
+    facts = no_gpu_facts()
+    facts.env.variables["CUDA_DEVICE_ORDER"] = "bogus"
+    assert "environment.cuda-device-order-invalid" not in codes(facts)
+
+
+def test_visible_devices_fix_on_mig_machine_names_mig_devices_and_parses():
+    from envdoctor.gpus import parse_spec
+    from envdoctor.gpus.visible import resolve_visible_devices
+
+    facts = h100("idle")
+    facts.gpus = gpus_fixture("a100-mig.json")
+    for cvd in ("MIG-ce2e805f,garbage", "0,MIG-4894e267,x", "GPU-956348bc,9"):
+        facts.env.variables["CUDA_VISIBLE_DEVICES"] = cvd
+        spec = _fix_spec(one(facts, "environment.cuda-visible-devices-invalid").fix)
+        chosen = parse_spec(spec, facts.gpus)  # the suggested command itself succeeds ...
+        seen = resolve_visible_devices(cvd, facts.gpus, None).devices
+        assert [c.uuid for c in chosen.devices] == [d.uuid for d in seen]  # ... and keeps what CUDA used
+    assert spec == "MIG-ce2e805f-ce8e-5cf7-8132-176167d87d24"
+
+
+def test_visible_devices_fix_when_cuda_sees_nothing_offers_a_selectable_device():
+    from envdoctor.gpus import parse_spec
+
+    facts = h100("idle")
+    facts.gpus = [g for g in gpus_fixture("a100-mig.json") if g.mig_enabled]  # GPU 2 and 3 (MIG) only
+    facts.env.variables["CUDA_VISIBLE_DEVICES"] = "garbage"
+    spec = _fix_spec(one(facts, "environment.cuda-visible-devices-invalid").fix)
+    assert spec == "MIG-ce2e805f-ce8e-5cf7-8132-176167d87d24" and parse_spec(spec, facts.gpus).devices

@@ -111,14 +111,21 @@ def test_run_child_killed_by_signal(env):
     assert out.returncode == 128 + 15
 
 
-def test_run_missing_command(env):
+def test_run_command_that_cannot_start_exits_like_env(env, tmp_path):
+    # 127 not found, 126 not executable (env(1), timeout(1), shells): never 2, which the command itself may return.
     out = envdoctor("run", "--gpus", "none", "--", "no-such-command-xyz", env=env)
-    assert out.returncode == 2 and "no-such-command-xyz" in out.stderr
+    assert out.returncode == 127 and "cannot run 'no-such-command-xyz'" in out.stderr and out.stdout == ""
+    script = tmp_path / "not-executable.sh"
+    script.write_text("exit 0\n")
+    out = envdoctor("run", "--gpus", "none", "--", str(script), env=env)
+    assert out.returncode == 126 and "Permission denied" in out.stderr
+    own_two = envdoctor("run", "--gpus", "none", "--", sys.executable, "-c", "raise SystemExit(2)", env=env)
+    assert own_two.returncode == 2 and own_two.stderr == ""
 
 
 def test_run_auto_that_cannot_start_reserves_no_gpu(env):
     failed = envdoctor("run", "--gpus", "auto:2", "--from", str(PAIR), "--", "no-such-command-xyz", env=env)
-    assert failed.returncode == 2 and "no-such-command-xyz" in failed.stderr
+    assert failed.returncode == 127 and "no-such-command-xyz" in failed.stderr
     both = envdoctor("env", "--gpus", "auto:2", "--format", "json", "--from", str(PAIR), env=env)
     assert both.returncode == 0, both.stderr  # both GPUs are still free for the next job
 
@@ -197,3 +204,36 @@ def test_visible_module_stays_light():
             "print(sorted({'rich', 'pynvml', 'jinja2', 'tensorflow', 'numpy', 'typer'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_memory_limit_above_the_smallest_chosen_gpu_is_refused(env):
+    # The real pair: GeForce 8400 GS (GPU 0, 511 MiB) and GTX TITAN (GPU 1, 6143 MiB).
+    out = envdoctor("env", "--gpus", "1,0", "--memory-limit", "1024", "--from", str(PAIR), env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "envdoctor: error: --memory-limit 1024 MB is more than GPU 0 has (511 MB in total)\n"
+    ran = envdoctor("run", "--gpus", "1", "--memory-limit", "999999", "--from", str(PAIR), "--", *PRINT_CVD, env=env)
+    assert ran.returncode == 2 and ran.stdout == ""
+    # auto:N is refused before its pick is recorded: both GPUs stay free for the next job.
+    refused = envdoctor("env", "--gpus", "auto:1", "--memory-limit", "999999", "--from", str(PAIR), env=env)
+    assert refused.returncode == 2
+    assert envdoctor("env", "--gpus", "auto:2", "--from", str(PAIR), env=env).returncode == 0
+
+
+def test_memory_limit_says_on_stderr_who_applies_it(env):
+    out = envdoctor("env", "--gpus", "1", "--memory-limit", "4096", "--from", str(PAIR), env=env)
+    assert out.returncode == 0 and "export ENVDOCTOR_TF_MEMORY_LIMIT_MB='4096'" in out.stdout
+    assert "envdoctor.configure_tensorflow()" in out.stderr and out.stderr.count("\n") == 1
+    ran = envdoctor("run", "--gpus", "1", "--memory-limit", "4096", "--from", str(PAIR), "--", *PRINT_CVD, env=env)
+    assert ran.returncode == 0 and "envdoctor.configure_tensorflow()" in ran.stderr
+    assert envdoctor("env", "--gpus", "1", "--from", str(PAIR), env=env).stderr == ""
+
+
+@pytest.mark.parametrize("command", ["env", "run"])
+def test_no_gpu_error_says_why(env, tmp_path, command):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"gpus": []}')
+    args = [command, "--gpus", "0", "--from", str(empty)] + (["--", "true"] if command == "run" else [])
+    out = envdoctor(*args, env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"no usable NVIDIA GPU (the snapshot {empty} lists no GPU)" in out.stderr
+    assert "lists no GPU" in envdoctor("env", "--gpus", "all", "--from", str(empty), env=env).stderr

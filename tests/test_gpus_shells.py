@@ -51,14 +51,20 @@ def test_real_environment_survives(fmt, tmp_path):
     assert read_back(fmt, REAL, tmp_path) == REAL
 
 
-def test_dotenv_spaces_survive(tmp_path):
-    env = {"A_SPACE": "two words", "A_STAR": "* ? ~ #x"}
+def test_dotenv_is_unquoted_for_docker_env_file(tmp_path):
+    # docker run --env-file keeps every character after the first '=' (quotes included: docker/cli#3630), so a
+    # quoted UUID would hide every GPU. The file must read the same split at '=' verbatim and sourced by a shell.
+    env = {**REAL, "CUDA_VISIBLE_DEVICES": "GPU-c1d61728-05ec-5f50-fc60-c0fc41847924,MIG-GPU-956348bc/1/0"}
+    text = render(env, "dotenv")
+    assert "'" not in text and '"' not in text
+    assert dict(line.split("=", 1) for line in text.splitlines()) == env
     assert read_back("dotenv", env, tmp_path) == env
 
 
-def test_dotenv_refuses_what_it_cannot_quote():
-    with pytest.raises(UsageError):
-        render({"X": "it's"}, "dotenv")
+@pytest.mark.parametrize("value", ["it's", "two words", "a#b", "$HOME", "x\\y", "Grüße", "tab\there"])
+def test_dotenv_refuses_what_a_reader_would_change(value):
+    with pytest.raises(UsageError, match="dotenv"):
+        render({"X": value}, "dotenv")
 
 
 def test_bash_output_passes_shellcheck(tmp_path):

@@ -83,7 +83,15 @@ def test_mig_devices_by_index_pair_and_uuid():
         ("2:7", "a100-mig", "has no MIG device 7"),
         ("2", "a100-mig", "has MIG enabled"),
         ("GPU-956348bc", "a100-mig", "has MIG enabled"),
-        ("auto:3", "a100-mig", "2 GPU(s) that auto can choose from"),
+        ("auto:3", "a100-mig", "2 GPU(s) that auto can choose from; auto skips MIG-enabled GPU(s) 2, 3: name a MIG"),
+        ("-1", "a100-mig", "to hide every GPU write none"),
+        ("+0", "a100-mig", "without a sign (0)"),
+        ("ALL", "a100-mig", "write 'all' (SPEC keywords are lowercase)"),
+        ("None", "a100-mig", "write 'none'"),
+        ("Auto:1", "a100-mig", "write 'auto:1'"),
+        ("0,all", "a100-mig", "stand alone"),
+        ("0 2", "a100-mig", "separate GPUs with commas (0,2)"),
+        ("0,gpu-", "a100-mig", "at least the first characters"),
         ("auto:0", "a100-mig", "auto:N"),
         ("auto:x", "a100-mig", "auto:N"),
         ("", "a100-mig", "empty"),
@@ -149,3 +157,37 @@ def test_spec_through_real_nvidia_smi_xml():
     assert environment_for("0", g)["CUDA_VISIBLE_DEVICES"] == "GPU-c1d61728-05ec-5f50-fc60-c0fc41847924"
     with pytest.raises(UsageError):
         choose_auto(1, g, set())
+
+
+def test_spec_errors_name_the_real_mistake_not_a_uuid_length():
+    # Before: each of these got "give at least the first characters of a UUID after the prefix".
+    g = gpus("h100-idle")
+    for spec in ("-1", "+0", "ALL", "None", "0 2", "x"):
+        with pytest.raises(UsageError) as err:
+            parse_spec(spec, g)
+        assert "first characters of a UUID" not in str(err.value), spec
+
+
+def test_auto_on_a_fully_mig_partitioned_node_points_at_mig_devices():
+    g = [x for x in gpus("a100-mig") if x.mig_enabled]  # GPUs 2 and 3, three MIG devices each
+    with pytest.raises(UsageError, match=r"0 GPU\(s\) that auto can choose from; auto skips MIG-enabled GPU\(s\) 2, 3"):
+        parse_spec("auto:1", g)
+    assert environment_for("2:1", g)["CUDA_VISIBLE_DEVICES"] == "MIG-2cc993d7-588c-5c28-b454-b3851897e3d7"
+
+
+def test_no_gpu_errors_carry_nvml_reason():
+    why = "NVMLError_DriverNotLoaded: Driver Not Loaded"
+    for spec in ("0", "GPU-01d8", "auto:1"):
+        with pytest.raises(UsageError, match="Driver Not Loaded"):
+            parse_spec(spec, [], no_gpu_reason=why)
+    assert parse_spec("0", gpus("a100-mig"), no_gpu_reason=why).devices[0].gpu.index == 0
+
+
+def test_memory_limit_against_recorded_totals():
+    from envdoctor.gpus.spec import check_memory_limit
+
+    h100 = gpus("h100-idle")  # real: 81559 MiB
+    assert environment_for("0", h100, memory_limit_mb=81559)["ENVDOCTOR_TF_MEMORY_LIMIT_MB"] == "81559"
+    with pytest.raises(UsageError, match=r"more than GPU 0 has \(81559 MB in total\)"):
+        environment_for("0", h100, memory_limit_mb=81560)
+    check_memory_limit(parse_spec("2:0", gpus("a100-mig")).devices, 10**9)  # no recorded total: nothing to refuse

@@ -36,7 +36,9 @@ def test_busy_h100_warns_that_tensorflow_would_run_out_of_memory() -> None:
     warning = found["gpu.memory-in-use"]
     assert warning["severity"] == "warning"
     assert any("pid 540" in e and "6.5 GiB" in e for e in warning["evidence"])
-    assert 'envdoctor env --gpus auto:1' in warning["fix"]
+    # The only GPU is the busy one, so auto:1 would refuse: the fix turns memory growth on for GPU 0 instead.
+    assert warning["fix"].startswith('eval "$(envdoctor env --gpus 0)"')
+    assert "auto:1" not in warning["fix"].splitlines()[0]
 
 
 def test_gpus_table_and_env_from_the_recorded_inventory() -> None:

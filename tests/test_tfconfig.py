@@ -79,6 +79,10 @@ SCRIPT = textwrap.dedent(
         envdoctor.configure_tensorflow("0", nvml_gpus=h100)
     except UsageError as exc:
         print("CPU-TF:", exc)
+    try:
+        envdoctor.configure_tensorflow("0", memory_limit_mb=10**9, nvml_gpus=h100)
+    except UsageError as exc:
+        print("CAP:", exc)
     print("ORDER:", os.environ.get("CUDA_DEVICE_ORDER"))
     tf.constant(1.0) + 1  # TensorFlow initialises its devices here
     try:
@@ -101,6 +105,7 @@ def test_real_tensorflow_cpu(tmp_path):
     assert "GPU-SPEC: GPU SPEC '0' on a machine with no usable NVIDIA GPU" in out.stdout
     assert "BAD-SPEC: bad 'auto:x'" in out.stdout
     assert "CPU-TF: gpus='0', but TensorFlow sees no GPU (is this a CPU-only TensorFlow?)" in out.stdout
+    assert "CAP: --memory-limit 1000000000 MB is more than GPU 0 has (81559 MB in total)" in out.stdout
     assert "ORDER: PCI_BUS_ID" in out.stdout
     assert "AFTER-INIT: TensorFlow has already initialised its devices" in out.stdout
 

@@ -6,17 +6,26 @@ from collections.abc import Iterable
 
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import has_nvidia_gpu, join, tf_releases, with_ok
-from envdoctor.facts import Facts
-from envdoctor.gpus.spec import HIDE_ALL
-from envdoctor.gpus.visible import EMPTY_PROBLEM
+from envdoctor.facts import Facts, GpuFacts
+from envdoctor.gpus.spec import HIDE_ALL, usable_devices
+from envdoctor.gpus.visible import (
+    EMPTY_PROBLEM,
+    PCI_BUS_ID,
+    VisibleDevice,
+    effective_order,
+    resolve_visible_devices,
+)
 
 
 @check
 def environment_checks(facts: Facts) -> Iterable[Finding]:
     env = facts.env.variables
     findings: list[Finding] = []
+    order_invalid = _order_invalid(env.get("CUDA_DEVICE_ORDER")) if has_nvidia_gpu(facts) else []
+    findings += order_invalid
     if facts.gpus:
-        findings += _visibility(facts)
+        # With the order fixed as told, CUDA_VISIBLE_DEVICES still has to be right: judge it under PCI_BUS_ID.
+        findings += _visibility(facts, PCI_BUS_ID if order_invalid else env.get("CUDA_DEVICE_ORDER"))
     elif (
         env.get("CUDA_VISIBLE_DEVICES") is not None
         and not env["CUDA_VISIBLE_DEVICES"].strip()
@@ -38,11 +47,32 @@ def _empty() -> Finding:
     )
 
 
-def _visibility(facts: Facts) -> list[Finding]:
-    from envdoctor.gpus.visible import resolve_visible_devices
+def _order_invalid(order: str | None) -> list[Finding]:
+    _, problem = effective_order(order)
+    if problem is None:
+        return []
+    return [
+        Finding(
+            "environment.cuda-device-order-invalid",
+            Severity.ERROR,
+            f"CUDA_DEVICE_ORDER={order} is invalid: CUDA fails to initialise and TensorFlow sees no GPU",
+            [problem, "recorded on a real H100 (driver 580.159.04): cuInit returns 101 with or without "
+             "CUDA_VISIBLE_DEVICES"],
+            "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# PCI_BUS_ID numbers GPUs as nvidia-smi does",
+        )
+    ]
 
+
+def _spec_for(devices: list[VisibleDevice], gpus: list[GpuFacts]) -> str:
+    """A SPEC for `envdoctor env --gpus` naming these devices: nvidia-smi indices, MIG devices by MIG UUID."""
+    if not devices:  # CUDA sees nothing: offer the first device envdoctor can select
+        devices = [VisibleDevice(0, c.gpu, c.mig) for c in usable_devices(gpus)[:1]]
+    return ",".join(d.mig.uuid if d.mig else str(d.gpu.index) for d in devices) or "none"
+
+
+def _visibility(facts: Facts, order: str | None) -> list[Finding]:
     env = facts.env.variables
-    cvd, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
     res = resolve_visible_devices(cvd, facts.gpus, order)
     out: list[Finding] = []
     if res.hidden_all:
@@ -65,7 +95,7 @@ def _visibility(facts: Facts) -> list[Finding]:
         for d in res.devices
     ]
     if problems:
-        keep = ",".join(str(g.index) for g in res.visible) or "0"
+        keep = _spec_for(res.devices, facts.gpus)
         if cvd is not None:
             out.append(
                 Finding(
@@ -89,7 +119,8 @@ def _visibility(facts: Facts) -> list[Finding]:
             )
     models = sorted({g.name for g in facts.gpus})
     if len(models) > 1 and res.order != "PCI_BUS_ID":
-        evidence = [f"GPU models: {join(models)}", f"CUDA_DEVICE_ORDER: {order or 'unset (FASTEST_FIRST)'}"] + mapping
+        shown = env.get("CUDA_DEVICE_ORDER")
+        evidence = [f"GPU models: {join(models)}", f"CUDA_DEVICE_ORDER: {shown or 'unset (FASTEST_FIRST)'}"] + mapping
         if not res.order_exact:
             evidence.append("FASTEST_FIRST is a heuristic: the mapping above is envdoctor's best estimate")
         out.append(

@@ -87,18 +87,49 @@ def _buildable(cc: tuple[int, int]) -> bool:
     return any(low is not None and cc >= low for low in lows)
 
 
+_WSL_LIB = "/usr/lib/wsl/"
+
+
+def _wsl_gpu_unknown(facts: Facts) -> Finding | None:
+    """WSL2 shows no GPU on PCI; without NVML's answer (or with the Windows driver's libcuda there) the GPU
+    state is unknown, not absent."""
+    if facts.system.wsl != 2:
+        return None
+    libcuda = [lib.path or "" for lib in facts.cuda.tf_libraries if lib.name == "cuda"]
+    libcuda = [p for p in libcuda if p.startswith(_WSL_LIB)]
+    if facts.host and not libcuda:
+        return None  # NVML was asked and nothing points at a passed-through GPU: gpu.none
+    evidence = ["WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI"]
+    evidence += [f"the Windows driver's libcuda is there: {p}" for p in libcuda]
+    if not facts.host:
+        evidence.append("NVML not queried (--root): whether a GPU is passed through is unknown")
+        fix = "envdoctor check\n# inside that WSL2 distribution, not with --root: NVML then lists its GPUs"
+    else:
+        nvml = facts.driver.nvml_error
+        evidence.append(f"NVML: {nvml.message if nvml else 'listed no GPU'}")
+        fix = ("nvidia-smi\n# lists the GPUs WSL2 passes through (it is /usr/lib/wsl/lib/nvidia-smi when not on PATH)\n"
+               "# none: update the NVIDIA driver on Windows, then in Windows: wsl --shutdown")
+    return Finding(
+        "gpu.unknown",
+        Severity.INFO,
+        "GPU state unknown: WSL2 passes GPUs through from Windows and envdoctor could not list them",
+        evidence,
+        fix,
+    )
+
+
 @check
 def gpu_checks(facts: Facts) -> Iterable[Finding]:
+    if not has_nvidia_gpu(facts) and (unknown := _wsl_gpu_unknown(facts)):
+        return [unknown]
     if not has_nvidia_gpu(facts):
         evidence = [
             "no NVIDIA device (vendor 0x10de) on the PCI bus",
             "NVML: no GPU" if facts.host else "NVML not queried (--root)",
         ]
-        if facts.system.wsl == 2:
-            evidence = [
-                "WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI",
-                "NVML: no GPU" if facts.host else "NVML not queried (--root): a GPU may still be there",
-            ]
+        if facts.system.wsl == 2:  # with NVML's answer (_wsl_gpu_unknown handles the rest)
+            evidence = ["WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI",
+                        f"NVML: {facts.driver.nvml_error.message if facts.driver.nvml_error else 'no GPU'}"]
         return [
             Finding(
                 "gpu.none",
@@ -197,11 +228,6 @@ def _memory_in_use(facts: Facts) -> list[Finding]:
         evidence.append(f"free GPUs: {join(str(g.index) for g in free)}")
     if growth:
         evidence.append("TF_FORCE_GPU_ALLOW_GROWTH=true: TensorFlow allocates only what it needs")
-    fix = (
-        'eval "$(envdoctor env --gpus auto:1)"  # selects a free GPU and turns on memory growth\n'
-        "# or keep the GPU and only turn on memory growth:\n"
-        "export TF_FORCE_GPU_ALLOW_GROWTH=true"
-    )
     return [
         Finding(
             "gpu.memory-in-use",
@@ -209,9 +235,36 @@ def _memory_in_use(facts: Facts) -> list[Finding]:
             "GPU memory is already held by other processes: TensorFlow's default start-up grab takes nearly "
             "all the rest, and one of the two runs out of memory",
             evidence,
-            fix,
+            _memory_fix(facts),
         )
     ]
+
+
+def _memory_fix(facts: Facts) -> str:
+    """auto:1 where it has a GPU to pick (its own rule decides); else share a GPU with memory growth."""
+    from envdoctor.gpus.spec import auto_candidates, free_memory, usable_devices
+
+    if auto_candidates(facts.gpus):
+        return (
+            'eval "$(envdoctor env --gpus auto:1)"  # selects a free GPU and turns on memory growth\n'
+            "# or keep the GPU and only turn on memory growth:\n"
+            "export TF_FORCE_GPU_ALLOW_GROWTH=true"
+        )
+    devices = usable_devices(facts.gpus)
+    if not devices:
+        return "export TF_FORCE_GPU_ALLOW_GROWTH=true"
+    best = max(devices, key=lambda d: (0 if d.mig else free_memory(d.gpu), -d.gpu.index))
+    fix = (
+        f'eval "$(envdoctor env --gpus {best.label})"  # GPU {best.label} with TF_FORCE_GPU_ALLOW_GROWTH=true: '
+        "TensorFlow takes only what it needs\n"
+        "# auto:1 has no GPU to pick: it takes only whole GPUs without a compute process"
+    )
+    free_mb = free_memory(best.gpu) // 2**20 if best.mig is None else 0
+    if free_mb >= 2048:  # a cap below what is free leaves room for the other process to grow
+        cap = free_mb * 3 // 4 // 1024 * 1024
+        fix += (f"\n# or cap TensorFlow at {cap} MB (applied by envdoctor.configure_tensorflow() in the program):"
+                f'\neval "$(envdoctor env --gpus {best.label} --memory-limit {cap})"')
+    return fix
 
 
 def _gpu_ok(facts: Facts) -> Finding | None:

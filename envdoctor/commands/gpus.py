@@ -61,17 +61,19 @@ def env_cmd(
 ) -> None:
     from envdoctor.gpus.shells import render
     from envdoctor.gpus.snapshot import gpus_from
-    from envdoctor.gpus.spec import environment_for, mig_note
+    from envdoctor.gpus.spec import environment_for, memory_limit_note, mig_note
 
     render({}, fmt)  # an unknown format fails before an auto:N pick is recorded
-    found, _ = gpus_from(from_file)
+    found, why = gpus_from(from_file)
     env = environment_for(gpus, found, not no_allow_growth, memory_limit, allocator,
-                          read_gpus=lambda: gpus_from(from_file)[0])
+                          read_gpus=lambda: gpus_from(from_file)[0], no_gpu_reason=why)
+    text = render(env, fmt)  # rendered whole first: a failure leaves stdout empty
     if "CUDA_VISIBLE_DEVICES" not in env:  # only `all` where no GPU is usable
-        print("envdoctor: no usable GPU here: 'all' selects none", file=sys.stderr)
-    if note := mig_note(env):
-        print(note, file=sys.stderr)
-    sys.stdout.write(render(env, fmt))  # rendered whole first: a failure leaves stdout empty
+        print(f"envdoctor: no usable GPU here ({why}): 'all' selects none", file=sys.stderr)
+    for note in (mig_note(env), memory_limit_note(env)):
+        if note:
+            print(note, file=sys.stderr)
+    sys.stdout.write(text)
 
 
 def run_cmd(

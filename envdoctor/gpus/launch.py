@@ -11,7 +11,15 @@ from pathlib import Path
 from envdoctor.errors import UsageError
 from envdoctor.gpus.lock import GpuLock, choose_auto
 from envdoctor.gpus.snapshot import gpus_from
-from envdoctor.gpus.spec import Chosen, build_environment, check_options, fixed_devices, mig_note, parse_spec
+from envdoctor.gpus.spec import (
+    Chosen,
+    build_environment,
+    check_options,
+    fixed_devices,
+    memory_limit_note,
+    mig_note,
+    parse_spec,
+)
 
 GRACE_VAR = "ENVDOCTOR_AUTO_GRACE_S"
 DEFAULT_GRACE_S = 5.0  # long enough for a TF job to create its CUDA context and show in NVML
@@ -24,13 +32,26 @@ def _grace() -> float:
         return DEFAULT_GRACE_S
 
 
+NOT_FOUND, NOT_EXECUTABLE = 127, 126  # as env(1), timeout(1) and shells report them, apart from usage errors (2)
+
+
+class CommandNotStarted(Exception):
+    """The command could not be started; code is the exit status to report."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    if note := mig_note(env):
-        print(note, file=sys.stderr)
+    for note in (mig_note(env), memory_limit_note(env)):
+        if note:
+            print(note, file=sys.stderr)
     try:
         return subprocess.Popen(command, env={**os.environ, **env})
     except OSError as exc:
-        raise UsageError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+        code = NOT_FOUND if isinstance(exc, FileNotFoundError) else NOT_EXECUTABLE
+        raise CommandNotStarted(f"envdoctor: error: cannot run {command[0]!r}: {exc.strerror or exc}", code) from None
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> int:
@@ -55,12 +76,27 @@ def run_with_gpus(
     memory_limit_mb: int | None = None,
     allocator: str | None = None,
 ) -> int:
-    """Run command with the GPUs of spec; returns its exit code."""
+    """Run command with the GPUs of spec; returns its exit code (127/126 when it cannot be started)."""
+    try:
+        return _run(command, spec, from_file, allow_growth, memory_limit_mb, allocator)
+    except CommandNotStarted as exc:
+        print(exc, file=sys.stderr)
+        return exc.code
+
+
+def _run(
+    command: list[str],
+    spec: str,
+    from_file: Path | None,
+    allow_growth: bool,
+    memory_limit_mb: int | None,
+    allocator: str | None,
+) -> int:
     if not command:  # before an auto:N pick is recorded
         raise UsageError("run needs a command: envdoctor run --gpus SPEC -- COMMAND...")
     check_options(memory_limit_mb, allocator)
-    gpus, _ = gpus_from(from_file)
-    selection = parse_spec(spec, gpus)
+    gpus, why = gpus_from(from_file)
+    selection = parse_spec(spec, gpus, why)
     if selection.auto is None:
         env = build_environment(fixed_devices(selection), allow_growth, memory_limit_mb, allocator)
         return _wait(_start(command, env))

@@ -20,7 +20,7 @@ from types import TracebackType
 from envdoctor import atomic
 from envdoctor.errors import UsageError
 from envdoctor.facts import GpuFacts
-from envdoctor.gpus.spec import Chosen
+from envdoctor.gpus.spec import Chosen, auto_candidates
 
 PICK_TTL_S = 60.0
 LOCK_TIMEOUT_S = 30.0
@@ -121,17 +121,9 @@ class GpuLock:
             raise UsageError(f"cannot record the auto pick in {self.dir}: {exc.strerror or exc}") from None
 
 
-def _free(gpu: GpuFacts) -> int:
-    if gpu.memory_free_bytes is not None:
-        return gpu.memory_free_bytes
-    if gpu.memory_total_bytes is not None:
-        return gpu.memory_total_bytes - (gpu.memory_used_bytes or 0)
-    return 0
-
-
 def choose_auto(n: int, gpus: list[GpuFacts], taken: set[str]) -> list[Chosen]:
-    """The n whole GPUs with the most free memory, no compute process and no recent pick; ties: least busy."""
-    free = [g for g in gpus if not g.mig_enabled and not g.processes and g.uuid not in taken]
+    """The first n of auto_candidates (its docstring gives the rule)."""
+    free = auto_candidates(gpus, taken)
     if len(free) < n:
         busy = sum(1 for g in gpus if g.processes)
         recent = sum(1 for g in gpus if g.uuid in taken)
@@ -139,7 +131,6 @@ def choose_auto(n: int, gpus: list[GpuFacts], taken: set[str]) -> list[Chosen]:
             f"auto:{n}: only {len(free)} GPU(s) are free "
             f"({busy} run compute processes, {recent} were just picked by another envdoctor)"
         )
-    free.sort(key=lambda g: (-_free(g), g.utilization_gpu or 0, g.index))
     return [Chosen(g) for g in free[:n]]
 
 

@@ -1,12 +1,15 @@
-"""Render variables for a shell, each value quoted so that the shell reads back exactly the same string."""
+"""Render variables for a shell, each value quoted so that the shell reads back exactly the same string
+(dotenv: unquoted, restricted to characters no reader treats specially)."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from envdoctor.errors import UsageError
 
 FORMATS = ("bash", "zsh", "fish", "powershell", "dotenv", "json")
+_DOTENV_SAFE = re.compile(r"[A-Za-z0-9_.,:/+=-]*")
 
 
 def _posix(value: str) -> str:
@@ -27,10 +30,12 @@ def _powershell(name: str, value: str) -> str:
 
 
 def _dotenv(name: str, value: str) -> str:
-    # The common subset of docker --env-file, python-dotenv and `set -a; . file`: no quote or newline inside.
-    if any(c in value for c in "'\"\n\\$`"):
+    # Unquoted: docker's --env-file keeps quotes as part of the value (docker/cli#3630), which would turn a UUID
+    # into a name that hides every GPU. Only characters every reader (docker, compose, python-dotenv, systemd's
+    # EnvironmentFile, `set -a; . file`) takes literally are allowed; everything envdoctor emits is among them.
+    if not _DOTENV_SAFE.fullmatch(value):
         raise UsageError(f"{name}: value {value!r} cannot be written safely in dotenv format")
-    return f"{name}='{value}'"
+    return f"{name}={value}"
 
 
 def render(env: dict[str, str], fmt: str) -> str:

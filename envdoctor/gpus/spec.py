@@ -57,19 +57,22 @@ def usable_devices(gpus: list[GpuFacts]) -> list[Chosen]:
     return out
 
 
-def parse_spec(spec: str, gpus: list[GpuFacts]) -> Selection:
-    """Check a SPEC against the machine's GPUs; a bad SPEC raises UsageError (one line)."""
+def parse_spec(spec: str, gpus: list[GpuFacts], no_gpu_reason: str | None = None) -> Selection:
+    """Check a SPEC against the machine's GPUs; a bad SPEC raises UsageError (one line).
+
+    no_gpu_reason: why the GPU list is empty (NVML's error), added to the errors that a missing GPU causes."""
     text = (spec or "").strip()
+    why = f" ({no_gpu_reason})" if no_gpu_reason and not gpus else ""
     if text == "none":
         return Selection(text)
     if text == "all":
         return Selection(text, usable_devices(gpus), all_gpus=True)
     if text.startswith("auto:") or text == "auto":
-        return Selection(text, auto=_auto_count(text, gpus))
+        return Selection(text, auto=_auto_count(text, gpus, why))
     if not text:
         raise UsageError("empty GPU SPEC: give all, none, auto:N, indices (0,2) or UUIDs")
     if not usable_devices(gpus):
-        raise UsageError(f"GPU SPEC {text!r} on a machine with no usable NVIDIA GPU (use 'none' or 'all')")
+        raise UsageError(f"GPU SPEC {text!r} on a machine with no usable NVIDIA GPU{why}: use 'none' or 'all'")
     chosen: list[Chosen] = []
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
@@ -81,15 +84,36 @@ def parse_spec(spec: str, gpus: list[GpuFacts]) -> Selection:
     return Selection(text, chosen)
 
 
-def _auto_count(text: str, gpus: list[GpuFacts]) -> int:
+def _auto_count(text: str, gpus: list[GpuFacts], why: str = "") -> int:
     m = re.fullmatch(r"auto:([1-9]\d*)", text)
     if not m:
         raise UsageError(f"bad {text!r}: write auto:N with N >= 1")
     n = int(m.group(1))
     whole = [g for g in gpus if not g.mig_enabled]
     if n > len(whole):
-        raise UsageError(f"{text}: this machine has {len(whole)} GPU(s) that auto can choose from")
+        mig = [str(g.index) for g in gpus if g.mig_enabled]
+        if mig:
+            why = f"; auto skips MIG-enabled GPU(s) {', '.join(mig)}: name a MIG device (G:M or MIG- UUID)"
+        raise UsageError(f"{text}: this machine has {len(whole)} GPU(s) that auto can choose from{why}")
     return n
+
+
+def free_memory(gpu: GpuFacts) -> int:
+    if gpu.memory_free_bytes is not None:
+        return gpu.memory_free_bytes
+    if gpu.memory_total_bytes is not None:
+        return gpu.memory_total_bytes - (gpu.memory_used_bytes or 0)
+    return 0
+
+
+def auto_candidates(gpus: list[GpuFacts], taken: set[str] | frozenset[str] = frozenset()) -> list[GpuFacts]:
+    """The GPUs auto:N may pick, best first: whole GPUs with no compute process and no recent pick (`taken`),
+    most free memory first, ties broken by utilization.
+
+    MIG devices are never picked: processes are recorded per GPU, not per MIG device, so which MIG device is free
+    is unknown; and a CUDA process uses only one MIG device anyway (name it by G:M or MIG- UUID)."""
+    free = [g for g in gpus if not g.mig_enabled and not g.processes and g.uuid not in taken]
+    return sorted(free, key=lambda g: (-free_memory(g), g.utilization_gpu or 0, g.index))
 
 
 def _entry(entry: str, gpus: list[GpuFacts]) -> Chosen:
@@ -118,18 +142,39 @@ def _entry(entry: str, gpus: list[GpuFacts]) -> Chosen:
     return _by_uuid(entry, gpus)
 
 
+_KEYWORDS = ("all", "none", "auto")
+
+
+def _not_uuid_like(entry: str) -> str | None:
+    """Why an entry that is neither an index nor G:M cannot be a UUID prefix; None if it may be one."""
+    low = entry.lower()
+    if low in _KEYWORDS or low.startswith("auto:"):
+        if entry != low:
+            return f"bad GPU SPEC {entry!r}: write {low!r} (SPEC keywords are lowercase)"
+        return f"bad GPU {entry!r}: all, none and auto:N stand alone, not in a list"
+    if re.fullmatch(r"-\d+", entry):
+        return f"bad GPU {entry!r}: to hide every GPU write none"
+    if re.fullmatch(r"\+\d+", entry):
+        return f"bad GPU {entry!r}: write the nvidia-smi index without a sign ({entry[1:]})"
+    if re.search(r"\s", entry):
+        return f"bad GPU {entry!r}: separate GPUs with commas ({','.join(entry.split())})"
+    if not low.startswith(("gpu-", "mig-")):
+        return f"bad GPU {entry!r}: expected an index, G:M, a GPU-/MIG- UUID, all, none or auto:N"
+    if len(low) == 4:
+        return f"bad GPU {entry!r}: give at least the first characters of a UUID after the prefix"
+    return None
+
+
 def _by_uuid(entry: str, gpus: list[GpuFacts]) -> Chosen:
+    if why := _not_uuid_like(entry):
+        raise UsageError(why)
     prefix = entry.lower()
-    if len(prefix) <= 4:
-        raise UsageError(f"bad GPU {entry!r}: give at least the first characters of a UUID after the prefix")
     if prefix.startswith("mig-"):
         found = [Chosen(g, m) for g in gpus for m in g.mig_devices if m.uuid.lower().startswith(prefix)]
         if not found and any(g.uuid.lower().startswith("gpu-" + prefix[4:]) for g in gpus):
             raise UsageError(f"{entry!r}: that GPU has no MIG devices (is MIG enabled?)")
-    elif prefix.startswith("gpu-"):
-        found = [Chosen(g) for g in gpus if g.uuid.lower().startswith(prefix)]
     else:
-        raise UsageError(f"bad GPU {entry!r}: expected an index, G:M, a GPU-/MIG- UUID, all, none or auto:N")
+        found = [Chosen(g) for g in gpus if g.uuid.lower().startswith(prefix)]
     if not found:
         raise UsageError(f"no GPU has a UUID starting with {entry!r} (see `envdoctor gpus`)")
     if len(found) > 1:
@@ -152,6 +197,7 @@ def build_environment(
 ) -> dict[str, str]:
     """The variables for a chosen device list (None: leave CUDA_VISIBLE_DEVICES alone)."""
     check_options(memory_limit_mb, allocator)
+    check_memory_limit(devices or [], memory_limit_mb)
     env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(d.uuid for d in devices) or HIDE_ALL
@@ -177,6 +223,32 @@ def mig_note(env: dict[str, str]) -> str | None:
             "(start one process per MIG device)")
 
 
+def _total_mb(device: Chosen) -> int | None:
+    total = device.mig.memory_total_bytes if device.mig else device.gpu.memory_total_bytes
+    return total // 2**20 if total else None  # TensorFlow's memory_limit counts MiB
+
+
+def check_memory_limit(devices: list[Chosen], memory_limit_mb: int | None) -> None:
+    """Refuse a cap above the smallest chosen device's memory: no GPU can honour it, so it is a typo."""
+    if memory_limit_mb is None:
+        return
+    sized = [(total, d) for d in devices if (total := _total_mb(d)) is not None]
+    if sized:
+        total, device = min(sized, key=lambda t: t[0])
+        if memory_limit_mb > total:
+            raise UsageError(
+                f"--memory-limit {memory_limit_mb} MB is more than GPU {device.label} has ({total} MB in total)"
+            )
+
+
+def memory_limit_note(env: dict[str, str]) -> str | None:
+    """A stderr note: the cap is applied by configure_tensorflow() in the program, not by TensorFlow itself."""
+    if MEMORY_LIMIT_VAR not in env:
+        return None
+    return (f"envdoctor: note: --memory-limit takes effect only where the program calls "
+            f"envdoctor.configure_tensorflow() ({MEMORY_LIMIT_VAR}; TensorFlow has no variable for a cap)")
+
+
 def check_options(memory_limit_mb: int | None, allocator: str | None) -> None:
     if memory_limit_mb is not None and memory_limit_mb <= 0:
         raise UsageError(f"--memory-limit must be a positive number of MB, not {memory_limit_mb}")
@@ -199,6 +271,7 @@ def environment_for(
     memory_limit_mb: int | None = None,
     allocator: str | None = None,
     read_gpus: Callable[[], list[GpuFacts]] | None = None,
+    no_gpu_reason: str | None = None,
 ) -> dict[str, str]:
     """The environment that gives a process the GPUs of SPEC. UsageError if bad.
 
@@ -206,11 +279,14 @@ def environment_for(
     have started since gpus was read.
     """
     check_options(memory_limit_mb, allocator)
-    selection = parse_spec(spec, gpus)
+    selection = parse_spec(spec, gpus, no_gpu_reason)
     if selection.auto is None:
         devices = fixed_devices(selection)
     else:
         from envdoctor.gpus.lock import pick_auto
 
+        # Refused before the pick when no candidate is big enough: a refused `env` should reserve nothing.
+        if candidates := [Chosen(g) for g in auto_candidates(gpus)]:
+            check_memory_limit([max(candidates, key=lambda d: _total_mb(d) or 1 << 62)], memory_limit_mb)
         devices = pick_auto(selection.auto, read_gpus or (lambda: gpus))
     return build_environment(devices, allow_growth, memory_limit_mb, allocator)

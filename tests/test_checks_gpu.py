@@ -1,0 +1,92 @@
+"""GPU findings whose fix depends on envdoctor's own GPU selection (gpu.memory-in-use) and WSL2 (gpu.unknown),
+on real captures: the H100 server, tests/fixtures/gpus/*.json and tests/fixtures/roots/wsl2."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from checks_support import TESTS, codes, fix_convention_violations, gpus_fixture, h100, no_gpu_facts, one
+
+from envdoctor.checks import Severity, run_checks
+from envdoctor.errors import UsageError
+from envdoctor.facts import LibraryResolution, NvmlError
+from envdoctor.gpus.spec import environment_for
+from envdoctor.probes import ProbeContext, collect
+
+
+def _env_commands(fix: str) -> list[list[str]]:
+    """The `envdoctor env ...` arguments of each eval line of a fix."""
+    out = []
+    for line in fix.splitlines():
+        if line.startswith("eval "):
+            inner = shlex.split(line, comments=True)[1].removeprefix("$(").removesuffix(")")
+            out.append(shlex.split(inner)[2:])
+    return out
+
+
+def _run_env(args: list[str], gpus) -> dict[str, str]:
+    """What `envdoctor env ARGS` would print, through the same function, on the same GPUs."""
+    opts = dict(zip(args[::2], args[1::2]))
+    limit = opts.get("--memory-limit")
+    return environment_for(opts["--gpus"], gpus, memory_limit_mb=int(limit) if limit else None,
+                           read_gpus=lambda: gpus)
+
+
+def test_every_gpu_busy_leads_with_memory_growth_not_auto(tmp_path, monkeypatch):
+    # The real busy H100: its only GPU runs a PyTorch process, so `env --gpus auto:1` would exit 2.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    facts = h100("busy")
+    f = one(facts, "gpu.memory-in-use")
+    assert "auto:1" not in f.fix.splitlines()[0]
+    commands = _env_commands(f.fix)
+    assert commands[0] == ["--gpus", "0"] and commands[1][:3] == ["--gpus", "0", "--memory-limit"]
+    for args in commands:  # each suggested command succeeds on this machine
+        assert _run_env(args, facts.gpus)["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    with pytest.raises(UsageError, match="only 0 GPU"):
+        _run_env(["--gpus", "auto:1"], facts.gpus)
+    assert fix_convention_violations([f]) == []
+
+
+def test_a_free_gpu_left_offers_auto(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    facts = h100("busy")
+    facts.gpus += gpus_fixture("theano-8400gs-titan.json")  # two idle GPUs beside the busy H100
+    f = one(facts, "gpu.memory-in-use")
+    assert _env_commands(f.fix) == [["--gpus", "auto:1"]]
+    assert "CUDA_VISIBLE_DEVICES" in _run_env(["--gpus", "auto:1"], facts.gpus)
+    assert "TF_FORCE_GPU_ALLOW_GROWTH=true" in f.fix
+
+
+def test_every_v100_busy_shares_the_one_with_most_free_memory():
+    facts = h100("busy")
+    facts.gpus = gpus_fixture("v100-busy.json")  # real: every V100 of the DGX-1 runs jobs
+    f = one(facts, "gpu.memory-in-use")
+    best = max(facts.gpus, key=lambda g: g.memory_free_bytes or 0)
+    assert _env_commands(f.fix)[0] == ["--gpus", str(best.index)]
+    for args in _env_commands(f.fix):
+        _run_env(args, facts.gpus)
+
+
+def test_wsl2_root_with_windows_libcuda_is_unknown_not_absent():
+    facts = collect(ProbeContext(root=TESTS / "fixtures" / "roots" / "wsl2" / "root", env={}))
+    found = {f.code: f for f in run_checks(facts)}
+    assert "gpu.none" not in found
+    unknown = found["gpu.unknown"]
+    assert unknown.severity is Severity.INFO and "No NVIDIA GPU" not in unknown.title
+    assert any("NVML not queried (--root)" in e for e in unknown.evidence)
+    assert fix_convention_violations([unknown]) == []
+
+
+def test_wsl2_host_with_windows_libcuda_but_nvml_failing_is_unknown():
+    facts = no_gpu_facts()
+    facts.system.wsl = 2
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
+    facts.cuda.tf_libraries = [LibraryResolution("cuda", "libcuda.so.1", "found", "/usr/lib/wsl/lib/libcuda.so.1")]
+    f = one(facts, "gpu.unknown")
+    assert "the Windows driver's libcuda is there: /usr/lib/wsl/lib/libcuda.so.1" in f.evidence
+    assert "NVML: NVML Shared Library Not Found" in f.evidence
+    assert f.fix.startswith("nvidia-smi\n") and fix_convention_violations([f]) == []
+    facts.cuda.tf_libraries = []  # NVML asked, nothing points at a passed-through GPU: no GPU
+    assert "gpu.unknown" not in codes(facts)
+    assert "NVML: NVML Shared Library Not Found" in one(facts, "gpu.none").evidence

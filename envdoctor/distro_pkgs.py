@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from envdoctor.resources import load_recipe
@@ -26,18 +27,21 @@ def package_names(package_manager: str | None, logical: str) -> list[str] | None
     return list(names) if names is not None else None
 
 
-def install_command(package_manager: str | None, logical: list[str], distro_id: str | None = None) -> str | None:
+def install_command(
+    package_manager: str | None, logical: list[str], distro_id: str | None = None, distro_like: Sequence[str] = ()
+) -> str | None:
     """One copy-pasteable command that installs the logical packages, e.g. ["clang", "lld", "git"].
 
     None when there is no such command: unknown package manager, a package the distro does not ship, or
-    nothing left to install. With `distro_id`, a distro-specific command replaces the generic one where
-    the recipe names one (Ubuntu's `ubuntu-drivers install` for the NVIDIA driver); that is only
-    possible for a single logical package.
+    nothing left to install. With `distro_id` (and its os-release ID_LIKE, `distro_like`), a distro-specific
+    command replaces the generic one where the recipe names one (Ubuntu's `ubuntu-drivers install` for the
+    NVIDIA driver, also for Mint or Pop!_OS); that is only possible for a single logical package.
     """
     recipe = _recipe()
-    override = recipe["distro_overrides"].get(distro_id or "", {})
-    if len(logical) == 1 and logical[0] in override:
-        return str(override[logical[0]])
+    if len(logical) == 1:
+        override = _override(recipe, logical[0], package_manager, distro_id, distro_like)
+        if override is not None:
+            return override
     form = recipe["install"].get(package_manager or "")
     if form is None:
         return None
@@ -48,6 +52,24 @@ def install_command(package_manager: str | None, logical: list[str], distro_id: 
             return None
         packages.extend(n for n in names if n not in packages)
     return form.format(packages=" ".join(packages)) if packages else None
+
+
+def _override(
+    recipe: dict[str, Any], logical: str, pm: str | None, distro_id: str | None, like: Sequence[str]
+) -> str | None:
+    """The distro-specific command for one package: the ID's own, else the first ID_LIKE parent's that a
+    derivative may inherit (Ubuntu's for Mint; never Fedora's RPM Fusion for Oracle or Amazon Linux)."""
+    overrides = recipe["distro_overrides"]
+    inheritable = recipe["distro_like_fallback"]
+    candidates = ([distro_id] if distro_id else []) + [p for p in like if p in inheritable]
+    for candidate in candidates:
+        # "<id>@<manager>" pins a command to one release family: Amazon Linux 2023 (dnf), not 2 (yum).
+        for key in (f"{candidate}@{pm}", candidate):
+            entry = overrides.get(key)
+            command = entry.get(logical) if isinstance(entry, dict) else None  # "_doc" is a string
+            if command is not None:
+                return str(command)
+    return None
 
 
 def distro_command(package_manager: str | None, action: str) -> str | None:

@@ -118,6 +118,24 @@ def test_several_toolkits_and_one_too_new_for_the_gpu():
     assert one(facts, "cuda.toolkit-drops-gpu").fix.startswith("# install a CUDA 12.x toolkit")
 
 
+def test_older_toolkit_is_the_newest_that_supports_the_oldest_gpu():
+    facts = h100("idle")
+    facts.gpus = gpus_fixture("theano-8400gs-titan.json")  # GeForce 8400 GS (1.1), GTX TITAN (3.5)
+    facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-13.0", "13.0", "version.json", active=True)]
+    fix = one(facts, "cuda.toolkit-drops-gpu").fix.splitlines()
+    # CUDA 12 needs compute capability 5.0 (recipes/cuda_drivers.json): the TITAN's newest is CUDA 11.
+    assert fix[0].startswith("# no CUDA 11 or newer toolkit compiles for GPU 0 (GeForce 8400 GS, compute capability 1.1")
+    assert fix[-1] == "# install a CUDA 11.x toolkit for these GPUs and point CUDA_HOME at it"
+    assert not any("CUDA 12" in line for line in fix)
+    facts.gpus = [g for g in facts.gpus if g.compute_capability == "3.5"]
+    facts.cuda.toolkits.append(CudaToolkit("/usr/local/cuda-11.8", "11.8", "version.json"))
+    assert one(facts, "cuda.toolkit-drops-gpu").fix == (
+        "export CUDA_HOME=/usr/local/cuda-11.8\nexport PATH=/usr/local/cuda-11.8/bin:$PATH"
+    )
+    facts.gpus = gpus_fixture("theano-8400gs-titan.json")[:1]  # only the 1.1 card: nothing to install
+    assert one(facts, "cuda.toolkit-drops-gpu").fix.startswith("# no CUDA 11 or newer toolkit")
+
+
 def test_toolkit_only_machine_has_an_ok_line():
     facts = h100("idle")
     facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-13.0", "13.0", "nvcc", active=True)]

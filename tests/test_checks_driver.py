@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks_support import codes, gpus_fixture, h100, no_gpu_facts, one, tensorflow
+from checks_support import codes, fix_convention_violations, gpus_fixture, h100, no_gpu_facts, one, tensorflow
 
 from envdoctor.checks import Severity
 from envdoctor.facts import NvmlError, PciGpu
@@ -78,6 +78,38 @@ def test_secure_boot_blocks_module():
     assert f.fix.startswith("sudo mokutil --import /var/lib/shim-signed/mok/MOK.der\nsudo reboot\n")
     assert "Secure Boot: enabled" in f.evidence
     assert "driver.module-not-loaded" not in codes(facts)
+
+
+def test_secure_boot_on_arch_names_no_mokutil_or_dkms_key():
+    facts = h100()
+    facts.system.package_manager, facts.system.distro_id, facts.system.distro_like = "pacman", "arch", []
+    facts.gpus = []
+    facts.driver.nvidia_module_loaded = False
+    facts.driver.kernel_module_version = facts.driver.userspace_version = None
+    facts.driver.pci_gpus[0].driver = None
+    facts.driver.secure_boot = True
+    facts.driver.nvml_error = NvmlError("driver_not_loaded", "Driver Not Loaded")
+    f = one(facts, "driver.secure-boot")
+    # Arch: no shim/mokutil, nvidia-open is prebuilt (no DKMS key), and the kernel loads unsigned modules.
+    assert "mokutil" not in f.fix and "/var/lib/dkms" not in f.fix
+    assert "sudo dmesg | grep -i -e nvidia -e lockdown -e 'unsigned module'" in f.fix.splitlines()
+    assert "rejected" not in f.title
+    assert fix_convention_violations([f]) == []
+    # Not installed yet (nouveau laptop on Arch): Secure Boot is no hurdle there, so no warning.
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
+    assert "driver.secure-boot" not in codes(facts)
+    assert one(facts, "driver.not-installed").fix == "sudo pacman -S --needed nvidia-open nvidia-utils && sudo reboot"
+
+
+def test_ubuntu_derivative_gets_ubuntu_drivers_through_id_like():
+    facts = h100()
+    facts.system.distro_id, facts.system.distro_like = "linuxmint", ["ubuntu", "debian"]  # Linux Mint 21 os-release
+    facts.gpus = []
+    facts.driver.nvidia_module_loaded = False
+    facts.driver.userspace_version = facts.driver.kernel_module_version = None
+    facts.driver.pci_gpus[0].driver = None
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
+    assert one(facts, "driver.not-installed").fix == "sudo ubuntu-drivers install && sudo reboot"
 
 
 def test_module_not_loaded_without_secure_boot():
@@ -183,7 +215,8 @@ def test_memory_held_by_other_process():
     f = one(facts, "gpu.memory-in-use")
     assert f.severity is Severity.WARNING
     assert "GPU 0 (NVIDIA H100 80GB HBM3): 6.5 GiB of 79.6 GiB held by 1 process(es) (pid 720)" in f.evidence
-    assert "envdoctor env --gpus auto:1" in f.fix and "TF_FORCE_GPU_ALLOW_GROWTH=true" in f.fix
+    # Its only GPU is the busy one: memory growth on GPU 0, not auto:1 (which would find nothing to pick).
+    assert 'envdoctor env --gpus 0)"' in f.fix and "TF_FORCE_GPU_ALLOW_GROWTH=true" in f.fix
     facts.env.variables["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     assert one(facts, "gpu.memory-in-use").severity is Severity.INFO
 

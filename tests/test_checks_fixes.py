@@ -48,6 +48,8 @@ def _gpu_scenarios() -> list[Facts]:
         ]
         facts.env.variables = {"CUDA_VISIBLE_DEVICES": "0,7", "TF_FORCE_GPU_ALLOW_GROWTH": "yes"}
         facts.env.variables["TF_ENABLE_ONEDNN_OPTS"] = "on"
+        if build == "2.17.0":
+            facts.env.variables["CUDA_DEVICE_ORDER"] = "bogus"  # CUDA then sees no GPU at all (init error 101)
         out.append(facts)
     old = h100("idle")
     old.driver.userspace_version = old.driver.kernel_module_version = "535.54.03"
@@ -141,12 +143,12 @@ def test_every_fix_is_commands_and_comments():
         "driver.too-old-for-tf", "driver.too-old-for-toolkit", "driver.version-mismatch",
         "gpu.cc-unsupported", "gpu.ptx-jit", "gpu.memory-in-use",
         "cuda.library-missing", "cuda.driver-library-missing", "cuda.library-off-path", "cuda.toolkit-drops-gpu",
-        "cuda.load-failed",
+        "cuda.load-failed", "cuda.cudnn-other-major",
         "tensorflow.inspect-failed", "tensorflow.several-distributions", "tensorflow.python-unsupported",
         "tensorflow.cpu-only-with-gpu", "tensorflow.import-sigill", "tensorflow.import-timeout",
         "tensorflow.import-failed", "tensorflow.not-installed",
         "environment.cuda-visible-devices-invalid", "environment.allow-growth-invalid",
-        "environment.onednn-opts-invalid", "system.wsl1",
+        "environment.onednn-opts-invalid", "environment.cuda-device-order-invalid", "system.wsl1", "gpu.unknown",
     }  # fmt: skip
     assert expected - reached == set()
 

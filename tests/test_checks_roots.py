@@ -120,5 +120,30 @@ def test_wsl2_root():
     found = _by_code(facts)
     assert facts.driver.userspace_version is None  # /usr/lib/wsl/lib/libnvidia-ml.so.1 carries no version
     assert "driver.wsl-linux-driver" not in found
-    assert any("WSL2" in e for e in found["gpu.none"].evidence)
+    # NVML is not queried under --root and WSL's libcuda is there: the GPU state is unknown, not "no GPU".
+    assert "gpu.none" not in found
+    assert any("WSL2" in e for e in found["gpu.unknown"].evidence)
     assert "WSL2" in found["system.ok"].title
+
+
+def test_tf217_with_cudnn9_wheel_names_both_majors_and_pins_tfs_own_wheel():
+    facts, _ = _facts(ROOTS / "pip-cuda-tf217" / "root")
+    found = _by_code(facts)
+    f = found["cuda.cudnn-other-major"]
+    assert f.severity is Severity.ERROR
+    assert f.title == "cuDNN 9.3.0 is installed, but TensorFlow 2.17.0 needs cuDNN 8 (libcudnn.so.8)"
+    assert "TensorFlow 2.17.0 was built with cuDNN 8.9: it loads libcudnn.so.8, which is not found" in f.evidence
+    assert "installed: cuDNN 9.3.0 (wheel: /opt/venv/lib/python3.11/site-packages/nvidia/cudnn)" in f.evidence
+    # The pin is TF 2.17's own and-cuda requirement (recipes/tf_releases.json cudnn_wheel).
+    assert f.fix.splitlines()[-1] == "python3 -m pip install nvidia-cudnn-cu12==8.9.7.29"
+    assert f.fix.startswith("# this replaces the cuDNN 9.3.0 wheel here")
+    assert "cuda.library-missing" not in found and "cuda.ok" not in found
+
+
+def test_cuda_ok_never_says_all_when_a_library_is_missing():
+    facts, _ = _facts(ROOTS / "pip-cuda-tf217" / "root")
+    facts.driver.pci_gpus = []  # no GPU: the libraries are not judged, only listed
+    facts.driver.nvidia_module_loaded = False
+    ok = _by_code(facts)["cuda.ok"]
+    assert ok.title == "10 of 11 CUDA libraries TensorFlow 2.17.0 (CUDA 12.3) needs are found"
+    assert "libcudnn.so.8: missing" in ok.evidence

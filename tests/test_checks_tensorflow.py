@@ -189,3 +189,13 @@ def test_not_installed_under_root_says_where_it_looked():
     facts.tensorflow.site_packages = ["/usr/lib/python3/dist-packages"]
     f = one(facts, "tensorflow.not-installed")
     assert f.evidence == ["searched under --root: /usr/lib/python3/dist-packages"]
+
+
+def test_failed_inspection_is_not_reported_as_not_installed():
+    # A snapshot of `check --python /bin/false` (the CLI now refuses that with exit 2; old snapshots remain).
+    facts = no_gpu_facts()
+    facts.tensorflow.python_executable = "/bin/false"
+    facts.tensorflow.error = "could not run /bin/false: exit code 1"
+    found = codes(facts)
+    assert "tensorflow.inspect-failed" in found
+    assert "tensorflow.not-installed" not in found

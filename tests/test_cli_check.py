@@ -76,6 +76,8 @@ def test_redact_and_markdown(tmp_path: Path) -> None:
     (["check", "--root", "/nonexistent-root"], "not a directory"),
     (["check", "--python", "/nonexistent/python3"], "not an executable"),
     (["check", "--from", str(REPO / "README.md")], "not a JSON snapshot"),
+    # an interpreter that does not run is no environment to diagnose (not "TensorFlow not installed", exit 0)
+    (["check", "--python", "/bin/false", "-v"], "--python /bin/false is not a working Python interpreter"),
 ])
 def test_usage_errors_are_one_line_exit_2_and_nothing_on_stdout(args: list[str], message: str) -> None:
     result = envdoctor(*args)
@@ -100,3 +102,20 @@ def test_bad_snapshots_are_usage_errors(tmp_path: Path, document: object, messag
 def test_unknown_option_is_a_usage_error() -> None:
     result = envdoctor("check", "--no-such-option")
     assert result.returncode == 2 and result.stdout == ""
+
+
+@pytest.mark.parametrize("fmt", ["-v", "--json", "--markdown"])
+def test_closed_stdout_keeps_the_diagnosis_exit_code_and_prints_no_traceback(fmt: str) -> None:
+    # `envdoctor check -v | head -1`: the reader is gone before envdoctor writes (a pipe with no read end).
+    snapshot = REPO / "tests" / "fixtures" / "h100-firecracker" / "envdoctor" / "facts.json"
+    expected = envdoctor("check", fmt, "--from", str(snapshot)).returncode
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "envdoctor", "check", fmt, "--from", str(snapshot)],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120,
+                                env={**os.environ, "NO_COLOR": "1"})
+    finally:
+        os.close(write_end)
+    assert expected == 0 and result.returncode == expected
+    assert result.stderr == ""

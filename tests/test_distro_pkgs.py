@@ -70,3 +70,40 @@ def test_kernel_headers_and_other_commands():
     assert distro_command("pacman", "rebuild-initramfs") == "sudo mkinitcpio -P"
     assert distro_command(None, "rebuild-initramfs") is None
     assert distro_command("apt", "no-such-action") is None
+
+
+@pytest.mark.parametrize(
+    "distro_id, like, expected",
+    [
+        # os-release ID / ID_LIKE as shipped (python-distro tests/resources/distros/*, each distro's os-release)
+        ("linuxmint", ["ubuntu", "debian"], "sudo ubuntu-drivers install"),  # Linux Mint 21
+        ("pop", ["ubuntu", "debian"], "sudo ubuntu-drivers install"),  # Pop!_OS 22.04
+        ("elementary", ["ubuntu"], "sudo ubuntu-drivers install"),
+        ("zorin", ["ubuntu"], "sudo ubuntu-drivers install"),
+        ("neon", ["ubuntu", "debian"], "sudo ubuntu-drivers install"),  # KDE neon
+        ("linuxmint", ["debian"], "sudo apt-get update && sudo apt-get install -y nvidia-driver firmware-misc-nonfree"),
+        ("kali", ["debian"], "sudo apt-get update && sudo apt-get install -y nvidia-driver firmware-misc-nonfree"),
+    ],
+)
+def test_nvidia_driver_override_follows_id_like_for_derivatives(distro_id, like, expected):
+    assert install_command("apt", ["nvidia-driver"], distro_id, like).splitlines()[-1] == expected
+
+
+def test_id_like_fallback_never_reaches_fedora_or_rhel_commands():
+    # Oracle Linux and Amazon Linux 2023 say ID_LIKE="fedora": RPM Fusion's $(rpm -E %fedora) is empty there.
+    assert install_command("dnf", ["nvidia-driver"], "ol", ["fedora"]) == "sudo dnf install -y nvidia-open"
+    # CentOS 7 says ID_LIKE="rhel fedora" and has yum only: no dnf command from RHEL's override.
+    assert install_command("yum", ["nvidia-driver"], "centos", ["rhel", "fedora"]) == "sudo yum install -y nvidia-open"
+    # The distro's own override wins over its parent's.
+    assert install_command("dnf", ["nvidia-driver"], "rocky", ["rhel", "centos", "fedora"]).startswith(
+        "sudo dnf config-manager --set-enabled crb"
+    )
+
+
+def test_amazon_linux_2023_uses_nvidias_amzn2023_repository_but_amazon_linux_2_does_not():
+    al2023 = install_command("dnf", ["nvidia-driver"], "amzn", ["fedora"])
+    assert "--add-repo https://developer.download.nvidia.com/compute/cuda/repos/amzn2023/" in al2023
+    assert al2023.endswith("sudo dnf install -y nvidia-open") and "rpmfusion" not in al2023
+    assert install_command("yum", ["nvidia-driver"], "amzn", ["centos", "rhel", "fedora"]) == (
+        "sudo yum install -y nvidia-open"
+    )

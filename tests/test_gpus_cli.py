@@ -237,3 +237,16 @@ def test_no_gpu_error_says_why(env, tmp_path, command):
     assert out.returncode == 2 and out.stdout == ""
     assert f"no usable NVIDIA GPU (the snapshot {empty} lists no GPU)" in out.stderr
     assert "lists no GPU" in envdoctor("env", "--gpus", "all", "--from", str(empty), env=env).stderr
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_gpus_into_a_closed_pipe_exits_0_without_a_traceback(env, fmt):
+    # `envdoctor gpus | head -1`: the reader is gone before envdoctor writes (a pipe with no read end).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "envdoctor", "gpus", *fmt, "--from", str(PAIR)],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and result.stderr == ""

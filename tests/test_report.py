@@ -108,6 +108,16 @@ def test_redaction_scrubs_home_user_host_and_uuids_everywhere() -> None:
     assert scrub("malice and alice-x") == "malice and alice-x"  # whole words only
 
 
+def test_redaction_scrubs_uuid_prefixes_that_cuda_visible_devices_accepts() -> None:
+    facts = h100_facts()
+    facts.env.variables["CUDA_VISIBLE_DEVICES"] = "GPU-c1d61728-05ec,MIG-5c1a"  # CUDA takes unique prefixes
+    dumped = json.dumps(redact_tree(jsonout.diagnosis_dict(Diagnosis(facts, findings())), redactor(facts)))
+    assert "c1d61728" not in dumped and "5c1a" not in dumped
+    assert "GPU-<redacted-2>,MIG-<redacted-3>" in dumped
+    scrub = redactor(facts)
+    assert scrub("GPU-accelerated GPU-face GPU-based") == "GPU-accelerated GPU-face GPU-based"  # words stay
+
+
 def test_snapshot_round_trip_is_lossless() -> None:
     facts = h100_facts()
     assert from_dict(Facts, json.loads(json.dumps(to_dict(facts)))) == facts

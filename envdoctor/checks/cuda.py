@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import shlex
 from collections.abc import Iterable
 
 from envdoctor.checks.base import Finding, Severity, check
@@ -19,7 +20,7 @@ from envdoctor.checks.common import (
     with_ok,
 )
 from envdoctor.checks.gpu import tf_cuda_version
-from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, LibraryResolution
+from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, GpuFacts, LibraryResolution
 from envdoctor.resources import load_recipe
 
 
@@ -70,6 +71,10 @@ def _libraries(facts: Facts) -> list[Finding]:
     out: list[Finding] = []
     driver_lib = [lib for lib in missing if lib.name in ("cuda", "nvidia-ml")]
     runtime = [lib for lib in missing if lib not in driver_lib]
+    wrong_cudnn = _cudnn_other_major(facts, runtime)
+    if wrong_cudnn is not None:
+        out.append(wrong_cudnn)
+        runtime = [lib for lib in runtime if lib.name != "cudnn"]
     if driver_lib:
         out.append(
             Finding(
@@ -94,6 +99,44 @@ def _libraries(facts: Facts) -> list[Finding]:
     if off:
         out.append(_off_path(off))
     return out
+
+
+def _cudnn_other_major(facts: Facts, missing: list[LibraryResolution]) -> Finding | None:
+    """TensorFlow's libcudnn.so.N is missing while a cuDNN of another major is installed (TF 2.17 wants 8,
+    a torch install brought 9): say both majors, and pin the wheel TF's own and-cuda extra names."""
+    lib = next((x for x in missing if x.name == "cudnn" and ".so." in x.soname), None)
+    want = lib.soname.rsplit(".so.", 1)[-1].split(".")[0] if lib else None
+    others = [c for c in facts.cuda.cudnn if c.version and c.version.split(".")[0] != want]
+    if lib is None or not others:
+        return None
+    tf, release = facts.tensorflow.version, tf_release(facts.tensorflow.version) or {}
+    site = posixpath.dirname(facts.tensorflow.location or "")
+    here = [c for c in others if site and c.path.startswith(site + "/")]
+    present = (here or others)[0]
+    built = f"cuDNN {release['cudnn']}" if release.get("cudnn") else f"cuDNN {want}"
+    evidence = [
+        f"TensorFlow {tf} was built with {built}: it loads {lib.soname}, which is not found",
+        *[f"installed: cuDNN {c.version} ({c.source}: {c.path})" for c in here or others],
+    ]
+    return Finding(
+        "cuda.cudnn-other-major",
+        Severity.ERROR,
+        f"cuDNN {present.version} is installed, but TensorFlow {tf} needs cuDNN {want} ({lib.soname})",
+        evidence,
+        _cudnn_wheel_fix(facts, release.get("cudnn_wheel"), present if present in here else None),
+    )
+
+
+def _cudnn_wheel_fix(facts: Facts, pin: str | None, replaced: CudnnInstall | None) -> str:
+    if not pin:
+        return _pip_fix(facts)
+    install = f"{python_cmd(facts)} -m pip install {shlex.quote(pin)}"
+    if replaced is None or replaced.source != "wheel":
+        return install
+    return (
+        f"# this replaces the cuDNN {replaced.version} wheel here: "
+        f"a package that needs it (torch, jax) wants its own venv\n{install}"
+    )
 
 
 def _off_path(off: list[LibraryResolution]) -> Finding:
@@ -204,14 +247,40 @@ def _toolkits(facts: Facts) -> list[Finding]:
                     f"CUDA {tk.version} cannot compile for GPU(s) below compute capability {floor[0]}.{floor[1]}",
                     [f"GPU {g.index} ({g.name}): compute capability {g.compute_capability}" for g in old]
                     + [f"active toolkit: {tk.path}"],
-                    _older_toolkit_fix(tks, mm[0] - 1),
+                    _dropped_gpus_fix(tks, old, mins),
                 )
             )
     return out
 
 
+def _newest_major_for(cc: str | None, mins: dict[str, str]) -> int | None:
+    """The newest CUDA major whose minimum compute capability is at or below cc; None if none in the table."""
+    have = major_minor(cc)
+    fits = [int(m) for m, floor in mins.items() if have and (f := major_minor(floor)) and f <= have]
+    return max(fits, default=None)
+
+
+def _dropped_gpus_fix(toolkits: list[CudaToolkit], gpus: list[GpuFacts], mins: dict[str, str]) -> str:
+    """The toolkit for the oldest GPU the active one dropped; GPUs no toolkit in the table supports are named."""
+    lost = [g for g in gpus if _newest_major_for(g.compute_capability, mins) is None]
+    kept = [g for g in gpus if g not in lost]
+    lines = [
+        f"# no CUDA {min(mins, key=int)} or newer toolkit compiles for GPU {g.index} ({g.name}, compute capability "
+        f"{g.compute_capability}): it cannot run CUDA builds of TensorFlow"
+        for g in lost
+    ]
+    if kept:
+        oldest = min(kept, key=lambda g: major_minor(g.compute_capability) or (0, 0))
+        target = _newest_major_for(oldest.compute_capability, mins) or 0
+        if lost:
+            ids = ", ".join(str(g.index) for g in kept)
+            lines.append(f"# GPU(s) {ids}: CUDA {target} is the newest that supports them")
+        lines.append(_older_toolkit_fix(toolkits, target))
+    return "\n".join(lines)
+
+
 def _older_toolkit_fix(toolkits: list[CudaToolkit], cuda_major: int) -> str:
-    """Point builds at an installed toolkit of the older CUDA major, or say to install one."""
+    """Point builds at an installed toolkit of that CUDA major, or say to install one."""
     older = [t for t in toolkits if (mm := major_minor(t.version)) and mm[0] == cuda_major]
     if not older:
         return f"# install a CUDA {cuda_major}.x toolkit for these GPUs and point CUDA_HOME at it"
@@ -226,10 +295,13 @@ def _ok(facts: Facts, tf_cuda: str | None) -> Finding | None:
     evidence += [f"cuDNN {c.version} ({c.source}: {c.path})" for c in facts.cuda.cudnn]
     if tf_cuda and libs:
         found = sum(lib.status == "found" for lib in libs)
+        # Reached with libraries missing only when nothing judged them (no GPU): count, never claim "All".
+        count = f"All {found}" if found == len(libs) else f"{found} of {len(libs)}"
+        evidence += [f"{lib.soname}: {lib.status.replace('_', ' ')}" for lib in libs if lib.status != "found"]
         return Finding(
             "cuda.ok",
             Severity.OK,
-            f"All {found} CUDA libraries TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}) needs are found",
+            f"{count} CUDA libraries TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}) needs are found",
             evidence,
         )
     evidence += [

@@ -36,7 +36,8 @@ def _driver_version(facts: Facts) -> str | None:
 
 
 def _install_driver(facts: Facts, then_reboot: bool = False) -> str:
-    cmd = install_command(facts.system.package_manager, ["nvidia-driver"], facts.system.distro_id)
+    s = facts.system
+    cmd = install_command(s.package_manager, ["nvidia-driver"], s.distro_id, s.distro_like)
     if cmd is None:
         return "# install NVIDIA's driver for this distribution (https://www.nvidia.com/drivers), then reboot"
     return f"{cmd} && sudo reboot" if then_reboot else cmd
@@ -76,8 +77,9 @@ def _not_bound(facts: Facts) -> list[Finding]:
     nouveau = d.nouveau_loaded or any(g.driver in ("nouveau", "nova_core") for g in pci)
     installed = bool(d.userspace_version or (d.nvml_error is not None and d.nvml_error.kind == "driver_not_loaded"))
     out = [_nouveau(facts, evidence)] if nouveau else []
-    if d.secure_boot:
-        out.append(_secure_boot(facts, evidence, installed))
+    secure = _secure_boot(facts, evidence, installed) if d.secure_boot else None
+    if secure is not None:
+        out.append(secure)
     elif installed and not nouveau:
         out.append(_module_not_loaded(facts, evidence))
     if not installed and not nouveau:
@@ -96,7 +98,7 @@ def _not_bound(facts: Facts) -> list[Finding]:
 def _nouveau(facts: Facts, evidence: list[str]) -> Finding:
     pm = facts.system.package_manager
     # Install first (the driver packages usually blacklist nouveau too), then make sure, then reboot.
-    install = install_command(pm, ["nvidia-driver"], facts.system.distro_id)
+    install = install_command(pm, ["nvidia-driver"], facts.system.distro_id, facts.system.distro_like)
     blacklist = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n'"
     steps = [
         install or "# install the NVIDIA driver for your distribution: https://www.nvidia.com/drivers",
@@ -113,9 +115,17 @@ def _nouveau(facts: Facts, evidence: list[str]) -> Finding:
     )
 
 
-def _secure_boot(facts: Facts, evidence: list[str], installed: bool) -> Finding:
+def _secure_boot(facts: Facts, evidence: list[str], installed: bool) -> Finding | None:
     """With the driver installed, Secure Boot is the likely reason its module is not loaded. Without it (the
-    nouveau laptop), it is the next hurdle: the module about to be installed must be signed."""
+    nouveau laptop), it is the next hurdle: the module about to be installed must be signed. Not so where the
+    kernel loads unsigned modules anyway (Arch): there only an installed-but-unloaded driver is worth a word."""
+    no_mok = distro_command(facts.system.package_manager, "secure-boot-no-mok")
+    if no_mok is not None and not installed:
+        return None
+    evidence = evidence + ["Secure Boot: enabled"] + ([] if installed else ["NVIDIA userspace driver: not found"])
+    if no_mok is not None:
+        title = "Secure Boot is on and the nvidia module is not loaded (this kernel does not require it signed)"
+        return Finding("driver.secure-boot", Severity.ERROR, title, evidence, no_mok)
     enroll = distro_command(facts.system.package_manager, "mok-import") or (
         "# sudo mokutil --import <the DKMS signing key>"
     )
@@ -131,7 +141,7 @@ def _secure_boot(facts: Facts, evidence: list[str], installed: bool) -> Finding:
         "Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected"
         if installed
         else "Secure Boot is on: the nvidia module you install must be signed, or the kernel rejects it",
-        evidence + ["Secure Boot: enabled"] + ([] if installed else ["NVIDIA userspace driver: not found"]),
+        evidence,
         "\n".join(steps),
     )
 

@@ -40,7 +40,8 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
             )
         )
     if not tf.version and not tf.distributions and not tf.location:
-        findings.extend(_not_installed(facts))
+        if not tf.error:  # when the inspection failed, "not installed" is unknown, not a fact
+            findings.extend(_not_installed(facts))
         return with_ok("tensorflow", findings, lambda: None)
     findings += _several(facts)
     findings += _python_range(facts)

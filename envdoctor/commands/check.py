@@ -34,6 +34,7 @@ def check(
     """Diagnose this machine for TensorFlow: drivers, GPUs, CUDA, cuDNN, CPU, TensorFlow. Never imports TensorFlow.
 
     Exit codes: 0 no errors; 1 error findings (warnings too with --strict); 2 usage error; 3 internal failure.
+    A reader that closes the output early (`| head`) does not change the code.
     """
     from envdoctor.doctor import diagnose
 
@@ -42,11 +43,16 @@ def check(
     if from_file and (root or python or deep):
         raise UsageError("--from diagnoses a saved snapshot; it cannot be combined with --root, --python or --deep")
     facts = load_snapshot(from_file) if from_file else _collect(root, python, deep)
+    if python is not None and facts.tensorflow.error:  # it did not run, or is no Python: nothing to diagnose
+        raise UsageError(f"--python {python} is not a working Python interpreter ({facts.tensorflow.error})")
     diagnosis = diagnose(facts, strict=strict)
     scrub = _scrubber(facts) if redact else None
     if save:
         write_snapshot(save, facts, scrub)
-    _render(diagnosis, as_json, markdown, verbose, scrub)
+    from envdoctor.report.console import reader_may_leave
+
+    with reader_may_leave():  # `check | head -1`: the exit code stays the diagnosis'
+        _render(diagnosis, as_json, markdown, verbose, scrub)
     raise typer.Exit(diagnosis.exit_code)
 
 

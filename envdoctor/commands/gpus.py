@@ -43,12 +43,15 @@ def gpus_cmd(
     from envdoctor.gpus import table
     from envdoctor.gpus.snapshot import gpus_from
 
+    from envdoctor.report.console import reader_may_leave
+
     gpus, why = gpus_from(from_file)
     env = os.environ
-    if as_json:
-        typer.echo(table.to_json(gpus, env, why))
-    else:
-        table.print_table(gpus, env, why)
+    with reader_may_leave():  # `gpus | head -3` still exits 0
+        if as_json:
+            typer.echo(table.to_json(gpus, env, why))
+        else:
+            table.print_table(gpus, env, why)
 
 
 def env_cmd(

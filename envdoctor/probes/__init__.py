@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,11 +37,8 @@ class ProbeContext:
 
     def read_text(self, absolute: str | os.PathLike[str], limit: int = 4 << 20) -> str | None:
         """A file's text (decoded leniently, at most `limit` bytes), or None if absent or unreadable."""
-        try:
-            with open(self.path(absolute), "rb") as fh:
-                return fh.read(limit).decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return None
+        data = read_bytes(self.path(absolute), limit)
+        return None if data is None else data.decode("utf-8", "replace")
 
     def run(self, argv: list[str], timeout: float | None = None) -> CommandResult:
         """Run a host command; under --root nothing runs and the result says so."""
@@ -50,6 +48,26 @@ class ProbeContext:
 
 
 Probe = Callable[[ProbeContext, Facts], None]
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_bytes(path: str | os.PathLike[str], limit: int = 4 << 20) -> bytes | None:
+    """At most `limit` bytes of a regular file; None if absent, unreadable or not a regular file.
+
+    Every probe reads files through here so that nothing can hang: a FIFO (or a tty) under --root blocks a
+    plain open() or read() forever. Opened non-blocking, then only regular files are read; real /proc and
+    /sys files are regular files (of size 0), so they pass.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except (OSError, ValueError, TypeError):
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read(limit) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _probes() -> list[tuple[str, Probe]]:

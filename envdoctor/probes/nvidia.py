@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from envdoctor.facts import DriverFacts, Facts, GpuFacts, GpuProcess, MigDevice, NvmlError, PciGpu
-from envdoctor.probes import ProbeContext
+from envdoctor.probes import ProbeContext, read_bytes
 
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASSES = ("0x0300", "0x0302")  # PCI class VGA controller / 3D controller (subclass prefix of 0xCCSSPP)
@@ -102,10 +102,8 @@ def loaded_modules(text: str) -> set[str]:
 
 def read_secure_boot(ctx: ProbeContext) -> bool | None:
     """True/False from the UEFI SecureBoot variable (4 attribute bytes, then the value); None if unknown."""
-    try:
-        with open(ctx.path(SECURE_BOOT_VAR), "rb") as fh:
-            data = fh.read(8)
-    except OSError:
+    data = read_bytes(ctx.path(SECURE_BOOT_VAR), 8)
+    if data is None:
         # UEFI with efivars mounted but no such variable: firmware without Secure Boot. Else unknown (BIOS).
         return False if ctx.path("/sys/firmware/efi/efivars").is_dir() else None
     return data[4] == 1 if len(data) >= 5 else None
@@ -136,11 +134,8 @@ def pci_gpus(ctx: ProbeContext) -> list[PciGpu]:
 
 
 def _read_stripped(path: os.PathLike[str]) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read(64).strip().lower()
-    except OSError:
-        return None
+    data = read_bytes(path, 64)
+    return None if data is None else data.decode("ascii", "replace").strip().lower()
 
 
 # --- NVML and nvidia-smi ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from envdoctor.facts import Facts, SystemFacts
-from envdoctor.probes import ProbeContext
+from envdoctor.probes import ProbeContext, read_bytes
 from envdoctor.resources import load_recipe
 
 # Directories where a distribution keeps its C library, searched under --root.
@@ -187,10 +187,8 @@ def glibc_from_root(ctx: ProbeContext) -> tuple[str | None, str | None]:
 
 def _libc_banner(path: Path) -> str | None:
     # glibc embeds "GNU C Library (...) stable release version 2.39." in libc.so.6.
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(8 << 20)
-    except OSError:
+    data = read_bytes(path, 8 << 20)
+    if data is None:
         return None
     match = re.search(rb"GNU C Library[^\n\x00]*?release version (\d+\.\d+)", data)
     return match.group(1).decode() if match else None

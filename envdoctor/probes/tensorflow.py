@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from envdoctor.facts import Facts, PythonPackage, TensorflowFacts, TfBuildInfo
-from envdoctor.probes import ProbeContext
+from envdoctor.probes import ProbeContext, read_bytes
 from envdoctor.resources import load_recipe
 
 BUILD_INFO = "tensorflow/python/platform/build_info.py"
@@ -185,11 +185,10 @@ def read_metadata(info: Path) -> tuple[str | None, str | None]:
     """
     candidates = [info] if info.is_file() else [info / "METADATA", info / "PKG-INFO"]
     for candidate in candidates:
-        try:
-            with open(candidate, "rb") as fh:
-                head = fh.read(16384).decode("utf-8", "replace")
-        except OSError:
+        data = read_bytes(candidate, 16384)
+        if data is None:
             continue
+        head = data.decode("utf-8", "replace")
         fields: dict[str, str] = {}
         for line in head.splitlines():
             if not line.strip():
@@ -226,9 +225,8 @@ def _owning_version(ctx: ProbeContext, tf: TensorflowFacts, site: str) -> str | 
 
 
 def _record_digest(path: Path) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
+    data = read_bytes(path, 64 << 20)  # build_info.py is a few kB; the cap only bounds a hostile file
+    if data is None:
         return None
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
@@ -238,10 +236,9 @@ def _records(ctx: ProbeContext, site: str, package: PythonPackage) -> list[str]:
     folder = ctx.path(site)
     for name in os.listdir(folder):
         if name.endswith(".dist-info") and canonical(name.split("-", 1)[0]) == canonical(package.name):
-            try:
-                texts.append((folder / name / "RECORD").read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                continue
+            data = read_bytes(folder / name / "RECORD", 64 << 20)
+            if data is not None:
+                texts.append(data.decode("utf-8", "replace"))
     return texts
 
 

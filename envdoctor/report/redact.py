@@ -8,7 +8,12 @@ from typing import Any
 
 from envdoctor.facts import Facts
 
-_UUID = re.compile(r"\b(GPU|MIG)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
+# A full GPU/MIG UUID, or a prefix of one: CUDA_VISIBLE_DEVICES accepts any unique prefix (GPU-01d83f95-672d).
+# A prefix needs 4+ hex digits and a decimal digit, so words like "GPU-accelerated" or "GPU-face" stay.
+_HEX = "[0-9a-fA-F]"
+_UUID = re.compile(
+    rf"\b(GPU|MIG)-(?:{_HEX}{{8}}(?:-{_HEX}{{4}}){{3}}-{_HEX}{{12}}|(?=[0-9a-fA-F-]*[0-9]){_HEX}{{4,}}(?:-{_HEX}+)*)\b"
+)
 
 
 def redactor(facts: Facts) -> Callable[[str], str]:

@@ -57,3 +57,33 @@ def test_build_tf_plans_for_the_recorded_h100() -> None:
                      "--skip-flag-check")
     assert plan.returncode == 0, plan.stderr
     assert "HERMETIC_CUDA_COMPUTE_CAPABILITIES=sm_90,compute_90" in plan.stdout
+
+
+# The same checks on a real H200 (tests/fixtures/h200-firecracker/README.md).
+H200 = REPO / "tests" / "fixtures" / "h200-firecracker" / "envdoctor"
+H200_UUID = "GPU-0a1ca938-30a6-a213-5c9b-a439c6dfff19"
+
+
+def test_h200_idle_is_healthy_and_busy_gets_memory_growth() -> None:
+    result = envdoctor("check", "--json", "--from", str(H200 / "facts.json"))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["summary"]["errors"] == 0 and doc["summary"]["warnings"] == 0
+    gpu = doc["facts"]["gpus"][0]
+    assert (gpu["name"], gpu["compute_capability"], gpu["uuid"]) == ("NVIDIA H200", "9.0", H200_UUID)
+    busy = json.loads(envdoctor("check", "--json", "--from", str(H200 / "busy-facts.json")).stdout)
+    warning = next(f for f in busy["findings"] if f["code"] == "gpu.memory-in-use")
+    assert any("pid 630" in e and "6.5 GiB of 140.4 GiB" in e for e in warning["evidence"])
+    assert warning["fix"].startswith('eval "$(envdoctor env --gpus 0)"')
+
+
+def test_h200_recorded_session_shows_the_promised_behaviour() -> None:
+    session = (H200 / "session.txt").read_text()
+    assert "## envdoctor run --gpus 0 -- no-such-command-here\nenvdoctor: error: cannot run" in session
+    assert "[exit 127]" in session
+    assert f"CUDA_VISIBLE_DEVICES={H200_UUID}\n" in session  # dotenv: unquoted, as docker --env-file reads it
+    concurrent = (H200 / "concurrent.txt").read_text()
+    assert concurrent.count("exit 0]") == 1 and concurrent.count("exit 2]") == 1  # one GPU, two jobs: one wins
+    assert "auto:1 picked GPU 0 (GPU-8c17da9a-24c1-2482-8b6c-e96ec097fd02)" in concurrent  # a second H200 machine
+    env = envdoctor("env", "--gpus", "auto:1", "--from", str(H200 / "gpus.json"))
+    assert f"export CUDA_VISIBLE_DEVICES='{H200_UUID}'" in env.stdout.splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from checks_support import codes, fix_convention_violations, gpus_fixture, h100, no_gpu_facts, one, tensorflow
 
 from envdoctor.checks import Severity
@@ -40,8 +41,13 @@ def test_gpu_on_pci_without_driver():
     assert "gpu.none" not in codes(facts)
 
 
-def test_ubuntu_driver_install_uses_ubuntu_drivers():
-    facts = h100()
+@pytest.mark.parametrize("distro_id, distro_like", [
+    ("ubuntu", ["debian"]),
+    ("linuxmint", ["ubuntu", "debian"]),  # Linux Mint 21 os-release: a derivative gets it through ID_LIKE
+])
+def test_ubuntu_and_derivatives_install_with_ubuntu_drivers(distro_id, distro_like):
+    facts = h100()  # the H100 server with its driver removed: the GPU stays on PCI with no kernel driver
+    facts.system.distro_id, facts.system.distro_like = distro_id, distro_like
     facts.gpus = []
     facts.driver.nvidia_module_loaded = False
     facts.driver.userspace_version = facts.driver.kernel_module_version = None
@@ -99,17 +105,6 @@ def test_secure_boot_on_arch_names_no_mokutil_or_dkms_key():
     facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
     assert "driver.secure-boot" not in codes(facts)
     assert one(facts, "driver.not-installed").fix == "sudo pacman -S --needed nvidia-open nvidia-utils && sudo reboot"
-
-
-def test_ubuntu_derivative_gets_ubuntu_drivers_through_id_like():
-    facts = h100()
-    facts.system.distro_id, facts.system.distro_like = "linuxmint", ["ubuntu", "debian"]  # Linux Mint 21 os-release
-    facts.gpus = []
-    facts.driver.nvidia_module_loaded = False
-    facts.driver.userspace_version = facts.driver.kernel_module_version = None
-    facts.driver.pci_gpus[0].driver = None
-    facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
-    assert one(facts, "driver.not-installed").fix == "sudo ubuntu-drivers install && sudo reboot"
 
 
 def test_module_not_loaded_without_secure_boot():

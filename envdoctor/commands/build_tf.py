@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -72,7 +72,9 @@ def build_tf_cmd(
         typer.echo(f"Next: {shlex.quote(str(Path(plan.out_dir) / 'build.sh'))}   (or envdoctor build-tf ... --run)")
         return
     result = _run_with_progress(Path(plan.out_dir))
-    for line in failure_report(result):
+    from envdoctor.buildtf.render import default_stages
+
+    for line in failure_report(result, default_stages(plan)):
         typer.echo(line, err=not result.ok)
     if not result.ok:
         raise typer.Exit(1)
@@ -192,9 +194,12 @@ def _stage_label(stage: str) -> str:
     return f"stage {stage} ({STAGES.index(stage) + 1}/{len(STAGES)})" if stage in STAGES else f"stage {stage}"
 
 
-def failure_report(result: RunResult) -> list[str]:
-    """What --run prints at the end: success, or the failed stage, known causes with fixes, and the log tail."""
+def failure_report(result: RunResult, planned: Sequence[str] | None = None) -> list[str]:
+    """What --run prints at the end: success, or the failed stage, known causes with fixes, and the log tail.
+    `planned`: the stages the run was to do (a recipe for another machine stops before install)."""
     from envdoctor.buildtf.render import STAGES
+
+    planned = tuple(planned or STAGES)
 
     if result.ok:
         return [f"build.sh finished: {', '.join(result.stages_done)} ok. Log: {result.log_path}"]
@@ -213,8 +218,8 @@ def failure_report(result: RunResult) -> list[str]:
     lines += [f"    {text}" for text in result.tail]
     if result.previous_log:
         lines.append(f"the previous run's log: {result.previous_log}")
-    if result.failed_stage in STAGES:
-        rest = " ".join(STAGES[STAGES.index(result.failed_stage):])
+    if result.failed_stage in planned:
+        rest = " ".join(planned[planned.index(result.failed_stage):])
         script = shlex.quote(str(Path(result.log_path).parent / "build.sh"))
         lines.append(f"after fixing, resume with: {script} {rest}")
     return lines

@@ -133,6 +133,9 @@ def test_auto_ranks_by_free_memory_then_utilization():
     g[1].utilization_gpu, g[0].utilization_gpu = 50, 3
     assert [c.gpu.index for c in choose_auto(1, g, set())] == [0]
     assert [c.gpu.index for c in choose_auto(1, g, {g[0].uuid})] == [1]
+    # Both just picked by other envdoctors: the refusal says how long such a pick is held.
+    with pytest.raises(UsageError, match=r"2 were just picked by another envdoctor; a pick stays reserved .* 60 s"):
+        choose_auto(1, g, {g[0].uuid, g[1].uuid})
 
 
 def test_auto_never_picks_mig_gpus():

@@ -127,9 +127,11 @@ def choose_auto(n: int, gpus: list[GpuFacts], taken: set[str]) -> list[Chosen]:
     if len(free) < n:
         busy = sum(1 for g in gpus if g.processes)
         recent = sum(1 for g in gpus if g.uuid in taken)
+        held = (f"; a pick stays reserved while its `envdoctor run` lives, or {PICK_TTL_S:.0f} s after "
+                "`envdoctor env`, until the job shows in NVML") if recent else ""
         raise UsageError(
             f"auto:{n}: only {len(free)} GPU(s) are free "
-            f"({busy} run compute processes, {recent} were just picked by another envdoctor)"
+            f"({busy} run compute processes, {recent} were just picked by another envdoctor{held})"
         )
     return [Chosen(g) for g in free[:n]]
 

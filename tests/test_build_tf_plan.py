@@ -338,6 +338,9 @@ def test_explicit_clang_must_exist(tmp_path: Path) -> None:
     # With --docker the compiler is the image's: nothing here to check.
     assert make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="/opt/llvm/bin/clang", docker=True)).compiler_path \
         == "/opt/llvm/bin/clang"
+    # ... and a bare name would be looked up on this machine's PATH, not the image's: refused.
+    with pytest.raises(UsageError, match="with --docker, give the compiler's absolute path inside the image"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="clang-17", docker=True))
 
 
 @pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("clang")), reason="needs a C compiler")

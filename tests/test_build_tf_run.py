@@ -367,6 +367,22 @@ def test_fetch_refuses_a_folder_that_is_not_a_checkout(sandbox: dict[str, object
     again = run_recipe(Path(plan.out_dir), stages=["fetch", "configure"], env=sandbox["env"])  # type: ignore[arg-type]
     assert again.ok, "\n".join(again.tail)
     assert (src / ".git").is_dir() and (src / "configure.py").exists()
+    # A git worktree or submodule has a .git *file*: it is a checkout too, fetched in place.
+    shutil.rmtree(src / ".git")
+    (src / ".git").write_text("gitdir: /elsewhere/.git/worktrees/tensorflow\n")
+    worktree = run_recipe(Path(plan.out_dir), stages=["fetch"], env=sandbox["env"])  # type: ignore[arg-type]
+    assert worktree.ok, "\n".join(worktree.tail)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_the_venv_module_is_needed_only_by_install_and_verify(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox, venv=None)  # no --venv: verify would make a throwaway venv
+    env = dict(sandbox["env"], PYTHON=str(HERE / "fake-venv-python"), FAKE_NO_ENSUREPIP="1")  # type: ignore[arg-type]
+    alone = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=env)  # prereqs alone checks for a full run
+    assert not alone.ok and "the venv module" in "\n".join(alone.tail)
+    up_to_the_wheel = run_recipe(Path(plan.out_dir), stages=["prereqs", "fetch", "configure", "build", "collect"],
+                                 env=env)  # what a recipe planned for another machine runs here
+    assert up_to_the_wheel.ok, "\n".join(up_to_the_wheel.tail)
 
 
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
@@ -390,7 +406,8 @@ def test_install_removes_every_tensorflow_distribution(sandbox: dict[str, object
 
     plan = recipe(sandbox)
     pip_list = Path(str(sandbox["tmp"])) / "pip-list.txt"
-    pip_list.write_text("numpy==1.26.4\ntf-nightly-cpu==2.22.0.dev20260101\ntensorflow-cpu-aws==2.15.1\n")
+    # pip prints each name as its wheel spells it (tf_nightly_cpu), not normalised
+    pip_list.write_text("numpy==1.26.4\ntf_nightly_cpu==2.22.0.dev20260101\ntensorflow-cpu-aws==2.15.1\n")
     env = dict(sandbox["env"], FAKE_PIP_LIST=str(pip_list))  # type: ignore[arg-type]
     stages = ["fetch", "configure", "build", "collect", "install"]
     assert run_recipe(Path(plan.out_dir), stages=stages, env=env).ok  # type: ignore[arg-type]

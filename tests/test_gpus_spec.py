@@ -194,3 +194,17 @@ def test_memory_limit_against_recorded_totals():
     with pytest.raises(UsageError, match=r"more than GPU 0 has \(81559 MB in total\)"):
         environment_for("0", h100, memory_limit_mb=81560)
     check_memory_limit(parse_spec("2:0", gpus("a100-mig")).devices, 10**9)  # no recorded total: nothing to refuse
+
+
+def test_an_auto_pick_refused_for_its_memory_limit_reserves_nothing(tmp_path, monkeypatch):
+    # A big GPU that is mostly full and a small one that is free: auto:1 picks the small one (most free memory),
+    # whose total is under the cap, so the pick is refused -- and must not be recorded.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    big, small = gpus("theano-8400gs-titan")
+    big.memory_total_bytes, big.memory_free_bytes = 80 << 30, 10 << 30
+    small.memory_total_bytes, small.memory_free_bytes = 24 << 30, 24 << 30
+    with pytest.raises(UsageError, match="--memory-limit 40000 MB is more than GPU"):
+        environment_for("auto:1", [big, small], memory_limit_mb=40000)
+    with GpuLock() as lock:
+        assert lock.taken() == set()
+    assert environment_for("auto:1", [big, small])["CUDA_VISIBLE_DEVICES"] == small.uuid

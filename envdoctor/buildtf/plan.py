@@ -207,10 +207,12 @@ def _compiler(era: dict[str, Any], opts: BuildOptions) -> tuple[str, str, int | 
 
 def _explicit_compiler(spec: str, docker: bool) -> str:
     """--clang as an absolute path; it must run here unless the build runs in the image."""
+    if docker:  # a path inside the SIG Build image: this machine's PATH and folders say nothing about it
+        if not spec.startswith("/"):
+            raise UsageError(f"--clang {spec}: with --docker, give the compiler's absolute path inside the image")
+        return spec
     path = spec if os.sep in spec else shutil.which(spec) or spec
     full = str(Path(path).expanduser().absolute())
-    if docker:  # a path inside the SIG Build image: nothing here to check
-        return full
     if not (os.path.isfile(full) and os.access(full, os.X_OK)):
         raise UsageError(f"--clang {spec}: no executable compiler there (install it, or leave --clang out)")
     return full

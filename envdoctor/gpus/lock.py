@@ -136,9 +136,13 @@ def choose_auto(n: int, gpus: list[GpuFacts], taken: set[str]) -> list[Chosen]:
     return [Chosen(g) for g in free[:n]]
 
 
-def pick_auto(n: int, read_gpus: Callable[[], list[GpuFacts]], pid: int | None = None) -> list[Chosen]:
-    """Choose and record n GPUs under the lock (the GPU list is read while holding it)."""
+def pick_auto(n: int, read_gpus: Callable[[], list[GpuFacts]], pid: int | None = None,
+              check: Callable[[list[Chosen]], None] | None = None) -> list[Chosen]:
+    """Choose and record n GPUs under the lock (the GPU list is read while holding it). `check` may refuse the
+    choice (UsageError) before it is recorded: a refused pick reserves nothing."""
     with GpuLock() as lock:
         chosen = choose_auto(n, read_gpus(), lock.taken())
+        if check:
+            check(chosen)
         lock.record([c.uuid for c in chosen], pid or os.getpid())
         return chosen

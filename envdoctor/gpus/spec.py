@@ -285,8 +285,7 @@ def environment_for(
     else:
         from envdoctor.gpus.lock import pick_auto
 
-        # Refused before the pick when no candidate is big enough: a refused `env` should reserve nothing.
-        if candidates := [Chosen(g) for g in auto_candidates(gpus)]:
-            check_memory_limit([max(candidates, key=lambda d: _total_mb(d) or 1 << 62)], memory_limit_mb)
-        devices = pick_auto(selection.auto, read_gpus or (lambda: gpus))
+        # The cap is checked against the GPUs picked before the pick is recorded: a refused `env` reserves nothing.
+        devices = pick_auto(selection.auto, read_gpus or (lambda: gpus),
+                            check=lambda chosen: check_memory_limit(chosen, memory_limit_mb))
     return build_environment(devices, allow_growth, memory_limit_mb, allocator)

@@ -250,3 +250,14 @@ def test_gpus_into_a_closed_pipe_exits_0_without_a_traceback(env, fmt):
     finally:
         os.close(write_end)
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_all_on_gpus_that_cannot_run_cuda_work_says_why(env, tmp_path):
+    # A real A100 of the MIG capture, with MIG on but its MIG devices destroyed: listed, yet unusable.
+    doc = json.loads((FIX / "a100-mig.json").read_text())
+    doc["gpus"] = [dict(doc["gpus"][0], mig_enabled=True, mig_devices=[])]
+    snapshot = tmp_path / "mig-no-devices.json"
+    snapshot.write_text(json.dumps(doc))
+    out = envdoctor("env", "--gpus", "all", "--from", str(snapshot), env=env)
+    assert out.returncode == 0
+    assert "no usable GPU here (every GPU has MIG enabled and no MIG device): 'all' selects none" in out.stderr

@@ -44,7 +44,8 @@ def check(
         raise UsageError("--from diagnoses a saved snapshot; it cannot be combined with --root, --python or --deep")
     facts = load_snapshot(from_file) if from_file else _collect(root, python, deep)
     if python is not None and facts.tensorflow.error:  # it did not run, or is no Python: nothing to diagnose
-        raise UsageError(f"--python {python} is not a working Python interpreter ({facts.tensorflow.error})")
+        raise UsageError(f"--python {python} is not a working Python interpreter ({facts.tensorflow.error}); "
+                         "without --python, check diagnoses the rest of the machine")
     diagnosis = diagnose(facts, strict=strict)
     scrub = _scrubber(facts) if redact else None
     if save:

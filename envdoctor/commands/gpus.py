@@ -72,7 +72,8 @@ def env_cmd(
                           read_gpus=lambda: gpus_from(from_file)[0], no_gpu_reason=why)
     text = render(env, fmt)  # rendered whole first: a failure leaves stdout empty
     if "CUDA_VISIBLE_DEVICES" not in env:  # only `all` where no GPU is usable
-        print(f"envdoctor: no usable GPU here ({why}): 'all' selects none", file=sys.stderr)
+        reason = why or "every GPU has MIG enabled and no MIG device"  # GPUs are listed, yet none can run CUDA work
+        print(f"envdoctor: no usable GPU here ({reason}): 'all' selects none", file=sys.stderr)
     for note in (mig_note(env), memory_limit_note(env)):
         if note:
             print(note, file=sys.stderr)

@@ -497,3 +497,13 @@ def test_real_npm_mirror_is_the_canonical_cifar10() -> None:
     assert data.y_test[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert np.bincount(data.y_train).tolist() == [5000] * 10 and np.bincount(data.y_test).tolist() == [1000] * 10
     np.testing.assert_allclose(data.x_train.mean(axis=(0, 1, 2)) / 255, [0.4914, 0.4822, 0.4465], atol=1e-4)
+
+
+def test_no_numpy_is_a_data_error_not_a_traceback(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numpy" else real(name, *a))
+    for call in (lambda: cifar.obtain(offline=True), lambda: cifar.import_into_cache("/nonexistent")):
+        with pytest.raises(cifar.DataError, match="CIFAR-10 needs numpy in the Python that runs envdoctor"):
+            call()

@@ -115,6 +115,16 @@ def test_human_report_flags_synthetic_data() -> None:
     assert summary["utilization"] == pytest.approx(110.824704 / 200)
     text = report.human(summary)
     assert text.startswith("NOTE: SYNTHETIC DATA") and "CPU (Test CPU, 2 logical CPUs)" in text
+    assert "reference:   the same model's images/s, as published:" in text  # the tutorial model's published figures
+
+
+@pytest.mark.parametrize("flag, words", [("False", "CPU-only build"), ("True", "CUDA build"), (None, "CUDA build: unknown")])
+def test_human_report_names_the_build_in_words(flag, words) -> None:
+    runtime = {"tf_version": "2.21.0", "tf_build": {"is_cuda_build": flag} if flag else {}}
+    result = session.judge(_result(runtime=runtime, model={"name": "tutorial", "train_flops_per_image": 105295104},
+                                   data={"source": "cache x", "test_images": 10000}), session.SmokeOptions())
+    line = next(x for x in report.human(report.summarize(result)).splitlines() if x.startswith("tensorflow:"))
+    assert f"({words}" in line and "False" not in line and "True" not in line
 
 
 def test_utilization_compares_all_replicas_with_as_many_calibrated_devices() -> None:
@@ -478,3 +488,12 @@ def test_killing_the_command_kills_its_children(tarball: Path, sig: int) -> None
             parent.kill()
         for pid in _children_of(parent.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_no_tensorflow_in_envdoctors_python_is_one_clear_line(monkeypatch):
+    # envdoctor installed without its [tf] extra, in a venv of its own: say which Python and what to do.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    with pytest.raises(UsageError, match=r"trains with the TensorFlow of the Python that runs envdoctor \(.*\), "
+                                         r"and it has none: run envdoctor from the environment"):
+        session.SmokeOptions().validate()

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import struct
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -536,6 +537,16 @@ def synthetic(train: int = 50000, test: int = 10000, seed: int = 0) -> Cifar10:
 # ---------------------------------------------------------------- the one entry point
 
 
+def require_numpy() -> None:
+    """CIFAR-10 is decoded into numpy arrays: say so in one line where numpy is missing (an envdoctor installed
+    without its [tf] extra), instead of an ImportError deep inside a loader."""
+    import importlib.util
+
+    if importlib.util.find_spec("numpy") is None:
+        raise DataError(f"CIFAR-10 needs numpy in the Python that runs envdoctor ({sys.executable}): "
+                        "pip install numpy there, or run envdoctor from the environment that has TensorFlow")
+
+
 def obtain(data: str | None = None, sources: list[Source] | None = None, cache: Path | None = None,
            offline: bool = False, log: Callable[[str], None] = lambda _m: None,
            counts: tuple[int, int] | None = None) -> Cifar10:
@@ -544,6 +555,7 @@ def obtain(data: str | None = None, sources: list[Source] | None = None, cache: 
     Downloads are verified before use and the decoded arrays are cached by an atomic rename, under a lock so
     two runs at once download once. The cache holds `counts` (train, test) images: the full dataset by default.
     """
+    require_numpy()
     if data == "synthetic":
         return synthetic()
     if data:
@@ -614,6 +626,7 @@ def _remove_stale_parts(directory: Path) -> None:
 
 def import_into_cache(path: str, cache: Path | None = None, counts: tuple[int, int] | None = None) -> Cifar10:
     """`envdoctor data cifar10 --from PATH`: read and validate a local copy, then cache it atomically."""
+    require_numpy()
     data = load_path(path)
     _require_counts(data, counts or expected_counts(), str(path))
     target = cache_path(cache)

@@ -181,7 +181,7 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
         f"accuracy:    {_fmt(summary['test_accuracy'], '.2%')} on {summary['data'].get('test_images')} test images "
         f"after {summary['steps']} steps ({_fmt(summary['epochs'], '.2f')} epochs, "
         f"{_fmt(summary['train_seconds'], '.0f')} s training, {_fmt(summary['wall_seconds'], '.0f')} s wall)",
-        f"tensorflow:  {summary['tf_version']} (cuda build: {(summary['tf_build'] or {}).get('is_cuda_build')}), "
+        f"tensorflow:  {summary['tf_version']} ({_cuda_build(summary['tf_build'])}), "
         f"oneDNN {'on' if runtime.get('onednn') else 'off'}, intra/inter-op threads "
         f"{runtime.get('intra_op_threads')}/{runtime.get('inter_op_threads')} (0 = TensorFlow's choice)",
         _install_line(summary),
@@ -189,8 +189,14 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("eval_process"):
         lines.append(_evaluator_line(summary["eval_process"]))
     if model.get("name") == "tutorial":  # the seed-era figures are for this model only
-        lines.append(f"seed era:    the same model's images/s: {_references(summary['references'])}")
+        lines.append(f"reference:   the same model's images/s, as published: {_references(summary['references'])}")
     return lines
+
+
+def _cuda_build(build: dict[str, Any] | None) -> str:
+    """TF's build_info says is_cuda_build True/False (as a string in the JSON): in words for the summary."""
+    value = str((build or {}).get("is_cuda_build"))
+    return {"True": "CUDA build", "False": "CPU-only build"}.get(value, "CUDA build: unknown")
 
 
 def _install_line(summary: dict[str, Any]) -> str:

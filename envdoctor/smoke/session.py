@@ -35,6 +35,18 @@ CHANCE = 0.15  # accuracy at or below this after the default budget means nothin
 Event = dict[str, Any]
 
 
+def require_tensorflow() -> None:
+    """The training runs on the TensorFlow of the Python that runs envdoctor: where there is none, one line
+    that says which Python and what to do (found without importing anything)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UsageError(
+            f"smoke-test trains with the TensorFlow of the Python that runs envdoctor ({sys.executable}), and it has "
+            "none: run envdoctor from the environment that has your TensorFlow (ENV/bin/python -m pip install "
+            "envdoctor; ENV/bin/python -m envdoctor smoke-test), or pip install 'envdoctor[tf]' here")
+
+
 @dataclass
 class SmokeOptions:
     model: str = "tutorial"
@@ -55,6 +67,7 @@ class SmokeOptions:
     timeout: float | None = None
 
     def validate(self) -> None:
+        require_tensorflow()
         if self.model not in MODELS:
             raise UsageError(f"unknown --model {self.model!r}: choose {', '.join(MODELS)}")
         if self.precision not in ("auto", "fp32", "mixed"):

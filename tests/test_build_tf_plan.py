@@ -352,6 +352,7 @@ def test_flags_checked_with_another_compiler_is_a_warning(tmp_path: Path) -> Non
                                                   cpu="x86-64-v2"))
     assert plan.probe_compiler != str(fake)
     assert plan.warnings and f"not with {fake}" in plan.warnings[0]
+    assert f"install it ({plan.install_hints['clang']}) and regenerate" in plan.warnings[0]  # how, not only what
     readme = render_files(plan)["README.md"]
     assert f"> **Warning:** The flags were checked with {plan.probe_compiler}" in readme
 

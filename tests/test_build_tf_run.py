@@ -430,3 +430,13 @@ def test_cli_run_prints_plain_progress_when_not_a_terminal(sandbox: dict[str, ob
     for i, stage in enumerate(STAGES, 1):
         assert f"stage {stage} ({i}/{len(STAGES)}) …\n" in res.stderr
         assert re.search(rf"^stage {stage} ok \(\d+s\)$", res.stderr, re.M)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_build_sh_help_prints_its_usage_and_runs_nothing(sandbox: dict[str, object]) -> None:
+    plan = recipe(sandbox)
+    out = subprocess.run(["bash", str(Path(plan.out_dir) / "build.sh"), "--help"], capture_output=True, text=True,
+                         env=sandbox["env"], timeout=30)  # type: ignore[arg-type]
+    assert out.returncode == 0 and out.stdout.startswith("Build TensorFlow 2.21")
+    assert "./build.sh build collect    run only these stages" in out.stdout and "#" not in out.stdout
+    assert fake_log(sandbox) == []  # no git, bazel or pip was called

@@ -178,11 +178,11 @@ def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
         # The SIG Build image's interpreter is of the planned version (its tag names it).
         build_python="/usr/bin/python3" if opts.docker else python_bin, other_machine=opts.other_machine,
     )
+    _hints(plan, facts)  # first: the compiler check names the install command of a compiler it cannot run
     _cpu(plan, facts, opts)
     _cuda(plan, facts, opts)
     _resources(plan, facts, opts)
     _docker(plan)
-    _hints(plan, facts)
     plan.bazelrc = bazelrc_lines(plan)
     plan.bazel_args = bazel_args(plan)
     return plan
@@ -274,8 +274,10 @@ def _probe_compiler(plan: BuildPlan, target: cpuflags.CpuTarget) -> str:
         raise UsageError("no working C compiler to check the CPU flags with (tried "
                          f"{', '.join(names)}); install clang, or pass --skip-flag-check")
     if found != plan.compiler_path:
+        install = plan.install_hints.get("clang" if plan.compiler == "clang" else "build-essential")
         plan.warnings.append(f"The flags were checked with {found}, not with {plan.compiler_path}, which the build "
-                             "uses and which does not run here: install it and regenerate to check with it.")
+                             "uses and which does not run here: install it"
+                             + (f" ({install})" if install else "") + " and regenerate to check with it.")
     return found
 
 

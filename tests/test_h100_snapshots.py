@@ -13,9 +13,9 @@ SEEN = REPO / "tests" / "fixtures" / "h100-firecracker" / "envdoctor"
 UUID = "GPU-01d83f95-672d-81b5-9526-846e008943ce"
 
 
-def envdoctor(*args: str) -> subprocess.CompletedProcess[str]:
+def envdoctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+                          env={**os.environ, "NO_COLOR": "1", **env}, timeout=120)
 
 
 def findings(snapshot: str) -> dict[str, dict]:
@@ -77,7 +77,7 @@ def test_h200_idle_is_healthy_and_busy_gets_memory_growth() -> None:
     assert warning["fix"].startswith('eval "$(envdoctor env --gpus 0)"')
 
 
-def test_h200_recorded_session_shows_the_promised_behaviour() -> None:
+def test_h200_recorded_session_shows_the_promised_behaviour(tmp_path: Path) -> None:
     session = (H200 / "session.txt").read_text()
     assert "## envdoctor run --gpus 0 -- no-such-command-here\nenvdoctor: error: cannot run" in session
     assert "[exit 127]" in session
@@ -85,5 +85,6 @@ def test_h200_recorded_session_shows_the_promised_behaviour() -> None:
     concurrent = (H200 / "concurrent.txt").read_text()
     assert concurrent.count("exit 0]") == 1 and concurrent.count("exit 2]") == 1  # one GPU, two jobs: one wins
     assert "auto:1 picked GPU 0 (GPU-8c17da9a-24c1-2482-8b6c-e96ec097fd02)" in concurrent  # a second H200 machine
-    env = envdoctor("env", "--gpus", "auto:1", "--from", str(H200 / "gpus.json"))
+    # A private lock directory: an auto pick is reserved for 60 s, and a rerun must not find its own.
+    env = envdoctor("env", "--gpus", "auto:1", "--from", str(H200 / "gpus.json"), XDG_RUNTIME_DIR=str(tmp_path))
     assert f"export CUDA_VISIBLE_DEVICES='{H200_UUID}'" in env.stdout.splitlines()

@@ -195,6 +195,8 @@ class TensorflowFacts:
     related: list[PythonPackage] = field(default_factory=list)  # keras, tf-keras, torch, jax, jaxlib
     site_packages: list[str] = field(default_factory=list)
     error: str | None = None
+    python_env: str | None = None  # venv | conda | system, of the inspected interpreter
+    externally_managed: bool | None = None  # PEP 668: pip refuses to install into it (None: unknown)
 
 
 @dataclass

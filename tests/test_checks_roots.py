@@ -135,9 +135,19 @@ def test_tf217_with_cudnn9_wheel_names_both_majors_and_pins_tfs_own_wheel():
     assert "TensorFlow 2.17.0 was built with cuDNN 8.9: it loads libcudnn.so.8, which is not found" in f.evidence
     assert "installed: cuDNN 9.3.0 (wheel: /opt/venv/lib/python3.11/site-packages/nvidia/cudnn)" in f.evidence
     # The pin is TF 2.17's own and-cuda requirement (recipes/tf_releases.json cudnn_wheel).
-    assert f.fix.splitlines()[-1] == "python3 -m pip install nvidia-cudnn-cu12==8.9.7.29"
+    # pip runs as the Python that owns TF's site-packages (/opt/venv), not as some `python3` on PATH.
+    assert f.fix.splitlines()[-1] == "/opt/venv/bin/python -m pip install nvidia-cudnn-cu12==8.9.7.29"
     assert f.fix.startswith("# this replaces the cuDNN 9.3.0 wheel here")
     assert "cuda.library-missing" not in found and "cuda.ok" not in found
+    # Were TF in Debian's system Python (PEP 668), one wheel into a new venv would not do: all of TF goes there.
+    facts.tensorflow.python_executable, facts.tensorflow.externally_managed = "/usr/bin/python3.11", True
+    fix = run_checks_fix(facts, "cuda.cudnn-other-major")
+    assert fix.splitlines()[:2] == ["/usr/bin/python3.11 -m venv ~/tf-venv",
+                                    "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.17.0'"]
+
+
+def run_checks_fix(facts: Facts, code: str) -> str:
+    return next(f.fix or "" for f in run_checks(facts) if f.code == code)
 
 
 def test_cuda_ok_never_says_all_when_a_library_is_missing():

@@ -38,3 +38,10 @@ def test_container_without_gpu_access():
     facts.driver.nvml_error = NvmlError("library_not_found", "NVML Shared Library Not Found")
     f = one(facts, "system.container-no-gpu")
     assert "--gpus all" in f.fix
+
+
+def test_system_line_names_envdoctors_python_when_another_is_inspected():
+    facts = h100("idle")
+    facts.tensorflow.python_executable = "/usr/bin/python3"  # --python
+    facts.system.python_executable = "/tmp/ux/venv/bin/python"
+    assert "envdoctor on Python 3.12.3 (venv)" in one(facts, "system.ok").title

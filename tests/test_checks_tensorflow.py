@@ -199,3 +199,23 @@ def test_failed_inspection_is_not_reported_as_not_installed():
     found = codes(facts)
     assert "tensorflow.inspect-failed" in found
     assert "tensorflow.not-installed" not in found
+
+
+def test_externally_managed_python_gets_a_venv_instead_of_pip_install():
+    # Debian 12's /usr/bin/python3 (PEP 668): `pip install` there fails with "externally-managed-environment".
+    facts = h100("idle")
+    facts.tensorflow.python_executable, facts.tensorflow.python_env = "/usr/bin/python3", "system"
+    facts.tensorflow.externally_managed = True
+    assert one(facts, "tensorflow.not-installed").fix.splitlines()[:3] == [
+        "/usr/bin/python3 -m venv ~/tf-venv",
+        "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]'",
+        "# /usr/bin/python3 is externally managed (PEP 668): pip refuses to change it, so TensorFlow goes into a venv",
+    ]
+    assert "# if the venv step fails: sudo apt-get install -y python3-venv" in one(facts, "tensorflow.not-installed").fix
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.tensorflow.python_executable, facts.tensorflow.externally_managed = "/usr/bin/python3", True
+    fix = one(facts, "tensorflow.cpu-only-with-gpu").fix
+    assert "pip uninstall" not in fix  # refused as well
+    assert "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.0'" in fix.splitlines()
+    facts.tensorflow.externally_managed = False  # a venv: pip as before
+    assert one(facts, "tensorflow.cpu-only-with-gpu").fix.startswith("/usr/bin/python3 -m pip uninstall -y")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,27 @@ def test_closed_stdout_keeps_the_diagnosis_exit_code_and_prints_no_traceback(fmt
         os.close(write_end)
     assert expected == 0 and result.returncode == expected
     assert result.stderr == ""
+
+
+def test_redact_as_root_keeps_the_snapshot_loadable_with_the_same_diagnosis(tmp_path: Path) -> None:
+    # Docker's usual user: the facts key "root" and HOME=/root must survive --redact.
+    snapshot = tmp_path / "snap.json"
+    first = envdoctor("check", "--json", "--redact", "--save", str(snapshot), env={"USER": "root", "HOME": "/root"})
+    assert "<user>" not in first.stdout and "<user>" not in snapshot.read_text()
+    saved = json.loads(snapshot.read_text())
+    assert saved["root"] == "/" and saved["system"]["home"] == "/root"
+    second = envdoctor("check", "--json", "--from", str(snapshot))
+    assert second.returncode == first.returncode, second.stderr
+    codes = [f["code"] for f in json.loads(first.stdout)["findings"]]
+    assert [f["code"] for f in json.loads(second.stdout)["findings"]] == codes
+
+
+def test_hints_repeat_the_options_and_a_snapshot_report_says_so(tmp_path: Path) -> None:
+    snapshot = tmp_path / "snap shot.json"
+    live = envdoctor("check", "--root", str(H100_ROOT), "--save", str(snapshot))
+    assert f"(run `envdoctor check --root {shlex.quote(str(H100_ROOT))} -v` for every detail)" in live.stdout
+    lines = envdoctor("check", "--from", str(snapshot)).stdout.splitlines()
+    assert lines[1].startswith(f"from snapshot {snapshot}, taken at ")  # the capture records no hostname
+    assert lines[2] == f"(run `envdoctor check --from {shlex.quote(str(snapshot))} -v` for every detail)"
+    other = envdoctor("check", "--python", sys.executable)
+    assert f"(run `envdoctor check --python {shlex.quote(sys.executable)} -v` for every detail)" in other.stdout

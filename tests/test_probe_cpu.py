@@ -123,9 +123,30 @@ def test_avx_without_fma_is_16_flops_per_cycle() -> None:
     assert "current 'cpu MHz'" in (cpu.peak_basis or "")
 
 
+def test_clock_prefers_the_model_names_nominal_clock_over_cpu_mhz() -> None:
+    # 'cpu MHz' says 1901/2070 (power saving); the model name says "@ 2.80GHz".
+    text = (CPUINFO / "x86-pentium-g640-no-avx.txt").read_text()
+    cpu = cpu_facts_from_cpuinfo(text, "x86_64")
+    assert cpu.max_mhz == 2800.0 and cpu.peak_gflops_fp32_estimate == pytest.approx(2 * 2.8 * 8)
+    assert "nominal clock from the model name" in (cpu.peak_basis or "")
+    assert cpu_facts_from_cpuinfo(text, "x86_64", max_mhz=3000).max_mhz == 3000  # sysfs max wins
+
+
 def test_clock_falls_back_to_highest_cpu_mhz() -> None:
-    cpu = cpu_facts_from_cpuinfo((CPUINFO / "x86-pentium-g640-no-avx.txt").read_text(), "x86_64")
+    text = (CPUINFO / "x86-pentium-g640-no-avx.txt").read_text().replace(" @ 2.80GHz", "")
+    cpu = cpu_facts_from_cpuinfo(text, "x86_64")
     assert cpu.max_mhz == pytest.approx(2070.796)
+    assert "current 'cpu MHz', may be a power-saving clock" in (cpu.peak_basis or "")
+
+
+def test_estimate_in_a_vm_says_so_and_is_no_ceiling() -> None:
+    # The H100 server is a Firecracker VM ('hypervisor' flag): 16 vCPUs, one per core, 'cpu MHz' 2100.
+    cpu = cpu_facts_from_cpuinfo((H100_ROOT / "proc" / "cpuinfo").read_text(), "x86_64")
+    basis = cpu.peak_basis or ""
+    assert basis.startswith("estimate: 16 cores as the VM presents them × 2.10 GHz")
+    assert "ceiling" in basis and "not a ceiling" in basis and "turbo clocks can exceed it" in basis
+    bare = cpu_facts_from_cpuinfo((CPUINFO / "x86-epyc-9654-zen4.txt").read_text(), "x86_64")
+    assert "96 physical cores" in (bare.peak_basis or "")  # no 'hypervisor' flag: bare metal
 
 
 def test_arch_from_cpuinfo() -> None:

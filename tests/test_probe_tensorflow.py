@@ -232,3 +232,53 @@ def test_root_with_two_environments_takes_the_python_of_the_one_holding_tensorfl
     probe(ProbeContext(root=Path(__file__).parent / "fixtures/roots/pip-cuda/root"), facts)
     assert facts.tensorflow.location == "/opt/venv/lib/python3.11/site-packages/tensorflow"
     assert facts.tensorflow.python_version == "3.11"
+
+
+# --- PEP 668: an externally managed interpreter (pip refuses to install into it) ------------------------
+
+
+def test_other_interpreter_in_a_venv_is_not_externally_managed(second_venv: Path) -> None:
+    facts = Facts()
+    probe(ProbeContext(python=str(second_venv / "bin" / "python")), facts)
+    # PEP 668 exempts virtual environments even when the base Python's stdlib has the marker.
+    assert (facts.tensorflow.python_env, facts.tensorflow.externally_managed) == ("venv", False)
+
+
+def test_system_interpreter_with_the_marker_is_externally_managed() -> None:
+    python = Path("/usr/bin/python3")
+    if not python.is_file():
+        pytest.skip("no /usr/bin/python3")
+    script = "import sysconfig, os; print(os.path.isfile(sysconfig.get_path('stdlib') + '/EXTERNALLY-MANAGED'))"
+    marked = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=60).stdout.strip()
+    facts = Facts()
+    probe(ProbeContext(python=str(python)), facts)
+    assert facts.tensorflow.python_env == "system"  # /usr/bin/python3 is no venv
+    assert facts.tensorflow.externally_managed is (marked == "True")  # Debian 12 here: True
+
+
+def test_pep668_rule() -> None:
+    assert tfprobe.pep668("/usr", "/usr", marker=True) == ("system", True)
+    assert tfprobe.pep668("/home/u/venv", "/usr", marker=True) == ("venv", False)
+    assert tfprobe.pep668("/usr", "/usr", marker=False) == ("system", False)
+
+
+def test_root_pip_fixes_target_the_python_that_owns_tensorflows_directory(tmp_path: Path) -> None:
+    debian = Path("/usr/lib/python3.11/EXTERNALLY-MANAGED")  # Debian's real marker, copied when there is one
+    marker = debian.read_text() if debian.is_file() else "[externally-managed]\nError=use apt or a venv\n"
+    cases = {
+        "venv": ("opt/app/venv/lib/python3.11/site-packages", "opt/app/venv/pyvenv.cfg",
+                 ("/opt/app/venv/bin/python", "venv", False)),
+        "system": ("usr/local/lib/python3.11/dist-packages", "usr/lib/python3.11/EXTERNALLY-MANAGED",
+                   ("/usr/bin/python3.11", "system", True)),
+        "prefix": ("opt/py/lib/python3.11/site-packages", None, ("/opt/py/bin/python", None, None)),
+    }
+    for name, (site, extra, expected) in cases.items():
+        root = tmp_path / name
+        shutil.copytree(SITES / "tf-2.17-cuda", root / site)
+        if extra:
+            (root / extra).parent.mkdir(parents=True, exist_ok=True)
+            (root / extra).write_text(marker if extra.endswith("MANAGED") else "home = /usr/bin\n")
+        facts = Facts()
+        probe(ProbeContext(root=root), facts)
+        tf = facts.tensorflow
+        assert (tf.python_executable, tf.python_env, tf.externally_managed) == expected, name

@@ -121,3 +121,59 @@ def test_redaction_scrubs_uuid_prefixes_that_cuda_visible_devices_accepts() -> N
 def test_snapshot_round_trip_is_lossless() -> None:
     facts = h100_facts()
     assert from_dict(Facts, json.loads(json.dumps(to_dict(facts)))) == facts
+
+
+def _docker_root_facts() -> Facts:
+    """The usual Docker user: root, HOME=/root (the reviewer's container)."""
+    facts = h100_facts()
+    facts.system.user, facts.system.home, facts.system.hostname = "root", "/root", "3f2a9c1b7d4e"
+    facts.tensorflow.python_executable = "/root/venv/bin/python"
+    return facts
+
+
+def test_redacted_root_snapshot_keeps_its_keys_and_diagnoses_the_same() -> None:
+    from envdoctor.doctor import diagnose
+
+    facts = _docker_root_facts()
+    redacted = redact_tree(to_dict(facts), redactor(facts))
+    assert redacted["root"] == "/" and "<user>" not in json.dumps(redacted)  # 'root' is no personal data
+    assert redacted["system"]["home"] == "/root" and redacted["system"]["hostname"] == "<host>"
+    loaded = from_dict(Facts, json.loads(json.dumps(redacted)))
+    assert [(f.code, f.severity) for f in diagnose(loaded).findings] == [
+        (f.code, f.severity) for f in diagnose(facts).findings]
+
+
+def test_redaction_never_touches_keys_and_spares_default_accounts() -> None:
+    facts = h100_facts()
+    facts.system.user = "ubuntu"  # the cloud image's account, also the distro id
+    facts.env.variables["ubuntu"] = "x"
+    redacted = redact_tree(to_dict(facts), redactor(facts))
+    assert redacted["system"]["distro_id"] == "ubuntu" and "ubuntu" in redacted["env"]["variables"]
+    alice = redact_tree({"alice": "/data/alice/x"}, redactor(h100_facts()))
+    assert alice == {"alice": "/data/<user>/x"}  # values are scrubbed, keys are field names
+
+
+def test_header_names_the_inspected_interpreter_and_the_hint_repeats_the_options() -> None:
+    facts = h100_facts()
+    facts.system.python_executable = "/tmp/ux/venv/bin/python"
+    facts.tensorflow.python_executable, facts.tensorflow.python_version = "/usr/bin/python3", "3.11.2"
+    facts.tensorflow.python_env = "system"
+    out = io.StringIO()
+    human.render(Diagnosis(facts, findings()), stream=out, rerun="envdoctor check --python /usr/bin/python3")
+    first, hint = out.getvalue().splitlines()[:2]
+    assert first.endswith("x86_64 · inspecting /usr/bin/python3 (Python 3.11.2, system)")
+    assert "3.12.3" not in first  # envdoctor's own Python is not the one diagnosed
+    assert hint == "(run `envdoctor check --python /usr/bin/python3 -v` for every detail)"
+    assert "inspecting /usr/bin/python3 (Python 3.11.2, system)" in markdown.render(Diagnosis(facts, findings()))
+
+
+def test_snapshot_report_says_whose_machine_and_when_and_redacts_the_host() -> None:
+    facts = h100_facts()
+    facts.collected_at = "2025-06-01T12:00:00+00:00"
+    origin = human.snapshot_origin(facts, "snap.json")
+    assert origin == "from snapshot snap.json, taken on gpu-node-7 at 2025-06-01T12:00:00+00:00"
+    out = io.StringIO()
+    human.render(Diagnosis(facts, findings()), stream=out, scrub=redactor(facts), origin=origin)
+    assert out.getvalue().splitlines()[1] == "from snapshot snap.json, taken on <host> at 2025-06-01T12:00:00+00:00"
+    assert human.snapshot_origin(Facts(), "old.json") == "from snapshot old.json"  # nothing recorded: no claims
+    assert f"\n{origin}\n" in markdown.render(Diagnosis(facts, findings()), origin=origin)

@@ -100,6 +100,31 @@ def python_cmd(facts: Facts) -> str:
     return shlex.quote(exe)
 
 
+def pip_fix(facts: Facts, requirement: str, remove: str = "") -> str:
+    """`pip install requirement` (after uninstalling `remove`) for the diagnosed interpreter; for one that is
+    externally managed (PEP 668), where pip refuses both, a new virtual environment that gets it instead."""
+    py = python_cmd(facts)
+    if facts.tensorflow.externally_managed:
+        return venv_fix(facts, requirement)
+    install = f"{py} -m pip install {requirement}"
+    return f"{py} -m pip uninstall -y {remove} && {install}" if remove else install
+
+
+def venv_fix(facts: Facts, requirement: str) -> str:
+    py = python_cmd(facts)
+    lines = [
+        f"{py} -m venv ~/tf-venv",
+        f"~/tf-venv/bin/python -m pip install {requirement}",
+        f"# {py} is externally managed (PEP 668): pip refuses to change it, so TensorFlow goes into a venv",
+    ]
+    from envdoctor.distro_pkgs import install_command
+
+    # Debian/Ubuntu split venv support into its own package; elsewhere it comes with Python.
+    if venv_pkg := install_command(facts.system.package_manager, ["python3-venv"]):
+        lines.append(f"# if the venv step fails: {venv_pkg}")
+    return "\n".join(lines)
+
+
 def gib(n: int | None) -> str:
     return "?" if n is None else f"{n / 2**30:.1f} GiB"
 

@@ -149,6 +149,6 @@ def _ok(facts: Facts) -> Finding:
     evidence = [f"features: {' '.join(c.features)}"] if c.features else []
     if c.peak_gflops_fp32_estimate:
         evidence.append(
-            f"peak FP32 ≈ {c.peak_gflops_fp32_estimate:.0f} GFLOP/s ({c.peak_basis or 'theoretical estimate'})"
+            f"peak FP32 ≈ {c.peak_gflops_fp32_estimate:.0f} GFLOP/s ({c.peak_basis or 'estimate'})"
         )
     return Finding("cpu.ok", Severity.OK, ", ".join(parts), evidence)

@@ -12,6 +12,7 @@ from envdoctor.checks.common import (
     has_nvidia_gpu,
     join,
     major_minor,
+    pip_fix,
     python_cmd,
     requirement,
     tf_release,
@@ -55,7 +56,7 @@ def _pip_fix(facts: Facts) -> str:
     since = tf_releases()["and_cuda_extra_since"]
     tf_v = version(tf)
     if tf_v is not None and tf_v >= version(since) and (facts.system.os or "Linux") == "Linux":
-        return f"{python_cmd(facts)} -m pip install {requirement('tensorflow[and-cuda]', tf)}"
+        return pip_fix(facts, requirement("tensorflow[and-cuda]", tf))
     release = tf_release(tf) or {}
     return (
         f"# install CUDA {release.get('cuda', '?')} and cuDNN {release.get('cudnn', '?')} "
@@ -128,7 +129,7 @@ def _cudnn_other_major(facts: Facts, missing: list[LibraryResolution]) -> Findin
 
 
 def _cudnn_wheel_fix(facts: Facts, pin: str | None, replaced: CudnnInstall | None) -> str:
-    if not pin:
+    if not pin or facts.tensorflow.externally_managed:  # a new venv needs all of TensorFlow, not one wheel
         return _pip_fix(facts)
     install = f"{python_cmd(facts)} -m pip install {shlex.quote(pin)}"
     if replaced is None or replaced.source != "wheel":

@@ -63,7 +63,9 @@ def _ok(facts: Facts) -> Finding:
     if s.arch:
         parts.append(s.arch)
     if s.python_version:
-        parts.append(f"Python {s.python_version}" + (f" ({s.python_env})" if s.python_env else ""))
+        other = facts.tensorflow.python_executable not in (None, s.python_executable)  # --python: not this one
+        parts.append(("envdoctor on " if other else "") + f"Python {s.python_version}"
+                     + (f" ({s.python_env})" if s.python_env else ""))
     if s.container:
         parts.append(f"in {s.container}")
     if s.wsl:

@@ -11,6 +11,7 @@ from envdoctor.checks.common import (
     is_tf_distribution,
     join,
     major_minor,
+    pip_fix,
     python_cmd,
     releases_for_python,
     requirement,
@@ -91,7 +92,7 @@ def _not_installed(facts: Facts) -> list[Finding]:
             Severity.INFO,
             "TensorFlow is not installed in this environment",
             _where_looked(facts),
-            f"{python_cmd(facts)} -m pip install 'tensorflow{extra}'",
+            pip_fix(facts, f"'tensorflow{extra}'"),
         )
     ]
 
@@ -121,8 +122,7 @@ def _several(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "Several TensorFlow distributions are installed in one environment: they overwrite each other's files",
             listed,
-            f"{python_cmd(facts)} -m pip uninstall -y {' '.join(sorted(dist_name(d.name) for d in dists))} && "
-            f"{python_cmd(facts)} -m pip install {keep}",
+            pip_fix(facts, keep, remove=" ".join(sorted(dist_name(d.name) for d in dists))),
         )
     ]
 
@@ -138,8 +138,8 @@ def _python_range(facts: Facts) -> list[Finding]:
     fix = f"python{hi} -m venv ~/tf\n~/tf/bin/pip install {requirement('tensorflow', facts.tensorflow.version)}"
     if fitting:
         fix = (
-            f"{python_cmd(facts)} -m pip install 'tensorflow=={max(fitting, key=version)}.*'\n"
-            f"# or keep this TensorFlow in a Python {hi} environment"
+            pip_fix(facts, f"'tensorflow=={max(fitting, key=version)}.*'")
+            + f"\n# or keep this TensorFlow in a Python {hi} environment"
         )
     return [
         Finding(
@@ -159,7 +159,6 @@ def _cpu_only(facts: Facts) -> list[Finding]:
     table = tf_releases()
     cpu_dists = [dist_name(d.name) for d in tf.distributions if dist_name(d.name) in table["cpu_only_distributions"]]
     windows = facts.system.os == "Windows"
-    py = python_cmd(facts)
     if windows and version(tf.version) and version(tf.version) > version(table["windows_gpu_last"]):
         return [
             Finding(
@@ -187,8 +186,7 @@ def _cpu_only(facts: Facts) -> list[Finding]:
             Severity.WARNING,
             "A CPU-only TensorFlow is installed on a machine with a usable NVIDIA GPU",
             evidence,
-            f"{py} -m pip uninstall -y {remove} && "
-            f"{py} -m pip install {requirement('tensorflow[and-cuda]', tf.version)}",
+            pip_fix(facts, requirement("tensorflow[and-cuda]", tf.version), remove=remove),
         )
     ]
 

@@ -52,8 +52,9 @@ def check(
         write_snapshot(save, facts, scrub)
     from envdoctor.report.console import reader_may_leave
 
+    rerun = rerun_command(root=root, python=python, from_file=from_file, deep=deep)
     with reader_may_leave():  # `check | head -1`: the exit code stays the diagnosis'
-        _render(diagnosis, as_json, markdown, verbose, scrub)
+        _render(diagnosis, as_json, markdown, verbose, scrub, rerun, from_file)
     raise typer.Exit(diagnosis.exit_code)
 
 
@@ -76,7 +77,20 @@ def _scrubber(facts):  # noqa: ANN001, ANN202
     return redactor(facts)
 
 
-def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub) -> None:  # noqa: ANN001
+def rerun_command(root: Path | None = None, python: Path | None = None, from_file: Path | None = None,
+                  deep: bool = False) -> str:
+    """`envdoctor check` with the options that chose what was diagnosed, so that a printed hint repeats them."""
+    import shlex
+
+    words = ["envdoctor", "check"]
+    for option, value in (("--root", root), ("--python", python), ("--from", from_file)):
+        if value is not None:
+            words += [option, shlex.quote(str(value))]
+    return " ".join(words + (["--deep"] if deep else []))
+
+
+def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub,  # noqa: ANN001
+            rerun: str = "envdoctor check", from_file: Path | None = None) -> None:
     if as_json:
         from envdoctor.report.jsonout import diagnosis_dict, dumps
         from envdoctor.report.redact import redact_tree
@@ -84,14 +98,17 @@ def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub) -> N
         document = diagnosis_dict(diagnosis)
         sys.stdout.write(dumps(redact_tree(document, scrub) if scrub else document) + "\n")
     elif markdown:
+        from envdoctor.report.human import snapshot_origin
         from envdoctor.report.markdown import render
 
-        text = render(diagnosis)
+        text = render(diagnosis, snapshot_origin(diagnosis.facts, str(from_file)) if from_file else None)
         sys.stdout.write((scrub(text) if scrub else text) + "\n")
     else:
         from envdoctor.report.human import render as render_human
+        from envdoctor.report.human import snapshot_origin
 
-        render_human(diagnosis, verbose=verbose, scrub=scrub)
+        origin = snapshot_origin(diagnosis.facts, str(from_file)) if from_file else None
+        render_human(diagnosis, verbose=verbose, scrub=scrub, rerun=rerun, origin=origin)
 
 
 def write_snapshot(path: Path, facts, scrub=None) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ The feature, psABI-level and FLOPs-per-cycle tables live in recipes/cpu_features
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from envdoctor.facts import CpuFacts, Facts
@@ -56,9 +57,8 @@ def cpu_facts_from_cpuinfo(text: str, arch: str, max_mhz: float | None = None) -
         arch=arch or None,
         flags=flags,
         features=[name for name, flag in table.items() if flag in flag_set],
-        max_mhz=max_mhz if max_mhz else _max_number(cpus, "cpu mhz"),
     )
-    clock = "max clock" if max_mhz else "current 'cpu MHz', may be a power-saving clock"
+    facts.max_mhz, clock = _clock(max_mhz, first, cpus)
     if arch == "aarch64":
         _arm_identity(facts, first, recipe)
     else:
@@ -69,6 +69,19 @@ def cpu_facts_from_cpuinfo(text: str, arch: str, max_mhz: float | None = None) -
         facts.psabi_level = psabi_level(flag_set, recipe["psabi_levels"])
     _peak(facts, first, flag_set, recipe["fp32_flops_per_cycle"], clock)
     return facts
+
+
+def _clock(max_mhz: float | None, first: dict[str, str], cpus: list[dict[str, str]]) -> tuple[float | None, str]:
+    """The clock for the estimate and what it is: sysfs max > the model name's nominal clock > 'cpu MHz'.
+
+    'cpu MHz' is the clock of the moment: a power-saving one on an idle machine, a fixed one in many VMs.
+    """
+    if max_mhz:
+        return max_mhz, "max clock"
+    match = re.search(r"@\s*(\d+(?:\.\d+)?)\s*GHz", first.get("model name", ""))
+    if match and float(match.group(1)) > 0:
+        return float(match.group(1)) * 1000, "nominal clock from the model name"
+    return _max_number(cpus, "cpu mhz"), "current 'cpu MHz', may be a power-saving clock"
 
 
 def _blocks(text: str) -> list[dict[str, str]]:
@@ -158,9 +171,12 @@ def _peak(facts: CpuFacts, first: dict[str, str], flags: set[str], rules: list[d
         return
     ghz = facts.max_mhz / 1000
     facts.peak_gflops_fp32_estimate = round(facts.cores * ghz * rule["flops"], 1)
+    # In a VM the cores are those the hypervisor presents and the clock often a fixed nominal one.
+    cores = "cores as the VM presents them" if "hypervisor" in flags else "physical cores"
     facts.peak_basis = (
-        f"estimate: {facts.cores} physical cores × {ghz:.2f} GHz ({clock}) × {rule['flops']} FP32 FLOP/cycle "
-        f"({rule['assumption']}); a theoretical ceiling, sustained all-core clocks and real kernels reach less"
+        f"estimate: {facts.cores} {cores} × {ghz:.2f} GHz ({clock}) × {rule['flops']} FP32 FLOP/cycle "
+        f"({rule['assumption']}); not a ceiling: turbo clocks can exceed it, sustained all-core vector clocks "
+        "and real kernels usually reach less"
     )
 
 

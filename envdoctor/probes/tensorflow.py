@@ -29,13 +29,15 @@ PYTHON_TIMEOUT = 10.0
 
 # Run by the inspected interpreter (--python): self-contained, no envdoctor import, JSON on stdout.
 INTERPRETER_SCRIPT = """\
-import json, sys, sysconfig
+import json, os, sys, sysconfig
 paths = sysconfig.get_paths()
 print(json.dumps({
     "version": "%d.%d.%d" % tuple(sys.version_info[:3]),
     "executable": sys.executable,
     "path": [p for p in sys.path if p],
     "stdlib": [paths.get("stdlib"), paths.get("platstdlib")],
+    "prefix": [sys.prefix, sys.base_prefix],
+    "marker": os.path.isfile(os.path.join(paths.get("stdlib") or "", "EXTERNALLY-MANAGED")),
 }))
 """
 
@@ -61,6 +63,8 @@ class Interpreter:
     executable: str | None
     version: str | None
     site_packages: list[str]  # in import order; inspected-system paths
+    env: str | None = None  # venv | conda | system
+    externally_managed: bool | None = None  # PEP 668
 
 
 def probe(ctx: ProbeContext, facts: Facts) -> None:
@@ -71,7 +75,12 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
     tf.python_executable = interpreter.executable
     tf.python_version = interpreter.version
     tf.site_packages = interpreter.site_packages
+    tf.python_env, tf.externally_managed = interpreter.env, interpreter.externally_managed
     fill_from_path(ctx, tf, interpreter.site_packages)
+    if not ctx.host and tf.location and not ctx.python:  # a pip fix must use the Python that owns TF's directory
+        owner = owning_interpreter(ctx, os.path.dirname(tf.location))
+        if owner is not None:
+            tf.python_executable, tf.python_env, tf.externally_managed = owner
     if tf.python_version is None and tf.location:  # --root over several environments: the one TF is in
         match = re.search(r"/python(3\.\d+)/", tf.location)
         tf.python_version = match.group(1) if match else None
@@ -82,8 +91,20 @@ def _interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:
         return root_interpreter(ctx)
     if ctx.python:
         return run_interpreter(ctx, tf)
-    stdlib = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")}
-    return _from_sys_path(sys.executable, "%d.%d.%d" % sys.version_info[:3], sys.path, stdlib)
+    paths = sysconfig.get_paths()
+    stdlib = {paths.get(k) for k in ("stdlib", "platstdlib")}
+    found = _from_sys_path(sys.executable, "%d.%d.%d" % sys.version_info[:3], sys.path, stdlib)
+    marker = os.path.isfile(os.path.join(paths.get("stdlib") or "", "EXTERNALLY-MANAGED"))
+    found.env, found.externally_managed = pep668(sys.prefix, sys.base_prefix, marker)
+    return found
+
+
+def pep668(prefix: str, base_prefix: str, marker: bool) -> tuple[str, bool]:
+    """(venv | conda | system, externally managed): PEP 668 exempts virtual environments from the marker."""
+    from envdoctor.probes.system import python_env
+
+    env = python_env(prefix, base_prefix)
+    return env, marker and env != "venv"
 
 
 def _from_sys_path(
@@ -107,7 +128,10 @@ def run_interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | Non
     try:
         data = json.loads(result.stdout.strip().splitlines()[-1])
         stdlib = {s for s in data.get("stdlib", []) if isinstance(s, str)}
-        return _from_sys_path(data.get("executable") or python, data.get("version"), list(data["path"]), stdlib)
+        found = _from_sys_path(data.get("executable") or python, data.get("version"), list(data["path"]), stdlib)
+        prefix, base = data["prefix"]
+        found.env, found.externally_managed = pep668(str(prefix), str(base), data.get("marker") is True)
+        return found
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         tf.error = f"{python} printed no usable answer ({type(exc).__name__}): {result.stdout[-200:]!r}"
         return None
@@ -128,7 +152,32 @@ def root_interpreter(ctx: ProbeContext) -> Interpreter:
     dirs = list(dict.fromkeys(found))
     versions = {m.group(1) for d in dirs if (m := re.search(r"/python(3\.\d+)/", d))}
     version = versions.pop() if len(versions) == 1 else None
-    return Interpreter(str(ctx.python) if ctx.python else None, version, dirs)
+    found_interpreter = Interpreter(str(ctx.python) if ctx.python else None, version, dirs)
+    owner = owning_interpreter(ctx, dirs[0]) if ctx.python and dirs else None
+    if owner is not None:
+        _, found_interpreter.env, found_interpreter.externally_managed = owner
+    return found_interpreter
+
+
+def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, str | None, bool | None] | None:
+    """(python, venv | conda | system, externally managed) owning a site-packages directory, read from files.
+
+    Under --root nothing runs: a venv is told by <prefix>/pyvenv.cfg, conda by <prefix>/conda-meta, the
+    distribution's Python by its prefix (/usr, /usr/local); PEP 668's marker sits in the stdlib directory.
+    """
+    match = re.fullmatch(r"(/.*?)/lib(?:64)?/python(3(?:\.\d+)?)/(?:site|dist)-packages", site)
+    if match is None:
+        return None
+    prefix, pyver = match.groups()
+    if ctx.path(f"{prefix}/pyvenv.cfg").is_file():
+        return f"{prefix}/bin/python", "venv", False
+    if ctx.path(f"{prefix}/conda-meta").is_dir():
+        return f"{prefix}/bin/python", "conda", False
+    if prefix not in ("/usr", "/usr/local"):
+        return f"{prefix}/bin/python", None, None  # a prefix install of any kind keeps its Python there
+    stdlibs = glob.glob(os.path.join(glob.escape(str(ctx.path("/usr/lib"))), f"python{pyver}*", ""))
+    marked = [d for d in stdlibs if os.path.isfile(os.path.join(d, "EXTERNALLY-MANAGED"))]
+    return f"/usr/bin/python{pyver}", "system", bool(marked) if stdlibs else None
 
 
 def fill_from_path(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> None:

@@ -18,14 +18,34 @@ STYLES = {"ok": "green", "info": "cyan", "warning": "yellow", "error": "bold red
 
 def headline(facts: Facts) -> str:
     s = facts.system
-    parts = [s.distro_name or s.os or "unknown OS", s.arch, f"Python {s.python_version}" if s.python_version else None]
+    inspected = inspected_python(facts)
+    own = f"Python {s.python_version}" if s.python_version and not inspected else None
+    parts = [s.distro_name or s.os or "unknown OS", s.arch, own]
     if not facts.host:
         parts.append(f"root {facts.root}")
-    return " · ".join(p for p in parts if p)
+    return " · ".join(p for p in [*parts, inspected] if p)
 
 
-def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = None,
-           scrub=None) -> None:  # noqa: ANN001 - scrub is Callable[[str], str] | None
+def inspected_python(facts: Facts) -> str | None:
+    """'inspecting /usr/bin/python3 (Python 3.11.2, system)' when the diagnosed interpreter is not envdoctor's."""
+    tf = facts.tensorflow
+    if not tf.python_executable or tf.python_executable == facts.system.python_executable:
+        return None
+    about = ", ".join(p for p in (f"Python {tf.python_version}" if tf.python_version else None, tf.python_env) if p)
+    return f"inspecting {tf.python_executable}" + (f" ({about})" if about else "")
+
+
+def snapshot_origin(facts: Facts, path: str) -> str:
+    """Where a --from report comes from: the file, and the machine and time it records (if it does)."""
+    host = f" on {facts.system.hostname}" if facts.system.hostname else ""
+    when = f" at {facts.collected_at}" if facts.collected_at else ""
+    return f"from snapshot {path}" + (f", taken{host}{when}" if host or when else "")
+
+
+def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = None, scrub=None,  # noqa: ANN001
+           rerun: str = "envdoctor check", origin: str | None = None) -> None:
+    """scrub: Callable[[str], str] | None; rerun: the command that repeats this run's inputs (for the -v hint);
+    origin: where a --from snapshot came from."""
     from rich.text import Text
 
     from envdoctor.report.console import make_console
@@ -37,8 +57,10 @@ def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = 
         console.print(Text(" " * indent + clean(text), style=style or ""))
 
     line(f"envdoctor {diagnosis.facts.envdoctor_version} · {headline(diagnosis.facts)}", "bold")
+    if origin:
+        line(origin, "bold")
     if not verbose:
-        line("(run `envdoctor check -v` for every detail)", "dim")
+        line(f"(run `{rerun} -v` for every detail)", "dim")
     for category, findings in diagnosis.by_category().items():
         worst = diagnosis.worst(category).value
         title = CATEGORIES.get(category, category)

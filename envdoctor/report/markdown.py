@@ -9,9 +9,11 @@ from envdoctor.report.human import CATEGORY_MARKS, headline
 _ICON = {"ok": "✅", "info": "ℹ️", "warning": "⚠️", "error": "❌"}
 
 
-def render(diagnosis: Diagnosis) -> str:
+def render(diagnosis: Diagnosis, origin: str | None = None) -> str:
     facts = diagnosis.facts
     lines = [f"### envdoctor check ({facts.envdoctor_version})", "", headline(facts), ""]
+    if origin:  # a --from report: say whose machine it describes
+        lines[-1:-1] = ["", origin]
     lines += ["| | Category | Summary |", "|---|---|---|"]
     groups = diagnosis.by_category()
     for category, findings in groups.items():

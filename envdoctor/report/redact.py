@@ -14,6 +14,9 @@ _HEX = "[0-9a-fA-F]"
 _UUID = re.compile(
     rf"\b(GPU|MIG)-(?:{_HEX}{{8}}(?:-{_HEX}{{4}}){{3}}-{_HEX}{{12}}|(?=[0-9a-fA-F-]*[0-9]){_HEX}{{4,}}(?:-{_HEX}+)*)\b"
 )
+# Default accounts of images and clouds: not personal data, and several are also words the facts need
+# (distro id "ubuntu", the facts key "root"), which a blind replacement would corrupt.
+_ACCOUNTS = frozenset({"root", "ubuntu", "debian", "admin", "ec2-user", "centos", "fedora", "rocky", "opc"})
 
 
 def redactor(facts: Facts) -> Callable[[str], str]:
@@ -24,7 +27,7 @@ def redactor(facts: Facts) -> Callable[[str], str]:
         replacements.append((re.compile(re.escape(system.home.rstrip("/"))), "~"))
     if system.hostname:
         replacements.append((re.compile(rf"(?<![\w.-]){re.escape(system.hostname)}(?![\w-])"), "<host>"))
-    if system.user and len(system.user) > 2:
+    if system.user and len(system.user) > 2 and system.user not in _ACCOUNTS:
         replacements.append((re.compile(rf"(?<![\w-]){re.escape(system.user)}(?![\w-])"), "<user>"))
     uuids: dict[str, str] = {}
 
@@ -42,11 +45,12 @@ def redactor(facts: Facts) -> Callable[[str], str]:
 
 
 def redact_tree(value: Any, scrub: Callable[[str], str]) -> Any:
-    """Apply scrub to every string (keys included) of a JSON-like tree."""
+    """Apply scrub to every string value of a JSON-like tree. Keys are names of fields (or of environment
+    variables), never personal: scrubbing them would break a snapshot that --from reads back."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {scrub(k) if isinstance(k, str) else k: redact_tree(v, scrub) for k, v in value.items()}
+        return {k: redact_tree(v, scrub) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_tree(v, scrub) for v in value]
     return value

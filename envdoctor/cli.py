@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 
 from envdoctor import __version__
@@ -15,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    suggest_commands=False,  # click suggests already: typer's would say "Did you mean 'gpus'?" twice
 )
 
 
@@ -41,10 +43,39 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _command_path(ctx: click.Context | None) -> str:
+    """`envdoctor run`, whatever the program was called (python -m envdoctor, a venv path)."""
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["envdoctor", *names])
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line: click and typer print a boxed panel of five lines."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    return f"envdoctor: error: {message} (see {_command_path(exc.ctx)} --help)"
+
+
 def main() -> None:
     """Entry point: usage errors exit 2, an internal failure exits 3 with one line, never a traceback."""
     try:
-        app()
+        # standalone_mode=False: click's usage errors come here instead of being printed as rich panels.
+        code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `envdoctor` alone: the help, on stderr, exit 2
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        print(usage_line(exc), file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as exc:  # not raised by envdoctor's options today: still one line
+        print(f"envdoctor: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.Abort:  # click's name for an interrupted run (EOF or Ctrl-C)
+        sys.exit(130)
     except UsageError as exc:
         print(f"envdoctor: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -53,3 +84,4 @@ def main() -> None:
     except Exception as exc:  # last resort: report, never a traceback
         print(f"envdoctor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -90,3 +90,32 @@ def test_wsl2_host_with_windows_libcuda_but_nvml_failing_is_unknown():
     facts.cuda.tf_libraries = []  # NVML asked, nothing points at a passed-through GPU: no GPU
     assert "gpu.unknown" not in codes(facts)
     assert "NVML: NVML Shared Library Not Found" in one(facts, "gpu.none").evidence
+
+
+def test_check_and_gpus_say_no_gpu_the_same_way(monkeypatch, capsys):
+    # `check` and `gpus` on a machine without the NVIDIA driver (this one: pynvml finds no libnvidia-ml).
+    import envdoctor.probes.nvidia as nvidia
+    from envdoctor.facts import DriverFacts
+    from envdoctor.gpus import table
+    from envdoctor.gpus.nogpu import NO_GPU
+    from envdoctor.gpus.snapshot import live_gpus
+
+    facts = no_gpu_facts()
+    facts.driver.nvml_error = NvmlError("library_not_found", "NVMLError_LibraryNotFound: NVML Shared Library Not Found")
+    assert one(facts, "gpu.none").title == NO_GPU
+    monkeypatch.setattr(nvidia, "collect_gpus", lambda ctx: (DriverFacts(nvml_error=facts.driver.nvml_error), []))
+    gpus, why = live_gpus()
+    assert gpus == [] and why == "libnvidia-ml not found: no NVIDIA driver is installed"
+    table.print_table(gpus, {}, why)
+    out = capsys.readouterr().out
+    assert out == f"{NO_GPU}; libnvidia-ml not found: no NVIDIA driver is installed\n" and "NVMLError" not in out
+
+
+@pytest.mark.parametrize(("kind", "words"), [("driver_not_loaded", "kernel driver is not loaded"),
+                                             ("lib_rm_version_mismatch", "reboot"),
+                                             ("unknown", "NVMLError_Unknown: Unknown Error")])
+def test_nvml_reason_in_plain_words(kind, words):
+    from envdoctor.gpus.nogpu import nvml_reason
+
+    assert words in nvml_reason(NvmlError(kind, "NVMLError_Unknown: Unknown Error"))
+    assert nvml_reason(None) is None

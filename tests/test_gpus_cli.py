@@ -29,6 +29,11 @@ def envdoctor(*args: str, env: dict[str, str], timeout: float = 60) -> subproces
                           env=env, timeout=timeout)
 
 
+def notes(stderr: str) -> list[str]:
+    """stderr without the line that every `env`/`run --from` prints (the GPUs come from a file)."""
+    return [line for line in stderr.splitlines() if "not from this machine" not in line]
+
+
 def test_gpus_json_shows_cuda_ordinals(env):
     doc = json.loads(envdoctor("gpus", "--json", "--from", str(PAIR), env=env).stdout)
     assert [(g["index"], g["cuda_ordinal"]) for g in doc["gpus"]] == [(0, 1), (1, 0)]
@@ -164,7 +169,7 @@ def test_several_mig_devices_get_a_note_on_stderr_only(env):
     assert several.returncode == 0 and "6 MIG devices selected" in several.stderr
     assert several.stdout.count("MIG-") == 6  # the note changes nothing in what eval reads
     one = envdoctor("env", "--gpus", "2:0", "--from", str(mig), env=env)
-    assert one.returncode == 0 and one.stderr == ""
+    assert one.returncode == 0 and notes(one.stderr) == []
 
 
 def test_unusable_lock_dir_is_a_usage_error(env, tmp_path):
@@ -222,10 +227,10 @@ def test_memory_limit_above_the_smallest_chosen_gpu_is_refused(env):
 def test_memory_limit_says_on_stderr_who_applies_it(env):
     out = envdoctor("env", "--gpus", "1", "--memory-limit", "4096", "--from", str(PAIR), env=env)
     assert out.returncode == 0 and "export ENVDOCTOR_TF_MEMORY_LIMIT_MB='4096'" in out.stdout
-    assert "envdoctor.configure_tensorflow()" in out.stderr and out.stderr.count("\n") == 1
+    assert len(notes(out.stderr)) == 1 and "envdoctor.configure_tensorflow()" in out.stderr
     ran = envdoctor("run", "--gpus", "1", "--memory-limit", "4096", "--from", str(PAIR), "--", *PRINT_CVD, env=env)
     assert ran.returncode == 0 and "envdoctor.configure_tensorflow()" in ran.stderr
-    assert envdoctor("env", "--gpus", "1", "--from", str(PAIR), env=env).stderr == ""
+    assert notes(envdoctor("env", "--gpus", "1", "--from", str(PAIR), env=env).stderr) == []
 
 
 @pytest.mark.parametrize("command", ["env", "run"])
@@ -261,3 +266,27 @@ def test_all_on_gpus_that_cannot_run_cuda_work_says_why(env, tmp_path):
     out = envdoctor("env", "--gpus", "all", "--from", str(snapshot), env=env)
     assert out.returncode == 0
     assert "no usable GPU here (every GPU has MIG enabled and no MIG device): 'all' selects none" in out.stderr
+
+
+def test_gpus_table_keeps_uuid_and_bus_id_whole_and_has_no_trailing_spaces(env):
+    # The real busy H100 and the MIG A100 server: users copy these UUIDs into --gpus.
+    for name in ("h100-busy.json", "a100-mig.json"):
+        doc = json.loads((FIX / name).read_text())
+        whole = [g["uuid"] for g in doc["gpus"]] + [g["pci_bus_id"] for g in doc["gpus"]]
+        whole += [m["uuid"] for g in doc["gpus"] for m in g["mig_devices"]]
+        for columns in ("200", "80"):  # 80: too narrow for the table, one "column: value" line each
+            env["COLUMNS"] = columns
+            out = envdoctor("gpus", "--from", str(FIX / name), env=env).stdout
+            assert all(text in out for text in whole), (name, columns)
+            assert all(line == line.rstrip() and len(line) <= int(columns) for line in out.splitlines())
+    env["COLUMNS"] = "80"
+    narrow = envdoctor("gpus", "--from", str(FIX / "h100-busy.json"), env=env).stdout.splitlines()
+    assert "UUID               GPU-c1d61728-05ec-5f50-fc60-c0fc41847924" in narrow
+    assert "processes          720 (6662 MiB)" in narrow
+
+
+def test_gpus_piped_without_columns_is_not_padded(env):
+    del env["COLUMNS"]
+    out = envdoctor("gpus", "--from", str(PAIR), env=env).stdout
+    assert "┃ nvidia-smi ┃" in out  # the table, not folded at 80 columns
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []

@@ -19,6 +19,7 @@ from envdoctor.checks.common import (
     with_ok,
 )
 from envdoctor.facts import Facts, GpuFacts
+from envdoctor.gpus.nogpu import NO_GPU
 from envdoctor.resources import load_recipe
 
 
@@ -134,7 +135,7 @@ def gpu_checks(facts: Facts) -> Iterable[Finding]:
             Finding(
                 "gpu.none",
                 Severity.INFO,
-                "No NVIDIA GPU: TensorFlow will run on the CPU (a valid setup)",
+                NO_GPU,  # `envdoctor gpus` says the same (envdoctor/gpus/nogpu.py)
                 evidence,
                 None,
             )

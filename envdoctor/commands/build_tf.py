@@ -21,9 +21,21 @@ CPU_HELP = ("CPU target: native (-march=native, for this machine only), detected
             "features /proc/cpuinfo lists), x86-64-v2|v3|v4, or a -march/-mcpu name (skylake-avx512, neoverse-v1).")
 
 
+# Typer's help joins lines that one newline separates: each example is its own paragraph.
+EXAMPLES = """Examples:
+
+envdoctor build-tf --dry-run
+
+envdoctor build-tf --tf-version 2.21 --cpu x86-64-v3 --no-cuda
+
+envdoctor build-tf --cuda-cc 8.6,9.0 --venv ~/venvs/tf --run
+
+envdoctor build-tf --from server.json --docker"""
+
+
 def register(app: typer.Typer) -> None:
     app.command("build-tf", help="Write a build recipe (build.sh, README.md, .tf_configure.bazelrc) for a "
-                "TensorFlow compiled for this machine; --run runs it.")(build_tf_cmd)
+                "TensorFlow compiled for this machine; --run runs it.", epilog=EXAMPLES)(build_tf_cmd)
 
 
 def build_tf_cmd(

@@ -15,8 +15,20 @@ from envdoctor.errors import UsageError
 _FORMATS = ("--json", "--markdown")
 
 
+# typer joins lines separated by a single newline: each example is its own paragraph.
+EXAMPLES = """Examples:
+
+envdoctor check
+
+envdoctor check -v --strict
+
+envdoctor check --json > report.json
+
+envdoctor check --python ~/venvs/tf/bin/python"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("check")(check)
+    app.command("check", epilog=EXAMPLES)(check)
 
 
 def check(

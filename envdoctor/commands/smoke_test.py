@@ -71,8 +71,23 @@ def data_cifar10(
               f"cache: {summary['cache']}")
 
 
+# Typer's help joins lines that one newline separates: each example is its own paragraph.
+SMOKE_EXAMPLES = """Examples:
+
+envdoctor smoke-test
+
+envdoctor smoke-test --gpus none --steps 200 --data synthetic
+
+envdoctor smoke-test --model fast --gpus all --strategy mirrored --json"""
+DATA_EXAMPLES = """Examples:
+
+envdoctor data cifar10
+
+envdoctor data cifar10 --from ~/Downloads/cifar-10-python.tar.gz"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("smoke-test")(smoke_test)
+    app.command("smoke-test", epilog=SMOKE_EXAMPLES)(smoke_test)
     data_app = typer.Typer(help="Datasets for the smoke test: fetch, verify, cache.", no_args_is_help=True)
-    data_app.command("cifar10")(data_cifar10)
+    data_app.command("cifar10", epilog=DATA_EXAMPLES)(data_cifar10)
     app.add_typer(data_app, name="data")

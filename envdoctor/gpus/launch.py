@@ -9,17 +9,11 @@ import sys
 from pathlib import Path
 
 from envdoctor.errors import UsageError
+from envdoctor.facts import GpuFacts
 from envdoctor.gpus.lock import GpuLock, choose_auto
+from envdoctor.gpus.notes import selection_notes
 from envdoctor.gpus.snapshot import gpus_from
-from envdoctor.gpus.spec import (
-    Chosen,
-    build_environment,
-    check_options,
-    fixed_devices,
-    memory_limit_note,
-    mig_note,
-    parse_spec,
-)
+from envdoctor.gpus.spec import Chosen, build_environment, check_options, fixed_devices, parse_spec
 
 GRACE_VAR = "ENVDOCTOR_AUTO_GRACE_S"
 DEFAULT_GRACE_S = 5.0  # long enough for a TF job to create its CUDA context and show in NVML
@@ -43,10 +37,9 @@ class CommandNotStarted(Exception):
         self.code = code
 
 
-def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    for note in (mig_note(env), memory_limit_note(env)):
-        if note:
-            print(note, file=sys.stderr)
+def _start(command: list[str], env: dict[str, str], notes: list[str]) -> subprocess.Popen[bytes]:
+    for note in notes:
+        print(note, file=sys.stderr)
     try:
         return subprocess.Popen(command, env={**os.environ, **env})
     except OSError as exc:
@@ -62,6 +55,11 @@ def _wait(proc: subprocess.Popen[bytes]) -> int:
         except KeyboardInterrupt:  # the child got the same SIGINT from the terminal: let it finish
             continue
     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells report it
+
+
+def _notes(env: dict[str, str], gpus: list[GpuFacts], memory_limit_mb: int | None,
+           from_file: Path | None) -> list[str]:
+    return selection_notes(env, gpus, memory_limit_mb, from_file, runs_here=True)
 
 
 def _describe(devices: list[Chosen]) -> str:
@@ -99,13 +97,14 @@ def _run(
     selection = parse_spec(spec, gpus, why)
     if selection.auto is None:
         env = build_environment(fixed_devices(selection), allow_growth, memory_limit_mb, allocator)
-        return _wait(_start(command, env))
+        return _wait(_start(command, env, _notes(env, gpus, memory_limit_mb, from_file)))
     lock = GpuLock()
     lock.acquire()
     try:
         fresh, _ = gpus_from(from_file)  # read again under the lock: another job may have just started
         chosen = choose_auto(selection.auto, fresh, lock.taken())
-        proc = _start(command, build_environment(chosen, allow_growth, memory_limit_mb, allocator))
+        env = build_environment(chosen, allow_growth, memory_limit_mb, allocator)
+        proc = _start(command, env, _notes(env, fresh, memory_limit_mb, from_file))
         # Recorded once the command runs (still under the lock): a command that cannot start reserves nothing.
         try:
             lock.record([c.uuid for c in chosen], os.getpid())

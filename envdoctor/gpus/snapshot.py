@@ -7,6 +7,7 @@ from pathlib import Path
 
 from envdoctor.errors import UsageError
 from envdoctor.facts import GpuFacts, from_dict
+from envdoctor.gpus.nogpu import nvml_reason
 
 
 def load_gpus(path: str | Path) -> list[GpuFacts]:
@@ -37,8 +38,7 @@ def live_gpus() -> tuple[list[GpuFacts], str | None]:
         return [], f"reading the GPUs failed: {type(exc).__name__}: {exc}"
     if gpus:
         return gpus, None
-    err = driver.nvml_error.message if driver.nvml_error else None
-    return [], err or driver.nvidia_smi_error or "no NVIDIA GPU found"
+    return [], nvml_reason(driver.nvml_error) or driver.nvidia_smi_error or "no NVIDIA GPU found"
 
 
 def gpus_from(path: str | Path | None) -> tuple[list[GpuFacts], str | None]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from envdoctor.facts import GpuFacts, to_dict
+from envdoctor.gpus.nogpu import no_gpu_line
 from envdoctor.gpus.visible import VisibleResolution, resolve_visible_devices
 
 
@@ -65,33 +67,64 @@ def _processes(g: GpuFacts) -> str:
     return ", ".join(parts) or "-"
 
 
-def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> None:
+COLUMNS = ("nvidia-smi", "PCI bus id", "UUID", "CUDA", "name", "CC", "memory used/total", "util", "processes")
+_WHOLE = ("PCI bus id", "UUID")  # users copy these into --gpus and scripts: never folded mid-string
+
+
+def _rows(gpus: list[GpuFacts], res: VisibleResolution) -> list[tuple[str, ...]]:
+    """One row of COLUMNS per GPU, then one per MIG device of that GPU."""
+    ordinals = _ordinals(res)
+    rows: list[tuple[str, ...]] = []
+    for g in sorted(gpus, key=lambda g: g.index):
+        util = "?" if g.utilization_gpu is None else f"{g.utilization_gpu}%"
+        rows.append((str(g.index), g.pci_bus_id, g.uuid, _ordinal_cell(g.uuid, ordinals, res.order_exact),
+                     g.name + (" [MIG]" if g.mig_enabled else ""), g.compute_capability or "?", _memory(g), util,
+                     _processes(g)))
+        for m in g.mig_devices:
+            rows.append((f"{g.index}:{m.index}", "", m.uuid, _ordinal_cell(m.uuid, ordinals, res.order_exact),
+                         m.name or "MIG device", "", f"- / {_mib(m.memory_total_bytes)} MiB", "", ""))
+    return rows
+
+
+def _table(title: str, rows: list[tuple[str, ...]]) -> Any:
     from rich.table import Table
 
+    table = Table(title=title)
+    for col in COLUMNS:
+        table.add_column(col, no_wrap=col in _WHOLE, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _print_cards(console: Any, title: str, rows: list[tuple[str, ...]]) -> None:
+    """The narrow-terminal layout: one "column: value" line per cell, so no UUID is cut to fit a table."""
+    console.print(title, highlight=False, soft_wrap=True)
+    width = max(len(c) for c in COLUMNS)
+    for row in rows:
+        console.print()
+        for col, cell in zip(COLUMNS, row):
+            if cell:
+                console.print(f"{col:<{width}}  {cell}", highlight=False, soft_wrap=True)
+
+
+def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> None:
     from envdoctor.report.console import make_console
 
     console = make_console()
     if not gpus:
-        console.print(f"No NVIDIA GPU: {why or 'none found'}. CPU-only TensorFlow works here.", highlight=False)
+        console.print(no_gpu_line(why), highlight=False)
         return
     res = _resolve(gpus, env)
-    ordinals = _ordinals(res)
     cvd, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
     shown_order = f"{res.order} (unset)" if order is None else repr(order)  # an invalid value shows as given
     title = f"CUDA_DEVICE_ORDER={shown_order}, CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}"
-    table = Table(title=title)
-    for col in ("nvidia-smi", "PCI bus id", "UUID", "CUDA", "name", "CC", "memory used/total", "util", "processes"):
-        table.add_column(col, overflow="fold")
-    for g in sorted(gpus, key=lambda g: g.index):
-        util = "?" if g.utilization_gpu is None else f"{g.utilization_gpu}%"
-        table.add_row(str(g.index), g.pci_bus_id, g.uuid, _ordinal_cell(g.uuid, ordinals, res.order_exact),
-                      g.name + (" [MIG]" if g.mig_enabled else ""), g.compute_capability or "?", _memory(g), util,
-                      _processes(g))
-        for m in g.mig_devices:
-            mem = f"- / {_mib(m.memory_total_bytes)} MiB"
-            table.add_row(f"{g.index}:{m.index}", "", m.uuid, _ordinal_cell(m.uuid, ordinals, res.order_exact),
-                          m.name or "MIG device", "", mem, "", "")
-    console.print(table)
+    rows = _rows(gpus, res)
+    table = _table(title, rows)
+    if table.__rich_measure__(console, console.options).minimum <= console.width:
+        console.print(table)
+    else:  # too narrow for the whole UUIDs and readable other columns
+        _print_cards(console, title, rows)
     if not res.order_exact:
         console.print("~ CUDA's FASTEST_FIRST order is a guess for mixed GPU models: "
                       "export CUDA_DEVICE_ORDER=PCI_BUS_ID to make CUDA's numbers nvidia-smi's.", highlight=False)

@@ -20,9 +20,41 @@ def make_console(stream: TextIO | None = None, stderr: bool = False, **options: 
         options.setdefault("color_system", None)
     console = Console(file=stream, stderr=stderr, highlight=False, **options)
     console.on_broken_pipe = _broken_pipe  # rich's own exits 1, which `check` uses for "error findings"
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPE_WIDTH
+    if not console.is_terminal:
+        if "COLUMNS" not in os.environ:
+            console.width = PIPE_WIDTH
+        console.file = _RstripLines(console.file)  # rich pads cells and titles to the width: trim for readers
     return console
+
+
+class _RstripLines:
+    """A text stream that drops the trailing spaces of every line it passes on; the rest is delegated.
+
+    Only for output off a terminal: there rich pads grid cells and centred titles with spaces up to the console
+    width (PIPE_WIDTH), which diffs, `grep ...$` and copy-paste then carry along."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._partial = ""  # text after the last newline, held until its line ends
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:  # rich flushes after each print: an unfinished line goes out as it is
+            self._stream.write(self._partial)
+            self._partial = ""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ...: the wrapped stream's
+        return getattr(self._stream, name)
 
 
 def _broken_pipe() -> None:

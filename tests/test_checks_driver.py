@@ -190,6 +190,9 @@ def test_compute_capability_not_covered():
     titan = next(f for f in __import__("checks_support").findings(facts) if "3.5" in f.title)
     assert titan.fix.splitlines()[0] == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"
     assert titan.fix.splitlines()[-1] == "envdoctor build-tf --cuda-cc 3.5"
+    facts.tensorflow.externally_managed = True  # a distro Python (PEP 668): the older wheel goes into a new venv
+    titan = next(f for f in __import__("checks_support").findings(facts) if "3.5" in f.title)
+    assert titan.fix.splitlines()[1] == "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"
     kepler_old = next(f for f in errors if "1.1" in f.title)
     # No CUDA TensorFlow builds with (11.x: >= 3.5) compiles for 1.1: neither a wheel nor a build helps.
     assert "pip install" not in kepler_old.fix and "build-tf" not in kepler_old.fix

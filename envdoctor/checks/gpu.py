@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 
 from envdoctor.checks.base import Finding, Severity, check
@@ -11,7 +12,7 @@ from envdoctor.checks.common import (
     join,
     major_minor,
     nvidia_pci,
-    python_cmd,
+    pip_fix,
     releases_for_python,
     tf_release,
     tf_releases,
@@ -199,7 +200,7 @@ def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
         return build
     extra = "[and-cuda]" if version(older) >= version(tf_releases()["and_cuda_extra_since"]) else ""
     return (
-        f"{python_cmd(facts)} -m pip install 'tensorflow{extra}=={older}.*'\n"
+        f"{pip_fix(facts, shlex.quote(f'tensorflow{extra}=={older}.*'))}\n"
         f"# the newest TensorFlow whose wheel has SASS for it; or build one for this GPU:\n{build}"
     )
 

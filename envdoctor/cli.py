@@ -63,7 +63,7 @@ def main() -> None:
     try:
         # standalone_mode=False: click's usage errors come here instead of being printed as rich panels.
         code = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:  # `envdoctor` alone: the help, on stderr, exit 2
+    except click.exceptions.NoArgsIsHelpError as exc:  # `envdoctor` alone: typer prints the help (stdout), exit 2
         from typer import rich_utils
 
         rich_utils.rich_format_error(exc)

@@ -290,3 +290,14 @@ def test_gpus_piped_without_columns_is_not_padded(env):
     out = envdoctor("gpus", "--from", str(PAIR), env=env).stdout
     assert "┃ nvidia-smi ┃" in out  # the table, not folded at 80 columns
     assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+def test_env_into_a_closed_pipe_exits_0_without_a_traceback(env):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "envdoctor", "env", "--gpus", "none", "--format", "json"],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and result.stderr == ""

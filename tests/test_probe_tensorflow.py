@@ -271,6 +271,9 @@ def test_root_pip_fixes_target_the_python_that_owns_tensorflows_directory(tmp_pa
         "system": ("usr/local/lib/python3.11/dist-packages", "usr/lib/python3.11/EXTERNALLY-MANAGED",
                    ("/usr/bin/python3.11", "system", True)),
         "prefix": ("opt/py/lib/python3.11/site-packages", None, ("/opt/py/bin/python", None, None)),
+        # the python:3.11 images: Python built into /usr/local, while Debian's own may carry the marker
+        "usr-local": ("usr/local/lib/python3.11/site-packages", "usr/local/bin/python3.11",
+                      ("/usr/local/bin/python3.11", "system", False)),
     }
     for name, (site, extra, expected) in cases.items():
         root = tmp_path / name
@@ -278,6 +281,9 @@ def test_root_pip_fixes_target_the_python_that_owns_tensorflows_directory(tmp_pa
         if extra:
             (root / extra).parent.mkdir(parents=True, exist_ok=True)
             (root / extra).write_text(marker if extra.endswith("MANAGED") else "home = /usr/bin\n")
+        if name == "usr-local":  # Debian's marker for its own /usr/bin/python3.11 must not count for this one
+            (root / "usr/lib/python3.11").mkdir(parents=True)
+            (root / "usr/lib/python3.11/EXTERNALLY-MANAGED").write_text(marker)
         facts = Facts()
         probe(ProbeContext(root=root), facts)
         tf = facts.tensorflow

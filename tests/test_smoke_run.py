@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_smoke_data import small_dataset, write_python_tarball
 
 from envdoctor.errors import UsageError
 from envdoctor.smoke import multiworker, report, session
-from test_smoke_data import small_dataset, write_python_tarball
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ Module top stays light (typer only): the planner, jinja2 and rich load inside th
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -100,9 +100,8 @@ def gather_facts(from_file: Path | None) -> Facts:
         from envdoctor.commands.check import load_snapshot  # the one reader of `check --save` files
 
         return load_snapshot(from_file)
-    from envdoctor.probes import ProbeContext
+    from envdoctor.probes import ProbeContext, nvidia, system
     from envdoctor.probes import cpu as cpu_probe
-    from envdoctor.probes import nvidia, system
 
     ctx, facts = ProbeContext(), Facts()  # --python here is the wheel's target, resolved by the planner
     probes = [("system", system.probe), ("cpu", cpu_probe.probe), ("nvidia", nvidia.probe)]

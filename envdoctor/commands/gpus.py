@@ -71,7 +71,6 @@ def gpus_cmd(
 ) -> None:
     from envdoctor.gpus import table
     from envdoctor.gpus.snapshot import gpus_from
-
     from envdoctor.report.console import reader_may_leave
 
     gpus, why = gpus_from(from_file)
@@ -106,7 +105,10 @@ def env_cmd(
         print(f"envdoctor: no usable GPU here ({reason}): 'all' selects none", file=sys.stderr)
     for note in selection_notes(env, found, memory_limit, from_file):
         print(note, file=sys.stderr)
-    sys.stdout.write(text)
+    from envdoctor.report.console import reader_may_leave
+
+    with reader_may_leave():  # `env --format json | head -c 10`: still exit 0
+        sys.stdout.write(text)
 
 
 def run_cmd(

@@ -165,14 +165,20 @@ def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, str | None, b
     Under --root nothing runs: a venv is told by <prefix>/pyvenv.cfg, conda by <prefix>/conda-meta, the
     distribution's Python by its prefix (/usr, /usr/local); PEP 668's marker sits in the stdlib directory.
     """
-    match = re.fullmatch(r"(/.*?)/lib(?:64)?/python(3(?:\.\d+)?)/(?:site|dist)-packages", site)
+    match = re.fullmatch(r"(/.*?)/lib(?:64)?/python(3(?:\.\d+)?)/(site|dist)-packages", site)
     if match is None:
         return None
-    prefix, pyver = match.groups()
+    prefix, pyver, kind = match.groups()
     if ctx.path(f"{prefix}/pyvenv.cfg").is_file():
         return f"{prefix}/bin/python", "venv", False
     if ctx.path(f"{prefix}/conda-meta").is_dir():
         return f"{prefix}/bin/python", "conda", False
+    # Debian's Python keeps pip's installs in /usr/local/lib/pythonX.Y/dist-packages; a Python built into
+    # /usr/local (the python:3.x images, make altinstall) has its own site-packages and stdlib there.
+    if prefix == "/usr/local" and kind == "site":
+        own = ctx.path(f"/usr/local/bin/python{pyver}").exists()
+        marked = ctx.path(f"/usr/local/lib/python{pyver}/EXTERNALLY-MANAGED").is_file()
+        return f"/usr/local/bin/python{pyver}", "system", marked if own else None
     if prefix not in ("/usr", "/usr/local"):
         return f"{prefix}/bin/python", None, None  # a prefix install of any kind keeps its Python there
     stdlibs = glob.glob(os.path.join(glob.escape(str(ctx.path("/usr/lib"))), f"python{pyver}*", ""))

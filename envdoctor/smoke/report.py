@@ -29,7 +29,8 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.interactive:
-            from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             from envdoctor.report.console import make_console
 

@@ -25,9 +25,8 @@ from typing import Any
 
 from envdoctor.errors import UsageError
 from envdoctor.runner import kill_group
-from envdoctor.smoke import child
+from envdoctor.smoke import child, multiworker
 from envdoctor.smoke import data as cifar
-from envdoctor.smoke import multiworker
 from envdoctor.smoke.models import MODELS
 
 DEFAULT_BUDGET = 50.0  # seconds of training by default: ~57 s wall on the 2-core dev machine (bench/README.md)

@@ -18,9 +18,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # `python -m build` as a packager runs it: the sdist first, then the wheel built from the unpacked sdist.
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO)],
-                   check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (sdist,) = out.glob("envdoctor-*.tar.gz")
+    assert sdist.stat().st_size > 0
     (built,) = out.glob("envdoctor-*.whl")
     return built
 

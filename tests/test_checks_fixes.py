@@ -91,6 +91,7 @@ def _tensorflow_scenarios() -> list[Facts]:
     out = []
     for deep in (
         DeepFacts(returncode=-4, signal="SIGILL"),
+        DeepFacts(returncode=-6, signal="SIGABRT", messages=["F cpu_feature_guard] ... these aren't available on your machine."]),
         DeepFacts(timed_out=True, seconds=60),
         DeepFacts(returncode=1, error="import tensorflow failed: ImportError"),
         DeepFacts(returncode=0),
@@ -145,7 +146,8 @@ def test_every_fix_is_commands_and_comments():
         "cuda.library-missing", "cuda.driver-library-missing", "cuda.library-off-path", "cuda.toolkit-drops-gpu",
         "cuda.load-failed", "cuda.cudnn-other-major",
         "tensorflow.inspect-failed", "tensorflow.several-distributions", "tensorflow.python-unsupported",
-        "tensorflow.cpu-only-with-gpu", "tensorflow.import-sigill", "tensorflow.import-timeout",
+        "tensorflow.cpu-only-with-gpu", "tensorflow.import-sigill", "tensorflow.import-cpu-unsupported",
+        "tensorflow.import-timeout",
         "tensorflow.import-failed", "tensorflow.not-installed",
         "environment.cuda-visible-devices-invalid", "environment.allow-growth-invalid",
         "environment.onednn-opts-invalid", "environment.cuda-device-order-invalid", "system.wsl1", "gpu.unknown",

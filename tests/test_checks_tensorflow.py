@@ -6,6 +6,7 @@ from checks_support import codes, h100, no_gpu_facts, one, tensorflow
 
 from envdoctor.checks import Severity
 from envdoctor.facts import DeepFacts, PythonPackage
+from envdoctor.probes.deep import parse_import_output
 
 
 def test_h100_with_gpu_tf_is_ok():
@@ -113,6 +114,23 @@ def test_deep_no_gpu_registered():
     )
     f = one(facts, "tensorflow.no-gpu-registered")
     assert "Skipping registering GPU devices..." in f.evidence
+    # GPUs hidden on purpose (`envdoctor env --gpus none` sets -1; an empty value hides all): TensorFlow is right.
+    for hidden in ("-1", ""):
+        facts.env.variables["CUDA_VISIBLE_DEVICES"] = hidden
+        assert "tensorflow.no-gpu-registered" not in codes(facts), hidden
+    facts.env.variables["CUDA_VISIBLE_DEVICES"] = "0"
+    assert "tensorflow.no-gpu-registered" in codes(facts)
+
+
+def test_deep_abort_by_the_cpu_guard_points_to_a_build():
+    # An AVX2 build on an AVX-only CPU: cpu_feature_guard says so, then aborts (cpu.no-avx does not fire here).
+    facts = no_gpu_facts()
+    facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
+    facts.deep = parse_import_output(
+        "", "F0000 cpu_feature_guard.cc:88] The TensorFlow library was compiled to use AVX2 instructions, but these "
+        "aren't available on your machine.\n", -6)
+    f = one(facts, "tensorflow.import-cpu-unsupported")
+    assert f.severity is Severity.ERROR and "killed by SIGABRT" in f.evidence[0] and f.fix.startswith("envdoctor build-tf")
 
 
 def test_deep_timeout():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_gpus_registered() -> None:
         ("", "", -4, None, "SIGILL", False),  # killed by the kernel: no word printed
         ("", "Illegal instruction (core dumped)\n", 132, None, "SIGILL", False),  # through a shell wrapper
         ("", TF_FATAL_NO_AVX, -6, None, "SIGABRT", False),
+        ("", TF_FATAL_NO_AVX, 134, None, "SIGABRT", False),  # the same abort through a shell wrapper
         ("", "", None, "timeout after 60s", None, True),
         ("", "", -99, None, "signal 99", False),
     ],
@@ -179,6 +181,20 @@ def test_sigill_child(tmp_path: Path) -> None:
     facts = _facts_with_tf()
     deep_probe.probe(ProbeContext(python=_fake_python(tmp_path, "kill -ILL $$\n")), facts)
     assert facts.deep is not None and facts.deep.signal == "SIGILL" and facts.deep.returncode == -4
+
+
+def test_child_runs_away_from_the_working_directory_and_asks_for_library_lines(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # A `tensorflow/` source tree in the working directory must not shadow the installed one, and since TF 2.13
+    # "Could not load dynamic library" is a VLOG(1) line of dso_loader: the child asks for it.
+    (tmp_path / "tensorflow").mkdir()
+    monkeypatch.chdir(tmp_path)
+    facts = _facts_with_tf()
+    body = 'echo "cwd=$(pwd) vmodule=$TF_CPP_VMODULE level=$TF_CPP_MIN_LOG_LEVEL"\n'
+    ctx = ProbeContext(python=_fake_python(tmp_path, body), env={**os.environ, "TF_CPP_VMODULE": "gpu_device=2"})
+    deep_probe.probe(ctx, facts)
+    said = facts.deep.output_tail
+    assert f"cwd={tmp_path}" not in said and "vmodule=gpu_device=2,dso_loader=1 level=0" in said
 
 
 def test_hanging_child_is_cut_at_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,8 @@ from envdoctor.checks.common import (
 )
 from envdoctor.checks.gpu import tf_cuda_version
 from envdoctor.facts import Facts
+from envdoctor.gpus.visible import resolve_visible_devices
+from envdoctor.probes.deep import CPU_GUARD_FATAL
 
 
 @check
@@ -216,6 +218,16 @@ def _deep(facts: Facts) -> list[Finding]:
                 "envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
             )
         ]
+    if deep.signal and any(CPU_GUARD_FATAL in m for m in deep.messages):
+        return [
+            Finding(
+                "tensorflow.import-cpu-unsupported",
+                Severity.ERROR,
+                "Importing TensorFlow aborts: the wheel was compiled for instructions this CPU lacks",
+                [f"import tensorflow: killed by {deep.signal}"] + notable,
+                "envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
+            )
+        ]
     if deep.timed_out:
         return [
             Finding(
@@ -237,19 +249,27 @@ def _deep(facts: Facts) -> list[Finding]:
                 f"{python_cmd(facts)} -c 'import tensorflow'\n# its traceback names the cause",
             )
         ]
-    if gpu_usable(facts) and tf_cuda_version(facts) and not deep.gpus:
+    if gpu_usable(facts) and tf_cuda_version(facts) and not deep.gpus and _visible_to_cuda(facts):
         return [
             Finding(
                 "tensorflow.no-gpu-registered",
                 Severity.ERROR,
                 "TensorFlow imports but registers no GPU",
                 ["TensorFlow's GPU list: empty (--deep)"] + ([deep.error] if deep.error else []) + notable,
-                "TF_CPP_MIN_LOG_LEVEL=0 "
+                "TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=dso_loader=1 "
                 f"{python_cmd(facts)} -c 'import tensorflow as tf; print(tf.config.list_physical_devices())'\n"
                 "# its log names the library it could not load; see also the CUDA findings",
             )
         ]
     return []
+
+
+def _visible_to_cuda(facts: Facts) -> int:
+    """How many devices CUDA enumerates under this environment's CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER: none
+    when the user hid them (`-1`, empty, an invalid order), which the environment findings already explain."""
+    env = facts.env.variables
+    resolution = resolve_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), facts.gpus, env.get("CUDA_DEVICE_ORDER"))
+    return len(resolution.devices)
 
 
 def _ok(facts: Facts) -> Finding:

@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import sys
+import tempfile
 
 from envdoctor.facts import DeepFacts, Facts
 from envdoctor.probes import ProbeContext
@@ -73,7 +74,10 @@ _NOTABLE = (
     "Created device",
     "does not match DSO version",
     "failed call to cuInit",
+    "Ignoring visible gpu device",  # compute capability or core count below this build's minimum
+    "CUDA driver version is insufficient",
 )
+CPU_GUARD_FATAL = "aren't available on your machine"  # cpu_feature_guard's message before it aborts
 
 
 def probe(ctx: ProbeContext, facts: Facts) -> None:
@@ -87,7 +91,11 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
         return
     env = dict(ctx.env)
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # the INFO lines (cpu_feature_guard, oneDNN) are the evidence
-    result = run_command([python, "-c", SCRIPT], timeout=TIMEOUT, env=env)
+    # Since TF 2.13 (tsl's dso_loader) "Could not load dynamic library" is a VLOG(1) line: ask for it.
+    env["TF_CPP_VMODULE"] = ",".join(filter(None, [env.get("TF_CPP_VMODULE"), "dso_loader=1"]))
+    # From a temporary directory: `python -c` puts the working directory first on sys.path, and a TensorFlow
+    # source checkout there (a build-tf recipe folder) would be imported instead of the installed one.
+    result = run_command([python, "-c", SCRIPT], timeout=TIMEOUT, env=env, cwd=tempfile.gettempdir())
     facts.deep = parse_import_output(result.stdout, result.stderr, result.returncode, result.error)
     facts.deep.seconds = round(result.seconds, 2)
 
@@ -155,6 +163,8 @@ def _signal(returncode: int | None, text: str) -> str | None:
     # Through a shell wrapper (pyenv shims, conda run) a signal death becomes exit code 128 + N.
     if returncode is not None and returncode > 128 and "Illegal instruction" in text:
         return "SIGILL"
+    if returncode is not None and returncode > 128 and CPU_GUARD_FATAL in text:
+        return "SIGABRT"
     return None
 
 

@@ -50,15 +50,16 @@ def configure_tensorflow(
             gpu_options=tf.compat.v1.GPUOptions(visible_device_list="0,2", allow_growth=True))
         sess = tf.compat.v1.Session(config=config)
 
-    where visible_device_list holds TF's GPU ids (= CUDA ordinals, so set CUDA_DEVICE_ORDER=PCI_BUS_ID to make
-    them nvidia-smi's), and a memory cap is GPUOptions(per_process_gpu_memory_fraction=0.5) (a fraction, not MB).
+    where visible_device_list holds TF's GPU ids: the CUDA ordinals of the GPUs CUDA_VISIBLE_DEVICES leaves
+    (nvidia-smi's indices only with it unset and CUDA_DEVICE_ORDER=PCI_BUS_ID). A cap in MB is GPUOptions(experimental=
+    GPUOptions.Experimental(virtual_devices=[...VirtualDevices(memory_limit_mb=[4096])])), one entry per visible GPU,
+    or per_process_gpu_memory_fraction=0.5 (a fraction).
 
     Raises UsageError for a bad SPEC or a GPU SPEC where TensorFlow sees no GPU (on such a machine "none" and
     "all" are logged no-ops), and RuntimeError if TensorFlow has already initialised its devices.
     """
     import tensorflow as tf
 
-    _refuse_if_initialised()
     memory_limit_mb = _memory_limit(memory_limit_mb)
     why = None
     if nvml_gpus is None:
@@ -67,7 +68,12 @@ def configure_tensorflow(
         nvml_gpus, why = live_gpus()
     selection = parse_spec(gpus, nvml_gpus, why)
     check_memory_limit(selection.devices, memory_limit_mb)
-    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    # CUDA numbers the GPUs once, when TF first lists them: PCI_BUS_ID only helps if it is set before that.
+    # If the program listed them already, match under the order CUDA really used.
+    numbering = dict(os.environ)
+    if not _listed():
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        numbering = dict(os.environ)
     physical = tf.config.list_physical_devices("GPU")
     if not physical:
         if selection.spec in ("none", "all"):
@@ -79,19 +85,47 @@ def configure_tensorflow(
         chosen = list(physical) if wanted is None else []
     else:
         details = [tf.config.experimental.get_device_details(p) for p in physical]
-        chosen = [physical[i] for i in match_physical(wanted, nvml_gpus, details, os.environ)]
-    _apply(tf, physical, chosen, allow_growth, memory_limit_mb)
-    return chosen
-
-
-def _refuse_if_initialised() -> None:
-    from tensorflow.python.eager import context  # private, but the only way to ask without initialising
-
-    if getattr(context.context(), "_context_handle", None) is not None:
+        chosen = [physical[i] for i in match_physical(wanted, nvml_gpus, details, numbering)]
+    if _initialised():
+        if _already_applied(tf, chosen, allow_growth, memory_limit_mb):  # a notebook cell run again
+            log.info("envdoctor: TensorFlow's GPUs are already configured as asked")
+            return chosen
         raise RuntimeError(
             "TensorFlow has already initialised its devices: call envdoctor.configure_tensorflow() right after "
             "`import tensorflow`, before any op runs (or use `envdoctor run --gpus SPEC -- python ...`)"
         )
+    _apply(tf, physical, chosen, allow_growth, memory_limit_mb)
+    return chosen
+
+
+def _context() -> Any:
+    from tensorflow.python.eager import context  # private, but the only way to ask without initialising
+
+    return context.context()
+
+
+def _initialised() -> bool:
+    """TF created its runtime context (an op ran): device settings can no longer change."""
+    return getattr(_context(), "_context_handle", None) is not None
+
+
+def _listed() -> bool:
+    """TF enumerated the physical devices (list_physical_devices ran): CUDA's numbering is fixed."""
+    return getattr(_context(), "_physical_devices", None) is not None
+
+
+def _already_applied(tf: Any, chosen: list[Any], allow_growth: bool, memory_limit_mb: int | None) -> bool:
+    """The initialised runtime already has exactly these visible GPUs, caps and growth settings."""
+    if [d.name for d in tf.config.get_visible_devices("GPU")] != [d.name for d in chosen]:
+        return False
+    for device in chosen:
+        logical = tf.config.get_logical_device_configuration(device) or []
+        if memory_limit_mb is not None:
+            if [c.memory_limit for c in logical] != [memory_limit_mb]:
+                return False
+        elif logical or bool(tf.config.experimental.get_memory_growth(device)) != allow_growth:
+            return False
+    return True
 
 
 def _memory_limit(value: int | None) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -85,10 +86,7 @@ SCRIPT = textwrap.dedent(
         print("CAP:", exc)
     print("ORDER:", os.environ.get("CUDA_DEVICE_ORDER"))
     tf.constant(1.0) + 1  # TensorFlow initialises its devices here
-    try:
-        envdoctor.configure_tensorflow("all")
-    except RuntimeError as exc:
-        print("AFTER-INIT:", exc)
+    print("AFTER-INIT:", envdoctor.configure_tensorflow("all"))  # a notebook cell run again: still a no-op here
     """
 )
 
@@ -107,7 +105,7 @@ def test_real_tensorflow_cpu(tmp_path):
     assert "CPU-TF: gpus='0', but TensorFlow sees no GPU (is this a CPU-only TensorFlow?)" in out.stdout
     assert "CAP: --memory-limit 1000000000 MB is more than GPU 0 has (81559 MB in total)" in out.stdout
     assert "ORDER: PCI_BUS_ID" in out.stdout
-    assert "AFTER-INIT: TensorFlow has already initialised its devices" in out.stdout
+    assert "AFTER-INIT: []" in out.stdout
 
 
 class RecordingConfig:
@@ -147,3 +145,34 @@ def test_apply_growth_or_cap():
     assert cfg.calls[1:] == [("logical", g0, (("limit", 2048),)), ("logical", g1, (("limit", 2048),))]
     with pytest.raises(RuntimeError, match="already initialised"):
         _apply(SimpleNamespace(config=RecordingConfig(fail=True)), [g0], [g0], True, None)
+
+
+def _fake_tf(gpu, growth: bool):
+    """tf with one GPU whose runtime is already initialised with memory growth `growth` (no GPU TF here)."""
+    from types import SimpleNamespace
+
+    details = {"device_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
+    experimental = SimpleNamespace(get_device_details=lambda d: details, get_memory_growth=lambda d: growth)
+    config = SimpleNamespace(list_physical_devices=lambda kind: [gpu], get_visible_devices=lambda kind: [gpu],
+                             get_logical_device_configuration=lambda d: [], experimental=experimental)
+    return SimpleNamespace(config=config)
+
+
+def test_after_initialisation_the_same_settings_pass_and_others_are_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from envdoctor import tfconfig
+
+    gpu = SimpleNamespace(name="/physical_device:GPU:0")
+    h100 = load_gpus(FIX / "h100-idle.json")
+    monkeypatch.setattr(tfconfig, "_initialised", lambda: True)
+    monkeypatch.setattr(tfconfig, "_listed", lambda: True)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    monkeypatch.setitem(sys.modules, "tensorflow", _fake_tf(gpu, growth=True))
+    assert tfconfig.configure_tensorflow("0", allow_growth=True, nvml_gpus=h100) == [gpu]  # cell run again
+    # CUDA numbered the GPUs when the program listed them: setting the order now would change nothing
+    assert "CUDA_DEVICE_ORDER" not in os.environ
+    with pytest.raises(RuntimeError, match="already initialised its devices"):
+        tfconfig.configure_tensorflow("0", allow_growth=False, nvml_gpus=h100)
+    with pytest.raises(RuntimeError, match="already initialised its devices"):
+        tfconfig.configure_tensorflow("0", memory_limit_mb=4096, nvml_gpus=h100)

@@ -29,11 +29,16 @@ uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -n 1)
   # Two auto:1 runs started together on a one-GPU machine: one gets the GPU, the other a clean refusal.
   echo; echo "## two concurrent run --gpus auto:1"
   # shellcheck disable=SC2016  # expanded by the child shell, on purpose
-  ed run --gpus auto:1 -- sh -c 'echo "first: $CUDA_VISIBLE_DEVICES"; sleep 3' & a=$!
+  # (a fresh lock directory: the `env --gpus auto:1` above still holds its 60 s reservation of the only GPU)
+  fresh=$(mktemp -d)
+  XDG_RUNTIME_DIR=$fresh ed run --gpus auto:1 -- sh -c 'echo "first: $CUDA_VISIBLE_DEVICES"; sleep 3' & a=$!
   # shellcheck disable=SC2016
-  ed run --gpus auto:1 -- sh -c 'echo "second: $CUDA_VISIBLE_DEVICES"; sleep 3' & b=$!
+  XDG_RUNTIME_DIR=$fresh ed run --gpus auto:1 -- sh -c 'echo "second: $CUDA_VISIBLE_DEVICES"; sleep 3' & b=$!
   wait "$a"; echo "[exit $?]"; wait "$b"; echo "[exit $?]"
   step check --python /usr/bin/python3
+  step env --gpus ALL
+  step check --bogus-option
+  step env --gpus 0 --format json
   echo; echo '## CUDA_DEVICE_ORDER=bogus'; CUDA_DEVICE_ORDER=bogus ed check; echo "[exit $?]"
   step build-tf --dry-run --tf-version 2.20.0
   step build-tf --dry-run --tf-version 2.17.0 --cuda-cc 8.0,9.0

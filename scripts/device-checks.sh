@@ -28,9 +28,9 @@ uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -n 1)
   step env --gpus -1
   # Two auto:1 runs started together on a one-GPU machine: one gets the GPU, the other a clean refusal.
   echo; echo "## two concurrent run --gpus auto:1"
-  # shellcheck disable=SC2016  # expanded by the child shell, on purpose
   # (a fresh lock directory: the `env --gpus auto:1` above still holds its 60 s reservation of the only GPU)
   fresh=$(mktemp -d)
+  # shellcheck disable=SC2016  # expanded by the child shell, on purpose
   XDG_RUNTIME_DIR=$fresh ed run --gpus auto:1 -- sh -c 'echo "first: $CUDA_VISIBLE_DEVICES"; sleep 3' & a=$!
   # shellcheck disable=SC2016
   XDG_RUNTIME_DIR=$fresh ed run --gpus auto:1 -- sh -c 'echo "second: $CUDA_VISIBLE_DEVICES"; sleep 3' & b=$!

@@ -88,3 +88,16 @@ def test_h200_recorded_session_shows_the_promised_behaviour(tmp_path: Path) -> N
     # A private lock directory: an auto pick is reserved for 60 s, and a rerun must not find its own.
     env = envdoctor("env", "--gpus", "auto:1", "--from", str(H200 / "gpus.json"), XDG_RUNTIME_DIR=str(tmp_path))
     assert f"export CUDA_VISIBLE_DEVICES='{H200_UUID}'" in env.stdout.splitlines()
+
+
+def test_h200_final_session_shows_the_reviewed_behaviour() -> None:
+    # Recorded with this stop's final code on a real H200 (tests/fixtures/h200-firecracker/README.md).
+    final = REPO / "tests" / "fixtures" / "h200-firecracker" / "envdoctor-final"
+    session = (final / "session.txt").read_text()
+    block = session.split("## two concurrent run --gpus auto:1\n")[1].split("\n## ")[0]
+    assert block.count("[exit 0]") == 1 and block.count("[exit 2]") == 1  # one GPU, two jobs: one wins
+    assert "## envdoctor check --bogus-option\nenvdoctor: error: No such option '--bogus-option' (see envdoctor " \
+           "check --help)\n[exit 2]" in session  # one line, not click's panel
+    assert "inspecting /usr/bin/python3 (Python 3.12.3, system)" in session
+    busy = json.loads(envdoctor("check", "--json", "--from", str(final / "busy-facts.json")).stdout)
+    assert any(f["code"] == "gpu.memory-in-use" for f in busy["findings"])

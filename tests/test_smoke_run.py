@@ -247,7 +247,7 @@ def test_a_damaged_cache_is_found_before_training(tmp_path: Path, tarball: Path,
 
 def test_a_failed_run_still_reports_its_data_source(tarball: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Review item 14: the data summary came only from the training process's result, lost when it died.
-    monkeypatch.setattr(session, "gpu_environment", lambda spec, strategy: ({}, "cpu", "none"))
+    monkeypatch.setattr(session, "gpu_environment", lambda spec, strategy: session.GpuPlan({}, "cpu", "none"))
     crash = "import json; print(json.dumps({'event': 'error', 'message': 'BadZipFile: boom'})); raise SystemExit(1)"
     monkeypatch.setattr(session, "_start_children", lambda *a: {"train": _child(crash)})
     messages: list[str] = []
@@ -256,6 +256,174 @@ def test_a_failed_run_still_reports_its_data_source(tarball: Path, monkeypatch: 
     assert result["failures"] == ["train: BadZipFile: boom"]
     assert result["data"]["source"] == f"python format at {tarball}" and result["data"]["train_images"] == 500
     assert f"data:        python format at {tarball}; checksum: none applied" in report.human(report.summarize(result))
+
+
+def _gpus(n: int) -> list:
+    from envdoctor.facts import GpuFacts
+
+    return [GpuFacts(index=i, name="NVIDIA H100", uuid=f"GPU-{i:08d}-0000-0000-0000-000000000000",
+                     pci_bus_id=f"00000000:{i + 1:02x}:00.0", compute_capability="9.0") for i in range(n)]
+
+
+def _nvml(monkeypatch: pytest.MonkeyPatch, gpus: list, why: str | None = None) -> None:
+    from envdoctor.gpus import snapshot
+
+    monkeypatch.setattr(snapshot, "live_gpus", lambda: (gpus, why))
+
+
+NO_NVML = "NVML library not found (libnvidia-ml.so.1): a container without the 'utility' capability?"
+CPU0 = "/job:localhost/replica:0/task:0/device:CPU:0"
+GPU0 = "/job:localhost/replica:0/task:0/device:GPU:0"
+
+
+def test_without_nvml_gpus_the_default_hides_nothing_and_accepts_any_device(monkeypatch) -> None:
+    # Review 2 item 1: CUDA_VISIBLE_DEVICES=-1 hid a GPU that CUDA could use but NVML could not see, and said OK.
+    _nvml(monkeypatch, [], NO_NVML)
+    plan = session.gpu_environment(None, "default")
+    assert plan.expect == "any" and "CUDA_VISIBLE_DEVICES" not in plan.env and plan.no_gpu_reason == NO_NVML
+    for device in (CPU0, GPU0):  # whatever TensorFlow found is fine, and reported with NVML's reason
+        result = session.judge(_result(variable_device=device, expect="any", no_gpu_reason=NO_NVML,
+                                       devices={"gpus": [], "cpu_count": 2}, model={"name": "fast"},
+                                       gpu_spec=plan.spec, gpu_environment=plan.env), session.SmokeOptions())
+        summary = report.summarize(result)
+        assert result["ok"] and summary["no_gpu_reason"] == NO_NVML and summary["expected_device"] == "any"
+        text = report.human(summary)
+        assert f"NVML lists no GPU ({NO_NVML})" in text and "so any device was accepted" in text
+        assert "on the device asked for" not in text
+
+
+def test_explicit_gpus_all_without_nvml_gpus_expects_a_gpu(monkeypatch) -> None:
+    _nvml(monkeypatch, [], NO_NVML)
+    plan = session.gpu_environment("all", "default")
+    assert plan.expect == "gpu" and "CUDA_VISIBLE_DEVICES" not in plan.env  # CUDA may still see one: let it
+    base = {"expect": "gpu", "gpu_spec": "all", "no_gpu_reason": NO_NVML}
+    cpu = session.judge(_result(**base, variable_device=CPU0), session.SmokeOptions(gpus="all"))
+    assert cpu["failures"] == [f"asked for a GPU (--gpus all) but training ran on {CPU0} (NVML: {NO_NVML})"]
+    assert session.judge(_result(**base, variable_device=GPU0), session.SmokeOptions(gpus="all"))["ok"]
+    none = session.gpu_environment("none", "default")
+    assert none.expect == "cpu" and none.env["CUDA_VISIBLE_DEVICES"] == "-1"
+    with pytest.raises(UsageError, match="auto can choose from"):  # auto:N still needs GPUs NVML can see
+        session.gpu_environment("auto:1", "default")
+
+
+@pytest.mark.parametrize("gpus, spec", [(1, None), (2, "auto:1"), (2, "0"), (2, "none"), (0, "none")])
+def test_mirrored_on_fewer_than_two_devices_is_refused_before_tensorflow(monkeypatch, gpus, spec) -> None:
+    # Review 2 item 2: "mirrored (1 replica(s))", no scaling efficiency, OK.
+    _nvml(monkeypatch, _gpus(gpus))
+    with pytest.raises(UsageError, match=r"--strategy mirrored needs at least 2 devices .* gives [01]"):
+        session.gpu_environment(spec, "mirrored")
+
+
+def test_mirrored_on_two_gpus_is_accepted_and_one_replica_fails_afterwards(monkeypatch) -> None:
+    _nvml(monkeypatch, _gpus(2))
+    plan = session.gpu_environment(None, "mirrored")
+    assert plan.expect == "gpu" and len(plan.env["CUDA_VISIBLE_DEVICES"].split(",")) == 2
+    _nvml(monkeypatch, [], NO_NVML)  # unknown before TF starts: found out from the replicas
+    assert session.gpu_environment(None, "mirrored").expect == "any"
+    one = session.judge(_result(expect="any", strategy={"name": "mirrored", "replicas": 1}),
+                        session.SmokeOptions(strategy="mirrored"))
+    assert one["failures"] == [f"--strategy mirrored ran on 1 device ({CPU0}): no scaling measured"]
+
+
+def test_cli_mirrored_with_one_device_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = cli("smoke-test", "--strategy", "mirrored", "--gpus", "none", "--steps", "5", env={"TMPDIR": str(tmp_path)})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "needs at least 2 devices" in out.stderr
+
+
+def test_json_is_strict_json_when_the_loss_is_nan() -> None:
+    # Review 2 item 4: "final_loss": NaN is not JSON.
+    import io
+
+    result = session.judge(_result(nan_loss=True, final_loss=float("nan"), images_per_sec=float("inf"),
+                                   test_accuracy=None), session.SmokeOptions())
+    out = io.StringIO()
+    report.emit(report.summarize(result), as_json=True, stream=out)
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    doc = json.loads(out.getvalue(), parse_constant=refuse)
+    assert doc["final_loss"] is None and doc["nan_loss"] is True and doc["images_per_sec"] is None
+    assert doc["failures"] == ["the loss became NaN"] and not doc["ok"]
+
+
+def test_a_worker_whose_peers_never_come_fails_at_the_start_up_deadline(tmp_path: Path, monkeypatch) -> None:
+    # Review 2 item 3: silent for up to 4 hours (--steps has no time budget).
+    monkeypatch.setattr(session, "STARTUP_WAIT", 1.0)
+    peer = f"127.0.0.1:{_free_port()}"
+    waiting = {"event": "note", "waiting_for": [peer], "message": f"waiting for the other workers ({peer}) to join"}
+    procs = {"train": _child(f"import json, time; print(json.dumps({waiting!r})); time.sleep(60)")}
+    seen: list[dict] = []
+    started = time.monotonic()
+    result = session._collect(procs, tmp_path, session.SmokeOptions(steps=10**6, strategy="multi-worker"),
+                              lambda _s, e: seen.append(e))
+    assert time.monotonic() - started < 20 and seen[0]["message"].startswith("waiting for the other workers")
+    assert result["errors"] == [f"the other workers did not join within 1s (not listening: {peer}): start each "
+                                "with the same --workers and its own --worker-index, or give a longer --timeout"]
+    ready = _child(f"import json; print(json.dumps({waiting!r})); print(json.dumps({{'event': 'strategy_ready'}}));"
+                   "import time; time.sleep(2); print(json.dumps({'event': 'result', 'result': {'steps': 5}}))")
+    assert session._collect({"train": ready}, tmp_path, session.SmokeOptions(steps=5, strategy="multi-worker"),
+                            lambda _s, _e: None) == {"steps": 5}  # joined: the start-up deadline is off
+
+
+def test_the_evaluator_must_run_on_the_gpu_when_training_does(tmp_path: Path) -> None:
+    # Review 2 item 6: eval_start's GPU list was dropped; nobody checked where the evaluator ran.
+    start = {"event": "eval_start", "gpus": [], "device": CPU0, "precision": "mixed_float16"}
+    evaluation = {"event": "eval", "step": 10, "precision_at_1": 0.3, "seconds": 1.0, "during_training": True}
+    code = f"import json; print(json.dumps({start!r})); print(json.dumps({evaluation!r}))"
+    done = _child("import json; print(json.dumps({'event': 'result', 'result': {'steps': 10}}))")
+    result = session._collect({"train": done, "eval": _child(code)}, tmp_path, session.SmokeOptions(steps=10),
+                              lambda _s, _e: None)
+    process = result["eval_process"]
+    assert (process["device"], process["precision"], process["ran"]) == (CPU0, "mixed_float16", True)
+    options = session.SmokeOptions(eval_concurrent=True)
+    bad = session.judge(_result(expect="gpu", variable_device=GPU0, eval_process=process), options)
+    assert bad["failures"] == [f"training ran on {GPU0} but the concurrent evaluator on {CPU0}"]
+    good = session.judge(_result(expect="gpu", variable_device=GPU0, eval_process={**process, "device": GPU0}),
+                         options)
+    assert good["ok"]
+    assert f"a second process on {CPU0} in mixed_float16 evaluated 1" in report._evaluator_line(process)
+
+
+def test_throughput_next_to_the_evaluator_is_labelled() -> None:
+    # Review 2 item 7: the evaluator halves the throughput and the calibration; the report did not say why.
+    base = _result(images_per_sec=1000.0, calibration_gflops=200.0, data={"source": "x", "test_images": 10000},
+                   model={"name": "fast", "params": 1, "train_flops_per_image": 10**8})
+    alone = report.summarize(session.judge(base, session.SmokeOptions()))
+    assert not alone["measured_next_to_evaluator"] and "next to" not in report.human(alone)
+    process = {"ran": True, "evaluations": [{"step": 5, "precision_at_1": 0.2}]}
+    shared = report.summarize(session.judge({**base, "eval_process": process}, session.SmokeOptions()))
+    lines = [x for x in report.human(shared).splitlines() if x.startswith(("throughput:", "compute:"))]
+    assert shared["measured_next_to_evaluator"] and len(lines) == 2
+    assert all(x.endswith("measured next to the concurrent evaluator (sharing the device)") for x in lines)
+
+
+def test_multi_worker_precision_is_chosen_without_timing(monkeypatch) -> None:
+    # Review 2 item 8: each worker measured bfloat16 vs float32 itself; near the threshold they could differ.
+    from envdoctor.smoke import train
+
+    def no_timing(*_a: object, **_k: object) -> float:
+        raise AssertionError("multi-worker must not time matmuls to choose the precision")
+
+    monkeypatch.setattr(train, "calibrate_matmul", no_timing)
+    choose = train.choose_precision
+    assert choose("auto", [], {"avx512_bf16"}, print, measure=False)[0] == "float32"
+    assert choose("auto", [], {"avx512_bf16", "amx_bf16"}, print, measure=False)[0] == "mixed_bfloat16"
+    monkeypatch.setattr(train, "calibrate_matmul", lambda _d, dtype: {"float32": 100.0, "bfloat16": 200.0}[dtype])
+    assert choose("auto", [], {"avx512_bf16"}, lambda _e: None)[0] == "mixed_bfloat16"  # alone: measured
+
+
+def test_the_one_device_yardstick_is_timed_for_seconds_after_warm_up() -> None:
+    # Review 2 item 5: 30 steps (~0.1 s on an H100) against a 50 s mirrored run.
+    from envdoctor.smoke import train
+
+    config = train.RunConfig(steps=None, time_budget=train.PROBE_SECONDS)
+    monitor = train.ProbeMonitor(config, None, 128, lambda _e: None)
+    chunks = [20.0] + [1.0] * 10  # warm-up (compilation) longer than the whole probe, then 1 s chunks
+    calls = next(i for i, seconds in enumerate(chunks, 1) if monitor.after_chunk(10, seconds, 2.3, _Weights()))
+    assert calls == 1 + train.PROBE_SECONDS  # the warm-up chunk does not count
+    rate = monitor.throughput()
+    assert rate["measured_steps"] == 10 * train.PROBE_SECONDS and rate["images_per_sec"] == pytest.approx(1280)
 
 
 # The start of a stock tensorflow-cpu 2.21 log on this AMD EPYC dev machine (TF_CPP_MIN_LOG_LEVEL=0); the
@@ -373,11 +541,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_multi_worker_runs_two_real_processes(tarball: Path) -> None:
+def test_multi_worker_runs_two_real_processes(tarball: Path, tmp_path: Path) -> None:
     workers = f"127.0.0.1:{_free_port()},127.0.0.1:{_free_port()}"
     argv = ["-m", "envdoctor", "smoke-test", "--strategy", "multi-worker", "--workers", workers, "--steps", "20",
             "--batch-size", "32", "--data", str(tarball), "--precision", "fp32", "--json", "--timeout", "240"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, *argv, "--worker-index", str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -386,6 +554,20 @@ def test_multi_worker_runs_two_real_processes(tarball: Path) -> None:
         summary = json.loads(out)
         assert summary["strategy"]["name"] == "multi-worker" and summary["strategy"]["replicas"] == 2
         assert summary["steps"] == 20 and json.loads(summary["gpu_environment"]["TF_CONFIG"])["cluster"]
+        assert "chosen by CPU features" in summary["precision"]["why"] or summary["precision"]["why"] == "asked"
+    assert not list(tmp_path.iterdir())  # both run folders removed
+
+
+@pytest.mark.slow
+def test_a_lone_multi_worker_worker_says_it_waits_and_names_the_missing_peer(tarball: Path, tmp_path: Path) -> None:
+    # Review 2 item 3, for real: MultiWorkerMirroredStrategy's constructor waits for every worker.
+    peer = f"127.0.0.1:{_free_port()}"
+    out = cli("smoke-test", "--strategy", "multi-worker", "--workers", f"127.0.0.1:{_free_port()},{peer}",
+              "--worker-index", "0", "--steps", "5", "--data", str(tarball), "--timeout", "25",
+              env={"TMPDIR": str(tmp_path)}, timeout=120)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert f"train: waiting for the other workers ({peer}) to join" in out.stdout
+    assert f"FAILED: the other workers did not join within" in out.stdout and f"(not listening: {peer})" in out.stdout
 
 
 def test_rich_progress_on_a_terminal_and_tutorial_lines_otherwise() -> None:
@@ -461,15 +643,18 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_killing_the_command_kills_its_children(tarball: Path, sig: int) -> None:
-    # SIGTERM (`timeout`, a service manager): the command kills the children's process groups and exits 143.
-    # SIGKILL: nothing runs in the parent; the kernel kills the children (PR_SET_PDEATHSIG). Both children left
-    # running before: each has its own session so that a timeout can kill its whole group.
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_killing_the_command_kills_its_children(tarball: Path, tmp_path: Path, sig: int, code: int) -> None:
+    # SIGTERM (`timeout`, a service manager) and SIGINT (Ctrl-C): the command kills the children's process groups,
+    # removes its run folder and exits 143 / 130. SIGKILL: nothing runs in the parent; the kernel kills the
+    # children (PR_SET_PDEATHSIG). Both children left running before: each has its own session so that a timeout
+    # can kill its whole group. The run folder goes to tmp_path: a SIGKILL leaves it behind.
     argv = [sys.executable, "-m", "envdoctor", "smoke-test", "--data", str(tarball), "--steps", "1000000",
             "--batch-size", "32", "--gpus", "none", "--precision", "fp32", "--eval-concurrent"]
     parent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+                              # a shell's background job inherits SIGINT ignored; Ctrl-C reaches a terminal's job
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert parent.stdout is not None
         for line in parent.stdout:  # the tutorial lines: training is under way
@@ -478,11 +663,13 @@ def test_killing_the_command_kills_its_children(tarball: Path, sig: int) -> None
         children = _children_of(parent.pid)
         assert len(children) == 2
         parent.send_signal(sig)
-        assert parent.wait(timeout=30) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+        assert parent.wait(timeout=30) == code
         deadline = time.monotonic() + 20
         while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not [pid for pid in children if _alive(pid)]
+        left = list(tmp_path.glob("envdoctor-smoke-*"))
+        assert len(left) == (1 if sig == signal.SIGKILL else 0), left
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -80,3 +80,72 @@ def test_tutorial_model_matches_the_published_counts(checks: dict) -> None:
 
 def test_matmul_calibration_measures_something_real(checks: dict) -> None:
     assert 1.0 < checks["calibration"] < 1e6  # GFLOP/s: a real CPU does more than 1, less than a petaflop
+
+
+# Review 2 item 9: mixed_float16 with the LossScaleOptimizer, and MirroredStrategy with 2 replicas, trained for real
+# on the CPU split into two logical devices; and the evaluator building its model in the training's policy.
+_DISTRIBUTED = r"""
+import json, tempfile, time
+from pathlib import Path
+import numpy as np
+import tensorflow as tf
+import keras
+
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from envdoctor.smoke import evalproc, pipeline, train
+
+out, t0 = {}, time.perf_counter()
+keras.mixed_precision.set_global_policy("mixed_float16")
+rng = np.random.default_rng(0)
+y = rng.integers(0, 10, 512).astype(np.int32)
+x = rng.integers(0, 256, (512, 32, 32, 3)).astype(np.uint8)
+cfg = train.RunConfig(model="tutorial", steps=20, time_budget=None, batch_size=16, precision="mixed")
+# mixed_float16 on one device: the LossScaleOptimizer must step the inner optimizer and move the weights
+trainer = train.Trainer(cfg, tf.distribute.get_strategy(), 16)
+before = [w.copy() for w in trainer.model.get_weights()]
+monitor = train.Monitor(cfg, 20, 16, lambda e: None)
+trainer.fit(pipeline.train_dataset(x, y, "tutorial", 16), monitor)
+opt = trainer.optimizer
+out["lso"] = {"optimizer": type(opt).__name__, "inner_iterations": int(opt.inner_optimizer.iterations.numpy()),
+              "scale": float(opt.dynamic_scale.numpy()), "loss": monitor.last_loss,
+              "compute_dtype": trainer.model.layers[1].compute_dtype,
+              "moved": max(float(np.abs(a - b).max()) for a, b in zip(before, trainer.model.get_weights()))}
+# mirrored over two logical CPUs, with the one-device yardstick
+train.PROBE_SECONDS = 0.5
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+result = {"strategy": {"devices": train.strategy_devices(strategy)}}
+probe = train.single_device_rate(cfg, result["strategy"]["devices"][0], x, y, lambda e: None)
+train.train_model(cfg, strategy, x, y, lambda e: None, result)
+out["mirrored"] = {"replicas": strategy.num_replicas_in_sync, "devices": result["strategy"]["devices"],
+                   "steps": result["steps"], "images_seen": result["images_seen"], "loss": result["final_loss"],
+                   "probe": probe}
+# the evaluator builds its model in the training's policy
+keras.mixed_precision.set_global_policy("float32")
+ckpt = Path(tempfile.mkdtemp())
+(ckpt / evalproc.POLICY_FILE).write_text("mixed_float16")
+events = []
+model = evalproc.build_model(evalproc.EvalConfig("tutorial", "", str(ckpt)), events.append)
+out["eval"] = {**events[0], "compute_dtype": model.layers[1].compute_dtype}
+out["seconds"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_mixed_float16_and_two_replica_mirrored_training_on_cpu() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", _DISTRIBUTED], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    checks = json.loads(out.stdout.strip().splitlines()[-1])
+    lso = checks["lso"]
+    assert lso["optimizer"] == "LossScaleOptimizer" and lso["compute_dtype"] == "float16"
+    assert lso["inner_iterations"] == 20 and lso["moved"] > 0 and 0 < lso["loss"] < 10  # steps applied, finite
+    mirrored = checks["mirrored"]
+    assert mirrored["replicas"] == 2 and mirrored["devices"][1].endswith("CPU:1")
+    assert mirrored["steps"] == 20 and mirrored["images_seen"] == 20 * 16 * 2 and 0 < mirrored["loss"] < 10
+    probe = mirrored["probe"]  # timed after its warm-up chunk, for at least PROBE_SECONDS (0.5 here)
+    assert probe["device"].endswith("CPU:0") and probe["steps"] >= 10 and probe["seconds"] >= 0.5
+    assert probe["images_per_sec"] == pytest.approx(probe["steps"] * 16 / probe["seconds"])
+    assert checks["eval"]["precision"] == "mixed_float16" and checks["eval"]["compute_dtype"] == "float16"
+    assert checks["eval"]["device"].endswith("CPU:0")

@@ -39,23 +39,43 @@ def step_of(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
-def run(config: EvalConfig, emit: Emit) -> int:
-    import numpy as np
+POLICY_FILE = "policy"  # the training's Keras dtype policy, written before its first checkpoint
+
+
+def build_model(config: EvalConfig, emit: Emit) -> Any:
+    """The model in the training's precision policy (read once the first checkpoint exists: training chooses it
+    after start-up, with --precision auto by measuring), and where it lives: the parent checks it is on the GPU
+    when training is."""
+    import keras
     import tensorflow as tf
 
-    from envdoctor.smoke import models, pipeline
+    from envdoctor.smoke import models
+
+    policy_file = Path(config.checkpoint_dir) / POLICY_FILE
+    policy = policy_file.read_text().strip() if policy_file.is_file() else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    model = models.build(config.model)
+    emit({"event": "eval_start", "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
+          "device": getattr(model.weights[0].value, "device", None), "precision": policy})
+    return model
+
+
+def run(config: EvalConfig, emit: Emit) -> int:
+    import numpy as np
+
+    from envdoctor.smoke import pipeline
 
     with np.load(config.data_file, allow_pickle=False) as npz:
         x_test, y_test = npz["x_test"], npz["y_test"]
-    model = models.build(config.model)
     dataset = pipeline.eval_dataset(x_test, y_test, config.model)
-    emit({"event": "eval_start", "gpus": [g.name for g in tf.config.list_physical_devices("GPU")]})
+    model = None
     directory, done_seen, last, deadline = Path(config.checkpoint_dir), False, -1, time.monotonic() + config.timeout
     while time.monotonic() < deadline:
         done_seen = done_seen or (directory / "DONE").exists()  # read before the newest: no race with the final one
         newest = newest_checkpoint(directory)
         if newest is not None and step_of(newest) != last:
             last = step_of(newest)
+            model = model or build_model(config, emit)
             emit(evaluate(model, newest, dataset, y_test, during_training=not done_seen))
             continue
         if done_seen:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 
 from envdoctor.errors import UsageError
 
@@ -36,3 +37,13 @@ def tf_config(workers: list[str], index: int | None) -> str:
     if not 0 <= index < len(workers):
         raise UsageError(f"--worker-index {index} is out of range for {len(workers)} workers")
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+
+
+def listening(worker: str, seconds: float = 1.0) -> bool:
+    """Whether something accepts connections at host:port: a worker that never started does not."""
+    host, _, port = worker.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+            return True
+    except (OSError, ValueError):
+        return False

@@ -4,6 +4,7 @@ human summary, and the --json document."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, TextIO
 
@@ -107,10 +108,14 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         # The calibration measures one device; the achieved rate is that of all replicas together.
         "utilization": gflops / (calib * replicas) if gflops and calib else None,
         "scaling_efficiency": rate / (replicas * single) if rate and single else None,
+        "single_device_probe": result.get("single_device"),  # the yardstick: device, images/s, steps, seconds
+        # --eval-concurrent: throughput and calibration share the machine with the evaluator
+        "measured_next_to_evaluator": bool(result.get("eval_process")),
         "test_accuracy": result.get("test_accuracy"),
         "steps": result.get("steps"),
         "epochs": result.get("epochs"),
         "final_loss": result.get("final_loss"),
+        "nan_loss": bool(result.get("nan_loss")),
         "train_seconds": result.get("train_seconds"),
         "wall_seconds": result.get("wall_seconds"),
         "warmup_excluded": result.get("warmup_excluded"),
@@ -126,6 +131,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "tf_missing_cpu_instructions": runtime.get("missing_cpu_instructions"),
         "runtime": runtime,
         "gpu_spec": result.get("gpu_spec"),
+        "expected_device": result.get("expect"),  # gpu, cpu, or any: no --gpus and NVML lists no GPU
+        "no_gpu_reason": result.get("no_gpu_reason"),
         "gpu_environment": result.get("gpu_environment"),
         "eval_process": result.get("eval_process"),
         "references": load_recipe("cifar10.json")["references"],
@@ -156,6 +163,9 @@ def human(summary: dict[str, Any]) -> str:
         for name, tail in (summary.get("log_tail") or {}).items():
             if tail:
                 lines.append(f"--- last lines of the {name} process log ---\n{tail}")
+    elif summary.get("expected_device") == "any":
+        lines.append(f"OK: TensorFlow trained on {summary['device']}; no --gpus given and NVML lists no GPU, so any "
+                     "device was accepted.")
     else:
         lines.append("OK: TensorFlow trained on the device asked for.")
     return "\n".join(lines)
@@ -166,19 +176,18 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     strategy = summary.get("strategy") or {}
     lines = [
         f"device:      {summary['device']}  [{summary['variable_device']}]",
-        f"gpus:        SPEC {summary.get('gpu_spec')!r}, set before TensorFlow started: "
-        + (" ".join(f"{k}={v!r}" for k, v in sorted((summary.get("gpu_environment") or {}).items())) or "nothing"),
-        f"strategy:    {strategy.get('name')} ({strategy.get('replicas')} replica(s))"
-        + (f", scaling efficiency {summary['scaling_efficiency']:.0%} of one device"
-           if summary.get("scaling_efficiency") else ""),
+        _gpus_line(summary),
+        f"strategy:    {strategy.get('name')} ({strategy.get('replicas')} replica(s))" + _scaling(summary),
         f"model:       {model.get('name')} ({model.get('params', 0):,} parameters, "
         f"{_fmt(model.get('train_flops_per_image'), ',.0f')} training FLOPs/image)",
         f"precision:   {precision.get('policy')} ({precision.get('why')})",
         f"throughput:  {_fmt(summary['images_per_sec'], '.0f')} images/s, {_fmt(summary['sec_per_batch'], '.3f')} "
-        f"sec/batch (warm-up {'excluded' if summary['warmup_excluded'] else 'included: too few steps'})",
+        f"sec/batch (warm-up {'excluded' if summary['warmup_excluded'] else 'included: too few steps'})"
+        + (f"{NEXT_TO_EVALUATOR}" if summary.get("measured_next_to_evaluator") else ""),
         f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved; matmul calibration "
         f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s per device; utilization "
-        f"{_fmt(summary['utilization'], '.0%')}",
+        f"{_fmt(summary['utilization'], '.0%')}"
+        + (f"{NEXT_TO_EVALUATOR}" if summary.get("measured_next_to_evaluator") else ""),
         f"accuracy:    {_fmt(summary['test_accuracy'], '.2%')} on {summary['data'].get('test_images')} test images "
         f"after {summary['steps']} steps ({_fmt(summary['epochs'], '.2f')} epochs, "
         f"{_fmt(summary['train_seconds'], '.0f')} s training, {_fmt(summary['wall_seconds'], '.0f')} s wall)",
@@ -192,6 +201,27 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     if model.get("name") == "tutorial":  # the seed-era figures are for this model only
         lines.append(f"reference:   the same model's images/s, as published: {_references(summary['references'])}")
     return lines
+
+
+NEXT_TO_EVALUATOR = "; measured next to the concurrent evaluator (sharing the device)"
+
+
+def _gpus_line(summary: dict[str, Any]) -> str:
+    env = " ".join(f"{k}={v!r}" for k, v in sorted((summary.get("gpu_environment") or {}).items())) or "nothing"
+    line = f"gpus:        SPEC {summary.get('gpu_spec')!r}, set before TensorFlow started: {env}"
+    if summary.get("no_gpu_reason"):
+        line += f"; NVML lists no GPU ({summary['no_gpu_reason']})"
+    return line
+
+
+def _scaling(summary: dict[str, Any]) -> str:
+    """The efficiency and its yardstick: one device timed for a few seconds after warm-up."""
+    probe = summary.get("single_device_probe") or {}
+    if not summary.get("scaling_efficiency"):
+        return ""
+    return (f", scaling efficiency {summary['scaling_efficiency']:.0%} of one device "
+            f"({_fmt(probe.get('images_per_sec'), '.0f')} images/s over {probe.get('steps')} steps, "
+            f"{_fmt(probe.get('seconds'), '.1f')} s)")
 
 
 def _cuda_build(build: dict[str, Any] | None) -> str:
@@ -217,7 +247,8 @@ def _evaluator_line(process: dict[str, Any]) -> str:
     if not evaluations:
         return "evaluator:   the second process evaluated no checkpoint"
     last = evaluations[-1]
-    return (f"evaluator:   a second process evaluated {len(evaluations)} checkpoint(s), "
+    where = f" on {process['device']} in {process.get('precision')}" if process.get("device") else ""
+    return (f"evaluator:   a second process{where} evaluated {len(evaluations)} checkpoint(s), "
             f"{process.get('during_training', 0)} of them while training ran; last precision @ 1 = "
             f"{last['precision_at_1']:.3f} at step {last['step']}")
 
@@ -229,8 +260,19 @@ def _references(references: list[dict[str, Any]]) -> str:
     return "; ".join(f"{r['system']} {rate(*r['images_per_sec'])}" for r in references)
 
 
+def finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no NaN, and strict parsers reject Python's NaN token."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def emit(summary: dict[str, Any], as_json: bool, stream: TextIO = sys.stdout) -> None:
     if as_json:
-        stream.write(json.dumps(summary, indent=2, default=str) + "\n")
+        stream.write(json.dumps(finite(summary), indent=2, default=str, allow_nan=False) + "\n")
     else:
         stream.write(human(summary) + "\n")

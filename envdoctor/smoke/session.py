@@ -21,13 +21,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envdoctor.errors import UsageError
 from envdoctor.runner import kill_group
 from envdoctor.smoke import child, multiworker
 from envdoctor.smoke import data as cifar
 from envdoctor.smoke.models import MODELS
+
+if TYPE_CHECKING:
+    from envdoctor.gpus.spec import Selection
 
 DEFAULT_BUDGET = 50.0  # seconds of training by default: ~57 s wall on the 2-core dev machine (bench/README.md)
 CHANCE = 0.15  # accuracy at or below this after the default budget means nothing was learned (chance is 0.10)
@@ -93,19 +96,52 @@ class SmokeOptions:
         return None
 
 
-def gpu_environment(spec: str | None, strategy: str) -> tuple[dict[str, str], str, str]:
-    """(environment, expected device kind, the SPEC used), through envdoctor.gpus like `envdoctor env`."""
-    from envdoctor.gpus import environment_for
-    from envdoctor.probes import ProbeContext
-    from envdoctor.probes.nvidia import collect_gpus
+@dataclass
+class GpuPlan:
+    """The GPU environment of the children and what training must then run on."""
 
-    _driver, gpus = collect_gpus(ProbeContext())
+    env: dict[str, str]
+    expect: str  # gpu | cpu | any (no SPEC given and NVML sees no GPU: whatever TensorFlow finds)
+    spec: str
+    no_gpu_reason: str | None = None  # why NVML lists no GPU (reported, not hidden)
+
+
+def gpu_environment(spec: str | None, strategy: str) -> GpuPlan:
+    """The children's environment, through envdoctor.gpus like `envdoctor env`.
+
+    NVML seeing no GPU is not proof that CUDA has none (a container without NVIDIA's `utility` capability, a
+    hung NVML): without --gpus, CUDA_VISIBLE_DEVICES is then left alone and any device is accepted, reported as
+    found; an explicit SPEC other than none then expects a GPU."""
+    from envdoctor.gpus import environment_for
+    from envdoctor.gpus.snapshot import live_gpus
+    from envdoctor.gpus.spec import parse_spec
+
+    gpus, why = live_gpus()
+    if spec is None and not gpus:
+        return GpuPlan(environment_for("all", []), "any", "all", why)  # `all` of none: hides nothing
     if spec is None:
-        spec = ("all" if strategy == "mirrored" else "auto:1") if gpus else "none"
-    env = environment_for(spec, gpus, allow_growth=True)
+        spec = "all" if strategy == "mirrored" else "auto:1"
+    if strategy == "mirrored":  # before auto:N records a pick: a refused run reserves nothing
+        check_mirrored(parse_spec(spec, gpus, why), spec)
+    env = environment_for(spec, gpus, allow_growth=True, no_gpu_reason=why)
     visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
-    expect = "gpu" if gpus and visible not in ("", "-1") else "cpu"
-    return env, expect, spec
+    expect = "cpu" if spec.strip() == "none" or visible in ("", "-1") else "gpu"
+    return GpuPlan(env, expect, spec, why)
+
+
+def check_mirrored(selection: Selection, spec: str) -> None:
+    """--strategy mirrored measures scaling: refuse fewer than 2 devices when the SPEC already says so. A CUDA
+    process uses one MIG device however many are visible; `all` without NVML GPUs is unknown until TF starts."""
+    if selection.auto is not None:
+        count = selection.auto
+    elif selection.all_gpus and not selection.devices:
+        return
+    else:
+        whole = {d.uuid for d in selection.devices if d.mig is None}
+        count = len(whole) + any(d.mig is not None for d in selection.devices)
+    if count < 2:
+        raise UsageError(f"--strategy mirrored needs at least 2 devices to measure scaling, and --gpus {spec} "
+                         f"gives {count}: use --gpus all (or 2+ GPUs), or drop --strategy mirrored")
 
 
 def prepare_data(options: SmokeOptions, run_dir: Path, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
@@ -153,6 +189,8 @@ def _spawn(module: str, config_json: str, run_dir: Path, name: str, env: dict[st
     config = run_dir / f"{name}.json"
     config.write_text(config_json)
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", child.PARENT_ENV: str(os.getpid()),
+                 # autograph's temporary modules, left behind by os._exit (child.run_child): removed with run_dir
+                 "TMPDIR": str(run_dir),
                  # 0 keeps TF's INFO start-up lines (cpu_feature_guard) in the log for add_log_facts
                  "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")}
     # Our own Python child, streamed line by line (runner.run_command only returns output at the end); same rules:
@@ -192,7 +230,8 @@ def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
     """Run the smoke test; return the result (see report.py) with "ok" and "failures" filled in."""
     options.validate()
     started = time.perf_counter()
-    env, expect, spec = gpu_environment(options.gpus, options.strategy)
+    plan = gpu_environment(options.gpus, options.strategy)
+    env = plan.env
     if options.strategy == "multi-worker":
         env["TF_CONFIG"] = multiworker.tf_config(multiworker.parse_workers(options.workers), options.worker_index)
     run_dir = _make_run_dir()
@@ -200,14 +239,14 @@ def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
         with _signals_raise():
             data_file, summary = prepare_data(options, run_dir, log)
             check_batch_size(options, summary)
-            procs = _start_children(options, data_file, summary, expect, env, run_dir)
+            procs = _start_children(options, data_file, summary, plan.expect, env, run_dir)
             result = _collect(procs, run_dir, options, on_event)
             add_log_facts(result, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     # The parent's data summary: a run whose child died before its result still says where the data came from.
-    result.update(data=summary, options=asdict(options), gpu_spec=spec, gpu_environment=env,
-                  wall_seconds=time.perf_counter() - started)
+    result.update(data=summary, options=asdict(options), gpu_spec=plan.spec, gpu_environment=env,
+                  expect=plan.expect, no_gpu_reason=plan.no_gpu_reason, wall_seconds=time.perf_counter() - started)
     return judge(result, options)
 
 
@@ -302,8 +341,9 @@ def _collect(procs: dict[str, subprocess.Popen[bytes]], run_dir: Path, options: 
     result: dict[str, Any] = {}
     evaluations: list[Event] = []
     errors: list[str] = []
+    evaluator: dict[str, Any] = {}  # the evaluator's GPUs, model device and precision policy
     try:
-        _pump_events(events, set(procs), options, on_event, result, evaluations, errors)
+        _pump_events(events, set(procs), options, on_event, result, evaluations, errors, evaluator)
         for proc in procs.values():  # stdout closed: the process is exiting
             try:
                 proc.wait(timeout=0 if errors else 30)
@@ -321,27 +361,31 @@ def _collect(procs: dict[str, subprocess.Popen[bytes]], run_dir: Path, options: 
         result["log_tail"] = {n: log_tail(run_dir, n) for n in procs}
     if "eval" in procs:
         result["eval_process"] = {
-            "ran": bool(evaluations), "returncode": procs["eval"].returncode,
+            "ran": bool(evaluations), "returncode": procs["eval"].returncode, **evaluator,
             "during_training": sum(bool(e.get("during_training")) for e in evaluations),
             "evaluations": [{k: e.get(k) for k in ("step", "precision_at_1", "seconds", "during_training")}
                             for e in evaluations]}
     return result
 
 
+STARTUP_WAIT = 120.0  # seconds a multi-worker worker waits for the others to join (--timeout overrides)
+
+
 def _pump_events(events: queue.Queue[tuple[str, Event | None]], open_streams: set[str], options: SmokeOptions,
                  on_event: Callable[[str, Event], None], result: dict[str, Any], evaluations: list[Event],
-                 errors: list[str]) -> None:
+                 errors: list[str], evaluator: dict[str, Any]) -> None:
     """Read events until every stream closes or the deadline passes. When training ends, the evaluator gets
     EVAL_GRACE seconds for its last checkpoint, or none if training left no result: it would wait for checkpoints
-    that never come (the caller kills it)."""
+    that never come (the caller kills it). A multi-worker worker waiting for its peers gets STARTUP_WAIT."""
     limit = _timeout(options)
     deadline = time.monotonic() + limit
+    waiting: tuple[float, float, list[str]] | None = None  # (since, deadline, peers) while the strategy waits
     while open_streams:
+        until = min(deadline, waiting[1]) if waiting else deadline
         try:
-            name, event = events.get(timeout=max(0.1, deadline - time.monotonic()))
+            name, event = events.get(timeout=max(0.1, until - time.monotonic()))
         except queue.Empty:
-            errors.append(f"timed out after {limit:.0f}s" if "train" in open_streams else
-                          f"eval: still running {EVAL_GRACE:.0f}s after training ended")
+            errors.append(_deadline_error(waiting, limit, open_streams))
             return
         if event is None:
             open_streams.discard(name)
@@ -353,11 +397,32 @@ def _pump_events(events: queue.Queue[tuple[str, Event | None]], open_streams: se
         kind = event.get("event")
         if kind == "result":
             result.update(event["result"])
+        elif kind == "eval_start":
+            evaluator.update({k: event.get(k) for k in ("gpus", "device", "precision")})
         elif kind == "eval":
             evaluations.append(event)
         elif kind == "error":
             errors.append(f"{name}: {event['message']}")
+        elif "waiting_for" in event:
+            now = time.monotonic()
+            waiting = (now, now + (options.timeout or STARTUP_WAIT), event["waiting_for"])
+        elif kind == "strategy_ready":
+            waiting = None
         on_event(name, event)
+
+
+def _deadline_error(waiting: tuple[float, float, list[str]] | None, limit: float, open_streams: set[str]) -> str:
+    """Why the run stops: peers that never joined (those not even listening named), or the plain timeout."""
+    if waiting:
+        since, _deadline, peers = waiting
+        absent = [peer for peer in peers if not multiworker.listening(peer)]
+        which = f" (not listening: {', '.join(absent)})" if absent else f" (waited for {', '.join(peers)})"
+        return (f"the other workers did not join within {time.monotonic() - since:.0f}s{which}: start each with "
+                "the same --workers "
+                "and its own --worker-index, or give a longer --timeout")
+    if "train" in open_streams:
+        return f"timed out after {limit:.0f}s"
+    return f"eval: still running {EVAL_GRACE:.0f}s after training ended"
 
 
 def judge(result: dict[str, Any], options: SmokeOptions) -> dict[str, Any]:
@@ -381,18 +446,31 @@ def judge(result: dict[str, Any], options: SmokeOptions) -> dict[str, Any]:
 
 def device_failures(result: dict[str, Any], options: SmokeOptions) -> list[str]:
     """Training on another device than asked: the CPU for a GPU, a GPU for --gpus none, fewer GPUs than the
-    mirrored run was given."""
-    failures = [result["device_mismatch"]] if result.get("device_mismatch") else []
+    mirrored run was given, a mirrored run on one device (nothing to scale), an evaluator off the GPU."""
+    nvml = f" (NVML: {result['no_gpu_reason']})" if result.get("no_gpu_reason") else ""
+    failures = [result["device_mismatch"] + nvml] if result.get("device_mismatch") else []
     device = str(result.get("variable_device") or "")
-    expect = result.get("config", {}).get("expect")
+    expect = result.get("expect") or result.get("config", {}).get("expect")
+    spec = result.get("gpu_spec") or options.gpus
     if expect == "gpu" and device and "GPU" not in device.upper():
-        failures.append(f"asked for a GPU but training ran on {device}")
+        failures.append(f"asked for a GPU (--gpus {spec}) but training ran on {device}{nvml}")
     if expect == "cpu" and "GPU" in device.upper():
-        failures.append(f"asked for the CPU (--gpus none) but training ran on {device}")
+        failures.append(f"asked for the CPU (--gpus {spec}) but training ran on {device}")
     visible = str((result.get("gpu_environment") or {}).get("CUDA_VISIBLE_DEVICES") or "")
     given = len([v for v in visible.split(",") if v.strip() not in ("", "-1")])
     replicas = (result.get("strategy") or {}).get("replicas")
     if options.strategy == "mirrored" and expect == "gpu" and replicas and given > replicas:
         failures.append(f"the mirrored run was given {given} GPUs (CUDA_VISIBLE_DEVICES={visible}) but trained on "
                         f"{replicas}")
-    return failures
+    elif options.strategy == "mirrored" and replicas == 1:
+        failures.append(f"--strategy mirrored ran on 1 device ({device}): no scaling measured")
+    return failures + evaluator_failures(result, device)
+
+
+def evaluator_failures(result: dict[str, Any], train_device: str) -> list[str]:
+    """--eval-concurrent exists to show both processes on the GPU (the classic OOM): the evaluator on the CPU
+    next to a GPU training proves nothing."""
+    evaluator = (result.get("eval_process") or {}).get("device")
+    if evaluator and "GPU" in train_device.upper() and "GPU" not in evaluator.upper():
+        return [f"training ran on {train_device} but the concurrent evaluator on {evaluator}"]
+    return []

@@ -136,10 +136,11 @@ def runtime_facts(tf: Any) -> dict[str, Any]:
     }
 
 
-def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str],
-                     emit: Emit) -> tuple[str, str, dict[str, float]]:
+def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str], emit: Emit,
+                     measure: bool = True) -> tuple[str, str, dict[str, float]]:
     """The Keras dtype policy, why, and any matmul rates measured on the way (GFLOP/s by dtype): float16 on
-    tensor-core GPUs, bfloat16 on CPUs only where it measures faster."""
+    tensor-core GPUs, bfloat16 on CPUs only where it measures faster. measure=False (multi-worker: timings near
+    the threshold could differ between workers) decides by features alone: bfloat16 only with AMX."""
     if asked == "fp32":
         return "float32", "asked", {}
     if gpus:
@@ -152,6 +153,10 @@ def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str],
         return "mixed_bfloat16", "asked", {}
     if not ({"avx512_bf16", "amx_bf16"} & flags):
         return "float32", "CPU has neither AVX512_BF16 nor AMX", {}
+    if not measure:
+        if "amx_bf16" in flags:
+            return "mixed_bfloat16", "AMX (multi-worker: chosen by CPU features, the same on every like worker)", {}
+        return "float32", "no AMX (multi-worker: chosen by CPU features, not timing, so workers agree)", {}
     rates = {dtype: calibrate_matmul("/CPU:0", dtype) for dtype in ("float32", "bfloat16")}
     fp32, bf16 = rates["float32"], rates["bfloat16"]
     emit({"event": "note", "message": f"bfloat16 matmul {bf16:.0f} GFLOP/s vs float32 {fp32:.0f} GFLOP/s"})
@@ -173,6 +178,14 @@ def strategy_devices(strategy: Any) -> list[str]:
         return list(strategy.extended.worker_devices)
     except (RuntimeError, AttributeError):  # the default strategy places ops itself
         return []
+
+
+def multiworker_peers() -> list[str]:
+    """The other workers of TF_CONFIG, host:port."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = config.get("cluster", {}).get("worker", [])
+    index = config.get("task", {}).get("index", 0)
+    return [w for i, w in enumerate(workers) if i != index]
 
 
 def is_chief() -> bool:
@@ -358,20 +371,35 @@ def planned_steps(config: RunConfig, train_images: int, global_batch: int) -> in
     return None
 
 
-def single_device_rate(config: RunConfig, x: Any, y: Any, emit: Emit) -> float | None:
-    """Images/s of the same model on one device, the yardstick for a mirrored run's scaling efficiency."""
+PROBE_SECONDS = 5.0  # timed seconds of the one-device yardstick, after its warm-up chunk
+
+
+class ProbeMonitor(Monitor):
+    """Stops after PROBE_SECONDS of timed chunks: the warm-up chunk (compilation) does not count."""
+
+    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any) -> bool:
+        stop = super().after_chunk(steps, seconds, loss, model)
+        del stop  # its wall-clock budget counts the warm-up
+        return self.nan or (len(self.chunks) > 1 and sum(t for _, t in self.chunks[1:]) >= PROBE_SECONDS)
+
+
+def single_device_rate(config: RunConfig, device: str, x: Any, y: Any, emit: Emit) -> dict[str, Any]:
+    """Images/s of the same model on one device (the first of the strategy's), the yardstick for a mirrored run's
+    scaling efficiency: timed for PROBE_SECONDS after warm-up, so that it is not a fraction of a second of noise."""
     import tensorflow as tf
 
     from envdoctor.smoke import pipeline
 
-    probe = RunConfig(**{**asdict(config), "strategy": "default", "checkpoint_dir": None,
-                         "steps": 4 * config.log_every, "time_budget": None})
-    trainer = Trainer(probe, tf.distribute.OneDeviceStrategy("/GPU:0"), probe.batch_size)
-    monitor = Monitor(probe, probe.steps, probe.batch_size, lambda _e: None)
+    probe = RunConfig(**{**asdict(config), "strategy": "default", "checkpoint_dir": None, "steps": None,
+                         "time_budget": PROBE_SECONDS})
+    trainer = Trainer(probe, tf.distribute.OneDeviceStrategy(device), probe.batch_size)
+    monitor = ProbeMonitor(probe, None, probe.batch_size, lambda _e: None)
     trainer.fit(pipeline.train_dataset(x, y, config.model, config.batch_size), monitor)
-    rate = monitor.throughput()["images_per_sec"]
-    emit({"event": "note", "message": f"one device: {rate:.0f} images/s"})
-    return rate
+    rate = monitor.throughput()
+    emit({"event": "note", "message": f"one device ({device}): {rate['images_per_sec']:.0f} images/s over "
+                                      f"{rate.get('measured_steps')} steps"})
+    return {"device": device, "images_per_sec": rate["images_per_sec"], "steps": rate.get("measured_steps"),
+            "seconds": rate["measured_steps"] * rate["sec_per_batch"] if rate.get("measured_steps") else None}
 
 
 def run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
@@ -398,13 +426,21 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
         return result
     # The strategy first: MultiWorkerMirroredStrategy must configure collective ops before any op runs (the
     # matmul measurements below run ops).
+    if config.strategy == "multi-worker":  # the constructor blocks until every worker has joined
+        peers = multiworker_peers()
+        emit({"event": "note", "waiting_for": peers,
+              "message": f"waiting for the other workers ({', '.join(peers)}) to join"})
     strategy = make_strategy(tf, config.strategy)
+    emit({"event": "strategy_ready", "replicas": strategy.num_replicas_in_sync})
     result["strategy"] = {"name": config.strategy, "replicas": strategy.num_replicas_in_sync,
                           "devices": strategy_devices(strategy)}
     result.update(precision_and_calibration(config, devices, emit))
+    if config.checkpoint_dir and is_chief():  # the evaluator builds its model in the same policy
+        (Path(config.checkpoint_dir) / "policy").write_text(result["precision"]["policy"])
     x_train, y_train, x_test, y_test = load_arrays(config.data_file)
     if config.strategy == "mirrored" and strategy.num_replicas_in_sync > 1:
-        result["single_device_images_per_sec"] = single_device_rate(config, x_train, y_train, emit)
+        probe = single_device_rate(config, result["strategy"]["devices"][0], x_train, y_train, emit)
+        result.update(single_device=probe, single_device_images_per_sec=probe["images_per_sec"])
     model = train_model(config, strategy, x_train, y_train, emit, result)
     if not result["nan_loss"]:
         eval_start = time.perf_counter()
@@ -418,7 +454,8 @@ def precision_and_calibration(config: RunConfig, devices: dict[str, Any], emit: 
     import keras
 
     flags = set(cpu_facts().flags)
-    policy, why, measured = choose_precision(config.precision, devices["gpus"], flags, emit)
+    policy, why, measured = choose_precision(config.precision, devices["gpus"], flags, emit,
+                                             measure=config.strategy != "multi-worker")
     keras.mixed_precision.set_global_policy(policy)
     out: dict[str, Any] = {"precision": {"policy": policy, "why": why}}
     if config.calibrate:

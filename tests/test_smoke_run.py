@@ -310,8 +310,10 @@ def test_explicit_gpus_all_without_nvml_gpus_expects_a_gpu(monkeypatch) -> None:
 def test_mirrored_on_fewer_than_two_devices_is_refused_before_tensorflow(monkeypatch, gpus, spec) -> None:
     # Review 2 item 2: "mirrored (1 replica(s))", no scaling efficiency, OK.
     _nvml(monkeypatch, _gpus(gpus))
-    with pytest.raises(UsageError, match=r"--strategy mirrored needs at least 2 devices .* gives [01]"):
+    with pytest.raises(UsageError, match=r"--strategy mirrored needs at least 2 devices .* (gives|has) [01]") as e:
         session.gpu_environment(spec, "mirrored")
+    if spec is None:  # the machine is the limit, not the SPEC: no circular "use --gpus all"
+        assert "this machine has 1: drop --strategy mirrored" in str(e.value) and "--gpus all" not in str(e.value)
 
 
 def test_mirrored_on_two_gpus_is_accepted_and_one_replica_fails_afterwards(monkeypatch) -> None:
@@ -328,6 +330,15 @@ def test_mirrored_on_two_gpus_is_accepted_and_one_replica_fails_afterwards(monke
 def test_cli_mirrored_with_one_device_is_one_line_exit_2(tmp_path: Path) -> None:
     out = cli("smoke-test", "--strategy", "mirrored", "--gpus", "none", "--steps", "5", env={"TMPDIR": str(tmp_path)})
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "needs at least 2 devices" in out.stderr
+
+
+def test_mirrored_that_gets_one_replica_stops_before_training(tmp_path: Path, tarball: Path) -> None:
+    # No NVML here, so only TensorFlow can tell: it sees one device, and the run ends there, not after the budget.
+    out = cli("smoke-test", "--strategy", "mirrored", "--steps", "5000", "--data", str(tarball), "--json",
+              env={"TMPDIR": str(tmp_path)}, timeout=300)
+    doc = json.loads(out.stdout)
+    assert out.returncode == 1 and not doc["steps"]
+    assert any("--strategy mirrored ran on 1 device" in f and "no scaling measured" in f for f in doc["failures"])
 
 
 def test_json_is_strict_json_when_the_loss_is_nan() -> None:
@@ -350,7 +361,8 @@ def test_json_is_strict_json_when_the_loss_is_nan() -> None:
 def test_a_worker_whose_peers_never_come_fails_at_the_start_up_deadline(tmp_path: Path, monkeypatch) -> None:
     # Review 2 item 3: silent for up to 4 hours (--steps has no time budget).
     monkeypatch.setattr(session, "STARTUP_WAIT", 1.0)
-    peer = f"127.0.0.1:{_free_port()}"
+    (port,) = _free_ports(1)
+    peer = f"127.0.0.1:{port}"
     waiting = {"event": "note", "waiting_for": [peer], "message": f"waiting for the other workers ({peer}) to join"}
     procs = {"train": _child(f"import json, time; print(json.dumps({waiting!r})); time.sleep(60)")}
     seen: list[dict] = []
@@ -395,7 +407,7 @@ def test_throughput_next_to_the_evaluator_is_labelled() -> None:
     shared = report.summarize(session.judge({**base, "eval_process": process}, session.SmokeOptions()))
     lines = [x for x in report.human(shared).splitlines() if x.startswith(("throughput:", "compute:"))]
     assert shared["measured_next_to_evaluator"] and len(lines) == 2
-    assert all(x.endswith("measured next to the concurrent evaluator (sharing the device)") for x in lines)
+    assert all(x.endswith("measured next to the concurrent evaluator (sharing the machine)") for x in lines)
 
 
 def test_multi_worker_precision_is_chosen_without_timing(monkeypatch) -> None:
@@ -534,15 +546,22 @@ def test_the_tutorial_model_learns_the_real_cifar10() -> None:
     assert 0 < summary["utilization"] < 2 and summary["options"]["steps"] == 150
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports: all bound at once while choosing, so two picks cannot be the same port."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @pytest.mark.slow
 def test_multi_worker_runs_two_real_processes(tarball: Path, tmp_path: Path) -> None:
-    workers = f"127.0.0.1:{_free_port()},127.0.0.1:{_free_port()}"
+    first, second = _free_ports(2)
+    workers = f"127.0.0.1:{first},127.0.0.1:{second}"
     argv = ["-m", "envdoctor", "smoke-test", "--strategy", "multi-worker", "--workers", workers, "--steps", "20",
             "--batch-size", "32", "--data", str(tarball), "--precision", "fp32", "--json", "--timeout", "240"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
@@ -561,8 +580,9 @@ def test_multi_worker_runs_two_real_processes(tarball: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_a_lone_multi_worker_worker_says_it_waits_and_names_the_missing_peer(tarball: Path, tmp_path: Path) -> None:
     # Review 2 item 3, for real: MultiWorkerMirroredStrategy's constructor waits for every worker.
-    peer = f"127.0.0.1:{_free_port()}"
-    out = cli("smoke-test", "--strategy", "multi-worker", "--workers", f"127.0.0.1:{_free_port()},{peer}",
+    own, absent = _free_ports(2)
+    peer = f"127.0.0.1:{absent}"
+    out = cli("smoke-test", "--strategy", "multi-worker", "--workers", f"127.0.0.1:{own},{peer}",
               "--worker-index", "0", "--steps", "5", "--data", str(tarball), "--timeout", "25",
               env={"TMPDIR": str(tmp_path)}, timeout=120)
     assert out.returncode == 1, out.stderr[-2000:]

@@ -122,10 +122,10 @@ out["mirrored"] = {"replicas": strategy.num_replicas_in_sync, "devices": result[
                    "probe": probe}
 # the evaluator builds its model in the training's policy
 keras.mixed_precision.set_global_policy("float32")
-ckpt = Path(tempfile.mkdtemp())
-(ckpt / evalproc.POLICY_FILE).write_text("mixed_float16")
-events = []
-model = evalproc.build_model(evalproc.EvalConfig("tutorial", "", str(ckpt)), events.append)
+with tempfile.TemporaryDirectory() as ckpt:
+    (Path(ckpt) / evalproc.POLICY_FILE).write_text("mixed_float16")
+    events = []
+    model = evalproc.build_model(evalproc.EvalConfig("tutorial", "", ckpt), events.append)
 out["eval"] = {**events[0], "compute_dtype": model.layers[1].compute_dtype}
 out["seconds"] = time.perf_counter() - t0
 print(json.dumps(out))

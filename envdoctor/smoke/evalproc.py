@@ -51,8 +51,8 @@ def build_model(config: EvalConfig, emit: Emit) -> Any:
 
     from envdoctor.smoke import models
 
-    policy_file = Path(config.checkpoint_dir) / POLICY_FILE
-    policy = policy_file.read_text().strip() if policy_file.is_file() else "float32"
+    # Training writes it before its first checkpoint, and this runs after one exists: missing means a bug.
+    policy = (Path(config.checkpoint_dir) / POLICY_FILE).read_text().strip()
     keras.mixed_precision.set_global_policy(policy)
     model = models.build(config.model)
     emit({"event": "eval_start", "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],

@@ -110,7 +110,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "scaling_efficiency": rate / (replicas * single) if rate and single else None,
         "single_device_probe": result.get("single_device"),  # the yardstick: device, images/s, steps, seconds
         # --eval-concurrent: throughput and calibration share the machine with the evaluator
-        "measured_next_to_evaluator": bool(result.get("eval_process")),
+        "measured_next_to_evaluator": bool((result.get("eval_process") or {}).get("ran")),
         "test_accuracy": result.get("test_accuracy"),
         "steps": result.get("steps"),
         "epochs": result.get("epochs"),
@@ -203,7 +203,7 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-NEXT_TO_EVALUATOR = "; measured next to the concurrent evaluator (sharing the device)"
+NEXT_TO_EVALUATOR = "; measured next to the concurrent evaluator (sharing the machine)"
 
 
 def _gpus_line(summary: dict[str, Any]) -> str:

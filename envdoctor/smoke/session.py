@@ -111,7 +111,8 @@ def gpu_environment(spec: str | None, strategy: str) -> GpuPlan:
 
     NVML seeing no GPU is not proof that CUDA has none (a container without NVIDIA's `utility` capability, a
     hung NVML): without --gpus, CUDA_VISIBLE_DEVICES is then left alone and any device is accepted, reported as
-    found; an explicit SPEC other than none then expects a GPU."""
+    found; an explicit `all` then expects a GPU, and SPECs that name GPUs (indices, UUIDs, auto:N) are refused,
+    as `envdoctor env` refuses them."""
     from envdoctor.gpus import environment_for
     from envdoctor.gpus.snapshot import live_gpus
     from envdoctor.gpus.spec import parse_spec
@@ -140,8 +141,10 @@ def check_mirrored(selection: Selection, spec: str) -> None:
         whole = {d.uuid for d in selection.devices if d.mig is None}
         count = len(whole) + any(d.mig is not None for d in selection.devices)
     if count < 2:
-        raise UsageError(f"--strategy mirrored needs at least 2 devices to measure scaling, and --gpus {spec} "
-                         f"gives {count}: use --gpus all (or 2+ GPUs), or drop --strategy mirrored")
+        where = ("this machine has" if selection.all_gpus else f"--gpus {spec} gives")
+        advice = "" if selection.all_gpus else "use --gpus all (on a machine with 2+ GPUs), or "
+        raise UsageError(f"--strategy mirrored needs at least 2 devices to measure scaling, and {where} {count}: "
+                         f"{advice}drop --strategy mirrored")
 
 
 def prepare_data(options: SmokeOptions, run_dir: Path, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
@@ -463,7 +466,8 @@ def device_failures(result: dict[str, Any], options: SmokeOptions) -> list[str]:
         failures.append(f"the mirrored run was given {given} GPUs (CUDA_VISIBLE_DEVICES={visible}) but trained on "
                         f"{replicas}")
     elif options.strategy == "mirrored" and replicas == 1:
-        failures.append(f"--strategy mirrored ran on 1 device ({device}): no scaling measured")
+        only = device or ", ".join((result.get("strategy") or {}).get("devices") or []) or "?"
+        failures.append(f"--strategy mirrored ran on 1 device ({only}): no scaling measured")
     return failures + evaluator_failures(result, device)
 
 

@@ -415,6 +415,8 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
+    from envdoctor.smoke import evalproc
+
     import_seconds = time.perf_counter() - started
     keras.utils.set_random_seed(config.seed)
     devices = device_facts(tf)
@@ -434,9 +436,11 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     emit({"event": "strategy_ready", "replicas": strategy.num_replicas_in_sync})
     result["strategy"] = {"name": config.strategy, "replicas": strategy.num_replicas_in_sync,
                           "devices": strategy_devices(strategy)}
+    if config.strategy == "mirrored" and strategy.num_replicas_in_sync < 2:
+        return result  # nothing to scale over: the parent says so at once instead of after the whole budget
     result.update(precision_and_calibration(config, devices, emit))
     if config.checkpoint_dir and is_chief():  # the evaluator builds its model in the same policy
-        (Path(config.checkpoint_dir) / "policy").write_text(result["precision"]["policy"])
+        (Path(config.checkpoint_dir) / evalproc.POLICY_FILE).write_text(result["precision"]["policy"])
     x_train, y_train, x_test, y_test = load_arrays(config.data_file)
     if config.strategy == "mirrored" and strategy.num_replicas_in_sync > 1:
         probe = single_device_rate(config, result["strategy"]["devices"][0], x_train, y_train, emit)

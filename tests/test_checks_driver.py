@@ -149,6 +149,22 @@ def test_driver_too_old_for_tf_cuda_major():
     assert f.fix.splitlines() == ["# upgrade the NVIDIA driver to ≥ 555.42.02", "sudo ubuntu-drivers install"]
 
 
+def test_driver_upgrade_in_a_container_happens_on_the_host():
+    # The container's driver is the host's: installing one inside causes a Driver/library version mismatch.
+    facts = h100()
+    facts.system.container = "docker"
+    facts.driver.userspace_version = facts.driver.kernel_module_version = "550.127.05"
+    facts.driver.cuda_driver_version = "12.4"
+    facts.tensorflow = tensorflow("2.21.0")  # CUDA 12.5; the H100 runs its compute_90 PTX: an error
+    f = one(facts, "driver.too-old-for-tf")
+    assert f.fix.splitlines() == [
+        "# upgrade the NVIDIA driver on the host to ≥ 555.42.02, then restart the container",
+        "# this runs in a docker container: do not install a driver inside it",
+    ]
+    facts.gpus = gpus_fixture("v100-busy.json")  # SASS, no JIT: minor-version compatibility, same host-side fix
+    assert "ubuntu-drivers" not in one(facts, "driver.minor-compat-for-tf").fix
+
+
 def test_minor_version_compat_is_info_but_ptx_jit_makes_it_an_error():
     facts = h100()
     facts.driver.userspace_version = facts.driver.kernel_module_version = "535.104.05"
@@ -199,13 +215,28 @@ def test_compute_capability_not_covered():
     assert kepler_old.fix.startswith("# no CUDA")
 
 
-def test_blackwell_ptx_from_older_generation_is_a_warning():
+@pytest.mark.parametrize("name, cc", [("NVIDIA GeForce RTX 5090", "12.0"), ("NVIDIA B200", "10.0")])
+def test_blackwell_on_older_generation_ptx_is_an_error_without_build_tf(name, cc):
+    # Stock 2.16-2.21 wheels fail there (CUDA_ERROR_INVALID_PTX, tensorflow#99592, #101746), and build-tf's
+    # CUDA 12.5.1 cannot compile for Blackwell (CUDA >= 12.8): only NGC's container works today.
     facts = h100()
-    facts.gpus[0].name, facts.gpus[0].compute_capability = "NVIDIA GeForce RTX 5090", "12.0"
+    facts.gpus[0].name, facts.gpus[0].compute_capability = name, cc
     facts.tensorflow = tensorflow("2.21.0")
+    f = one(facts, "gpu.ptx-fails")
+    assert f.severity is Severity.ERROR
+    assert any("CUDA_ERROR_INVALID_PTX" in e for e in f.evidence)
+    assert "build-tf --cuda-cc" not in f.fix and "nvcr.io/nvidia/tensorflow" in f.fix
+    assert f"compute capability {cc} needs CUDA ≥ 12.8" in f.fix
+    assert "gpu.ptx-jit" not in codes(facts)
+    assert fix_convention_violations([f]) == []
+
+
+def test_hopper_on_ampere_ptx_stays_a_warning_and_build_tf_fits():
+    facts = h100()
+    facts.tensorflow = tensorflow("2.15.0")  # compute_80 PTX, CUDA 12.2 compiles sm_90
     f = one(facts, "gpu.ptx-jit")
     assert f.severity is Severity.WARNING
-    assert any("CUDA_ERROR_INVALID_PTX" in e for e in f.evidence)
+    assert f.fix.startswith("envdoctor build-tf --cuda-cc 9.0")
 
 
 def test_memory_held_by_other_process():
@@ -226,6 +257,25 @@ def test_wsl2_with_linux_driver():
     f = one(facts, "driver.wsl-linux-driver")
     assert f.severity is Severity.ERROR
     assert "apt-get remove --purge" in f.fix and "wsl --shutdown" in f.fix
+    # the cuda / cuda-drivers metapackages are how the Linux driver usually gets in
+    assert "sudo apt-get remove --purge cuda cuda-drivers" in f.fix.splitlines()
+    assert "cuda-toolkit-12-x from NVIDIA's WSL-Ubuntu repository" in f.fix
+    assert fix_convention_violations([f]) == []
+
+
+def test_wsl2_linux_driver_makes_the_gpu_unknown_not_absent():
+    from envdoctor.facts import LibraryResolution
+
+    facts = no_gpu_facts()  # no GPU on PCI, no NVML GPU: as WSL2 looks with a Linux driver shadowing Windows'
+    facts.system.wsl, facts.system.package_manager = 2, "apt"
+    facts.driver.nvml_error = NvmlError("driver_not_loaded", "Driver Not Loaded")
+    facts.cuda.tf_libraries = [
+        LibraryResolution("cuda", "libcuda.so.1", "found", "/usr/lib/x86_64-linux-gnu/libcuda.so.1")
+    ]
+    assert "driver.wsl-linux-driver" in codes(facts)
+    assert "gpu.none" not in codes(facts)
+    unknown = one(facts, "gpu.unknown")
+    assert "libcuda.so.1 resolves to /usr/lib/x86_64-linux-gnu/libcuda.so.1, not /usr/lib/wsl/lib" in unknown.evidence
 
 
 def test_wsl2_without_gpu_is_just_no_gpu():

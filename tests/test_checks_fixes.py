@@ -56,6 +56,15 @@ def _gpu_scenarios() -> list[Facts]:
     old.driver.cuda_driver_version = "12.2"
     old.tensorflow = tensorflow("2.21.0")
     out.append(old)
+    blackwell = h100("idle")
+    blackwell.gpus[0].name, blackwell.gpus[0].compute_capability = "NVIDIA GeForce RTX 5090", "12.0"
+    blackwell.tensorflow = tensorflow("2.21.0")
+    out.append(blackwell)
+    mig = h100("idle")
+    mig.gpus = gpus_fixture("a100-mig.json")
+    for g in mig.gpus:
+        g.mig_devices = []
+    out.append(mig)
     return out
 
 
@@ -143,7 +152,7 @@ def test_every_fix_is_commands_and_comments():
         "driver.nouveau", "driver.secure-boot", "driver.not-installed", "driver.module-not-loaded",
         "driver.userspace-missing", "driver.gpu-lost", "driver.nvml-failed", "driver.wsl-linux-driver",
         "driver.too-old-for-tf", "driver.too-old-for-toolkit", "driver.version-mismatch",
-        "gpu.cc-unsupported", "gpu.ptx-jit", "gpu.memory-in-use",
+        "gpu.cc-unsupported", "gpu.ptx-jit", "gpu.ptx-fails", "gpu.mig-no-devices", "gpu.memory-in-use",
         "cuda.library-missing", "cuda.driver-library-missing", "cuda.library-off-path", "cuda.toolkit-drops-gpu",
         "cuda.load-failed", "cuda.cudnn-other-major",
         "tensorflow.inspect-failed", "tensorflow.several-distributions", "tensorflow.python-unsupported",

@@ -119,3 +119,22 @@ def test_nvml_reason_in_plain_words(kind, words):
 
     assert words in nvml_reason(NvmlError(kind, "NVMLError_Unknown: Unknown Error"))
     assert nvml_reason(None) is None
+
+
+def test_mig_enabled_without_mig_devices_is_an_error():
+    # A MIG-enabled GPU runs CUDA only in its MIG devices: with none created TensorFlow registers no GPU.
+    facts = h100("idle")
+    capture = gpus_fixture("a100-mig.json")  # GPUs 0, 1 whole; 2, 3 in MIG mode with devices
+    facts.gpus = capture
+    assert "gpu.mig-no-devices" not in codes(facts)
+    facts.gpus = [g for g in capture if g.mig_enabled]
+    for g in facts.gpus:
+        g.mig_devices = []
+    f = one(facts, "gpu.mig-no-devices")
+    assert f.severity is Severity.ERROR
+    index = facts.gpus[0].index
+    assert f.fix.splitlines()[0] == f"sudo nvidia-smi mig -i {index} -lgip"
+    assert "-cgi <profile> -C" in f.fix and f"sudo nvidia-smi -i {index} -mig 0" in f.fix
+    assert fix_convention_violations([f]) == []
+    facts.gpus = capture  # GPUs 0 and 1 still run TensorFlow
+    assert one(facts, "gpu.mig-no-devices").severity is Severity.WARNING

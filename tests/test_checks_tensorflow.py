@@ -58,8 +58,23 @@ def test_several_distributions():
     f = one(facts, "tensorflow.several-distributions")
     assert f.severity is Severity.ERROR
     assert f.fix.endswith(
-        "-m pip uninstall -y tensorflow tensorflow-cpu && /home/user/venv/bin/python -m pip install tensorflow"
+        "-m pip uninstall -y tensorflow tensorflow-cpu && /home/user/venv/bin/python -m pip install "
+        "tensorflow==2.21.0"
     )
+
+
+def test_tensorflow_and_tensorflow_cpu_on_a_gpu_machine_reinstall_one_with_cuda():
+    # Both own tensorflow/: uninstalling only tensorflow-cpu deletes the shared files and pip then calls
+    # tensorflow "already satisfied". One finding, whose fix removes both and installs the GPU one.
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0")
+    facts.tensorflow.distributions.append(PythonPackage("tensorflow-cpu", "2.21.0"))
+    f = one(facts, "tensorflow.several-distributions")
+    assert f.fix == (
+        "/home/user/venv/bin/python -m pip uninstall -y tensorflow tensorflow-cpu && "
+        "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.0'"
+    )
+    assert "tensorflow.cpu-only-with-gpu" not in codes(facts)
 
 
 def test_python_outside_release_range():
@@ -69,6 +84,29 @@ def test_python_outside_release_range():
     assert f.severity is Severity.ERROR
     assert "TensorFlow 2.15.0: Python 3.9–3.11" in f.evidence
     assert "tensorflow==2.21.*" in f.fix
+
+
+def test_install_fixes_keep_and_cuda_on_a_gpu_machine():
+    # A plain `tensorflow` brings no CUDA libraries: on a usable GPU the fix must name tensorflow[and-cuda].
+    from envdoctor.facts import NvidiaWheel
+
+    facts = h100("idle")
+    facts.tensorflow = tensorflow("2.21.0", python="3.13.1")
+    facts.tensorflow.version = "2.19.0"  # its wheel stops at Python 3.12
+    f = one(facts, "tensorflow.python-unsupported")
+    assert f.fix.splitlines()[0] == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'"
+    # torch with its own nvidia-* CUDA wheels here: tensorflow[and-cuda] would re-pin them, so a venv of its own
+    facts.tensorflow.related = [PythonPackage("torch", "2.8.0")]
+    facts.cuda.nvidia_wheels = [NvidiaWheel("nvidia-cudnn-cu12", "9.10.2.21")]
+    lines = one(facts, "tensorflow.python-unsupported").fix.splitlines()
+    assert lines[:2] == [
+        "/home/user/venv/bin/python -m venv ~/tf",
+        "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'",
+    ]
+    assert "torch 2.8.0" in lines[2]
+    gone = h100("idle")
+    gone.tensorflow.python_version = "3.14.0"  # no TensorFlow, no release for this Python
+    assert "~/tf/bin/python -m pip install 'tensorflow[and-cuda]'" in one(gone, "tensorflow.python-unsupported").fix
 
 
 def test_python_too_new_for_any_release():
@@ -183,6 +221,7 @@ def test_every_tensorflow_distribution_counts_for_several():
     f = one(facts, "tensorflow.several-distributions")
     assert "tf-nightly-gpu 2.22.0.dev20260101 (/home/user/venv/lib/python3.12/site-packages)" in f.evidence
     assert "pip uninstall -y tensorflow tf-nightly-gpu" in f.fix
+    assert f.fix.endswith("pip install 'tensorflow[and-cuda]==2.21.0'")
 
 
 def test_linaro_aarch64_wheel_is_cpu_only_next_to_a_gpu():

@@ -94,6 +94,38 @@ def gpu_usable(facts: Facts) -> bool:
     return facts.driver.nvidia_module_loaded and any(g.driver == "nvidia" for g in nvidia_pci(facts))
 
 
+def tf_requirement(facts: Facts, pin: str = "") -> str:
+    """A shell-quoted `tensorflow[and-cuda]==pin` where a GPU is usable on Linux and that release has the
+    extra (a plain `tensorflow` there installs no CUDA libraries: TF runs on the CPU), else `tensorflow==pin`.
+    pin: "2.20.0", "2.21.*" or "" (any)."""
+    since = version(tf_releases()["and_cuda_extra_since"])
+    pinned = version(pin)
+    cuda = gpu_usable(facts) and (facts.system.os or "Linux") == "Linux"
+    extra = "[and-cuda]" if cuda and (pinned is None or (since is not None and pinned >= since)) else ""
+    if pin.endswith(".*"):
+        return shlex.quote(f"tensorflow{extra}=={pin}")
+    return requirement(f"tensorflow{extra}", pin or None)
+
+
+WSL_LIB = "/usr/lib/wsl/"
+
+
+def wsl_linux_driver_evidence(facts: Facts) -> list[str]:
+    """Signs of a Linux NVIDIA driver inside WSL2 (where the driver is Windows'): empty when there are none."""
+    d = facts.driver
+    evidence: list[str] = []
+    if d.kernel_module_version or d.nvidia_module_loaded:
+        evidence.append(f"nvidia kernel module inside WSL: {d.kernel_module_version or 'loaded'}")
+    if d.nvml_error is not None and d.nvml_error.kind in ("driver_not_loaded", "lib_rm_version_mismatch"):
+        evidence.append(
+            f"NVML: {d.nvml_error.message} (a Linux libnvidia-ml looks for a kernel module WSL does not have)"
+        )
+    for lib in facts.cuda.tf_libraries:
+        if lib.name in ("cuda", "nvidia-ml") and lib.path and not lib.path.startswith(WSL_LIB):
+            evidence.append(f"{lib.soname} resolves to {lib.path}, not {WSL_LIB}lib")
+    return evidence
+
+
 def python_cmd(facts: Facts) -> str:
     """The interpreter whose environment is diagnosed, quoted for a shell."""
     exe = facts.tensorflow.python_executable or facts.system.python_executable or "python3"

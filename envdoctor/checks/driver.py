@@ -13,14 +13,12 @@ from envdoctor.checks.common import (
     nvidia_pci,
     version,
     with_ok,
+    wsl_linux_driver_evidence,
 )
 from envdoctor.checks.gpu import coverage, tf_cuda_version
 from envdoctor.distro_pkgs import distro_command, install_command
 from envdoctor.facts import Facts
 from envdoctor.resources import load_recipe
-
-_WSL_LIB = "/usr/lib/wsl/"
-
 
 def _cuda_table() -> dict:
     return load_recipe("cuda_drivers.json")
@@ -37,10 +35,24 @@ def _driver_version(facts: Facts) -> str | None:
 
 def _install_driver(facts: Facts, then_reboot: bool = False) -> str:
     s = facts.system
+    if s.container:  # the driver is the host's (see _upgrade_driver)
+        return "# install the NVIDIA driver on the host, then start the container with --gpus all"
     cmd = install_command(s.package_manager, ["nvidia-driver"], s.distro_id, s.distro_like)
     if cmd is None:
         return "# install NVIDIA's driver for this distribution (https://www.nvidia.com/drivers), then reboot"
     return f"{cmd} && sudo reboot" if then_reboot else cmd
+
+
+def _upgrade_driver(facts: Facts, minimum: str | None) -> str:
+    """Upgrade to ≥ minimum. In a container the driver (module and, via the NVIDIA container toolkit, its
+    libraries) is the host's: one installed inside causes a Driver/library version mismatch."""
+    at_least = f" to ≥ {minimum}" if minimum else ""
+    if facts.system.container:
+        return (
+            f"# upgrade the NVIDIA driver on the host{at_least}, then restart the container\n"
+            f"# this runs in a {facts.system.container} container: do not install a driver inside it"
+        )
+    return f"# upgrade the NVIDIA driver{at_least}\n{_install_driver(facts)}"
 
 
 # --------------------------------------------------------------------------------------------- driver
@@ -238,23 +250,16 @@ def _nvml_other(facts: Facts) -> list[Finding]:
 
 
 def _wsl_linux_driver(facts: Facts) -> list[Finding]:
-    d = facts.driver
-    evidence: list[str] = []
-    if d.kernel_module_version or d.nvidia_module_loaded:
-        evidence.append(f"nvidia kernel module inside WSL: {d.kernel_module_version or 'loaded'}")
-    if d.nvml_error is not None and d.nvml_error.kind in ("driver_not_loaded", "lib_rm_version_mismatch"):
-        evidence.append(
-            f"NVML: {d.nvml_error.message} (a Linux libnvidia-ml looks for a kernel module WSL does not have)"
-        )
-    for lib in facts.cuda.tf_libraries:
-        if lib.name in ("cuda", "nvidia-ml") and lib.path and not lib.path.startswith(_WSL_LIB):
-            evidence.append(f"{lib.soname} resolves to {lib.path}, not {_WSL_LIB}lib")
+    evidence = wsl_linux_driver_evidence(facts)
     if not evidence:
         return []
+    # The cuda and cuda-drivers metapackages pull the Linux driver in: the usual way it gets there.
     remove = (
-        "sudo apt-get remove --purge '^nvidia-driver-.*' '^libnvidia-.*' '^nvidia-kernel-.*'"
+        "sudo apt-get remove --purge '^nvidia-driver-.*' '^libnvidia-.*' '^nvidia-kernel-.*'\n"
+        "# if NVIDIA's repository installed them (apt stops at a package it does not know, hence a line apart):\n"
+        "sudo apt-get remove --purge cuda cuda-drivers"
         if facts.system.package_manager == "apt"
-        else "# remove the Linux NVIDIA driver packages inside WSL"
+        else "# remove the Linux NVIDIA driver packages inside WSL (and the cuda / cuda-drivers metapackages)"
     )
     return [
         Finding(
@@ -262,8 +267,9 @@ def _wsl_linux_driver(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
             ["WSL2: the GPU driver comes from Windows"] + evidence,
-            f"{remove}\n# keep the CUDA toolkit; then, in Windows: wsl --shutdown\n"
-            "# update the NVIDIA driver on Windows only",
+            f"{remove}\n# then, in Windows: wsl --shutdown; update the NVIDIA driver on Windows only\n"
+            "# a CUDA toolkit inside WSL: only cuda-toolkit-12-x from NVIDIA's WSL-Ubuntu repository "
+            "(developer.nvidia.com/cuda-downloads, Linux > x86_64 > WSL-Ubuntu), never cuda or cuda-drivers",
         )
     ]
 
@@ -341,7 +347,7 @@ def _needs(
         f"driver {driver} supports CUDA ≤ {have[0]}.{have[1]} ({source})",
         f"{what} needs CUDA {need[0]}.{need[1]}",
     ]
-    fix = f"# upgrade the NVIDIA driver to ≥ {full or compat}\n{_install_driver(facts)}"
+    fix = _upgrade_driver(facts, full or compat)
     if have[0] == need[0] and compat and _at_least(driver, compat):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility: driver ≥ {compat} runs it")
         if not ptx:

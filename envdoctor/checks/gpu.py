@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
+    WSL_LIB,
     gib,
     has_nvidia_gpu,
     join,
@@ -18,6 +19,7 @@ from envdoctor.checks.common import (
     tf_releases,
     version,
     with_ok,
+    wsl_linux_driver_evidence,
 )
 from envdoctor.facts import Facts, GpuFacts
 from envdoctor.gpus.nogpu import NO_GPU
@@ -89,16 +91,21 @@ def _buildable(cc: tuple[int, int]) -> bool:
     return any(low is not None and cc >= low for low in lows)
 
 
-_WSL_LIB = "/usr/lib/wsl/"
-
-
 def _wsl_gpu_unknown(facts: Facts) -> Finding | None:
     """WSL2 shows no GPU on PCI; without NVML's answer (or with the Windows driver's libcuda there) the GPU
     state is unknown, not absent."""
     if facts.system.wsl != 2:
         return None
     libcuda = [lib.path or "" for lib in facts.cuda.tf_libraries if lib.name == "cuda"]
-    libcuda = [p for p in libcuda if p.startswith(_WSL_LIB)]
+    libcuda = [p for p in libcuda if p.startswith(WSL_LIB)]
+    if linux_driver := wsl_linux_driver_evidence(facts):  # it hides the GPUs: absent is not known
+        return Finding(
+            "gpu.unknown",
+            Severity.INFO,
+            "GPU state unknown: a Linux NVIDIA driver inside WSL2 hides the GPUs Windows passes through",
+            linux_driver,
+            "# remove the Linux driver first (see driver.wsl-linux-driver), then: envdoctor check",
+        )
     if facts.host and not libcuda:
         return None  # NVML was asked and nothing points at a passed-through GPU: gpu.none
     evidence = ["WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI"]
@@ -144,6 +151,7 @@ def gpu_checks(facts: Facts) -> Iterable[Finding]:
     findings: list[Finding] = []
     for gpu in facts.gpus:
         findings.extend(_gpu_coverage(facts, gpu))
+    findings.extend(_mig_without_devices(facts))
     findings.extend(_memory_in_use(facts))
     return with_ok("gpu", findings, lambda: _gpu_ok(facts))
 
@@ -165,27 +173,80 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
             )
         ]
     if kind == "ptx" and cc:
-        ptx = _cc(entry)
-        cross = ptx is not None and ptx[0] < cc[0]
-        evidence.append(
-            f"no sm_{cc[0]}x binary: the driver JIT-compiles the {entry} PTX on first use (cached afterwards)"
-        )
-        if cross:
-            evidence.append(
-                f"PTX from an older generation ({entry}) on compute capability {cc[0]}.x: users report "
-                "CUDA_ERROR_INVALID_PTX here (tensorflow#89272)"
-            )
-        return [
-            Finding(
-                "gpu.ptx-jit",
-                Severity.WARNING if cross else Severity.INFO,
-                f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes",
-                evidence,
-                f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}\n# removes the JIT; otherwise let the first run "
-                "finish so the compute cache (~/.nv/ComputeCache) fills",
-            )
-        ]
+        return [_ptx_finding(facts, cc, entry, label, evidence)]
     return []
+
+
+def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evidence: list[str]) -> Finding:
+    ptx = _cc(entry)
+    cross = ptx is not None and ptx[0] < cc[0]
+    evidence = evidence + [
+        f"no sm_{cc[0]}x binary: the driver JIT-compiles the {entry} PTX on first use (cached afterwards)"
+    ]
+    table = load_recipe("cuda_drivers.json")
+    if cross and cc >= (major_minor(table["ptx_cross_generation_fails_from"]) or (99, 0)):
+        evidence.append(
+            f"PTX from an older generation ({entry}) on compute capability {cc[0]}.{cc[1]} fails: "
+            "CUDA_ERROR_INVALID_PTX, then CUDA_ERROR_INVALID_HANDLE (tensorflow#99592, #101746, #89272)"
+        )
+        return Finding(
+            "gpu.ptx-fails",
+            Severity.ERROR,
+            f"TensorFlow's GPU build cannot run on {label}: its only code for it is older-generation PTX",
+            evidence,
+            _ptx_fails_fix(facts, cc),
+        )
+    if cross:
+        evidence.append(f"PTX from an older generation ({entry}) on compute capability {cc[0]}.x: slow first run")
+    build = (
+        f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}\n# removes the JIT; otherwise "
+        if _cuda_compiles_for(tf_cuda_version(facts), cc)
+        else "# "
+    )
+    return Finding(
+        "gpu.ptx-jit",
+        Severity.WARNING if cross else Severity.INFO,
+        f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes",
+        evidence,
+        f"{build}let the first run finish so the compute cache (~/.nv/ComputeCache) fills",
+    )
+
+
+def _cuda_compiles_for(cuda: str | None, cc: tuple[int, int]) -> bool:
+    """This CUDA can compile SASS for cc: recent enough for it, and not past dropping it."""
+    table = load_recipe("cuda_drivers.json")
+    have = major_minor(cuda)
+    if have is None:
+        return False
+    firsts = {major_minor(k): major_minor(v) for k, v in table["first_cuda_for_compute_capability"].items()}
+    below = [k for k in firsts if k is not None and k <= cc]
+    need = firsts[max(below)] if below else None
+    floor = major_minor(table["min_compute_capability"].get(str(have[0])))
+    return (need is None or have >= need) and (floor is None or cc >= floor)
+
+
+def _ptx_fails_fix(facts: Facts, cc: tuple[int, int]) -> str:
+    """No stock wheel runs here; build-tf only where the release's CUDA knows this GPU (cuda_drivers.json)."""
+    cuda = tf_cuda_version(facts)
+    lines = [
+        "# what works today: NVIDIA's NGC TensorFlow container (nvcr.io/nvidia/tensorflow), run with --gpus all",
+        "# (tensorflow#99592); tf-nightly was reported failing the same way (tensorflow#97387, #89272)",
+    ]
+    if _cuda_compiles_for(cuda, cc):
+        return "\n".join([f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}", *lines])
+    first = _first_cuda(cc)
+    lines.append(
+        f"# envdoctor build-tf cannot help: TensorFlow {facts.tensorflow.version} builds with CUDA {cuda or '?'}, "
+        f"compute capability {cc[0]}.{cc[1]} needs CUDA ≥ {first or 'a newer one'}"
+    )
+    lines.append("# meanwhile TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\"")
+    return "\n".join(lines)
+
+
+def _first_cuda(cc: tuple[int, int]) -> str | None:
+    firsts = load_recipe("cuda_drivers.json")["first_cuda_for_compute_capability"]
+    below = [k for k in firsts if (mm := major_minor(k)) is not None and mm <= cc]
+    return firsts[max(below, key=major_minor)] if below else None
 
 
 def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
@@ -203,6 +264,32 @@ def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
         f"{pip_fix(facts, shlex.quote(f'tensorflow{extra}=={older}.*'))}\n"
         f"# the newest TensorFlow whose wheel has SASS for it; or build one for this GPU:\n{build}"
     )
+
+
+def _mig_without_devices(facts: Facts) -> list[Finding]:
+    """A MIG-enabled GPU runs CUDA only inside its MIG devices: with none created, CUDA (and TF) sees no GPU."""
+    empty = [g for g in facts.gpus if g.mig_enabled and not g.mig_devices]
+    if not empty:
+        return []
+    others = [g for g in facts.gpus if g not in empty]
+    where = "# on the host (a container cannot change MIG):\n" if facts.system.container else ""
+    lines = [
+        f"{where}sudo nvidia-smi mig -i {g.index} -lgip\n"
+        f"# create instances with a profile from that list: sudo nvidia-smi mig -i {g.index} -cgi <profile> -C\n"
+        f"# or turn MIG off (applies after a GPU reset or a reboot): sudo nvidia-smi -i {g.index} -mig 0"
+        for g in empty
+    ]
+    return [
+        Finding(
+            "gpu.mig-no-devices",
+            Severity.WARNING if others else Severity.ERROR,
+            f"MIG is enabled on GPU {join(str(g.index) for g in empty)} but no MIG devices exist: "
+            "TensorFlow registers no GPU there",
+            [f"GPU {g.index} ({g.name}): MIG enabled, NVML lists no MIG device" for g in empty]
+            + ([f"usable GPUs: {join(str(g.index) for g in others)}"] if others else []),
+            "\n".join(lines),
+        )
+    ]
 
 
 def _memory_in_use(facts: Facts) -> list[Finding]:

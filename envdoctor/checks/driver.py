@@ -15,7 +15,15 @@ from envdoctor.checks.common import (
     with_ok,
     wsl_linux_driver_evidence,
 )
-from envdoctor.checks.gpu import coverage, tf_cuda_version
+from envdoctor.checks.gpu import (
+    branch_max_cuda,
+    branch_runs_cuda,
+    coverage,
+    driver_column,
+    gpu_driver_limit,
+    older_tf_fix,
+    tf_cuda_version,
+)
 from envdoctor.distro_pkgs import distro_command, install_command
 from envdoctor.facts import Facts
 from envdoctor.resources import load_recipe
@@ -25,8 +33,7 @@ def _cuda_table() -> dict:
 
 
 def _column(facts: Facts) -> str:
-    # Under WSL2 the driver is the Windows one.
-    return "windows" if facts.system.os == "Windows" or facts.system.wsl == 2 else "linux"
+    return driver_column(facts)
 
 
 def _driver_version(facts: Facts) -> str | None:
@@ -348,6 +355,16 @@ def _needs(
         f"{what} needs CUDA {need[0]}.{need[1]}",
     ]
     fix = _upgrade_driver(facts, full or compat)
+    # No upgrade past the last driver branch NVIDIA ships for the oldest GPU here (cuda_drivers.json).
+    limited = gpu_driver_limit(facts)
+    gpu, limit = limited if limited else (None, None)
+    branch = int(limit["branch"]) if limit else None
+    last = ""
+    if gpu is not None and limit is not None and branch is not None and not _within(full, branch):
+        top = branch_max_cuda(branch, col)
+        last = (f"R{branch} is the last NVIDIA driver branch for GPU {gpu.index} ({gpu.name}, {limit['architecture']}, "
+                f"compute capability {gpu.compute_capability})" + (f": CUDA ≤ {top}" if top else ""))
+        fix = f"# nothing to upgrade: R{branch} is the last driver branch for GPU {gpu.index} ({gpu.name})"
     if have[0] == need[0] and compat and _at_least(driver, compat):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility: driver ≥ {compat} runs it")
         if not ptx:
@@ -356,7 +373,9 @@ def _needs(
                     code.replace("too-old", "minor-compat"),
                     Severity.INFO,
                     f"{what} runs on this older driver through CUDA minor-version compatibility",
-                    evidence + ["PTX JIT and the newest CUDA APIs still need the newer driver"],
+                    evidence
+                    + ["PTX JIT and the newest CUDA APIs still need the newer driver"]
+                    + ([last] if last else []),
                     fix,
                 )
             ]
@@ -364,7 +383,43 @@ def _needs(
             "a GPU here runs TensorFlow through PTX JIT, and PTX from a newer CUDA cannot be JIT-compiled "
             "by an older driver (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"
         )
-    return [Finding(code, severity, f"The NVIDIA driver is too old for {what}", evidence, fix)]
+    if not last or gpu is None or branch is None:
+        return [Finding(code, severity, f"The NVIDIA driver is too old for {what}", evidence, fix)]
+    if compat and not branch_runs_cuda(branch, cuda, col):
+        evidence.append(f"CUDA {need[0]}.x minor-version compatibility needs driver ≥ {compat}")
+    evidence.append(last)
+    return [
+        Finding(
+            code,
+            severity,
+            f"GPU {gpu.index} ({gpu.name}) cannot run {what}: it needs CUDA {need[0]}.{need[1]}, and no driver "
+            f"for this GPU goes past R{branch}",
+            evidence,
+            _capped_fix(facts, gpu, branch, code, last),
+        )
+    ]
+
+
+def _within(minimum: str | None, branch: int) -> bool:
+    """A driver of this branch reaches this minimum version (unknown minimum: assume it does)."""
+    head = (minimum or "").split(".", 1)[0]
+    return not head.isdigit() or int(head) <= branch
+
+
+def _capped_fix(facts: Facts, gpu, branch: int, code: str, last: str) -> str:
+    """The GPU cannot get a newer driver: the newest TensorFlow (or toolkit) that runs on its last branch."""
+    top = branch_max_cuda(branch, _column(facts))
+    others = [g for g in facts.gpus if g is not gpu and g.compute_capability != gpu.compute_capability]
+    tail = (f"\n# or leave GPU {gpu.index} unused and upgrade the driver for the other GPUs "
+            f"(then hide it: CUDA_VISIBLE_DEVICES)" if others else "")
+    if code != "driver.too-old-for-tf":
+        return f"# {last}\n# use a CUDA toolkit ≤ {top or 'the one that branch supports'} for this GPU{tail}"
+    cc = major_minor(gpu.compute_capability)
+    older = older_tf_fix(facts, cc, branch, f" and whose CUDA runs on R{branch}") if cc else None
+    if older:
+        return older + tail
+    return (f"# {last}, and no TensorFlow wheel in envdoctor's table runs on it\n"
+            "# TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\"" + tail)
 
 
 def _ok(facts: Facts) -> Finding | None:

@@ -76,11 +76,88 @@ def coverage(facts: Facts, gpu: GpuFacts) -> tuple[str, str]:
     return ("ptx", max(ptx)[1]) if ptx else ("none", "")
 
 
-def _release_covering(cc: tuple[int, int], python: tuple[int, int] | None) -> str | None:
-    """The newest TF release whose wheel has SASS for this compute capability and supports this Python."""
+def _release_covering(
+    cc: tuple[int, int], python: tuple[int, int] | None, branch: int | None = None, column: str = "linux"
+) -> str | None:
+    """The newest TF release whose wheel has SASS for this compute capability, supports this Python (None: any)
+    and, where the GPU's last driver branch is `branch`, whose CUDA that branch runs."""
     releases = tf_releases()["releases"]
-    fitting = [name for name in releases_for_python(python) if _sass_for(releases[name]["compute_capabilities"], cc)]
+    names = releases_for_python(python) if python is not None else list(releases)
+    fitting = [
+        name for name in names
+        if _sass_for(releases[name]["compute_capabilities"], cc)
+        and (branch is None or branch_runs_cuda(branch, releases[name]["cuda"], column))
+    ]  # fmt: skip
     return max(fitting, key=version) if fitting else None
+
+
+def driver_column(facts: Facts) -> str:
+    """The column of cuda_drivers.json that applies: under WSL2 the driver is the Windows one."""
+    return "windows" if facts.system.os == "Windows" or facts.system.wsl == 2 else "linux"
+
+
+def driver_limit(cc: tuple[int, int] | None) -> dict | None:
+    """{"branch", "architecture"}: NVIDIA's last driver branch for this compute capability (None: no limit)."""
+    if cc is None:
+        return None
+    for row in load_recipe("cuda_drivers.json")["max_driver_branch"]:
+        below = major_minor(row["below_cc"])
+        if below is not None and cc < below:
+            return row
+    return None
+
+
+def gpu_driver_limit(facts: Facts) -> tuple[GpuFacts, dict] | None:
+    """The GPU here with the lowest last driver branch, and that limit (None: no GPU is past its support)."""
+    limited = [(g, lim) for g in facts.gpus if (lim := driver_limit(major_minor(g.compute_capability)))]
+    return min(limited, key=lambda x: int(x[1]["branch"])) if limited else None
+
+
+def _branch(driver: str | None) -> int | None:
+    head = (driver or "").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def branch_runs_cuda(branch: int, cuda: str, column: str = "linux") -> bool:
+    """A driver of this branch runs this CUDA: the toolkit's own minimum, or its major's minor-version
+    compatibility minimum, is within the branch."""
+    table = load_recipe("cuda_drivers.json")
+    mm = major_minor(cuda)
+    if mm is None:
+        return False
+    mins = [r[column] for r in table["toolkits"] if major_minor(r["cuda"]) == mm]
+    mins.append(table["minor_version_compatibility"].get(str(mm[0]), {}).get(column))
+    return any((b := _branch(m)) is not None and b <= branch for m in mins)
+
+
+def branch_max_cuda(branch: int, column: str = "linux") -> str | None:
+    """The newest CUDA whose toolkit-table minimum driver is within this branch."""
+    table = load_recipe("cuda_drivers.json")["toolkits"]
+    rows = [r["cuda"] for r in table if (b := _branch(r[column])) is not None and b <= branch]
+    return max(rows, key=version) if rows else None
+
+
+def older_tf_fix(facts: Facts, cc: tuple[int, int], branch: int | None, why: str) -> str | None:
+    """Install the newest TensorFlow that runs on this GPU (SASS for it; CUDA within its last driver branch):
+    here where the release supports this Python, else in a new venv of the newest Python it supports."""
+    python = major_minor(facts.tensorflow.python_version or facts.system.python_version)
+    column = driver_column(facts)
+    older = _release_covering(cc, python, branch, column)
+    here = older is not None
+    older = older or _release_covering(cc, None, branch, column)
+    if older is None:
+        return None
+    row = tf_releases()["releases"][older]
+    extra = "[and-cuda]" if version(older) >= version(tf_releases()["and_cuda_extra_since"]) else ""
+    req = shlex.quote(f"tensorflow{extra}=={older}.*")
+    note = f"# TensorFlow {older}: the newest whose wheel has SASS for compute capability {cc[0]}.{cc[1]}{why}"
+    if here:
+        return f"{pip_fix(facts, req)}\n{note}"
+    lo, hi = row["python"]
+    lines = [f"python{hi} -m venv ~/tf", f"~/tf/bin/python -m pip install {req}", note]
+    if python is not None:
+        lines.append(f"# it supports Python {lo}–{hi}, not this Python {python[0]}.{python[1]}")
+    return "\n".join(lines)
 
 
 def _buildable(cc: tuple[int, int]) -> bool:
@@ -180,9 +257,21 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
 def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evidence: list[str]) -> Finding:
     ptx = _cc(entry)
     cross = ptx is not None and ptx[0] < cc[0]
-    evidence = evidence + [
-        f"no sm_{cc[0]}x binary: the driver JIT-compiles the {entry} PTX on first use (cached afterwards)"
-    ]
+    since = version(tf_releases()["compute_entry_has_sass_since"])
+    tf = version(facts.tensorflow.version)
+    if not cross and ptx is not None and tf is not None and since is not None and tf >= since:
+        # compute_XY builds sm_XY SASS and compute_XY PTX (cuda_configure.bzl): the SASS runs most kernels
+        evidence = evidence + [
+            f"{entry} means sm_{ptx[0]}{ptx[1]} SASS and {entry} PTX in this build (TensorFlow's cuda_configure.bzl), "
+            f"but part of the kernels come only as {entry} PTX: the driver JIT-compiles those on first use "
+            "(cached afterwards)"
+        ]
+        title = f"{label} runs part of TensorFlow's GPU kernels through PTX JIT: the first run compiles for minutes"
+    else:
+        evidence = evidence + [
+            f"no sm_{cc[0]}x binary: the driver JIT-compiles the {entry} PTX on first use (cached afterwards)"
+        ]
+        title = f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes"
     table = load_recipe("cuda_drivers.json")
     if cross and cc >= (major_minor(table["ptx_cross_generation_fails_from"]) or (99, 0)):
         evidence.append(
@@ -197,7 +286,13 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
             _ptx_fails_fix(facts, cc),
         )
     if cross:
-        evidence.append(f"PTX from an older generation ({entry}) on compute capability {cc[0]}.x: slow first run")
+        evidence.append(
+            f"PTX from an older generation ({entry}) on compute capability {cc[0]}.x: slow first run "
+            "(tensorflow#60739: an H100 on compute_80 PTX, 'CUDA kernels will be jit-compiled from PTX, which "
+            "could take 30 minutes or longer')"
+            if cc[0] == 9 and ptx is not None and ptx[0] == 8
+            else f"PTX from an older generation ({entry}) on compute capability {cc[0]}.x: slow first run"
+        )
     build = (
         f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}\n# removes the JIT; otherwise "
         if _cuda_compiles_for(tf_cuda_version(facts), cc)
@@ -206,7 +301,7 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
     return Finding(
         "gpu.ptx-jit",
         Severity.WARNING if cross else Severity.INFO,
-        f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes",
+        title,
         evidence,
         f"{build}let the first run finish so the compute cache (~/.nv/ComputeCache) fills",
     )
@@ -250,19 +345,25 @@ def _first_cuda(cc: tuple[int, int]) -> str | None:
 
 
 def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
+    limit = driver_limit(cc)
+    branch = int(limit["branch"]) if limit else None
+    why = f" and whose CUDA runs on R{branch}, the last driver for {limit['architecture']} GPUs" if limit else ""
+    older = older_tf_fix(facts, cc, branch, why)
+    # build-tf builds the installed release with its CUDA, and refuses a compute capability that CUDA dropped
+    build = f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}" if _cuda_compiles_for(tf_cuda_version(facts), cc) else None
+    if older and build:
+        return f"{older}\n# or build TensorFlow {facts.tensorflow.version} for this GPU:\n{build}"
+    if older or build:
+        return older or build or ""
     if not _buildable(cc):
         return (
             f"# no CUDA that TensorFlow builds with compiles for compute capability {cc[0]}.{cc[1]}:\n"
             "# TensorFlow can only run on the CPU on this GPU"
         )
-    build = f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}"
-    older = _release_covering(cc, major_minor(facts.tensorflow.python_version or facts.system.python_version))
-    if older is None:
-        return build
-    extra = "[and-cuda]" if version(older) >= version(tf_releases()["and_cuda_extra_since"]) else ""
     return (
-        f"{pip_fix(facts, shlex.quote(f'tensorflow{extra}=={older}.*'))}\n"
-        f"# the newest TensorFlow whose wheel has SASS for it; or build one for this GPU:\n{build}"
+        f"# no TensorFlow wheel in envdoctor's table runs on compute capability {cc[0]}.{cc[1]}, and CUDA "
+        f"{tf_cuda_version(facts) or '?'} (TensorFlow {facts.tensorflow.version}) cannot compile for it\n"
+        "# TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\""
     )
 
 

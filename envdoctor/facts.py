@@ -118,6 +118,9 @@ class GpuFacts:
     utilization_gpu: int | None = None  # percent
     mig_enabled: bool | None = None
     mig_devices: list[MigDevice] = field(default_factory=list)
+    # Why NVML could not list the MIG devices (no permission, not supported…): mig_devices is then unknown,
+    # not empty. None when the listing worked (an empty slot answers NOT_FOUND, which is no error).
+    mig_devices_error: str | None = None
     processes: list[GpuProcess] = field(default_factory=list)
     max_sm_clock_mhz: int | None = None
     cuda_cores: int | None = None

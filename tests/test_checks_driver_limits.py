@@ -78,3 +78,32 @@ def test_hopper_on_compute_80_is_a_warning_citing_only_what_applies():
     text = " ".join(jit.evidence)
     assert "no sm_9x binary" in text and "tensorflow#60739" in text
     assert "89272" not in text and "99592" not in text
+
+
+def test_k80_evidence_names_minor_version_compatibility_for_the_cuda_11_8_fix():
+    # R470's toolkit-table maximum is CUDA 11.4, yet the fix installs TF 2.14 (CUDA 11.8): 11.x minor-version
+    # compatibility (>= 450.80.02) is what runs it, and the evidence has to say so.
+    from envdoctor.facts import CudaToolkit
+
+    facts = k80("2.15.0", "3.11.9")
+    drv = one(facts, "driver.too-old-for-tf")
+    assert drv.evidence[-1].endswith(": CUDA ≤ 11.4 (11.x through minor-version compatibility)")
+    facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-12.4", "12.4", "version.json", active=True)]
+    kit = one(facts, "driver.too-old-for-toolkit")
+    note = "# use a CUDA toolkit ≤ 11.4 for this GPU (11.x through minor-version compatibility)"
+    assert note in kit.fix.splitlines()
+
+
+def test_fermi_branch_says_no_known_cuda_toolkit_runs_on_it():
+    from envdoctor.facts import CudaToolkit
+
+    facts = k80("2.15.0", "3.11.9")
+    facts.gpus[0].name, facts.gpus[0].compute_capability = "GeForce GTX 580", "2.0"
+    facts.driver.userspace_version = facts.driver.kernel_module_version = "390.157"
+    facts.driver.cuda_driver_version = "9.1"
+    facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-12.4", "12.4", "version.json", active=True)]
+    for code in ("driver.too-old-for-tf", "driver.too-old-for-toolkit"):
+        f = one(facts, code)
+        assert f.evidence[-1].endswith(": no CUDA toolkit envdoctor knows (11.0 or later) runs on R390")
+        assert "the one that branch supports" not in f.fix and "CUDA ≤" not in f.fix
+    assert fix_convention_violations(findings(facts)) == []

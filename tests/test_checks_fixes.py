@@ -65,6 +65,12 @@ def _gpu_scenarios() -> list[Facts]:
     for g in mig.gpus:
         g.mig_devices = []
     out.append(mig)
+    unknown = h100("idle")
+    unknown.gpus = gpus_fixture("a100-mig.json")
+    for g in unknown.gpus:
+        g.mig_devices = []
+        g.mig_devices_error = "max MIG device count: NVMLError_NoPermission: Insufficient Permissions"
+    out.append(unknown)
     return out
 
 
@@ -152,7 +158,8 @@ def test_every_fix_is_commands_and_comments():
         "driver.nouveau", "driver.secure-boot", "driver.not-installed", "driver.module-not-loaded",
         "driver.userspace-missing", "driver.gpu-lost", "driver.nvml-failed", "driver.wsl-linux-driver",
         "driver.too-old-for-tf", "driver.too-old-for-toolkit", "driver.version-mismatch",
-        "gpu.cc-unsupported", "gpu.ptx-jit", "gpu.ptx-fails", "gpu.mig-no-devices", "gpu.memory-in-use",
+        "gpu.cc-unsupported", "gpu.ptx-jit", "gpu.ptx-fails", "gpu.mig-no-devices", "gpu.mig-devices-unknown",
+        "gpu.memory-in-use",
         "cuda.library-missing", "cuda.driver-library-missing", "cuda.library-off-path", "cuda.toolkit-drops-gpu",
         "cuda.load-failed", "cuda.cudnn-other-major",
         "tensorflow.inspect-failed", "tensorflow.several-distributions", "tensorflow.python-unsupported",

@@ -138,3 +138,28 @@ def test_mig_enabled_without_mig_devices_is_an_error():
     assert fix_convention_violations([f]) == []
     facts.gpus = capture  # GPUs 0 and 1 still run TensorFlow
     assert one(facts, "gpu.mig-no-devices").severity is Severity.WARNING
+
+
+def test_mig_devices_nvml_could_not_list_are_info_not_an_error():
+    facts = h100("idle")
+    facts.gpus = [g for g in gpus_fixture("a100-mig.json") if g.mig_enabled]
+    for g in facts.gpus:
+        g.mig_devices = []
+        g.mig_devices_error = "MIG device handle 0: NVMLError_NoPermission: Insufficient Permissions"
+    found = codes(facts)
+    assert "gpu.mig-no-devices" not in found
+    f = one(facts, "gpu.mig-devices-unknown")
+    assert f.severity is Severity.INFO
+    index = facts.gpus[0].index
+    assert f.title.startswith(f"MIG devices unknown (GPU {index}: MIG device handle 0: NVMLError_NoPermission")
+    assert fix_convention_violations([f]) == []
+    # nor does the CUDA_VISIBLE_DEVICES resolution claim they have no MIG devices
+    from envdoctor.gpus.visible import resolve_visible_devices
+
+    assert not any("no MIG devices" in p for p in resolve_visible_devices(None, facts.gpus, None).problems)
+    # one GPU known empty, the other unknown: the empty one is reported, but no longer as "nothing runs TF"
+    facts.gpus[0].mig_devices_error = None
+    empty = one(facts, "gpu.mig-no-devices")
+    assert empty.severity is Severity.WARNING
+    assert f"MIG devices unknown on GPU {facts.gpus[1].index}" in empty.evidence
+    assert not any(e.startswith("usable GPUs") for e in empty.evidence)

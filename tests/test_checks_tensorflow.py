@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks_support import codes, h100, no_gpu_facts, one, tensorflow
+from checks_support import codes, fix_convention_violations, h100, no_gpu_facts, one, tensorflow
 
 from envdoctor.checks import Severity
 from envdoctor.facts import DeepFacts, PythonPackage
@@ -77,6 +77,31 @@ def test_tensorflow_and_tensorflow_cpu_on_a_gpu_machine_reinstall_one_with_cuda(
     assert "tensorflow.cpu-only-with-gpu" not in codes(facts)
 
 
+def test_several_distributions_keep_a_vendor_build_instead_of_swapping_it_for_pypi():
+    # NGC's TensorFlow (2.16.1+nv24.8) plus a pip-installed tensorflow-cpu: reinstalling from PyPI would drop the
+    # vendor build, and uninstalling tensorflow-cpu from the same site-packages deletes the shared tensorflow/.
+    facts = h100("idle")
+    facts.system.container = "docker"
+    facts.tensorflow = tensorflow("2.21.0", python="3.10.12", site="/usr/local/lib/python3.10/dist-packages")
+    facts.tensorflow.version = facts.tensorflow.distributions[0].version = "2.16.1+nv24.8"
+    site = facts.tensorflow.distributions[0].location
+    facts.tensorflow.distributions.append(PythonPackage("tensorflow-cpu", "2.16.1", site))
+    f = one(facts, "tensorflow.several-distributions")
+    assert f.severity is Severity.ERROR
+    assert "-m pip" not in f.fix  # no command here can restore it
+    assert all(line.startswith("# ") for line in f.fix.splitlines())
+    assert "tensorflow 2.16.1+nv24.8 is a vendor build" in f.fix
+    assert "fresh container from the vendor's image" in f.fix
+    facts.system.container = None  # no image to go back to: the vendor's wheel
+    assert "pip install --no-deps <the vendor's tensorflow wheel>" in one(facts, "tensorflow.several-distributions").fix
+    # tensorflow-cpu in another directory (user site): removing it leaves the vendor's files alone
+    facts.tensorflow.distributions[1].location = "/root/.local/lib/python3.10/site-packages"
+    fix = one(facts, "tensorflow.several-distributions").fix.splitlines()
+    assert fix[0] == "/home/user/venv/bin/python -m pip uninstall -y tensorflow-cpu"
+    assert fix[1].startswith("# tensorflow 2.16.1+nv24.8 is a vendor build")
+    assert fix_convention_violations([one(facts, "tensorflow.several-distributions")]) == []
+
+
 def test_python_outside_release_range():
     facts = no_gpu_facts()
     facts.tensorflow = tensorflow("2.15.0", python="3.12.3")
@@ -122,6 +147,31 @@ def test_not_installed_suggests_and_cuda_with_gpu():
     f = one(facts, "tensorflow.not-installed")
     assert f.severity is Severity.INFO
     assert f.fix == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]'"
+
+
+def test_not_installed_beside_torch_and_jax_cuda_wheels_gets_a_venv_of_its_own():
+    # The real H100/H200 captures: /opt/torch/.venv holds torch 2.11 and jax 0.11 with cu13 nvidia-* wheels;
+    # tensorflow[and-cuda] there would add nvidia-cudnn-cu12, which writes the same nvidia/cudnn/lib files.
+    import json
+    from pathlib import Path
+
+    from envdoctor.facts import Facts, from_dict
+
+    fixtures = Path(__file__).parent / "fixtures"
+    for machine in ("h100-firecracker", "h200-firecracker"):
+        facts = from_dict(Facts, json.loads((fixtures / machine / "envdoctor" / "facts.json").read_text()))
+        f = one(facts, "tensorflow.not-installed")
+        lines = f.fix.splitlines()
+        assert lines[:2] == [
+            "/opt/torch/.venv/bin/python3 -m venv ~/tf",
+            "~/tf/bin/python -m pip install 'tensorflow[and-cuda]'",
+        ]
+        assert lines[2].startswith("# a venv of its own: torch 2.11.0, jax 0.11.2, jaxlib 0.11.2 here use nvidia-*")
+        assert "/opt/torch/.venv/bin/python3 -m pip install" not in f.fix
+    # no CUDA wheels beside it: pip install into this environment, as before
+    facts.cuda.nvidia_wheels = []
+    here = "/opt/torch/.venv/bin/python3 -m pip install 'tensorflow[and-cuda]'"
+    assert one(facts, "tensorflow.not-installed").fix == here
 
 
 def test_unknown_release():

@@ -229,6 +229,24 @@ def test_nvml_mig_devices_and_a_lost_gpu():
     assert driver.gpu_source == "nvml" and nvml.shutdown_count == 1
 
 
+def test_mig_devices_that_nvml_cannot_list_are_unknown_not_empty():
+    # Only NOT_FOUND means an empty slot; NO_PERMISSION / NOT_SUPPORTED mean "could not list", not "none".
+    data = capture("idle")
+    gpu = json.loads(json.dumps(data["gpus"][0]))
+    gpu.update(mig_mode=[1, 1], max_mig_device_count=7, mig_devices=[])
+    (empty,) = read_gpus_nvml(FakeNvml({**data, "gpus": [gpu]}))[1]
+    assert empty.mig_devices == [] and empty.mig_devices_error is None  # every slot NOT_FOUND: truly none
+    gpu["errors"] = {"mig_device_handle": "NVMLError_NoPermission: Insufficient Permissions"}
+    (denied,) = read_gpus_nvml(FakeNvml({**data, "gpus": [gpu]}))[1]
+    assert denied.mig_devices == []
+    assert denied.mig_devices_error.startswith("MIG device handle 0: NVMLError_NoPermission")
+    gpu["errors"] = {"max_mig_device_count": "NVMLError_NotSupported: Not Supported"}
+    (unsupported,) = read_gpus_nvml(FakeNvml({**data, "gpus": [gpu]}))[1]
+    assert unsupported.mig_devices_error.startswith("max MIG device count: NVMLError_NotSupported")
+    whole = json.loads(json.dumps(data["gpus"][0]))  # MIG off: no listing, no error
+    assert read_gpus_nvml(FakeNvml({**data, "gpus": [whole]}))[1][0].mig_devices_error is None
+
+
 def test_nvml_shutdown_even_when_count_fails():
     data = {**capture("idle"), "errors": {"device_count": "NVMLError_Unknown: Unknown Error"}}
     nvml = FakeNvml(data)

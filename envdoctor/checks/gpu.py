@@ -369,10 +369,15 @@ def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
 
 def _mig_without_devices(facts: Facts) -> list[Finding]:
     """A MIG-enabled GPU runs CUDA only inside its MIG devices: with none created, CUDA (and TF) sees no GPU."""
-    empty = [g for g in facts.gpus if g.mig_enabled and not g.mig_devices]
+    mig_off = [g for g in facts.gpus if g.mig_enabled and not g.mig_devices]
+    # NVML could not list them (no permission, not supported): unknown is no evidence of "none", so no ERROR
+    unknown = [g for g in mig_off if g.mig_devices_error]
+    empty = [g for g in mig_off if g not in unknown]
+    found = _mig_devices_unknown(unknown)
     if not empty:
-        return []
-    others = [g for g in facts.gpus if g not in empty]
+        return found
+    others = [g for g in facts.gpus if g not in empty]  # an unknown one may still run TF: WARNING, not ERROR
+    usable = [g for g in others if g not in unknown]
     where = "# on the host (a container cannot change MIG):\n" if facts.system.container else ""
     lines = [
         f"{where}sudo nvidia-smi mig -i {g.index} -lgip\n"
@@ -387,8 +392,26 @@ def _mig_without_devices(facts: Facts) -> list[Finding]:
             f"MIG is enabled on GPU {join(str(g.index) for g in empty)} but no MIG devices exist: "
             "TensorFlow registers no GPU there",
             [f"GPU {g.index} ({g.name}): MIG enabled, NVML lists no MIG device" for g in empty]
-            + ([f"usable GPUs: {join(str(g.index) for g in others)}"] if others else []),
+            + ([f"usable GPUs: {join(str(g.index) for g in usable)}"] if usable else [])
+            + ([f"MIG devices unknown on GPU {join(str(g.index) for g in unknown)}"] if unknown else []),
             "\n".join(lines),
+        )
+    ] + found
+
+
+def _mig_devices_unknown(gpus: list[GpuFacts]) -> list[Finding]:
+    if not gpus:
+        return []
+    why = "; ".join(f"GPU {g.index}: {g.mig_devices_error}" for g in gpus)
+    return [
+        Finding(
+            "gpu.mig-devices-unknown",
+            Severity.INFO,
+            f"MIG devices unknown ({why})",
+            [f"GPU {g.index} ({g.name}): MIG enabled, NVML could not list its MIG devices" for g in gpus]
+            + ["TensorFlow sees a GPU here only if MIG devices exist; envdoctor cannot tell whether they do"],
+            "nvidia-smi -L\n# lists each GPU's MIG devices (MIG-… lines); none under a MIG-enabled GPU: "
+            "TensorFlow registers no GPU there",
         )
     ]
 

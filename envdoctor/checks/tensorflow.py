@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from packaging.version import InvalidVersion, Version
+
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     dist_name,
@@ -23,7 +25,7 @@ from envdoctor.checks.common import (
     with_ok,
 )
 from envdoctor.checks.gpu import tf_cuda_version
-from envdoctor.facts import Facts
+from envdoctor.facts import Facts, PythonPackage
 from envdoctor.gpus.visible import resolve_visible_devices
 from envdoctor.probes.deep import CPU_GUARD_FATAL
 
@@ -96,7 +98,7 @@ def _not_installed(facts: Facts) -> list[Finding]:
             Severity.INFO,
             "TensorFlow is not installed in this environment",
             _where_looked(facts),
-            pip_fix(facts, tf_requirement(facts)),
+            _newer_release_fix(facts, tf_requirement(facts)),
         )
     ]
 
@@ -125,9 +127,54 @@ def _several(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "Several TensorFlow distributions are installed in one environment: they overwrite each other's files",
             listed,
-            _reinstall_one(facts, names, sorted(dist_name(d.name) for d in dists)),
+            _keep_vendor_build(facts, dists) or _reinstall_one(facts, names, sorted(dist_name(d.name) for d in dists)),
         )
     ]
+
+
+def _local(text: str | None) -> str | None:
+    """The local part of a version (2.16.1+nv24.8 → nv24.8): a vendor's build that PyPI does not have."""
+    try:
+        return Version(text).local if text else None
+    except InvalidVersion:
+        return None
+
+
+def _keep_vendor_build(facts: Facts, dists: list[PythonPackage]) -> str | None:
+    """The fix when one distribution is a vendor's build (NGC's 2.16.1+nv24.8, ...), else None.
+
+    _reinstall_one would swap it for PyPI's, losing what the vendor built it for (gpu.ptx-fails recommends NGC's
+    images on new GPUs). Uninstalling only the other distribution is safe only where it lives in another
+    directory: in the same site-packages both own tensorflow/, the later install overwrote the vendor's files,
+    and `pip uninstall` deletes those shared files, leaving the vendor's dist-info over a missing package.
+    The vendor's files then come back only from the vendor: a fresh container from its image, or its wheel."""
+    vendor = [d for d in dists if _local(d.version)]
+    if not vendor and _local(facts.tensorflow.version):
+        vendor = [d for d in dists if dist_name(d.name) == "tensorflow"]
+    others = [d for d in dists if d not in vendor]
+    if not vendor or not others:
+        return None
+    py, build = python_cmd(facts), f"{vendor[0].name} {vendor[0].version}"
+    remove = " ".join(sorted({dist_name(d.name) for d in others}))
+    homes = {d.location for d in vendor}
+    if None not in homes and all(d.location and d.location not in homes for d in others):
+        return (
+            f"{py} -m pip uninstall -y {remove}\n"
+            f"# {build} is a vendor build (not on PyPI): keep it; {remove} lives in another directory, "
+            "so removing it leaves the vendor's files alone"
+        )
+    lines = [
+        f"# {build} is a vendor build (not on PyPI): reinstalling from PyPI would replace it",
+        f"# {remove} shares its tensorflow/ files: installing it overwrote the vendor's, and uninstalling it "
+        "deletes them, so no pip command here restores the vendor build",
+    ]
+    if facts.system.container:
+        lines.append("# start a fresh container from the vendor's image (its layers still hold the vendor's files) "
+                     f"and do not pip install {remove} there")
+    else:
+        lines.append(f"# reinstall the vendor's wheel: {py} -m pip uninstall -y {remove} {dist_name(vendor[0].name)}, "
+                     f"then {py} -m pip install --no-deps <the vendor's {dist_name(vendor[0].name)} wheel>")
+    return "\n".join(lines)
 
 
 def _reinstall_one(facts: Facts, names: set[str], installed: list[str]) -> str:
@@ -168,13 +215,15 @@ def _python_range(facts: Facts) -> list[Finding]:
 
 def _newer_release_fix(facts: Facts, req: str) -> str:
     """pip install req here, or into a new venv where torch / jax rely on their own nvidia-* CUDA wheels,
-    which tensorflow[and-cuda] would re-pin (as the cuda.cudnn-other-major fix says)."""
+    which tensorflow[and-cuda] would re-pin (as the cuda.cudnn-other-major fix says): TF's nvidia-cudnn-cu12
+    and torch's cu13 cuDNN, for one, write the same nvidia/cudnn/lib files."""
     neighbours = _cuda_neighbours(facts)
     if "[and-cuda]" not in req or not neighbours:
         return pip_fix(facts, req)
+    uses = "uses" if len(neighbours) == 1 else "use"
     return (
         f"{python_cmd(facts)} -m venv ~/tf\n~/tf/bin/python -m pip install {req}\n"
-        f"# a venv of its own: {join(neighbours)} here uses nvidia-* CUDA wheels that tensorflow[and-cuda] re-pins"
+        f"# a venv of its own: {join(neighbours)} here {uses} nvidia-* CUDA wheels that tensorflow[and-cuda] re-pins"
     )
 
 

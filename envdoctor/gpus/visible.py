@@ -124,10 +124,11 @@ def _slots(gpus: list[GpuFacts], order: str) -> tuple[list[VisibleDevice], bool]
 
 
 def _mig_problems(gpus: list[GpuFacts]) -> list[str]:
+    # A MIG list NVML could not read (mig_devices_error) is unknown, not empty: no claim about it here.
     return [
         f"GPU {g.index} ({g.name}) has MIG enabled but no MIG devices: it cannot run CUDA work"
         for g in gpus
-        if g.mig_enabled and not g.mig_devices
+        if g.mig_enabled and not g.mig_devices and not g.mig_devices_error
     ]
 
 

@@ -266,7 +266,7 @@ def _read_gpu(nvml: Any, index: int, handle: Any) -> GpuFacts:
     if isinstance(mode, (tuple, list)) and mode:
         gpu.mig_enabled = mode[0] == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
         if gpu.mig_enabled:
-            gpu.mig_devices = _mig_devices(nvml, handle)
+            gpu.mig_devices, gpu.mig_devices_error = _mig_devices(nvml, handle)
     return gpu
 
 
@@ -292,11 +292,24 @@ def _processes(nvml: Any, handle: Any) -> list[GpuProcess]:
     return found
 
 
-def _mig_devices(nvml: Any, handle: Any) -> list[MigDevice]:
-    devices = []
-    for slot in range(_int(_query(nvml.nvmlDeviceGetMaxMigDeviceCount, handle)) or 0):
-        mig = _query(nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, slot)  # NOT_FOUND: empty slot
-        if mig is None:
+def _mig_devices(nvml: Any, handle: Any) -> tuple[list[MigDevice], str | None]:
+    """The MIG devices NVML lists, and why the list is unknown (None when it is complete). Only NOT_FOUND
+    means "no MIG device here" (an empty slot); NO_PERMISSION, NOT_SUPPORTED and the rest mean "could not
+    list", which must not read as an empty list (gpu.mig-no-devices would call the GPU unusable)."""
+    devices: list[MigDevice] = []
+    try:
+        count = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except Exception as exc:
+        return devices, _mig_error("max MIG device count", exc)
+    if _int(count) is None:
+        return devices, f"max MIG device count: unexpected answer {count!r}"
+    error = None
+    for slot in range(count):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except Exception as exc:
+            if getattr(exc, "value", None) != getattr(nvml, "NVML_ERROR_NOT_FOUND", 6):  # NOT_FOUND: empty slot
+                error = error or _mig_error(f"MIG device handle {slot}", exc)
             continue
         memory = _query(nvml.nvmlDeviceGetMemoryInfo, mig)
         devices.append(
@@ -307,7 +320,11 @@ def _mig_devices(nvml: Any, handle: Any) -> list[MigDevice]:
                 name=_text(_query(nvml.nvmlDeviceGetName, mig)),
             )
         )
-    return devices
+    return devices, error
+
+
+def _mig_error(what: str, exc: BaseException) -> str:
+    return f"{what}: {nvml_error(exc).message}"
 
 
 def _query(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -324,7 +324,7 @@ def _refuse_cross_generation_ptx(newer: list[str], high: str, era: dict[str, Any
     """Older-generation PTX fails from the doctor's threshold on (gpu.ptx-fails, cuda_drivers.json): refuse a
     capability this release cannot compile SASS for rather than plan a wheel the doctor calls broken."""
     from envdoctor.checks.common import major_minor  # the doctor's own data and helpers: one table
-    from envdoctor.checks.gpu import _cuda_compiles_for, _first_cuda
+    from envdoctor.checks.gpu import cuda_compiles_for, first_cuda_for
 
     limit = major_minor(load_recipe("cuda_drivers.json")["ptx_cross_generation_fails_from"]) or (99, 0)
     ptx = major_minor(high)
@@ -332,8 +332,8 @@ def _refuse_cross_generation_ptx(newer: list[str], high: str, era: dict[str, Any
         cc = major_minor(c)
         if cc is None or ptx is None or cc < limit or ptx[0] >= cc[0]:
             continue
-        why = (f"is above {high}, the highest this release's compiler accepts" if _cuda_compiles_for(era["cuda"], cc)
-               else f"needs CUDA >= {_first_cuda(cc) or 'a newer one'}, but this release builds with CUDA {era['cuda']}")
+        why = (f"is above {high}, the highest this release's compiler accepts" if cuda_compiles_for(era["cuda"], cc)
+               else f"needs CUDA >= {first_cuda_for(cc) or 'a newer one'}, but this release builds with CUDA {era['cuda']}")
         raise UsageError(
             f"compute capability {c} {why}, and PTX for {high} fails on compute capability >= {limit[0]}.{limit[1]} "
             "(tensorflow#99592, #101746): use NVIDIA's NGC TensorFlow container (nvcr.io/nvidia/tensorflow), "

@@ -94,14 +94,23 @@ def gpu_usable(facts: Facts) -> bool:
     return facts.driver.nvidia_module_loaded and any(g.driver == "nvidia" for g in nvidia_pci(facts))
 
 
+def on_linux(facts: Facts) -> bool:
+    """Linux, or unknown (a snapshot without it): where the [and-cuda] extra and NVIDIA's wheels exist."""
+    return (facts.system.os or "Linux") == "Linux"
+
+
+def has_and_cuda_extra(release: str | None) -> bool | None:
+    """Whether TensorFlow `release` ("2.17.0", "2.14.*", "2.12") has the [and-cuda] extra; None if unknown."""
+    pinned, since = version(release), version(tf_releases()["and_cuda_extra_since"])
+    return None if pinned is None or since is None else pinned >= since
+
+
 def tf_requirement(facts: Facts, pin: str = "") -> str:
     """A shell-quoted `tensorflow[and-cuda]==pin` where a GPU is usable on Linux and that release has the
     extra (a plain `tensorflow` there installs no CUDA libraries: TF runs on the CPU), else `tensorflow==pin`.
     pin: "2.20.0", "2.21.*" or "" (any)."""
-    since = version(tf_releases()["and_cuda_extra_since"])
-    pinned = version(pin)
-    cuda = gpu_usable(facts) and (facts.system.os or "Linux") == "Linux"
-    extra = "[and-cuda]" if cuda and (pinned is None or (since is not None and pinned >= since)) else ""
+    cuda = gpu_usable(facts) and on_linux(facts)
+    extra = "[and-cuda]" if cuda and has_and_cuda_extra(pin) is not False else ""
     if pin.endswith(".*"):
         return shlex.quote(f"tensorflow{extra}=={pin}")
     return requirement(f"tensorflow{extra}", pin or None)

@@ -9,14 +9,15 @@ from collections.abc import Iterable
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     dist_name,
+    has_and_cuda_extra,
     has_nvidia_gpu,
     join,
     major_minor,
+    on_linux,
     pip_fix,
     python_cmd,
     requirement,
     tf_release,
-    tf_releases,
     version,
     with_ok,
 )
@@ -53,9 +54,7 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
 
 def _pip_fix(facts: Facts) -> str:
     tf = facts.tensorflow.version
-    since = tf_releases()["and_cuda_extra_since"]
-    tf_v = version(tf)
-    if tf_v is not None and tf_v >= version(since) and (facts.system.os or "Linux") == "Linux":
+    if has_and_cuda_extra(tf) and on_linux(facts):
         return pip_fix(facts, requirement("tensorflow[and-cuda]", tf))
     release = tf_release(tf) or {}
     return (

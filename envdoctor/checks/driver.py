@@ -28,6 +28,7 @@ from envdoctor.distro_pkgs import distro_command, install_command
 from envdoctor.facts import Facts
 from envdoctor.resources import load_recipe
 
+
 def _cuda_table() -> dict:
     return load_recipe("cuda_drivers.json")
 

@@ -9,6 +9,7 @@ from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     WSL_LIB,
     gib,
+    has_and_cuda_extra,
     has_nvidia_gpu,
     join,
     major_minor,
@@ -148,7 +149,7 @@ def older_tf_fix(facts: Facts, cc: tuple[int, int], branch: int | None, why: str
     if older is None:
         return None
     row = tf_releases()["releases"][older]
-    extra = "[and-cuda]" if version(older) >= version(tf_releases()["and_cuda_extra_since"]) else ""
+    extra = "[and-cuda]" if has_and_cuda_extra(older) else ""
     req = shlex.quote(f"tensorflow{extra}=={older}.*")
     note = f"# TensorFlow {older}: the newest whose wheel has SASS for compute capability {cc[0]}.{cc[1]}{why}"
     if here:
@@ -295,7 +296,7 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
         )
     build = (
         f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}\n# removes the JIT; otherwise "
-        if _cuda_compiles_for(tf_cuda_version(facts), cc)
+        if cuda_compiles_for(tf_cuda_version(facts), cc)
         else "# "
     )
     return Finding(
@@ -307,7 +308,7 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
     )
 
 
-def _cuda_compiles_for(cuda: str | None, cc: tuple[int, int]) -> bool:
+def cuda_compiles_for(cuda: str | None, cc: tuple[int, int]) -> bool:
     """This CUDA can compile SASS for cc: recent enough for it, and not past dropping it."""
     table = load_recipe("cuda_drivers.json")
     have = major_minor(cuda)
@@ -327,9 +328,9 @@ def _ptx_fails_fix(facts: Facts, cc: tuple[int, int]) -> str:
         "# what works today: NVIDIA's NGC TensorFlow container (nvcr.io/nvidia/tensorflow), run with --gpus all",
         "# (tensorflow#99592); tf-nightly was reported failing the same way (tensorflow#97387, #89272)",
     ]
-    if _cuda_compiles_for(cuda, cc):
+    if cuda_compiles_for(cuda, cc):
         return "\n".join([f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}", *lines])
-    first = _first_cuda(cc)
+    first = first_cuda_for(cc)
     lines.append(
         f"# envdoctor build-tf cannot help: TensorFlow {facts.tensorflow.version} builds with CUDA {cuda or '?'}, "
         f"compute capability {cc[0]}.{cc[1]} needs CUDA ≥ {first or 'a newer one'}"
@@ -338,7 +339,7 @@ def _ptx_fails_fix(facts: Facts, cc: tuple[int, int]) -> str:
     return "\n".join(lines)
 
 
-def _first_cuda(cc: tuple[int, int]) -> str | None:
+def first_cuda_for(cc: tuple[int, int]) -> str | None:
     firsts = load_recipe("cuda_drivers.json")["first_cuda_for_compute_capability"]
     below = [k for k in firsts if (mm := major_minor(k)) is not None and mm <= cc]
     return firsts[max(below, key=major_minor)] if below else None
@@ -350,7 +351,7 @@ def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
     why = f" and whose CUDA runs on R{branch}, the last driver for {limit['architecture']} GPUs" if limit else ""
     older = older_tf_fix(facts, cc, branch, why)
     # build-tf builds the installed release with its CUDA, and refuses a compute capability that CUDA dropped
-    build = f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}" if _cuda_compiles_for(tf_cuda_version(facts), cc) else None
+    build = f"envdoctor build-tf --cuda-cc {cc[0]}.{cc[1]}" if cuda_compiles_for(tf_cuda_version(facts), cc) else None
     if older and build:
         return f"{older}\n# or build TensorFlow {facts.tensorflow.version} for this GPU:\n{build}"
     if older or build:

@@ -13,14 +13,15 @@ from envdoctor.checks.common import (
     is_tf_distribution,
     join,
     major_minor,
+    on_linux,
     pip_fix,
     python_cmd,
     releases_for_python,
     requirement,
     supports_python,
     tf_release,
-    tf_requirement,
     tf_releases,
+    tf_requirement,
     version,
     with_ok,
 )
@@ -181,7 +182,7 @@ def _reinstall_one(facts: Facts, names: set[str], installed: list[str]) -> str:
     """Uninstall every distribution, then install one: they share tensorflow/, so removing only the extra one
     deletes the files the kept one needs, and pip then calls the kept one 'already satisfied'."""
     table = tf_releases()
-    gpu = gpu_usable(facts) and (facts.system.os or "Linux") == "Linux"
+    gpu = gpu_usable(facts) and on_linux(facts)
     cpu_only = set(table["cpu_only_distributions"])
     plain = "tensorflow" in names or gpu or not (names & cpu_only)
     v = version(facts.tensorflow.version)

@@ -247,14 +247,18 @@ def test_no_gpu_error_says_why(env, tmp_path, command):
 @pytest.mark.parametrize("fmt", [[], ["--json"]])
 def test_gpus_into_a_closed_pipe_exits_0_without_a_traceback(env, fmt):
     # `envdoctor gpus | head -1`: the reader is gone before envdoctor writes (a pipe with no read end).
+    result = _into_closed_pipe(["gpus", *fmt, "--from", str(PAIR)], env)
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def _into_closed_pipe(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        result = subprocess.run([sys.executable, "-m", "envdoctor", "gpus", *fmt, "--from", str(PAIR)],
-                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+        return subprocess.run([sys.executable, "-m", "envdoctor", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=60)
     finally:
         os.close(write_end)
-    assert result.returncode == 0 and result.stderr == ""
 
 
 def test_all_on_gpus_that_cannot_run_cuda_work_says_why(env, tmp_path):
@@ -293,11 +297,5 @@ def test_gpus_piped_without_columns_is_not_padded(env):
 
 
 def test_env_into_a_closed_pipe_exits_0_without_a_traceback(env):
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run([sys.executable, "-m", "envdoctor", "env", "--gpus", "none", "--format", "json"],
-                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, timeout=60)
-    finally:
-        os.close(write_end)
+    result = _into_closed_pipe(["env", "--gpus", "none", "--format", "json"], env)
     assert result.returncode == 0 and result.stderr == ""

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from envdoctor.facts import GpuFacts
-from envdoctor.gpus.spec import Chosen, free_memory, memory_limit_note, mig_note, usable_devices
+from envdoctor.gpus.spec import (
+    Chosen,
+    free_memory,
+    memory_limit_note,
+    mig_note,
+    usable_devices,
+)
+from envdoctor.gpus.table import mib
 
 PREFIX = "envdoctor: "
 
@@ -17,10 +24,6 @@ def _chosen(env: dict[str, str], gpus: list[GpuFacts]) -> list[Chosen]:
     return [by_uuid[u] for u in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if u in by_uuid]
 
 
-def _mib(n: int | None) -> str:
-    return "?" if n is None else str(n // 2**20)
-
-
 def busy_note(device: Chosen) -> str | None:
     """A GPU chosen by index or UUID may already run other jobs: say whose and how full it is."""
     g = device.gpu
@@ -29,7 +32,7 @@ def busy_note(device: Chosen) -> str | None:
     pids = ", ".join(str(p.pid) for p in g.processes)
     util = "" if g.utilization_gpu is None else f", {g.utilization_gpu}% busy"
     return (f"{PREFIX}note: GPU {device.label} already runs compute processes (pid {pids}; "
-            f"{_mib(g.memory_used_bytes)} of {_mib(g.memory_total_bytes)} MiB used{util})")
+            f"{mib(g.memory_used_bytes)} of {mib(g.memory_total_bytes)} MiB used{util})")
 
 
 def free_memory_warning(device: Chosen, memory_limit_mb: int | None) -> str | None:

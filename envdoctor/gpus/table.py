@@ -47,12 +47,13 @@ def to_json(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> st
     return json.dumps(doc, indent=2)
 
 
-def _mib(n: int | None) -> str:
+def mib(n: int | None) -> str:
+    """Bytes as whole MiB, as nvidia-smi shows memory; "?" when NVML did not say."""
     return "?" if n is None else f"{n // (1 << 20)}"
 
 
 def _memory(g: GpuFacts) -> str:
-    return f"{_mib(g.memory_used_bytes)} / {_mib(g.memory_total_bytes)} MiB"
+    return f"{mib(g.memory_used_bytes)} / {mib(g.memory_total_bytes)} MiB"
 
 
 def _ordinal_cell(uuid: str, ordinals: dict[str, int], exact: bool) -> str:
@@ -62,7 +63,7 @@ def _ordinal_cell(uuid: str, ordinals: dict[str, int], exact: bool) -> str:
 
 
 def _processes(g: GpuFacts) -> str:
-    parts = [f"{p.pid}" + (f" {p.name}" if p.name else "") + (f" ({_mib(p.used_memory_bytes)} MiB)"
+    parts = [f"{p.pid}" + (f" {p.name}" if p.name else "") + (f" ({mib(p.used_memory_bytes)} MiB)"
              if p.used_memory_bytes is not None else "") for p in g.processes]
     return ", ".join(parts) or "-"
 
@@ -82,7 +83,7 @@ def _rows(gpus: list[GpuFacts], res: VisibleResolution) -> list[tuple[str, ...]]
                      _processes(g)))
         for m in g.mig_devices:
             rows.append((f"{g.index}:{m.index}", "", m.uuid, _ordinal_cell(m.uuid, ordinals, res.order_exact),
-                         m.name or "MIG device", "", f"- / {_mib(m.memory_total_bytes)} MiB", "", ""))
+                         m.name or "MIG device", "", f"- / {mib(m.memory_total_bytes)} MiB", "", ""))
     return rows
 
 

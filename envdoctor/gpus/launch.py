@@ -13,13 +13,7 @@ from envdoctor.facts import GpuFacts
 from envdoctor.gpus.lock import GpuLock, choose_auto
 from envdoctor.gpus.notes import selection_notes
 from envdoctor.gpus.snapshot import gpus_from
-from envdoctor.gpus.spec import (
-    Chosen,
-    build_environment,
-    check_options,
-    fixed_devices,
-    parse_spec,
-)
+from envdoctor.gpus.spec import Chosen, build_environment, check_options, fixed_devices, parse_spec
 
 GRACE_VAR = "ENVDOCTOR_AUTO_GRACE_S"
 DEFAULT_GRACE_S = 5.0  # long enough for a TF job to create its CUDA context and show in NVML

@@ -6,13 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from envdoctor.facts import GpuFacts
-from envdoctor.gpus.spec import (
-    Chosen,
-    free_memory,
-    memory_limit_note,
-    mig_note,
-    usable_devices,
-)
+from envdoctor.gpus.spec import Chosen, free_memory, memory_limit_note, mig_note, usable_devices
 from envdoctor.gpus.table import mib
 
 PREFIX = "envdoctor: "

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from envdoctor.facts import Facts, TfBuildInfo
 from envdoctor.probes import ProbeContext, cuda
 from envdoctor.probes.cuda import (
-    RootFS,
     ld_so_conf_dirs,
     parse_cudnn_header,
     parse_nvcc_version,
@@ -114,7 +113,7 @@ def test_active_toolkit(env, active):
 
 
 def test_symlinks_resolve_inside_the_root():
-    fs = RootFS(ProbeContext(root=MULTI.resolve(), env={}))
+    fs = ProbeContext(root=MULTI.resolve(), env={}).fs
     assert fs.realpath("/usr/local/cuda-12/bin/nvcc") == "/usr/local/cuda-12.6/bin/nvcc"
     assert fs.realpath("/usr/include/cudnn_version.h") == "/usr/include/x86_64-linux-gnu/cudnn_version_v9.h"
     assert fs.realpath("/usr/local/cuda-11.8/lib64/../include") == "/usr/local/cuda-11.8/targets/x86_64-linux/include"
@@ -123,7 +122,7 @@ def test_symlinks_resolve_inside_the_root():
 def test_symlink_loop_does_not_hang(tmp_path):
     (tmp_path / "a").symlink_to("/b")
     (tmp_path / "b").symlink_to("/a")
-    fs = RootFS(ProbeContext(root=tmp_path, env={}))
+    fs = ProbeContext(root=tmp_path, env={}).fs
     assert fs.realpath("/a/x") in ("/a", "/b")
     assert fs.listdir("/a") == frozenset()
 
@@ -163,7 +162,7 @@ def test_nvcc_version_on_the_host(tmp_path):
     nvcc.write_text("#!/bin/sh\ncat <<'EOF'\n" + REAL_NVCC + "EOF\n")
     nvcc.chmod(0o755)
     ctx = ProbeContext(env={"CUDA_HOME": str(home), "PATH": "/usr/bin:/bin"})  # no nvcc there
-    toolkits = cuda.find_toolkits(ctx, RootFS(ctx))
+    toolkits = cuda.find_toolkits(ctx, ctx.fs)
     mine = [t for t in toolkits if t.path == str(home)]
     assert [(t.version, t.version_source, t.active) for t in mine] == [("13.0.88", "nvcc", True)]
 
@@ -264,7 +263,7 @@ def test_cpu_tensorflow_needs_no_cuda_libraries():
 
 def test_ld_so_conf_of_the_real_h100():
     ctx = ProbeContext(root=(H100 / "root").resolve(), env={})
-    dirs = ld_so_conf_dirs(RootFS(ctx), "/etc/ld.so.conf")
+    dirs = ld_so_conf_dirs(ctx.fs, "/etc/ld.so.conf")
     # include /etc/ld.so.conf.d/*.conf, in glob order; each file's directories in file order.
     expected = []
     for conf in sorted((H100 / "root/etc/ld.so.conf.d").glob("*.conf")):
@@ -281,7 +280,7 @@ def test_ld_so_conf_that_includes_itself_ends(tmp_path):
     for i in range(10):
         (conf_d / f"{i}.conf").write_text(f"include *.conf\n/opt/lib{i}\n")
     started = time.perf_counter()
-    dirs = ld_so_conf_dirs(RootFS(ProbeContext(root=tmp_path, env={})), "/etc/ld.so.conf")
+    dirs = ld_so_conf_dirs(ProbeContext(root=tmp_path, env={}).fs, "/etc/ld.so.conf")
     assert time.perf_counter() - started < 1.0
     assert sorted(dirs) == [f"/opt/lib{i}" for i in range(10)]  # each once, in include (depth-first) order
 
@@ -291,7 +290,7 @@ def test_include_with_dotdot_stays_inside_the_root(tmp_path):
     (tmp_path / "etc/ld.so.conf").write_text("include ../../../../../../../etc/host.conf.d/*.conf\n")
     (tmp_path / "etc/host.conf.d").mkdir()
     (tmp_path / "etc/host.conf.d/a.conf").write_text("/inside/lib\n")
-    assert ld_so_conf_dirs(RootFS(ProbeContext(root=tmp_path, env={})), "/etc/ld.so.conf") == ["/inside/lib"]
+    assert ld_so_conf_dirs(ProbeContext(root=tmp_path, env={}).fs, "/etc/ld.so.conf") == ["/inside/lib"]
 
 
 def test_off_loader_path_toolkit_and_ld_library_path():

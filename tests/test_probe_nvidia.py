@@ -351,7 +351,7 @@ def test_cpu_only_host_skips_nvml(monkeypatch, tmp_path):
 
     monkeypatch.setattr(nvidia, "collect_gpus", boom)
     monkeypatch.setattr(nvidia, "read_kernel_side", lambda ctx, driver: None)  # no PCI GPU, no module
-    monkeypatch.setattr(ProbeContext, "path", lambda self, p: tmp_path / str(p).lstrip("/"))  # no /dev nodes
+    monkeypatch.setattr(nvidia, "nvidia_present", lambda ctx, driver: False)  # no /dev nodes, no PCI GPU
     facts = Facts()
     nvidia.probe(ProbeContext(env={}), facts)
     assert facts.driver.gpu_source is None and facts.driver.nvml_error is None

@@ -95,7 +95,7 @@ def test_random_metadata_never_raises(tmp_path_factory: pytest.TempPathFactory, 
     info = tmp_path_factory.mktemp("m") / "x-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_bytes(data)
-    read_metadata(info)
+    read_metadata(ProbeContext(env={}), str(info))
 
 
 # --- distributions ------------------------------------------------------------------------------------------

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from envdoctor import __version__
 from envdoctor.facts import Facts, ProbeError
+from envdoctor.probes.files import InspectedFS, read_bytes
 from envdoctor.runner import CommandResult, run_command
+
+__all__ = ["InspectedFS", "ProbeContext", "collect", "read_bytes"]
 
 
 @dataclass
@@ -28,17 +31,14 @@ class ProbeContext:
     def host(self) -> bool:
         return self.root == Path("/")
 
-    def path(self, absolute: str | os.PathLike[str]) -> Path:
-        """Map an absolute path of the inspected system to where it is readable here."""
-        if self.host:
-            return Path(absolute)
-        p = Path(os.path.normpath(absolute))  # "/etc/../../x" stays inside the root
-        return self.root / p.relative_to(p.anchor)
+    @cached_property
+    def fs(self) -> InspectedFS:
+        """The inspected system's files: every probe reads, lists and globs through this (confined under --root)."""
+        return InspectedFS(self.root)
 
-    def read_text(self, absolute: str | os.PathLike[str], limit: int = 4 << 20) -> str | None:
+    def read_text(self, absolute: str, limit: int = 4 << 20) -> str | None:
         """A file's text (decoded leniently, at most `limit` bytes), or None if absent or unreadable."""
-        data = read_bytes(self.path(absolute), limit)
-        return None if data is None else data.decode("utf-8", "replace")
+        return self.fs.read_text(absolute, limit)
 
     def run(self, argv: list[str], timeout: float | None = None) -> CommandResult:
         """Run a host command; under --root nothing runs and the result says so."""
@@ -48,27 +48,6 @@ class ProbeContext:
 
 
 Probe = Callable[[ProbeContext, Facts], None]
-
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def read_bytes(path: str | os.PathLike[str], limit: int = 4 << 20) -> bytes | None:
-    """At most `limit` bytes of a regular file; None if absent, unreadable or not a regular file.
-
-    Every probe reads files through here so that nothing can hang: a FIFO (or a tty) under --root blocks a
-    plain open() or read() forever. Opened non-blocking, then only regular files are read; real /proc and
-    /sys files are regular files (of size 0), so they pass.
-    """
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except (OSError, ValueError, TypeError):
-        return None
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            return fh.read(limit) if stat.S_ISREG(os.fstat(fd).st_mode) else None
-    except (OSError, ValueError):
-        return None
-
 
 def _probes() -> list[tuple[str, Probe]]:
     # Imported here so `envdoctor --version` stays fast. Order matters: later probes read earlier facts

@@ -7,14 +7,13 @@ every path is read inside the root, and symlinks are resolved inside it too (an 
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-from pathlib import PurePosixPath
+import time
 
 from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, LibraryResolution, NvidiaWheel, TensorflowFacts
-from envdoctor.probes import ProbeContext
+from envdoctor.probes import InspectedFS, ProbeContext
 
 NVCC_TIMEOUT = 3.0
 MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu", "ppc64le": "powerpc64le-linux-gnu"}
@@ -30,7 +29,7 @@ _RECORD_LIB = re.compile(r"^(nvidia/(?:[^,/]+/)*lib)/lib[^,/]*\.so[^,/]*,", re.M
 
 
 def probe(ctx: ProbeContext, facts: Facts) -> None:
-    fs = RootFS(ctx)
+    fs = ctx.fs
     cuda = facts.cuda
     cuda.toolkits = find_toolkits(ctx, fs)
     site_dirs = facts.tensorflow.site_packages or _own_site_packages(ctx)
@@ -41,74 +40,10 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
     cuda.tf_libraries = resolve_tf_libraries(ctx, fs, facts.tensorflow, loader, cuda.toolkits, site_dirs)
 
 
-class RootFS:
-    """Paths of the inspected system, read under ctx.root, with root-confined symlinks and cached listings."""
-
-    def __init__(self, ctx: ProbeContext) -> None:
-        self.ctx = ctx
-        self._listings: dict[str, frozenset[str]] = {}
-
-    def realpath(self, path: str) -> str:
-        """Resolve symlinks as the inspected system would; absolute targets stay inside the root."""
-        if self.ctx.host:
-            return os.path.realpath(path)
-        resolved, pending, hops = "/", list(PurePosixPath(path).parts[1:]), 0
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                resolved = os.path.dirname(resolved)
-                continue
-            candidate = os.path.join(resolved, part)
-            try:
-                target = os.readlink(self.ctx.path(candidate))
-            except (OSError, ValueError):
-                resolved = candidate
-                continue
-            hops += 1
-            if hops > 40:  # a loop: give up the way the kernel does (ELOOP)
-                return candidate
-            target_path = PurePosixPath(target)
-            if target_path.is_absolute():
-                resolved = "/"
-                pending = list(target_path.parts[1:]) + pending
-            else:
-                pending = list(target_path.parts) + pending
-        return resolved
-
-    def listdir(self, path: str) -> frozenset[str]:
-        real = self.realpath(path)
-        if real not in self._listings:
-            try:
-                self._listings[real] = frozenset(os.listdir(self.ctx.path(real)))
-            except (OSError, ValueError):
-                self._listings[real] = frozenset()
-        return self._listings[real]
-
-    def read_text(self, path: str, limit: int = 1 << 20) -> str | None:
-        return self.ctx.read_text(self.realpath(path), limit=limit)
-
-    def exists(self, path: str) -> bool:
-        parent, name = os.path.split(self.realpath(path))
-        return bool(name) and name in self.listdir(parent)
-
-    def isdir(self, path: str) -> bool:
-        return self.ctx.path(self.realpath(path)).is_dir()
-
-    def glob(self, pattern: str) -> list[str]:
-        """Absolute paths (as on the inspected system) matching pattern."""
-        root = str(self.ctx.path("/"))
-        hits = sorted(glob.glob(str(self.ctx.path(pattern))))
-        if self.ctx.host:
-            return hits
-        return ["/" + os.path.relpath(hit, root) for hit in hits]
-
-
 # --- toolkits ---------------------------------------------------------------------------------------
 
 
-def find_toolkits(ctx: ProbeContext, fs: RootFS) -> list[CudaToolkit]:
+def find_toolkits(ctx: ProbeContext, fs: InspectedFS) -> list[CudaToolkit]:
     """Every CUDA toolkit; a symlinked alias (/usr/local/cuda -> cuda-13.0) is the same install."""
     seen: dict[str, CudaToolkit] = {}
 
@@ -145,13 +80,13 @@ def find_toolkits(ctx: ProbeContext, fs: RootFS) -> list[CudaToolkit]:
     return sorted(seen.values(), key=lambda t: t.path)
 
 
-def _looks_like_toolkit(fs: RootFS, path: str) -> bool:
+def _looks_like_toolkit(fs: InspectedFS, path: str) -> bool:
     # bin/nvcc alone is not enough (/usr/local/bin may hold a wrapper script); nvcc needs nvvm/ beside bin/.
     # A runtime-only image has targets/ but no nvcc; CUDA <= 11.0 has version.txt.
     return bool(fs.listdir(path) & {"version.json", "version.txt", "targets", "nvvm"})
 
 
-def _nvcc_on_path(ctx: ProbeContext, fs: RootFS) -> str | None:
+def _nvcc_on_path(ctx: ProbeContext, fs: InspectedFS) -> str | None:
     """The real nvcc the first PATH entry holding one runs: symlinks followed, small wrapper scripts read."""
     for entry in ctx.env.get("PATH", "").split(os.pathsep):
         if entry.startswith("/") and "nvcc" in fs.listdir(entry):
@@ -164,7 +99,7 @@ def _nvcc_on_path(ctx: ProbeContext, fs: RootFS) -> str | None:
     return None
 
 
-def toolkit_version(ctx: ProbeContext, fs: RootFS, toolkit: CudaToolkit) -> tuple[str | None, str | None]:
+def toolkit_version(ctx: ProbeContext, fs: InspectedFS, toolkit: CudaToolkit) -> tuple[str | None, str | None]:
     """version.json, version.txt (CUDA <= 11.0), libcudart's file name, cuda.h, then `nvcc --version` (host)."""
     version = parse_version_json(fs.read_text(f"{toolkit.path}/version.json") or "")
     if version:
@@ -212,7 +147,7 @@ def parse_nvcc_version(text: str) -> str | None:
     return match.group(2) if match else None
 
 
-def _toolkit_lib_dirs(fs: RootFS, path: str) -> list[str]:
+def _toolkit_lib_dirs(fs: InspectedFS, path: str) -> list[str]:
     dirs = [f"{path}/lib64", f"{path}/lib"]
     dirs += [f"{path}/targets/{t}/lib" for t in sorted(fs.listdir(f"{path}/targets"))]
     return [d for d in dirs if fs.listdir(d)]
@@ -230,7 +165,7 @@ def _own_site_packages(ctx: ProbeContext) -> list[str]:
     return sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
 
 
-def find_nvidia_wheels(fs: RootFS, site_dirs: list[str]) -> list[NvidiaWheel]:
+def find_nvidia_wheels(fs: InspectedFS, site_dirs: list[str]) -> list[NvidiaWheel]:
     """nvidia-* distributions (CUDA libraries from PyPI) with their versions and library directories."""
     wheels = []
     for site in site_dirs:
@@ -245,14 +180,14 @@ def find_nvidia_wheels(fs: RootFS, site_dirs: list[str]) -> list[NvidiaWheel]:
     return wheels
 
 
-def _wheel_lib_dir(fs: RootFS, site: str, dist_info: str) -> str | None:
+def _wheel_lib_dir(fs: InspectedFS, site: str, dist_info: str) -> str | None:
     """The nvidia/…/lib directory a wheel installed, read from its RECORD."""
     record = fs.read_text(f"{site}/{dist_info}/RECORD") or ""
     match = _RECORD_LIB.search(record)
     return f"{site}/{match.group(1)}" if match else None
 
 
-def wheel_lib_dirs(fs: RootFS, site: str) -> list[str]:
+def wheel_lib_dirs(fs: InspectedFS, site: str) -> list[str]:
     """site-packages/nvidia/*/lib (CUDA 12 layout) and nvidia/cu13/lib (CUDA 13 layout)."""
     dirs = [f"{site}/nvidia/{name}/lib" for name in sorted(fs.listdir(f"{site}/nvidia"))]
     return [d for d in dirs if fs.listdir(d)]
@@ -263,7 +198,7 @@ def wheel_lib_dirs(fs: RootFS, site: str) -> list[str]:
 
 def find_cudnn(
     ctx: ProbeContext,
-    fs: RootFS,
+    fs: InspectedFS,
     toolkits: list[CudaToolkit],
     site_dirs: list[str],
     loader: list[tuple[str, str]],
@@ -298,7 +233,7 @@ def find_cudnn(
     return found
 
 
-def _cudnn_headers(ctx: ProbeContext, fs: RootFS, directory: str) -> list[CudnnInstall]:
+def _cudnn_headers(ctx: ProbeContext, fs: InspectedFS, directory: str) -> list[CudnnInstall]:
     names = fs.listdir(directory)
     installs = []
     for header in CUDNN_HEADERS:
@@ -317,7 +252,7 @@ def parse_cudnn_header(text: str) -> str | None:
     return ".".join(str(int(parts[k])) for k in ("MAJOR", "MINOR", "PATCHLEVEL") if k in parts)
 
 
-def _dist_version(fs: RootFS, site: str, prefix: str) -> str | None:
+def _dist_version(fs: InspectedFS, site: str, prefix: str) -> str | None:
     for entry in sorted(fs.listdir(site)):
         if entry.startswith(prefix) and entry.endswith(".dist-info"):
             return entry[: -len(".dist-info")].partition("-")[2] or None
@@ -327,12 +262,12 @@ def _dist_version(fs: RootFS, site: str, prefix: str) -> str | None:
 # --- the loader's view ------------------------------------------------------------------------------
 
 
-def loader_dirs(fs: RootFS, arch: str | None) -> list[tuple[str, str]]:
+def loader_dirs(fs: InspectedFS, arch: str | None) -> list[tuple[str, str]]:
     """Directories ld.so searches without LD_LIBRARY_PATH: /etc/ld.so.conf (what ldconfig caches), then defaults.
 
     Parsing the conf files instead of running `ldconfig -p` works under --root; a directory listed there but
     never cached (ldconfig not re-run) is counted as found, the one case where this is optimistic."""
-    dirs = ld_so_conf_dirs(fs, "/etc/ld.so.conf")
+    dirs = list(dict.fromkeys(ld_so_conf_dirs(fs, "/etc/ld.so.conf")))[:MAX_LOADER_DIRS]
     # An unknown arch (a --root tree without /proc/cpuinfo): every multiarch directory; a real tree has one.
     triplets = [MULTIARCH[arch]] if arch in MULTIARCH else list(MULTIARCH.values())
     defaults = [d for t in triplets for d in (f"/lib/{t}", f"/usr/lib/{t}")]
@@ -340,17 +275,30 @@ def loader_dirs(fs: RootFS, arch: str | None) -> list[tuple[str, str]]:
     return [(d, "ld.so.cache") for d in dict.fromkeys(dirs + defaults)]
 
 
-def ld_so_conf_dirs(fs: RootFS, conf: str, seen: set[str] | None = None) -> list[str]:
+# ld.so.conf includes: ldconfig follows any depth, but a real system nests one level (ld.so.conf.d/*.conf).
+# The bounds keep a hostile tree (includes of includes, self-linked directories) from costing more than a moment.
+MAX_CONF_DEPTH = 8
+MAX_CONF_FILES = 256
+MAX_CONF_BYTES = 64 << 10  # per file; Debian's whole ld.so.conf.d is under 1 kB
+MAX_LOADER_DIRS = 512
+CONF_SECONDS = 1.0
+
+
+def ld_so_conf_dirs(
+    fs: InspectedFS, conf: str, seen: set[str] | None = None, depth: int = 0, deadline: float | None = None
+) -> list[str]:
     """Library directories named by an ld.so.conf file, following `include` globs (relative to the file).
 
-    Each file is read once: a conf.d file that includes its own directory would otherwise recurse without end."""
+    Each file is read once (a conf.d file that includes its own directory would otherwise recurse without end),
+    at most MAX_CONF_FILES files in all, MAX_CONF_DEPTH includes deep, for CONF_SECONDS at most."""
     seen = set() if seen is None else seen
+    deadline = time.monotonic() + CONF_SECONDS if deadline is None else deadline
     dirs: list[str] = []
     real = fs.realpath(conf)
-    if real in seen:
+    if real in seen or len(seen) >= MAX_CONF_FILES or depth > MAX_CONF_DEPTH or time.monotonic() > deadline:
         return dirs
     seen.add(real)
-    for raw in (fs.read_text(conf) or "").splitlines():
+    for raw in (fs.read_text(conf, limit=MAX_CONF_BYTES) or "").splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line or line.startswith("hwcap "):
             continue
@@ -358,7 +306,7 @@ def ld_so_conf_dirs(fs: RootFS, conf: str, seen: set[str] | None = None) -> list
             for pattern in line.split()[1:]:
                 pattern = pattern if pattern.startswith("/") else os.path.join(os.path.dirname(conf), pattern)
                 for path in fs.glob(pattern):
-                    dirs += ld_so_conf_dirs(fs, path, seen)
+                    dirs += ld_so_conf_dirs(fs, path, seen, depth + 1, deadline)
             continue
         dirs += [d.split("=", 1)[0] for d in re.split(r"[\s:,]+", line) if d.startswith("/")]
     return dirs
@@ -387,7 +335,7 @@ def _major(version: str | None) -> str | None:
 
 def resolve_tf_libraries(
     ctx: ProbeContext,
-    fs: RootFS,
+    fs: InspectedFS,
     tf: TensorflowFacts,
     loader: list[tuple[str, str]],
     toolkits: list[CudaToolkit],
@@ -412,7 +360,7 @@ def resolve_tf_libraries(
 
 
 def _resolve(
-    fs: RootFS, name: str, soname: str, search: list[tuple[str, str]], off_path: list[str]
+    fs: InspectedFS, name: str, soname: str, search: list[tuple[str, str]], off_path: list[str]
 ) -> LibraryResolution:
     """The first search directory holding the soname wins; copies elsewhere on disk are the candidates."""
     candidates = [f"{d}/{soname}" for d in off_path if soname in fs.listdir(d)]

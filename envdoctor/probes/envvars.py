@@ -80,4 +80,4 @@ def _cuda_relevant(entry: str, ctx: ProbeContext | None) -> bool:
         return True
     if ctx is None or not os.path.isabs(entry):
         return False
-    return any(ctx.path(os.path.join(entry, program)).is_file() for program in _PATH_PROGRAMS)
+    return any(ctx.fs.isfile(os.path.join(entry, program)) for program in _PATH_PROGRAMS)

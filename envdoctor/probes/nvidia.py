@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from envdoctor.facts import DriverFacts, Facts, GpuFacts, GpuProcess, MigDevice, NvmlError, PciGpu
-from envdoctor.probes import ProbeContext, read_bytes
+from envdoctor.probes import ProbeContext
 
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASSES = ("0x0300", "0x0302")  # PCI class VGA controller / 3D controller (subclass prefix of 0xCCSSPP)
@@ -51,9 +51,9 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
 def userspace_version_from_files(ctx: ProbeContext, arch: str | None) -> str | None:
     """The installed driver's version from the file libnvidia-ml.so.1 links to (libnvidia-ml.so.550.127.05),
     in the first directory the loader searches. None where the file is not versioned (WSL2's /usr/lib/wsl/lib)."""
-    from envdoctor.probes.cuda import RootFS, loader_dirs
+    from envdoctor.probes.cuda import loader_dirs
 
-    fs = RootFS(ctx)
+    fs = ctx.fs
     for directory, _ in loader_dirs(fs, arch):
         if "libnvidia-ml.so.1" in fs.listdir(directory):
             name = os.path.basename(fs.realpath(f"{directory}/libnvidia-ml.so.1"))
@@ -66,7 +66,7 @@ def nvidia_present(ctx: ProbeContext, driver: DriverFacts) -> bool:
     """Any sign of an NVIDIA GPU or driver: a PCI device, the kernel module, its device nodes, WSL2's /dev/dxg."""
     if driver.pci_gpus or driver.nvidia_module_loaded:
         return True
-    return any(ctx.path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/usr/lib/wsl/lib"))
+    return any(ctx.fs.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/usr/lib/wsl/lib"))
 
 
 # --- files: /proc, /sys -------------------------------------------------------------------------------
@@ -102,39 +102,33 @@ def loaded_modules(text: str) -> set[str]:
 
 def read_secure_boot(ctx: ProbeContext) -> bool | None:
     """True/False from the UEFI SecureBoot variable (4 attribute bytes, then the value); None if unknown."""
-    data = read_bytes(ctx.path(SECURE_BOOT_VAR), 8)
+    data = ctx.fs.read_bytes(SECURE_BOOT_VAR, 8)
     if data is None:
         # UEFI with efivars mounted but no such variable: firmware without Secure Boot. Else unknown (BIOS).
-        return False if ctx.path("/sys/firmware/efi/efivars").is_dir() else None
+        return False if ctx.fs.isdir("/sys/firmware/efi/efivars") else None
     return data[4] == 1 if len(data) >= 5 else None
 
 
 def pci_gpus(ctx: ProbeContext) -> list[PciGpu]:
     """NVIDIA display/3D controllers on PCI, with the kernel driver bound to each (None if unbound)."""
-    base = ctx.path("/sys/bus/pci/devices")
-    try:
-        addresses = sorted(os.listdir(base))
-    except OSError:
-        return []
+    base = "/sys/bus/pci/devices"
     found = []
-    for address in addresses:
-        dev = base / address
-        vendor = _read_stripped(dev / "vendor")
+    for address in sorted(ctx.fs.listdir(base)):
+        dev = f"{base}/{address}"
+        vendor = _read_stripped(ctx, f"{dev}/vendor")
         if vendor != NVIDIA_VENDOR:
             continue
-        class_code = _read_stripped(dev / "class") or ""
+        class_code = _read_stripped(ctx, f"{dev}/class") or ""
         if not class_code.startswith(GPU_CLASSES):
             continue
-        try:
-            driver: str | None = os.path.basename(os.readlink(dev / "driver"))
-        except OSError:
-            driver = None
-        found.append(PciGpu(address, vendor, _read_stripped(dev / "device") or "", class_code, driver))
+        link = ctx.fs.readlink(f"{dev}/driver")
+        driver = os.path.basename(link) if link else None
+        found.append(PciGpu(address, vendor, _read_stripped(ctx, f"{dev}/device") or "", class_code, driver))
     return found
 
 
-def _read_stripped(path: os.PathLike[str]) -> str | None:
-    data = read_bytes(path, 64)
+def _read_stripped(ctx: ProbeContext, path: str) -> str | None:
+    data = ctx.fs.read_bytes(path, 64)
     return None if data is None else data.decode("ascii", "replace").strip().lower()
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from envdoctor.facts import Facts, SystemFacts
-from envdoctor.probes import ProbeContext, read_bytes
+from envdoctor.probes import ProbeContext
 from envdoctor.resources import load_recipe
 
 # Directories where a distribution keeps its C library, searched under --root.
@@ -36,34 +36,70 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
 
 
 def _distro(ctx: ProbeContext, s: SystemFacts) -> None:
-    import distro  # small, but only `check` needs it
+    """The distribution from os-release (os-release(5): /etc first, then /usr/lib), else an old *-release file.
 
-    # No lsb_release / uname subprocesses: os-release (or the *-release file) is enough and instant.
-    try:
-        if ctx.host:
-            info = distro.LinuxDistribution(include_lsb=False, include_uname=False, include_oslevel=False)
-        else:
-            info = distro.LinuxDistribution(root_dir=str(ctx.root))
-        s.distro_id = info.id() or None
-        s.distro_version = info.version() or None
-        s.distro_name = info.name(pretty=True) or None
-        s.distro_like = info.like().split()
-    except (ValueError, OSError, UnicodeError):  # distro's shlex chokes on an unclosed quote
-        _os_release_fallback(ctx, s)
-
-
-def _os_release_fallback(ctx: ProbeContext, s: SystemFacts) -> None:
-    """Lenient os-release reading for files the distro library rejects: KEY=value, quotes stripped."""
-    text = ctx.read_text("/etc/os-release", limit=65536) or ctx.read_text("/usr/lib/os-release", limit=65536) or ""
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep:
-            values[key.strip()] = value.strip().strip("\"'")
+    Read through the probes' own confined reader, never a library that opens files itself: under --root such a
+    library follows an absolute link out of the root, and blocks on a FIFO."""
+    values = parse_os_release(ctx.read_text("/etc/os-release", limit=65536) or "")
+    if not values:
+        values = parse_os_release(ctx.read_text("/usr/lib/os-release", limit=65536) or "")
+    if not values:
+        values = _release_file(ctx)
     s.distro_id = values.get("ID", "").lower() or None
     s.distro_version = values.get("VERSION_ID") or None
     s.distro_name = values.get("PRETTY_NAME") or values.get("NAME") or None
-    s.distro_like = values.get("ID_LIKE", "").split()
+    s.distro_like = values.get("ID_LIKE", "").lower().split()
+
+
+_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """KEY=value lines of an os-release file, values unquoted as its shell-like syntax says.
+
+    Lenient where a real file is broken (an unclosed quote keeps the rest of the line), since the distribution's
+    name is worth more than the strictness."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.fullmatch(line.strip())
+        if match:
+            values[match.group(1)] = _unquote(match.group(2).strip())
+    return values
+
+
+def _unquote(raw: str) -> str:
+    if not raw or raw[0] not in "\"'":
+        return raw
+    quote, out, escaped = raw[0], [], False
+    for char in raw[1:]:
+        if escaped:
+            out.append(char if char in '$"`\\' else "\\" + char)  # os-release(5) escapes only these
+            escaped = False
+        elif char == "\\" and quote == '"':
+            escaped = True
+        elif char == quote:
+            break
+        else:
+            out.append(char)
+    return "".join(out).strip()
+
+
+# Distributions older than os-release (CentOS 6, RHEL 6) name themselves in one line: "CentOS release 6.10 (Final)".
+_RELEASE_FILES = ("/etc/redhat-release", "/etc/centos-release", "/etc/system-release")
+_RELEASE_LINE = re.compile(r"(?P<name>.+?) (?:Linux )?release (?P<version>\d[\w.]*)")
+_RELEASE_IDS = {"centos": "centos", "red": "rhel", "rocky": "rocky", "almalinux": "almalinux", "fedora": "fedora",
+                "oracle": "ol", "amazon": "amzn", "scientific": "scientific"}
+
+
+def _release_file(ctx: ProbeContext) -> dict[str, str]:
+    for path in _RELEASE_FILES:
+        line = _first_line(ctx.read_text(path, limit=4096))
+        match = _RELEASE_LINE.match(line or "")
+        if match:
+            distro_id = _RELEASE_IDS.get(match.group("name").split()[0].lower(), "")
+            return {"ID": distro_id, "VERSION_ID": match.group("version"), "PRETTY_NAME": line or ""}
+    debian = _first_line(ctx.read_text("/etc/debian_version", limit=4096))
+    return {"ID": "debian", "VERSION_ID": debian, "PRETTY_NAME": f"Debian GNU/Linux {debian}"} if debian else {}
 
 
 def package_manager(distro_id: str | None, version: str | None, like: list[str]) -> str | None:
@@ -102,9 +138,9 @@ def container_kind(ctx: ProbeContext) -> str | None:
     """docker | podman | kubernetes | container (some other runtime) | None."""
     if ctx.host and "KUBERNETES_SERVICE_HOST" in ctx.env:
         return "kubernetes"
-    if ctx.path("/.dockerenv").exists():
+    if ctx.fs.exists("/.dockerenv"):
         return "docker"
-    if ctx.path("/run/.containerenv").exists():
+    if ctx.fs.exists("/run/.containerenv"):
         return "podman"
     # systemd-detect-virt writes the runtime's name here; cgroup v1 paths name it too (v2 shows only "0::/").
     marker = (ctx.read_text("/run/systemd/container", limit=256) or "").strip().lower()
@@ -170,24 +206,19 @@ def glibc_from_root(ctx: ProbeContext) -> tuple[str | None, str | None]:
     From glibc 2.34 on only libc.so.6 exists; its version banner is read from the binary instead.
     """
     for directory in _LIBC_DIRS:
-        folder = ctx.path(directory)
-        arch = _LIBC_ARCH.get(folder.name)
-        try:
-            names = sorted(p.name for p in folder.iterdir())
-        except OSError:
-            continue
+        arch = _LIBC_ARCH.get(os.path.basename(directory))
+        names = sorted(ctx.fs.listdir(directory))
         for name in names:
             match = re.fullmatch(r"libc-(\d+\.\d+)\.so", name)
             if match:
                 return match.group(1), arch
         if "libc.so.6" in names:
-            return _libc_banner(folder / "libc.so.6"), arch
+            return _libc_banner(ctx.fs.read_bytes(f"{directory}/libc.so.6", 8 << 20)), arch
     return None, None
 
 
-def _libc_banner(path: Path) -> str | None:
+def _libc_banner(data: bytes | None) -> str | None:
     # glibc embeds "GNU C Library (...) stable release version 2.39." in libc.so.6.
-    data = read_bytes(path, 8 << 20)
     if data is None:
         return None
     match = re.search(rb"GNU C Library[^\n\x00]*?release version (\d+\.\d+)", data)

@@ -2,14 +2,13 @@
 
 Distributions are found from the *.dist-info / *.egg-info directory names on the interpreter's import path;
 only the METADATA of those that matter is read. build_info.py is parsed with `ast`. Paths in the facts are
-those of the inspected system (under --root: without the root prefix; read them through ctx.path()).
+those of the inspected system (under --root: without the root prefix; read them through ctx.fs).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
-import glob
 import hashlib
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envdoctor.facts import Facts, PythonPackage, TensorflowFacts, TfBuildInfo
-from envdoctor.probes import ProbeContext, read_bytes
+from envdoctor.probes import ProbeContext
 from envdoctor.resources import load_recipe
 
 BUILD_INFO = "tensorflow/python/platform/build_info.py"
@@ -146,9 +145,7 @@ def root_interpreter(ctx: ProbeContext) -> Interpreter:
         patterns = list(ROOT_SITE_GLOBS)
     found: list[str] = []
     for pattern in patterns:
-        for local in sorted(glob.glob(os.path.join(glob.escape(str(ctx.root)), pattern))):
-            if os.path.isdir(local):
-                found.append("/" + os.path.relpath(local, ctx.root))
+        found += [path for path in ctx.fs.glob("/" + pattern) if ctx.fs.isdir(path)]
     dirs = list(dict.fromkeys(found))
     versions = {m.group(1) for d in dirs if (m := re.search(r"/python(3\.\d+)/", d))}
     version = versions.pop() if len(versions) == 1 else None
@@ -169,20 +166,20 @@ def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, str | None, b
     if match is None:
         return None
     prefix, pyver, kind = match.groups()
-    if ctx.path(f"{prefix}/pyvenv.cfg").is_file():
+    if ctx.fs.isfile(f"{prefix}/pyvenv.cfg"):
         return f"{prefix}/bin/python", "venv", False
-    if ctx.path(f"{prefix}/conda-meta").is_dir():
+    if ctx.fs.isdir(f"{prefix}/conda-meta"):
         return f"{prefix}/bin/python", "conda", False
     # Debian's Python keeps pip's installs in /usr/local/lib/pythonX.Y/dist-packages; a Python built into
     # /usr/local (the python:3.x images, make altinstall) has its own site-packages and stdlib there.
     if prefix == "/usr/local" and kind == "site":
-        own = ctx.path(f"/usr/local/bin/python{pyver}").exists()
-        marked = ctx.path(f"/usr/local/lib/python{pyver}/EXTERNALLY-MANAGED").is_file()
+        own = ctx.fs.exists(f"/usr/local/bin/python{pyver}")
+        marked = ctx.fs.isfile(f"/usr/local/lib/python{pyver}/EXTERNALLY-MANAGED")
         return f"/usr/local/bin/python{pyver}", "system", marked if own else None
     if prefix not in ("/usr", "/usr/local"):
         return f"{prefix}/bin/python", None, None  # a prefix install of any kind keeps its Python there
-    stdlibs = glob.glob(os.path.join(glob.escape(str(ctx.path("/usr/lib"))), f"python{pyver}*", ""))
-    marked = [d for d in stdlibs if os.path.isfile(os.path.join(d, "EXTERNALLY-MANAGED"))]
+    stdlibs = ctx.fs.glob(f"/usr/lib/python{pyver}*/")
+    marked = [d for d in stdlibs if ctx.fs.isfile(os.path.join(d, "EXTERNALLY-MANAGED"))]
     return f"/usr/bin/python{pyver}", "system", bool(marked) if stdlibs else None
 
 
@@ -215,32 +212,28 @@ def find_distributions(
     """(canonical name, package) for each installed distribution of interest, in import-path order."""
     found: list[tuple[str, PythonPackage]] = []
     for directory in path:
-        try:
-            entries = sorted(os.listdir(ctx.path(directory)))
-        except (OSError, ValueError):
-            continue
-        for entry in entries:
+        for entry in sorted(ctx.fs.listdir(directory)) if directory.startswith("/") else ():
             stem, dot, suffix = entry.rpartition(".")
             if not dot or suffix not in ("dist-info", "egg-info"):
                 continue
             key = canonical(stem.split("-", 1)[0])
             if key not in names and not key.startswith(prefixes):
                 continue
-            name, version = read_metadata(ctx.path(directory) / entry)
+            name, version = read_metadata(ctx, f"{directory}/{entry}")
             fallback = stem.split("-")
             found.append((key, PythonPackage(name or fallback[0], version or (fallback[1:2] or [None])[0], directory)))
     return found
 
 
-def read_metadata(info: Path) -> tuple[str | None, str | None]:
+def read_metadata(ctx: ProbeContext, info: str) -> tuple[str | None, str | None]:
     """Name and Version from a dist-info/egg-info METADATA (or PKG-INFO) header.
 
     The same fields importlib.metadata returns, read directly: importing importlib.metadata (and the email
     package behind it) alone costs about 12 ms, a tenth of `envdoctor check`'s whole budget.
     """
-    candidates = [info] if info.is_file() else [info / "METADATA", info / "PKG-INFO"]
+    candidates = [info] if ctx.fs.isfile(info) else [f"{info}/METADATA", f"{info}/PKG-INFO"]
     for candidate in candidates:
-        data = read_bytes(candidate, 16384)
+        data = ctx.fs.read_bytes(candidate, 16384)
         if data is None:
             continue
         head = data.decode("utf-8", "replace")
@@ -257,7 +250,7 @@ def read_metadata(info: Path) -> tuple[str | None, str | None]:
 
 def _package_dir(ctx: ProbeContext, path: list[str], package: str) -> str | None:
     for directory in path:
-        if ctx.path(f"{directory}/{package}/__init__.py").is_file():
+        if ctx.fs.isfile(f"{directory}/{package}/__init__.py"):
             return f"{directory}/{package}"
     return None
 
@@ -271,7 +264,7 @@ def _owning_version(ctx: ProbeContext, tf: TensorflowFacts, site: str) -> str | 
     here = [p for p in tf.distributions if p.location == site]
     if len(here) <= 1:
         return here[0].version if here else None
-    digest = _record_digest(ctx.path(f"{site}/{BUILD_INFO}"))
+    digest = _record_digest(ctx.fs.read_bytes(f"{site}/{BUILD_INFO}", 64 << 20))
     for package in here:
         for record in _records(ctx, site, package):
             if digest and f"{BUILD_INFO},sha256={digest}," in record:
@@ -279,19 +272,17 @@ def _owning_version(ctx: ProbeContext, tf: TensorflowFacts, site: str) -> str | 
     return None
 
 
-def _record_digest(path: Path) -> str | None:
-    data = read_bytes(path, 64 << 20)  # build_info.py is a few kB; the cap only bounds a hostile file
-    if data is None:
+def _record_digest(data: bytes | None) -> str | None:
+    if data is None:  # build_info.py is a few kB; the reader's cap only bounds a hostile file
         return None
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
 def _records(ctx: ProbeContext, site: str, package: PythonPackage) -> list[str]:
     texts = []
-    folder = ctx.path(site)
-    for name in os.listdir(folder):
+    for name in sorted(ctx.fs.listdir(site)):
         if name.endswith(".dist-info") and canonical(name.split("-", 1)[0]) == canonical(package.name):
-            data = read_bytes(folder / name / "RECORD", 64 << 20)
+            data = ctx.fs.read_bytes(f"{site}/{name}/RECORD", 64 << 20)
             if data is not None:
                 texts.append(data.decode("utf-8", "replace"))
     return texts

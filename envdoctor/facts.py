@@ -7,6 +7,7 @@ saved as JSON on one machine (`check --save`) and diagnosed on another (`check -
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -244,6 +245,26 @@ class Facts:
     deep: DeepFacts | None = None
     probe_errors: list[ProbeError] = field(default_factory=list)
     probe_seconds: dict[str, float] = field(default_factory=dict)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable_strings(value: Any) -> Any:
+    """The same tree with every lone surrogate replaced by U+FFFD, dataclasses changed in place.
+
+    A file name that is not UTF-8 reaches Python as surrogate escapes (os.listdir's surrogateescape): the probes
+    need them to open that file, but no output can encode them, so the facts keep a printable form."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [printable_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {printable_strings(k): printable_strings(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            setattr(value, f.name, printable_strings(getattr(value, f.name)))
+    return value
 
 
 def to_dict(obj: Any) -> Any:

@@ -7,7 +7,7 @@ import json
 
 from envdoctor.checks import Finding, Severity
 from envdoctor.doctor import EXIT_ERRORS, EXIT_INTERNAL, EXIT_OK, Diagnosis
-from envdoctor.facts import Facts, GpuFacts, GpuProcess, SystemFacts, from_dict, to_dict
+from envdoctor.facts import Facts, GpuFacts, GpuProcess, PythonPackage, SystemFacts, from_dict, to_dict
 from envdoctor.report import human, jsonout, markdown
 from envdoctor.report.redact import redact_tree, redactor
 
@@ -105,7 +105,23 @@ def test_redaction_scrubs_home_user_host_and_uuids_everywhere() -> None:
     for secret in ("/home/alice", "alice", "gpu-node-7", "c1d61728"):
         assert secret not in dumped
     assert "GPU-<redacted-1>" in dumped and "~/venv" in dumped and "<host>" in dumped
-    assert scrub("malice and alice-x") == "malice and alice-x"  # whole words only
+    assert scrub("malice and alice-x") == "malice and <user>-x"  # tokens: '-' and '_' end a name, letters do not
+
+
+def test_redaction_by_token_in_any_case_with_the_short_host_name_and_addresses() -> None:
+    # The hardening report: alice_dev, ALICE, the short host name and IP addresses leaked through --json, -v, --save.
+    facts = h100_facts()
+    facts.system.hostname = "gpu-node-7.lab.example.org"
+    facts.env.variables["TF_CONFIG"] = '{"cluster": {"worker": ["10.1.2.3:2222", "[fe80::1%eth0]:2222"]}}'
+    scrub = redactor(facts)
+    text = "alice_dev ALICE Alice/x gpu-node-7 GPU-NODE-7.lab.example.org 192.168.0.10 2001:db8::1"
+    assert scrub(text) == "<user>_dev <user> <user>/x <host> <host> <ip> <ip>"
+    dumped = json.dumps(redact_tree(jsonout.diagnosis_dict(Diagnosis(facts, findings())), scrub))
+    assert "10.1.2.3" not in dumped and "fe80::1" not in dumped and "gpu-node-7" not in dumped.lower()
+    facts.tensorflow.related.append(PythonPackage("nvidia-curand-cu12", "10.3.6.82"))  # a version, not an address
+    assert redactor(facts)("curand 10.3.6.82, host 10.3.6.83") == "curand 10.3.6.82, host <ip>"
+    assert scrub("at 2026-11-26T16:49:42+00:00 on 0000:3b:00.0, std::vector") == (
+        "at 2026-11-26T16:49:42+00:00 on 0000:3b:00.0, std::vector")  # times, PCI ids and C++ stay
 
 
 def test_redaction_scrubs_uuid_prefixes_that_cuda_visible_devices_accepts() -> None:

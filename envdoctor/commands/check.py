@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -146,11 +145,13 @@ def load_snapshot(path: Path):  # noqa: ANN201
     """Facts from a --save snapshot, or from a whole `check --json` document."""
     from envdoctor.facts import SCHEMA_VERSION, Facts, from_dict
 
+    from envdoctor.jsonload import JsonInputError, load_json_file
+
     try:
-        data = json.loads(path.expanduser().read_text(encoding="utf-8"))
+        data = load_json_file(path.expanduser())
     except OSError as exc:
         raise UsageError(f"--from {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except JsonInputError as exc:
         raise UsageError(f"--from {path}: not a JSON snapshot ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("facts"), dict):
         data = data["facts"]

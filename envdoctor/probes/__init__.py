@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from envdoctor import __version__
-from envdoctor.facts import Facts, ProbeError
+from envdoctor.facts import Facts, ProbeError, printable_strings
 from envdoctor.probes.files import InspectedFS, read_bytes
 from envdoctor.runner import CommandResult, run_command
 
@@ -85,4 +85,4 @@ def collect(ctx: ProbeContext | None = None, deep: bool = False) -> Facts:
         except Exception as exc:  # a broken probe is a finding, never a traceback
             facts.probe_errors.append(ProbeError(name, f"{type(exc).__name__}: {exc}"))
         facts.probe_seconds[name] = round(time.perf_counter() - started, 4)
-    return facts
+    return printable_strings(facts)

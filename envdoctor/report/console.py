@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 PIPE_WIDTH = 200  # rich assumes 80 columns off a terminal, which folds tables and plans into unreadable cells
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (ESC starts a terminal command: a hostile snapshot could set
+    the window title or clear the screen) are shown as \\xNN; newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def make_console(stream: TextIO | None = None, stderr: bool = False, **options: Any) -> Any:

@@ -48,13 +48,13 @@ def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = 
     origin: where a --from snapshot came from."""
     from rich.text import Text
 
-    from envdoctor.report.console import make_console
+    from envdoctor.report.console import make_console, printable
 
     console = make_console(stream, soft_wrap=True)
     clean = scrub or (lambda s: s)
 
     def line(text: str, style: str | None = None, indent: int = 0) -> None:
-        console.print(Text(" " * indent + clean(text), style=style or ""))
+        console.print(Text(" " * indent + printable(clean(text)), style=style or ""))
 
     line(f"envdoctor {diagnosis.facts.envdoctor_version} · {headline(diagnosis.facts)}", "bold")
     if origin:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from envdoctor.checks import CATEGORIES
 from envdoctor.doctor import Diagnosis
+from envdoctor.report.console import printable
 from envdoctor.report.human import CATEGORY_MARKS, headline
 
 _ICON = {"ok": "✅", "info": "ℹ️", "warning": "⚠️", "error": "❌"}
@@ -11,9 +14,9 @@ _ICON = {"ok": "✅", "info": "ℹ️", "warning": "⚠️", "error": "❌"}
 
 def render(diagnosis: Diagnosis, origin: str | None = None) -> str:
     facts = diagnosis.facts
-    lines = [f"### envdoctor check ({facts.envdoctor_version})", "", headline(facts), ""]
+    lines = [f"### envdoctor check ({facts.envdoctor_version})", "", _one_line(headline(facts)), ""]
     if origin:  # a --from report: say whose machine it describes
-        lines[-1:-1] = ["", origin]
+        lines[-1:-1] = ["", _one_line(origin)]
     lines += ["| | Category | Summary |", "|---|---|---|"]
     groups = diagnosis.by_category()
     for category, findings in groups.items():
@@ -23,13 +26,25 @@ def render(diagnosis: Diagnosis, origin: str | None = None) -> str:
     for f in diagnosis.findings:
         if f.severity.value == "ok":
             continue
-        lines.append(f"- {_ICON[f.severity.value]} **{f.title}** (`{f.code}`)")
-        lines += [f"  - {e}" for e in f.evidence]
+        lines.append(f"- {_ICON[f.severity.value]} **{_one_line(f.title)}** (`{f.code}`)")
+        lines += [f"  - {_one_line(e)}" for e in f.evidence]
         if f.fix:
-            lines += ["  - Fix:", "", "    ```bash", *[f"    {x}" for x in f.fix.splitlines()], "    ```", ""]
+            fence = _fence(f.fix)
+            lines += ["  - Fix:", "", f"    {fence}bash", *[f"    {x}" for x in f.fix.splitlines()], f"    {fence}", ""]
     lines += ["", f"**{diagnosis.summary()['text']}**", ""]
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _one_line(text).replace("|", "\\|")
+
+
+def _one_line(text: str) -> str:
+    """A value from the facts stays on its list item: a newline in it would start new Markdown."""
+    return " ".join(text.splitlines())
+
+
+def _fence(code: str) -> str:
+    """A code fence longer than any backtick run inside: CommonMark closes a fence only with one as long."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    return "`" * max(3, longest + 1)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
 
-from envdoctor.facts import Facts
+from envdoctor.facts import Facts, to_dict
 
 # A full GPU/MIG UUID, or a prefix of one: CUDA_VISIBLE_DEVICES accepts any unique prefix (GPU-01d83f95-672d).
 # A prefix needs 4+ hex digits and a decimal digit, so words like "GPU-accelerated" or "GPU-face" stay.
@@ -19,16 +20,40 @@ _UUID = re.compile(
 _ACCOUNTS = frozenset({"root", "ubuntu", "debian", "admin", "ec2-user", "centos", "fedora", "rocky", "opc"})
 
 
+# A dotted quad, or an IPv6 address (with "::", or all eight groups) that the ipaddress module accepts. Clock times (16:49:42) and versions with
+# fewer than four parts do not match; a four-part version the facts carry (a wheel's 10.3.6.82) is spared by name.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w.]|\.\d)")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
+
+
+def _ipv6(match: re.Match[str]) -> str:
+    text = match.group(0)
+    address = text.split("%", 1)[0]
+    if "::" not in address and address.count(":") != 7:
+        return text  # a clock time or a PCI bus id, not an address
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return text
+    return "<ip>"
+
+
 def redactor(facts: Facts) -> Callable[[str], str]:
-    """A function that scrubs one string, built from what the facts say is personal."""
+    """A function that scrubs one string, built from what the facts say is personal.
+
+    User and host names are redacted as tokens, whatever their case, wherever a letter or digit does not
+    continue them: `alice`, `Alice`, `alice_dev`, `alice-laptop`, `/data/alice/x`. The host's short name (before
+    the first dot) is a token of its own, as are IPv4 and IPv6 addresses."""
     system = facts.system
     replacements: list[tuple[re.Pattern[str], str]] = []
     if system.home and system.home not in ("/", "/root"):
         replacements.append((re.compile(re.escape(system.home.rstrip("/"))), "~"))
-    if system.hostname:
-        replacements.append((re.compile(rf"(?<![\w.-]){re.escape(system.hostname)}(?![\w-])"), "<host>"))
-    if system.user and len(system.user) > 2 and system.user not in _ACCOUNTS:
-        replacements.append((re.compile(rf"(?<![\w-]){re.escape(system.user)}(?![\w-])"), "<user>"))
+    for name in _host_names(system.hostname):
+        replacements.append((_token(name), "<host>"))
+    if system.user and len(system.user) > 2 and system.user.lower() not in _ACCOUNTS:
+        replacements.append((_token(system.user), "<user>"))
+    versions = _versions(to_dict(facts))
     uuids: dict[str, str] = {}
 
     def _uuid(match: re.Match[str]) -> str:
@@ -36,12 +61,48 @@ def redactor(facts: Facts) -> Callable[[str], str]:
         uuids.setdefault(key, f"{match.group(1)}-<redacted-{len(uuids) + 1}>")
         return uuids[key]
 
+    def _address(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0) in versions else "<ip>"
+
     def scrub(text: str) -> str:
         for pattern, repl in replacements:
             text = pattern.sub(repl, text)
+        text = _IPV6_CANDIDATE.sub(_ipv6, text)
+        text = _IPV4.sub(_address, text)
         return _UUID.sub(_uuid, text)
 
     return scrub
+
+
+def _token(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def _host_names(hostname: str | None) -> list[str]:
+    """The full name first (so that `gpu01.lab.example` goes whole), then the short one; never a bare address."""
+    if not hostname or hostname.lower() in ("localhost", "localhost.localdomain"):
+        return []
+    names = [hostname]
+    short = hostname.split(".", 1)[0]
+    if short != hostname and short and not short.isdigit():
+        names.append(short)
+    return names
+
+
+def _versions(tree: Any) -> set[str]:
+    """Every value of a key that names a version: these look like addresses but are not."""
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, str) and "version" in str(key).lower():
+                    found.add(item)
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
 
 
 def redact_tree(value: Any, scrub: Callable[[str], str]) -> Any:

@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
+MAX_OUTPUT = 16 << 20  # nvidia-smi -q -x on an 8-GPU server writes about 1 MiB
+
+
 @dataclass
 class CommandResult:
     argv: list[str]
@@ -58,14 +61,14 @@ def run_command(
         )
     except OSError as exc:
         return CommandResult(argv, None, error=str(exc))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    out, err, error = _read_bounded(proc, timeout)
+    if error is not None:
         kill_group(proc)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe:
-                pipe.close()
-        return CommandResult(argv, None, error=f"timeout after {timeout:g}s", seconds=time.perf_counter() - started)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe:
+            pipe.close()
+    if error is not None:
+        return CommandResult(argv, None, error=error, seconds=time.perf_counter() - started)
     return CommandResult(
         argv,
         proc.returncode,
@@ -73,6 +76,42 @@ def run_command(
         err.decode("utf-8", "replace"),
         seconds=time.perf_counter() - started,
     )
+
+
+def _read_bounded(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes, str | None]:
+    """(stdout, stderr, why it was stopped) of a child, read until both pipes close, the timeout passes, or the
+    output passes MAX_OUTPUT: a broken or hostile --python printing without end must not fill the memory."""
+    import selectors
+
+    chunks: dict[int, list[bytes]] = {}
+    total = 0
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                selector.register(pipe, selectors.EVENT_READ)
+                chunks[pipe.fileno()] = []
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"", b"", f"timeout after {timeout:g}s"
+            for key, _ in selector.select(left):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    selector.unregister(key.fileobj)
+                    continue
+                chunks[key.fd].append(data)
+                total += len(data)
+                if total > MAX_OUTPUT:
+                    return b"", b"", f"stopped: more than {MAX_OUTPUT >> 20} MiB of output"
+    out = b"".join(chunks.get(proc.stdout.fileno(), [])) if proc.stdout else b""
+    err = b"".join(chunks.get(proc.stderr.fileno(), [])) if proc.stderr else b""
+    left = deadline - time.monotonic()
+    try:
+        proc.wait(timeout=max(left, 0.01))
+    except subprocess.TimeoutExpired:
+        return b"", b"", f"timeout after {timeout:g}s"
+    return out, err, None
 
 
 def kill_group(proc: subprocess.Popen[bytes], wait: float = 2.0) -> None:

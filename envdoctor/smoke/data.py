@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
+import stat
 import struct
 import sys
 import tarfile
@@ -19,10 +21,10 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from envdoctor.atomic import atomic_file
 from envdoctor.resources import load_recipe
@@ -90,16 +92,46 @@ def _locked(directory: Path) -> Iterator[None]:
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        handle = open(directory / ".lock", "w")
+        fd = _open_lock(directory / ".lock")
     except OSError as exc:  # a file where a folder should be, no permission, a read-only file system
         raise DataError(f"cache folder {directory} cannot be used: {_os_reason(exc)} "
                         "(set ENVDOCTOR_CACHE_DIR to a writable folder)") from exc
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, created when missing and never truncated (its content is nothing, its inode the lock).
+
+    O_NOFOLLOW: a symbolic link planted there is not followed (opened for writing through it, its target would be
+    created as the user, or as root, anywhere). O_NONBLOCK: a FIFO there fails the open instead of blocking it.
+    Anything but a regular file is refused with a line that says so. Write access, as before: flock over NFS is a
+    POSIX write lock, which needs it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if _is_special(path):  # ELOOP for a link, ENXIO for a FIFO: name the cause, not the errno
+            raise DataError(_NOT_A_LOCK.format(path=path)) from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(_NOT_A_LOCK.format(path=path))
+    return fd
+
+
+_NOT_A_LOCK = ("{path} is not a regular file (a symbolic link or a special file): refusing to use it as the cache's "
+               "lock; remove it, or set ENVDOCTOR_CACHE_DIR to another folder")
+
+
+def _is_special(path: Path) -> bool:
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def expected_counts() -> tuple[int, int]:
@@ -113,7 +145,8 @@ class _Damaged(Exception):
 
 
 _META = {"source", "verified", "synthetic"}  # what write_cache stores
-_NPZ_ERRORS = (OSError, ValueError, KeyError, TypeError, zlib.error, EOFError, zipfile.BadZipFile)
+_META_TYPES = {"source": (str,), "verified": (str, type(None)), "synthetic": (bool,)}
+_NPZ_ERRORS = (OSError, ValueError, KeyError, TypeError, zlib.error, EOFError, zipfile.BadZipFile, RecursionError)
 
 
 def _check_npz(path: Path) -> None:
@@ -124,6 +157,57 @@ def _check_npz(path: Path) -> None:
             raise _Damaged(f"bad CRC-32 in {bad}")
 
 
+def _image_layouts(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Shape and dtype of x_train and x_test from their .npy headers, without reading the pixels."""
+    with zipfile.ZipFile(path) as archive:
+        return {split: _npy_layout(archive, f"{split}.npy") for split in ("x_train", "x_test")}
+
+
+def _npy_layout(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], Any]:
+    """A member's (shape, dtype); one whose size does not match its header is damage (the training process,
+    which loads the arrays after only this check, would fail on it)."""
+    import numpy as np
+
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version not in readers:  # numpy writes 1.0, and 2.0 only for a header over 64 KiB
+            raise _Damaged(f"{member} has .npy format version {version}")
+        shape, _fortran, dtype = readers[version](handle)
+        size = handle.tell() + math.prod(shape) * dtype.itemsize
+    if size != (stored := archive.getinfo(member).file_size):
+        raise _Damaged(f"{member} holds {stored} bytes, its header says {size}")
+    return shape, dtype
+
+
+def _check_meta(meta: Any) -> None:
+    if not isinstance(meta, dict) or "source" not in meta or set(meta) - _META:
+        raise _Damaged(f"metadata this envdoctor does not know: {' '.join(str(meta).split())[:200]}")
+    for key, value in meta.items():
+        if not isinstance(value, _META_TYPES[key]):
+            raise _Damaged(f"metadata {key!r} is {type(value).__name__}: {_one_line(repr(value))[:80]}")
+
+
+def _check_arrays(layouts: dict[str, tuple[tuple[int, ...], Any]], labels: dict[str, Any],
+                  counts: tuple[int, int]) -> None:
+    """What the cache must hold, checked on every read: the checksums said what was cached, not that this file is
+    still it (a later write, another tool, a hand edit). Labels first: a partial cache says so by its counts."""
+    import numpy as np
+
+    for split, y in labels.items():
+        if y.dtype != np.int32 or y.ndim != 1:
+            raise _Damaged(f"y_{split} is {y.dtype} of shape {y.shape}, not int32 labels")
+    if (len(labels["train"]), len(labels["test"])) != counts:  # a partial copy cached by an older envdoctor
+        raise _Damaged(f"it holds {len(labels['train'])} + {len(labels['test'])} images, "
+                       f"not {counts[0]} + {counts[1]}")
+    for (split, y), count in zip(labels.items(), counts):
+        shape, dtype = layouts[f"x_{split}"]
+        if shape != (count, 32, 32, 3) or dtype != np.uint8:
+            raise _Damaged(f"x_{split} is {dtype} of shape {shape}, not {count} uint8 images of 32x32x3")
+        if y.size and (y.min() < 0 or y.max() > 9):
+            raise _Damaged(f"y_{split} holds labels outside 0..9 ({y.min()}..{y.max()})")
+
+
 def _open_cache(path: Path, counts: tuple[int, int], arrays: bool) -> tuple[dict[str, Any], Any]:
     """(metadata with the image counts, the four arrays or None); raises _Damaged with the reason."""
     import numpy as np
@@ -131,16 +215,15 @@ def _open_cache(path: Path, counts: tuple[int, int], arrays: bool) -> tuple[dict
     try:
         if not arrays:
             _check_npz(path)
+        layouts = _image_layouts(path)
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            if not isinstance(meta, dict) or "source" not in meta or set(meta) - _META:
-                raise _Damaged(f"metadata this envdoctor does not know: {' '.join(str(meta).split())[:200]}")
+            _check_meta(meta)
             y_train, y_test = npz["y_train"], npz["y_test"]
             loaded = (npz["x_train"], y_train, npz["x_test"], y_test) if arrays else None
     except _NPZ_ERRORS as exc:
         raise _Damaged(f"{type(exc).__name__}: {_one_line(exc)}") from exc
-    if (len(y_train), len(y_test)) != counts:  # a partial copy cached by an older envdoctor
-        raise _Damaged(f"it holds {len(y_train)} + {len(y_test)} images, not {counts[0]} + {counts[1]}")
+    _check_arrays(layouts, {"train": y_train, "test": y_test}, counts)
     return {**meta, "train_images": len(y_train), "test_images": len(y_test)}, loaded
 
 
@@ -263,13 +346,90 @@ def download(source: Source, directory: Path, timeout: float = 30.0) -> Path:
 # ---------------------------------------------------------------- reading the real formats
 
 
+# What the real CIFAR-10 needs, with room to spare: anything larger is refused before it is read, as a gzip bomb of
+# a few MB unpacks to gigabytes. A python batch is 31.0 MB as the official archive has it; pickled again by Python 3
+# with protocol 2 (bytes stored as latin-1 text in UTF-8) it grows to about 46 MB, at most 62 MB.
+MEMBER_LIMIT = 64 << 20  # one file: a python batch (above), a binary one 30,730,000 bytes, a PNG sprite 23.2 MB
+LABELS_LIMIT = 1 << 20  # the npm train_lables.json is 100,001 bytes
+ARCHIVE_LIMIT = 512 << 20  # a whole archive unpacked: python ~186 MB (6 x 62 MB at most re-pickled), npm ~139 MB
+MEMBERS_LIMIT = 1000  # the real archives hold 8 to 12 files
+READ_LIMIT = 1 << 30  # all one load reads: the npm folder's files twice (decoded, then checksummed)
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without liblzma opens no .xz archive, so it meets no LZMAError
+    LZMAError = zlib.error
+
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, LZMAError)
+
+
+class _Bounded:
+    """An archive's decompressed stream that refuses to go past `limit` bytes, or to read more than MEMBER_LIMIT
+    at once, whatever tarfile asks for: a seek over a member, or a pax header or long name, which tarfile reads
+    whole into memory (member data is read through _read_capped, a megabyte at a time)."""
+
+    def __init__(self, stream: BinaryIO, limit: int, path: Path) -> None:
+        self.stream, self.limit, self.path = stream, limit, path
+
+    def _refuse(self) -> DataError:
+        return DataError(f"{self.path}: unpacks to more than {self.limit >> 20} MiB, and CIFAR-10 to about 190 MB: "
+                         "refusing to read it (a damaged or hostile archive?)")
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:  # tarfile always says how much it wants
+            raise io.UnsupportedOperation("read to the end of an archive")
+        room = self.limit - self.stream.tell()
+        if size > MEMBER_LIMIT:
+            raise DataError(f"{self.path}: a header asks for {size} bytes at once, more than any CIFAR-10 file "
+                            "holds: refusing to read it (a damaged or hostile archive?)")
+        if size > room:
+            raise self._refuse()
+        return self.stream.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR):  # a compressed stream has no known end
+            raise io.UnsupportedOperation("seek from the end of an archive")
+        target = offset + (self.stream.tell() if whence == io.SEEK_CUR else 0)
+        if target > self.limit:
+            raise self._refuse()
+        return self.stream.seek(target)
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _decompressed(raw: BinaryIO) -> Any:
+    """The tar stream inside: gzip (both real archives), bzip2, xz or none, told by the first bytes."""
+    head = raw.read(6)
+    raw.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head.startswith(b"BZh"):
+        import bz2
+
+        return bz2.BZ2File(raw)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        import lzma
+
+        return lzma.LZMAFile(raw)
+    return raw
+
+
 class _Tree:
-    """Files of a dataset by base name, from a directory or a tar archive (any compression)."""
+    """Files of a dataset by base name, from a directory or a tar archive (gzip, bzip2, xz or none), each read
+    whole but never more than a real CIFAR-10 file's size."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tar: tarfile.TarFile | None = None
         self._names: dict[str, Any] = {}
+        self._closing = ExitStack()
+        self._read_total = 0
         if path.is_dir():
             # The folder itself and one level below (cifar-10-batches-py/, package/): `--data ~` must not walk
             # the whole home directory.
@@ -280,36 +440,82 @@ class _Tree:
             raise DataError(f"{path}: not a file or folder")  # a FIFO or a device would block or never end
         else:
             try:
-                self._tar = tarfile.open(path, "r:*")
-                for member in self._tar.getmembers():
-                    if member.isfile():
-                        self._names.setdefault(Path(member.name).name, member)
-            except tarfile.ReadError as exc:  # its message lists every compression tried, over several lines
-                raise DataError(f"{path}: not a tar archive, or a truncated or corrupt one") from exc
-            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-                raise DataError(f"{path}: not a readable CIFAR-10 archive (truncated or corrupt?): "
-                                f"{_one_line(exc)}") from exc
+                self._open_archive()
+            except BaseException:
+                self.close()
+                raise
+
+    def _open_archive(self) -> None:
+        try:
+            raw = self._closing.enter_context(open(self.path, "rb"))
+            stream = self._closing.enter_context(_decompressed(raw))
+            self._tar = tarfile.open(fileobj=_Bounded(stream, ARCHIVE_LIMIT, self.path), mode="r:")
+            for count, member in enumerate(self._tar, 1):  # one at a time: tarfile keeps every header it reads
+                if count > MEMBERS_LIMIT:
+                    raise DataError(f"{self.path}: more than {MEMBERS_LIMIT} files in the archive, and the real "
+                                    "CIFAR-10 archives hold about ten (a damaged or hostile archive?)")
+                if member.isfile():
+                    self._names.setdefault(Path(member.name).name, member)
+        except tarfile.ReadError as exc:  # its message lists every compression tried, over several lines
+            raise DataError(f"{self.path}: not a tar archive, or a truncated or corrupt one") from exc
+        except _ARCHIVE_ERRORS as exc:
+            raise DataError(f"{self.path}: not a readable CIFAR-10 archive (truncated or corrupt?): "
+                            f"{_one_line(exc)}") from exc
 
     def __contains__(self, name: str) -> bool:
         return name in self._names
 
     def read(self, name: str) -> bytes:
+        """The whole file, refused past the largest size that file has in the real dataset."""
         if name not in self._names:
             raise DataError(f"{self.path}: {name} is missing")
-        entry = self._names[name]
+        limit = LABELS_LIMIT if name.endswith(".json") else MEMBER_LIMIT
         try:
-            if self._tar is None:
-                return Path(entry).read_bytes()
-            handle = self._tar.extractfile(entry)
-            assert handle is not None
-            return handle.read()
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            handle, size = self._open(name)
+            with handle:
+                blob = _read_capped(handle, limit) if size <= limit else None
+        except _ARCHIVE_ERRORS as exc:
             raise DataError(f"{self.path}: {name} cannot be read (truncated or corrupt archive?): "
                             f"{_one_line(exc)}") from exc
+        if blob is None or len(blob) > limit:
+            raise DataError(f"{self.path}: {name} is larger than {limit >> 20} MiB, and no CIFAR-10 file is: "
+                            "refusing to read it (a damaged or hostile archive?)")
+        self._read_total += len(blob)
+        if self._read_total > READ_LIMIT:
+            raise DataError(f"{self.path}: more than {READ_LIMIT >> 20} MiB read in all, and CIFAR-10 is about "
+                            "190 MB: refusing to read more")
+        return blob
+
+    def _open(self, name: str) -> tuple[BinaryIO, int]:
+        """(a handle, the size it declares); the size is only a hint: the read is capped anyway."""
+        entry = self._names[name]
+        if self._tar is not None:
+            handle = self._tar.extractfile(entry)
+            assert handle is not None  # only regular members are listed
+            return handle, entry.size
+        # O_NONBLOCK: a FIFO swapped in since the listing fails below instead of blocking the open.
+        handle = os.fdopen(os.open(entry, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            handle.close()
+            raise DataError(f"{self.path}: {name} is not a regular file")
+        return handle, info.st_size
 
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
+        self._closing.close()
+
+
+def _read_capped(handle: BinaryIO, limit: int) -> bytes:
+    """At most limit + 1 bytes, in chunks: more than `limit` is never held, whatever a header declared."""
+    chunks, total = [], 0
+    while chunk := handle.read(min(1 << 20, limit + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            break
+    return b"".join(chunks)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -340,8 +546,11 @@ def _python_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         batch = _NumpyOnly(io.BytesIO(blob), encoding="bytes").load()
         pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int32)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as exc:
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, TypeError, OverflowError,
+            AttributeError, RecursionError) as exc:  # whatever a pickle that is not a batch dict makes of this
         raise DataError(f"{name}: not a CIFAR-10 python batch: {_one_line(exc)}") from exc
+    if labels.ndim != 1 or len(labels) != len(pixels):  # caught here, not by np.concatenate in load_path
+        raise DataError(f"{name}: {len(pixels)} images but labels of shape {labels.shape}")
     return pixels.transpose(0, 2, 3, 1), labels
 
 
@@ -378,13 +587,18 @@ def decode_png(blob: bytes, name: str = "png") -> np.ndarray:
     if header is None or header[2:4] != (8, 2) or header[6] != 0:
         raise DataError(f"{name}: expected an 8-bit RGB non-interlaced PNG, got header {header}")
     width, height = header[0], header[1]
-    try:
-        raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
+    stride = width * 3
+    expected = height * (stride + 1)
+    if expected > MEMBER_LIMIT:  # a CIFAR-10 sprite unpacks to 30,730,000 bytes: no bomb gets past this
+        raise DataError(f"{name}: a {width}x{height} PNG, larger than any CIFAR-10 sprite: refusing to decode it")
+    try:  # at most one byte more than the header allows: a zlib bomb stops there
+        raw = np.frombuffer(zlib.decompressobj().decompress(b"".join(idat), expected + 1), dtype=np.uint8)
     except zlib.error as exc:
         raise DataError(f"{name}: corrupt or truncated PNG data: {exc}") from exc
-    stride = width * 3
-    if raw.size != height * (stride + 1):
-        raise DataError(f"{name}: PNG data is {raw.size} bytes, expected {height * (stride + 1)} (truncated?)")
+    if raw.size > expected:
+        raise DataError(f"{name}: PNG data is larger than the {expected} bytes its {width}x{height} header gives")
+    if raw.size < expected:
+        raise DataError(f"{name}: PNG data is {raw.size} bytes, expected {expected} (truncated?)")
     rows = raw.reshape(height, stride + 1)
     out = np.empty((height, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.uint8)
@@ -420,11 +634,8 @@ def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, name: str) -> np.nd
 
 
 def _read_npm(tree: _Tree) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
-    try:
-        train_labels = json.loads(tree.read("train_lables.json"))
-        test_labels = json.loads(tree.read("test_lables.json"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{tree.path}: label file is not JSON (truncated?): {exc}") from exc
+    train_labels = _json_labels(tree, "train_lables.json")
+    test_labels = _json_labels(tree, "test_lables.json")
     train, start = [], 0
     for batch in TRAIN_BATCHES:
         pixels = decode_png(tree.read(f"{batch}.png"), f"{batch}.png")
@@ -433,6 +644,17 @@ def _read_npm(tree: _Tree) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[n
         start += count
     test = _png_rows(decode_png(tree.read("test_batch.png"), "test_batch.png"), test_labels, "test_batch")
     return train, test
+
+
+def _json_labels(tree: _Tree, name: str) -> list[int]:
+    """A JSON list of labels 0..9; anything else is one clear line, not a TypeError further on."""
+    try:
+        labels = json.loads(tree.read(name))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, "[[[[..." nested too deep
+        raise DataError(f"{tree.path}: label file {name} is not JSON (truncated?): {_one_line(exc)}") from exc
+    if not isinstance(labels, list) or not all(type(v) is int and 0 <= v <= 9 for v in labels):
+        raise DataError(f"{tree.path}: {name} is not a list of labels 0..9")
+    return labels
 
 
 def _png_rows(image: np.ndarray, labels: list[int], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -465,6 +687,8 @@ def _checksum(path: Path, algorithm: str) -> str:
 def _verify(path: Path, tree: _Tree, fmt: str) -> str | None:
     """Which official checksum this copy matches, or None (a local copy is still used, and reported unverified)."""
     recipe = load_recipe("cifar10.json")
+    if path.is_file() and path.stat().st_size > ARCHIVE_LIMIT:
+        return None  # the official archives are 139 to 171 MB: no hashing gigabytes appended after the tar's end
     if path.is_file():
         if (md5 := _checksum(path, "md5")) in recipe["archive_md5"]:
             return f"md5 {md5} ({recipe['archive_md5'][md5]})"

@@ -26,13 +26,6 @@ class NotRegularFile(OSError):
     error, a data error) reports this refusal the same way."""
 
 
-def _mode_for(path: Path, mode: int) -> int:
-    """`mode` for a new file, an existing regular file's own permission bits; NotRegularFile for anything else."""
-    info = _existing_regular(path)
-    # Set-id and sticky bits are not carried over to new content.
-    return mode if info is None else stat.S_IMODE(info.st_mode) & 0o777
-
-
 def _existing_regular(path: Path) -> os.stat_result | None:
     """None when nothing is at `path`, its lstat when it is a regular file; NotRegularFile for anything else.
 
@@ -61,13 +54,16 @@ def atomic_file(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     to disk, given `mode` (or, when `path` is an existing regular file, that file's mode), then renamed over
     `path`. Raises NotRegularFile, before anything is written, when `path` exists and is not a regular file.
     Any failure removes the temporary file and re-raises."""
-    mode = _mode_for(path, mode)
+    existing = _existing_regular(path)
+    mode = mode if existing is None else stat.S_IMODE(existing.st_mode) & 0o777  # no set-id or sticky bits
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if existing is not None and os.geteuid() == 0:  # root replacing a user's file: it stays the user's
+            os.chown(tmp, existing.st_uid, existing.st_gid)
         os.chmod(tmp, mode)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:

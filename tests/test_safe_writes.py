@@ -162,3 +162,13 @@ def test_the_cifar_cache_write_refuses_a_fifo_with_a_data_error(tmp_path: Path) 
     with pytest.raises(cifar.DataError, match=r"^cannot write .*fifo: is a FIFO, not a regular file: refusing"):
         cifar.write_cache(cifar.synthetic(10, 10), target)
     assert stat.S_ISFIFO(os.lstat(target).st_mode) and _parts(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can replace another's file")
+def test_root_replacing_a_users_file_keeps_its_owner(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    os.chown(target, 4242, 4343)
+    atomic.write_text(target, "new")
+    info = target.stat()
+    assert (info.st_uid, info.st_gid, target.read_text()) == (4242, 4343, "new")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,4 +39,23 @@ def test_spec_raises_only_usage_errors(spec, gpus):
     except UsageError as exc:
         assert "\n" not in str(exc)
         return
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+
+
+DIGITS = st.text("0123456789", min_size=1, max_size=6000)
+HUGE_SPECS = st.builds(lambda prefix, digits, tail: prefix + digits + tail,
+                       st.sampled_from(["", "auto:", "0:", "GPU-", "-", "+", "0,"]), DIGITS,
+                       st.sampled_from(["", ":0", ",1", " ", "\u0661"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(VALUES.map(lambda v: v or ""), HUGE_SPECS, TOKENS.map(lambda t: "auto:" + t)),
+       st.sampled_from(MACHINES))
+def test_any_spec_auto_included_gives_a_result_or_one_short_usage_error(spec, gpus):
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"XDG_RUNTIME_DIR": tmp}):
+        try:
+            env = environment_for(spec, gpus)
+        except UsageError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 400, str(exc)[:400]
+            return
     assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

@@ -75,14 +75,68 @@ def test_bash_output_passes_shellcheck(tmp_path):
     subprocess.run(["shellcheck", str(script)], check=True, timeout=60)
 
 
+# PowerShell's quote characters, as its tokenizer lists them (CharExtensions.IsSingleQuote/IsDoubleQuote in
+# src/System.Management.Automation/engine/parser/CharTraits.cs), written out here independently of envdoctor.
+PS_SINGLE_QUOTES = ["'", "\u2018", "\u2019", "\u201a", "\u201b"]  # ' ‘ ’ ‚ ‛
+PS_DOUBLE_QUOTES = ['"', "\u201c", "\u201d", "\u201e"]  # " “ ” „
+
+
+def ps_single_quoted(text: str) -> tuple[str, str]:
+    """(the string, what follows it) for a literal at the start of text, as PowerShell's tokenizer scans it
+    (Tokenizer.ScanStringLiteral): any single quote ends it, unless another single quote follows, in which
+    case the second one is kept."""
+    assert text[:1] in PS_SINGLE_QUOTES, text
+    out, i = [], 1
+    while i < len(text):
+        c = text[i]
+        if c in PS_SINGLE_QUOTES:
+            if text[i + 1 : i + 2] not in PS_SINGLE_QUOTES:
+                return "".join(out), text[i + 1 :]
+            i += 1
+            c = text[i]
+        out.append(c)
+        i += 1
+    raise AssertionError(f"unterminated string in {text!r}")
+
+
 def test_powershell_quoting():
-    # pwsh is rarely installed on Linux; its single-quote rule ('' inside '...') is checked as text.
     assert render({"X": "it's"}, "powershell") == "$env:X = 'it''s'\n"
     if shutil.which("pwsh"):
         tricky = {k: v for k, v in TRICKY.items() if v}  # an empty value is the case below
         out = subprocess.run(["pwsh", "-NoProfile", "-Command", render(tricky, "powershell") + "$env:A_QUOTE"],
                              capture_output=True, text=True, timeout=60).stdout
         assert out.strip() == TRICKY["A_QUOTE"]
+
+
+@pytest.mark.parametrize("quote", PS_SINGLE_QUOTES + PS_DOUBLE_QUOTES)
+def test_powershell_escapes_every_quote_its_tokenizer_knows(quote):
+    # A hostile snapshot's UUID: with a typographic quote left alone, the rest ran as a command.
+    value = f"GPU-{quote}; Remove-Item -Recurse ~; {quote}{quote}{quote}x{quote}"
+    text = render({"CUDA_VISIBLE_DEVICES": value}, "powershell")
+    prefix = "$env:CUDA_VISIBLE_DEVICES = "
+    assert text.startswith(prefix)
+    assert ps_single_quoted(text[len(prefix):]) == (value, "\n")  # all of it one string, nothing after
+
+
+def test_powershell_quote_list_is_the_tokenizers():
+    from envdoctor.gpus.shells import POWERSHELL_SINGLE_QUOTES
+
+    assert sorted(POWERSHELL_SINGLE_QUOTES) == sorted(PS_SINGLE_QUOTES)
+
+
+def test_powershell_values_read_back_by_pwsh(tmp_path):
+    if not shutil.which("pwsh"):
+        pytest.skip("pwsh is not installed")
+    env = {f"Q{i}": f"a{q}b{q}{q}c{q}" for i, q in enumerate(PS_SINGLE_QUOTES + PS_DOUBLE_QUOTES)}
+    script = render(env, "powershell") + "".join(f"[Console]::Out.Write($env:{n} + [char]0)\n" for n in env)
+    out = subprocess.run(["pwsh", "-NoProfile", "-Command", script], capture_output=True, timeout=60).stdout
+    assert out.decode().split("\0")[:-1] == list(env.values())
+
+
+@pytest.mark.parametrize("fmt", ["bash", "zsh", "fish", "powershell", "dotenv"])
+def test_a_nul_in_a_value_is_refused(fmt):
+    with pytest.raises(UsageError, match="NUL"):
+        render({"CUDA_VISIBLE_DEVICES": "GPU-1\0; id"}, fmt)
 
 
 def test_powershell_none_hides_every_gpu_without_an_empty_value():

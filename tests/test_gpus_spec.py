@@ -208,3 +208,32 @@ def test_an_auto_pick_refused_for_its_memory_limit_reserves_nothing(tmp_path, mo
     with GpuLock() as lock:
         assert lock.taken() == set()
     assert environment_for("auto:1", [big, small])["CUDA_VISIBLE_DEVICES"] == small.uuid
+
+
+HUGE = "1" * 5000
+GARBAGE_SPECS = [
+    "auto:" + HUGE, HUGE, "0:" + HUGE, HUGE + ":0", "0," + HUGE, "auto:" + "9" * 7, "-" + HUGE, "+" + HUGE,
+    "GPU-" + "f" * 5000, "x" * 20000, ",".join(["0"] * 5000), "auto:\u0661", "\u0661", "\u00b2", "0:\u0661",
+    "auto:1" + "\u0300", "\udcff", "\0", "auto:-1", "auto:0x10", "auto:1e9", "auto:" + "0" * 5000 + "1",
+]
+
+
+@pytest.mark.parametrize("spec", GARBAGE_SPECS, ids=lambda s: f"{s[:12]!r}..{len(s)}")
+def test_huge_or_garbage_specs_are_one_short_usage_error(spec):
+    for machine in (gpus("h100-idle"), gpus("a100-mig"), []):
+        with pytest.raises(UsageError) as err:
+            parse_spec(spec, machine)
+        message = str(err.value)
+        assert "\n" not in message and len(message) < 300, message[:300]
+
+
+def test_unicode_digits_are_not_indices():
+    # int() reads '\u0661' (Arabic-Indic one) as 1; CUDA and nvidia-smi read ASCII digits only.
+    with pytest.raises(UsageError, match="expected an index"):
+        parse_spec("\u0661", gpus("theano-8400gs-titan"))
+
+
+def test_memory_limit_is_bounded():
+    with pytest.raises(UsageError, match="more than any GPU has") as err:
+        environment_for("none", [], memory_limit_mb=10**4000)
+    assert len(str(err.value)) < 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -96,9 +97,10 @@ def env_cmd(
     from envdoctor.gpus.spec import environment_for
 
     render({}, fmt)  # an unknown format fails before an auto:N pick is recorded
+    read_at = time.time()  # auto:N honours the claims that held when the GPUs were read
     found, why = gpus_from(from_file)
-    env = environment_for(gpus, found, not no_allow_growth, memory_limit, allocator,
-                          read_gpus=lambda: gpus_from(from_file)[0], no_gpu_reason=why)
+    env = environment_for(gpus, found, not no_allow_growth, memory_limit, allocator, no_gpu_reason=why,
+                          read_at=read_at)
     text = render(env, fmt)  # rendered whole first: a failure leaves stdout empty
     if "CUDA_VISIBLE_DEVICES" not in env:  # only `all` where no GPU is usable
         reason = why or "every GPU has MIG enabled and no MIG device"  # GPUs are listed, yet none can run CUDA work

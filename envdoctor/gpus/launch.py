@@ -1,30 +1,21 @@
-"""`envdoctor run`: start a command with the GPU environment; auto:N keeps the lock through a grace period."""
+"""`envdoctor run`: start a command with the GPU environment; an auto:N pick is claimed while `run` lives."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from envdoctor.errors import UsageError
 from envdoctor.facts import GpuFacts
-from envdoctor.gpus.lock import GpuLock, choose_auto
+from envdoctor.gpus.lock import pick_from, unpick
 from envdoctor.gpus.notes import selection_notes
 from envdoctor.gpus.snapshot import gpus_from
-from envdoctor.gpus.spec import Chosen, build_environment, check_options, fixed_devices, parse_spec
-
-GRACE_VAR = "ENVDOCTOR_AUTO_GRACE_S"
-DEFAULT_GRACE_S = 5.0  # long enough for a TF job to create its CUDA context and show in NVML
-
-
-def _grace() -> float:
-    try:
-        return max(0.0, float(os.environ.get(GRACE_VAR, DEFAULT_GRACE_S)))
-    except ValueError:
-        return DEFAULT_GRACE_S
-
+from envdoctor.gpus.spec import (Chosen, build_environment, check_memory_limit, check_options, fixed_devices,
+                                 parse_spec)
 
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # as env(1), timeout(1) and shells report them, apart from usage errors (2)
 
@@ -42,6 +33,8 @@ def _start(command: list[str], env: dict[str, str], notes: list[str]) -> subproc
         print(note, file=sys.stderr)
     try:
         return subprocess.Popen(command, env={**os.environ, **env})
+    except ValueError as exc:  # a NUL in a value (from a hostile snapshot): no environment can hold it
+        raise UsageError(f"cannot pass the GPU environment to {command[0]!r}: {exc}") from None
     except OSError as exc:
         code = NOT_FOUND if isinstance(exc, FileNotFoundError) else NOT_EXECUTABLE
         raise CommandNotStarted(f"envdoctor: error: cannot run {command[0]!r}: {exc.strerror or exc}", code) from None
@@ -93,30 +86,20 @@ def _run(
     if not command:  # before an auto:N pick is recorded
         raise UsageError("run needs a command: envdoctor run --gpus SPEC -- COMMAND...")
     check_options(memory_limit_mb, allocator)
+    read_at = time.time()  # before the read: see pick_from
     gpus, why = gpus_from(from_file)
     selection = parse_spec(spec, gpus, why)
     if selection.auto is None:
         env = build_environment(fixed_devices(selection), allow_growth, memory_limit_mb, allocator)
         return _wait(_start(command, env, _notes(env, gpus, memory_limit_mb, from_file)))
-    lock = GpuLock()
-    lock.acquire()
+    # The pick is claimed for this process, which lives as long as the command: no lock is held while it runs.
+    chosen = pick_from(selection.auto, gpus, read_at, check=lambda c: check_memory_limit(c, memory_limit_mb))
     try:
-        fresh, _ = gpus_from(from_file)  # read again under the lock: another job may have just started
-        chosen = choose_auto(selection.auto, fresh, lock.taken())
         env = build_environment(chosen, allow_growth, memory_limit_mb, allocator)
-        proc = _start(command, env, _notes(env, fresh, memory_limit_mb, from_file))
-        # Recorded once the command runs (still under the lock): a command that cannot start reserves nothing.
-        try:
-            lock.record([c.uuid for c in chosen], os.getpid())
-        except UsageError as exc:  # the command already runs: warn rather than orphan it
-            print(f"envdoctor: warning: {exc}", file=sys.stderr)
-        print(f"envdoctor: {spec} picked {_describe(chosen)}", file=sys.stderr)
-        try:
-            proc.wait(timeout=_grace())
-        except subprocess.TimeoutExpired:
-            pass
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-    finally:
-        lock.release()
+        proc = _start(command, env, _notes(env, gpus, memory_limit_mb, from_file))
+    except BaseException:  # a command that cannot start keeps no GPU from the next job
+        with contextlib.suppress(UsageError, OSError):  # if it cannot be given back, it expires with us
+            unpick(chosen)
+        raise
+    print(f"envdoctor: {spec} picked {_describe(chosen)}", file=sys.stderr)
     return _wait(proc)

@@ -22,11 +22,19 @@ def _fish(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# PowerShell's tokenizer ends a single-quoted string at any of these, not only at ' (CharExtensions.IsSingleQuote
+# in System.Management.Automation/engine/parser/CharTraits.cs); two in a row stand for the second one.
+POWERSHELL_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+_POWERSHELL_QUOTE = re.compile(f"[{POWERSHELL_SINGLE_QUOTES}]")
+
+
 def _powershell(name: str, value: str) -> str:
     # Windows PowerShell and PowerShell before 7.5 delete a variable assigned '' (about_Environment_Variables).
     if not value:
         raise UsageError(f"{name}: PowerShell before 7.5 cannot set a variable to an empty value")
-    return "'" + value.replace("'", "''") + "'"
+    # Each quote doubled with itself: the string keeps exactly that character. Double quotes (" and U+201C-E)
+    # are plain characters inside single quotes, and nothing else is special there.
+    return "'" + _POWERSHELL_QUOTE.sub(lambda m: m.group(0) * 2, value) + "'"
 
 
 def _dotenv(name: str, value: str) -> str:
@@ -46,6 +54,8 @@ def render(env: dict[str, str], fmt: str) -> str:
         return json.dumps(env, indent=2) + "\n"
     lines = []
     for name, value in env.items():
+        if "\0" in value:  # no environment can hold a NUL: a shell would cut the value or the line there
+            raise UsageError(f"{name}: value {value!r} holds a NUL character")
         if fmt in ("bash", "zsh"):
             lines.append(f"export {name}={_posix(value)}")
         elif fmt == "fish":

@@ -21,6 +21,13 @@ MEMORY_LIMIT_VAR = "ENVDOCTOR_TF_MEMORY_LIMIT_MB"  # read by envdoctor.configure
 # `none`: an invalid first entry hides every GPU (CUDA ignores it and all after it). Unlike an empty value it
 # survives every shell (PowerShell before 7.5 deletes a variable set to ''), and the doctor reads it as intended.
 HIDE_ALL = "-1"
+# Bounds on what a SPEC may hold, so that garbage is a usage error and never a huge number or message: a list of
+# every MIG device of a 16-GPU node by full UUID stays well under MAX_SPEC_CHARS; no entry, UUID or number is
+# longer than MAX_ENTRY_CHARS; no machine has a GPU count or index of more than MAX_DIGITS digits.
+MAX_SPEC_CHARS = 8192
+MAX_ENTRY_CHARS = 64
+MAX_DIGITS = 6
+MAX_MEMORY_LIMIT_MB = 1 << 30  # 1 PiB: far above any GPU, and its bytes still fit TensorFlow's int64
 
 
 @dataclass
@@ -61,6 +68,8 @@ def parse_spec(spec: str, gpus: list[GpuFacts], no_gpu_reason: str | None = None
     """Check a SPEC against the machine's GPUs; a bad SPEC raises UsageError (one line).
 
     no_gpu_reason: why the GPU list is empty (NVML's error), added to the errors that a missing GPU causes."""
+    if len(spec or "") > MAX_SPEC_CHARS:
+        raise UsageError(f"GPU SPEC {_short(spec)} is {len(spec)} characters long: at most {MAX_SPEC_CHARS}")
     text = (spec or "").strip()
     why = f" ({no_gpu_reason})" if no_gpu_reason and not gpus else ""
     if text == "none":
@@ -72,25 +81,34 @@ def parse_spec(spec: str, gpus: list[GpuFacts], no_gpu_reason: str | None = None
     if not text:
         raise UsageError("empty GPU SPEC: give all, none, auto:N, indices (0,2) or UUIDs")
     if not usable_devices(gpus):
-        raise UsageError(f"GPU SPEC {text!r} on a machine with no usable NVIDIA GPU{why}: use 'none' or 'all'")
+        raise UsageError(f"GPU SPEC {_short(text)} on a machine with no usable NVIDIA GPU{why}: use 'none' or 'all'")
     chosen: list[Chosen] = []
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
-            raise UsageError(f"GPU SPEC {text!r} has an empty entry: remove the extra comma")
+            raise UsageError(f"GPU SPEC {_short(text)} has an empty entry: remove the extra comma")
+        if len(entry) > MAX_ENTRY_CHARS:
+            raise UsageError(f"bad GPU {_short(entry)}: {len(entry)} characters, longer than any index or UUID")
         device = _entry(entry, gpus)
         if any(c.uuid == device.uuid for c in chosen):
-            raise UsageError(f"GPU {entry!r} is named twice in {text!r}")
+            raise UsageError(f"GPU {entry!r} is named twice in {_short(text)}")
         chosen.append(device)
     return Selection(text, chosen)
 
 
+def _short(text: str, keep: int = 40) -> str:
+    """repr of text, cut in the middle when long: error messages stay one short line."""
+    return repr(text) if len(text) <= keep else f"{text[:keep // 2]!r}…{text[-keep // 2:]!r}"
+
+
 def _auto_count(text: str, gpus: list[GpuFacts], why: str = "") -> int:
-    m = re.fullmatch(r"auto:([1-9]\d*)", text)
+    m = re.fullmatch(r"auto:([1-9][0-9]*)", text)  # ASCII digits only: int() would also read '١' or '²'
     if not m:
-        raise UsageError(f"bad {text!r}: write auto:N with N >= 1")
-    n = int(m.group(1))
+        raise UsageError(f"bad {_short(text)}: write auto:N with N >= 1")
+    digits = m.group(1)
+    n = int(digits) if len(digits) <= MAX_DIGITS else None  # None: more GPUs than any machine has
     whole = [g for g in gpus if not g.mig_enabled]
-    if n > len(whole):
+    if n is None or n > len(whole):
+        text = text if n is not None else f"auto:{digits[:MAX_DIGITS]}… ({len(digits)} digits)"
         mig = [str(g.index) for g in gpus if g.mig_enabled]
         if mig:
             why = f"; auto skips MIG-enabled GPU(s) {', '.join(mig)}: name a MIG device (G:M or MIG- UUID)"
@@ -118,7 +136,7 @@ def auto_candidates(gpus: list[GpuFacts], taken: set[str] | frozenset[str] = fro
 
 def _entry(entry: str, gpus: list[GpuFacts]) -> Chosen:
     by_index = {g.index: g for g in gpus}
-    if re.fullmatch(r"\d+", entry):
+    if re.fullmatch(r"[0-9]+", entry):
         gpu = by_index.get(int(entry))
         if gpu is None:
             raise UsageError(f"GPU index {entry} is out of range: nvidia-smi lists {_indices(gpus)}")
@@ -129,7 +147,7 @@ def _entry(entry: str, gpus: list[GpuFacts]) -> Chosen:
                 else f"GPU {entry} has MIG enabled but no MIG devices: it cannot run CUDA work"
             )
         return Chosen(gpu)
-    if m := re.fullmatch(r"(\d+):(\d+)", entry):
+    if m := re.fullmatch(r"([0-9]+):([0-9]+)", entry):
         gpu = by_index.get(int(m.group(1)))
         if gpu is None:
             raise UsageError(f"GPU index {m.group(1)} is out of range: nvidia-smi lists {_indices(gpus)}")
@@ -152,9 +170,9 @@ def _not_uuid_like(entry: str) -> str | None:
         if entry != low:
             return f"bad GPU SPEC {entry!r}: write {low!r} (SPEC keywords are lowercase)"
         return f"bad GPU {entry!r}: all, none and auto:N stand alone, not in a list"
-    if re.fullmatch(r"-\d+", entry):
+    if re.fullmatch(r"-[0-9]+", entry):
         return f"bad GPU {entry!r}: to hide every GPU write none"
-    if re.fullmatch(r"\+\d+", entry):
+    if re.fullmatch(r"\+[0-9]+", entry):
         return f"bad GPU {entry!r}: write the nvidia-smi index without a sign ({entry[1:]})"
     if re.search(r"\s", entry):
         return f"bad GPU {entry!r}: separate GPUs with commas ({','.join(entry.split())})"
@@ -251,7 +269,10 @@ def memory_limit_note(env: dict[str, str]) -> str | None:
 
 def check_options(memory_limit_mb: int | None, allocator: str | None) -> None:
     if memory_limit_mb is not None and memory_limit_mb <= 0:
-        raise UsageError(f"--memory-limit must be a positive number of MB, not {memory_limit_mb}")
+        raise UsageError(f"--memory-limit must be a positive number of MB, not {_short(str(memory_limit_mb))}")
+    if memory_limit_mb is not None and memory_limit_mb > MAX_MEMORY_LIMIT_MB:
+        raise UsageError(f"--memory-limit {_short(str(memory_limit_mb))} MB is more than any GPU has "
+                         f"(at most {MAX_MEMORY_LIMIT_MB})")
     if allocator is not None and allocator not in ALLOCATORS:
         raise UsageError(f"unknown allocator {allocator!r}: TensorFlow accepts {', '.join(ALLOCATORS)}")
 
@@ -272,20 +293,26 @@ def environment_for(
     allocator: str | None = None,
     read_gpus: Callable[[], list[GpuFacts]] | None = None,
     no_gpu_reason: str | None = None,
+    read_at: float | None = None,
 ) -> dict[str, str]:
     """The environment that gives a process the GPUs of SPEC. UsageError if bad.
 
-    auto:N picks under the lock from read_gpus() (default: gpus), read again there because another job may
-    have started since gpus was read.
+    auto:N picks from gpus as read at read_at (a time.time() taken just before the read), else from a fresh
+    read_gpus() (default: gpus), honouring the other pickers' claims (see envdoctor.gpus.lock).
     """
     check_options(memory_limit_mb, allocator)
     selection = parse_spec(spec, gpus, no_gpu_reason)
     if selection.auto is None:
         devices = fixed_devices(selection)
     else:
-        from envdoctor.gpus.lock import pick_auto
+        from envdoctor.gpus.lock import pick_auto, pick_from
 
         # The cap is checked against the GPUs picked before the pick is recorded: a refused `env` reserves nothing.
-        devices = pick_auto(selection.auto, read_gpus or (lambda: gpus),
-                            check=lambda chosen: check_memory_limit(chosen, memory_limit_mb))
+        def check(chosen: list[Chosen]) -> None:
+            check_memory_limit(chosen, memory_limit_mb)
+
+        if read_at is not None:
+            devices = pick_from(selection.auto, gpus, read_at, check=check)
+        else:
+            devices = pick_auto(selection.auto, read_gpus or (lambda: gpus), check=check)
     return build_environment(devices, allow_growth, memory_limit_mb, allocator)

@@ -147,11 +147,19 @@ def _match_uuid(entry: str, gpus: list[GpuFacts]) -> list[VisibleDevice]:
     return found
 
 
+def _shown(text: str, keep: int = 60) -> str:
+    """text cut in the middle when long: a problem stays one readable line whatever the variable holds."""
+    return text if len(text) <= keep else f"{text[:keep // 2]}…{text[-keep // 2:]}"
+
+
 def _leading_int(entry: str) -> int | None:
-    m = re.match(r"^([+-]?)(\d+)", entry)
+    """The number CUDA reads at the start of an entry (strtol: ASCII digits, an optional sign), else None.
+    Beyond 18 digits it is clamped, as strtol saturates: either way it names no device."""
+    m = re.match(r"^([+-]?)([0-9]+)", entry)
     if not m:
         return None
-    return -int(m.group(2)) if m.group(1) == "-" else int(m.group(2))
+    number = int(m.group(2)) if len(m.group(2)) <= 18 else 2**63 - 1
+    return -number if m.group(1) == "-" else number
 
 
 def _resolve_entry(
@@ -219,16 +227,16 @@ def _apply_list(value: str, gpus: list[GpuFacts], slots: list[VisibleDevice], re
         if dev is None:
             rest = entries[pos + 1 :]
             if entry or any(rest):  # a trailing comma drops nothing
-                after = f" and every entry after it ({', '.join(rest)})" if rest else ""
-                res.problems.append(f"entry '{entry}' {why}: CUDA ignores it{after}")
+                after = f" and every entry after it ({_shown(', '.join(rest))})" if rest else ""
+                res.problems.append(f"entry '{_shown(entry)}' {why}: CUDA ignores it{after}")
             break
         kind = kind or kind_now
         if any(c.uuid == dev.uuid for c in chosen):
-            res.problems.append(f"entry '{entry}' repeats a device: a duplicate makes CUDA see no GPU at all")
+            res.problems.append(f"entry '{_shown(entry)}' repeats a device: a duplicate makes CUDA see no GPU at all")
             res.devices = []
             return kind
         if kind_now == "int" and entry != str(_leading_int(entry)):
-            res.problems.append(f"entry '{entry}' is read as {_leading_int(entry)}")
+            res.problems.append(f"entry '{_shown(entry)}' is read as {_leading_int(entry)}")
         chosen.append(VisibleDevice(len(chosen), dev.gpu, dev.mig))
     res.devices = chosen
     return kind

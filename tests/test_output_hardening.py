@@ -100,3 +100,17 @@ def test_hostile_snapshots_are_one_line_exit_2(tmp_path: Path, document: str | b
         stderr = result.stderr.decode()
         assert result.returncode == 2 and len(stderr.strip().splitlines()) == 1, (command, stderr)
         assert why in stderr and result.stdout == b""
+
+
+@pytest.mark.parametrize("columns", ["200", "40"])  # the table, and the narrow-terminal cards
+def test_gpus_table_prints_snapshot_text_as_text(tmp_path: Path, columns: str) -> None:
+    # A GPU name with rich markup crashed `gpus --from` (MarkupError, exit 3); an escape reached the terminal.
+    data = json.loads(SNAPSHOT.read_text())
+    data["gpus"][0]["name"] = "[/bold] \x1b]0;owned\x07 [red]x"
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(data))
+    result = subprocess.run([sys.executable, "-m", "envdoctor", "gpus", "--from", str(path)], capture_output=True,
+                            cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": columns})
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert "[/bold] \\x1b]0;owned\\x07 [red]x" in text and "\x1b" not in text

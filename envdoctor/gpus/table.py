@@ -9,6 +9,7 @@ from typing import Any
 from envdoctor.facts import GpuFacts, to_dict
 from envdoctor.gpus.nogpu import no_gpu_line
 from envdoctor.gpus.visible import VisibleResolution, resolve_visible_devices
+from envdoctor.report.console import printable
 
 
 def _resolve(gpus: list[GpuFacts], env: Mapping[str, str]) -> VisibleResolution:
@@ -94,7 +95,7 @@ def _table(title: str, rows: list[tuple[str, ...]]) -> Any:
     for col in COLUMNS:
         table.add_column(col, no_wrap=col in _WHOLE, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(printable(cell) for cell in row))
     return table
 
 
@@ -106,20 +107,21 @@ def _print_cards(console: Any, title: str, rows: list[tuple[str, ...]]) -> None:
         console.print()
         for col, cell in zip(COLUMNS, row):
             if cell:
-                console.print(f"{col:<{width}}  {cell}", highlight=False, soft_wrap=True)
+                console.print(f"{col:<{width}}  {printable(cell)}", highlight=False, soft_wrap=True)
 
 
 def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -> None:
     from envdoctor.report.console import make_console
 
-    console = make_console()
+    console = make_console(markup=False)  # names, UUIDs and variables from a snapshot are text, never markup
     if not gpus:
         console.print(no_gpu_line(why), highlight=False)
         return
     res = _resolve(gpus, env)
     cvd, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
     shown_order = f"{res.order} (unset)" if order is None else repr(order)  # an invalid value shows as given
-    title = f"CUDA_DEVICE_ORDER={shown_order}, CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}"
+    title = printable(f"CUDA_DEVICE_ORDER={shown_order}, "
+                      f"CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}")
     rows = _rows(gpus, res)
     table = _table(title, rows)
     if table.__rich_measure__(console, console.options).minimum <= console.width:
@@ -130,4 +132,4 @@ def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -
         console.print("~ CUDA's FASTEST_FIRST order is a guess for mixed GPU models: "
                       "export CUDA_DEVICE_ORDER=PCI_BUS_ID to make CUDA's numbers nvidia-smi's.", highlight=False)
     for p in res.problems:
-        console.print(f"! {p}", highlight=False)
+        console.print(printable(f"! {p}"), highlight=False)

@@ -18,10 +18,12 @@ FIX = Path(__file__).parent / "fixtures" / "gpus"
 MACHINES = [load_gpus(FIX / f"{n}.json") for n in ("a100-mig", "theano-8400gs-titan", "h100-busy")] + [[]]
 TOKENS = st.sampled_from(["0", "1", "2", "3", "9", "-1", "+0", " 1 ", "GPU-", "GPU-f", "GPU-6", "MIG-4", "MIG-ed3d",
                           "2:0", "3:1", "0:0", "x", "", "all", "none", "auto:1", "GPU-956348bc", "1abc"])
+# scripts/fuzz-long.sh sets ENVDOCTOR_FUZZ_EXAMPLES for a longer run than CI's.
+EXAMPLES = int(os.environ.get("ENVDOCTOR_FUZZ_EXAMPLES", "0")) or None
 VALUES = st.one_of(st.none(), st.text(max_size=40), st.lists(TOKENS, max_size=5).map(",".join))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES or 300, deadline=None)
 @given(VALUES, st.sampled_from(MACHINES), st.sampled_from([None, "", "PCI_BUS_ID", "FASTEST_FIRST", "x"]))
 def test_resolution_never_raises(value, gpus, order):
     res = resolve_visible_devices(value, gpus, order)
@@ -29,7 +31,7 @@ def test_resolution_never_raises(value, gpus, order):
     assert [d.ordinal for d in res.devices] == list(range(len(res.devices)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES or 300, deadline=None)
 @given(VALUES.map(lambda v: v or ""), st.sampled_from(MACHINES[:-1] + [[]]))
 def test_spec_raises_only_usage_errors(spec, gpus):
     if spec.startswith("auto"):
@@ -48,7 +50,7 @@ HUGE_SPECS = st.builds(lambda prefix, digits, tail: prefix + digits + tail,
                        st.sampled_from(["", ":0", ",1", " ", "\u0661"]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES or 200, deadline=None)
 @given(st.one_of(VALUES.map(lambda v: v or ""), HUGE_SPECS, TOKENS.map(lambda t: "auto:" + t)),
        st.sampled_from(MACHINES))
 def test_any_spec_auto_included_gives_a_result_or_one_short_usage_error(spec, gpus):

@@ -271,6 +271,8 @@ def test_matrix_era_specific_parts(matrix: list[tuple[str, str, bool, Path]]) ->
     assert len(matrix) == len(RELEASES) * len(CPUS) * 2 and len(RELEASES) >= 10
     for release, cpu, cuda, out in matrix:
         plan_data = json.loads((out / "plan.json").read_text())
+        assert plan_data.pop("generator") == "envdoctor build-tf" and plan_data.pop("schema") == 1
+        assert set(plan_data.pop("written")) == {"build.sh", "tf_configure.bazelrc", "README.md", "Dockerfile"}
         plan = planmod.BuildPlan(**plan_data)
         files = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
         _check_era(plan, files)

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from envdoctor.buildtf.safety import one_line, shown
 from envdoctor.errors import UsageError
 from envdoctor.facts import CpuFacts
 from envdoctor.resources import load_recipe
@@ -23,7 +24,8 @@ from envdoctor.runner import CommandResult, run_command
 DETECTED = "the instruction sets /proc/cpuinfo lists"
 PSABI_LEVELS = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
 _PROBE_SOURCE = "int envdoctor_probe(int x) { return x * 3 + 1; }\n"
-_MARCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# Whole string, ASCII: the name lands in a bazelrc line and in build.sh's header comment.
+_MARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", re.ASCII)
 
 
 @dataclass
@@ -63,7 +65,7 @@ def target_for(spec: str, cpu: CpuFacts) -> CpuTarget:
     """Turn --cpu SPEC into flags for the target CPU described by `cpu`."""
     arch = normalize_arch(cpu.arch)
     if arch not in ("x86_64", "aarch64"):
-        raise UsageError(f"--cpu: architecture {arch} is not supported (x86_64 and aarch64 are)")
+        raise UsageError(f"--cpu: architecture {shown(arch)} is not supported (x86_64 and aarch64 are)")
     have = cpu_flag_set(cpu)
     if spec == "native":
         flag = "-march=native" if arch == "x86_64" else "-mcpu=native"
@@ -77,8 +79,9 @@ def target_for(spec: str, cpu: CpuFacts) -> CpuTarget:
             raise UsageError(f"--cpu {spec}: psABI levels are x86-64 only; this target is {arch}")
         keys = load_recipe("tf_build.json")["isa"]["psabi_levels"][level]
         return CpuTarget(level, arch, [f"-march={level}", "-mtune=generic"], list(keys), f"the {level} psABI level")
-    if not _MARCH_NAME.match(spec):
-        raise UsageError(f"--cpu {spec!r}: expected native, detected, x86-64-v2|v3|v4 or a -march name")
+    if not _MARCH_NAME.fullmatch(spec):
+        raise UsageError(f"--cpu {shown(spec, quote=True)}: expected native, detected, x86-64-v2|v3|v4 "
+                         "or a -march name")
     if arch == "aarch64" and not spec.startswith("armv"):
         return CpuTarget("march", arch, [f"-mcpu={spec}"], [], f"the {spec} CPU model")
     return CpuTarget("march", arch, [f"-march={spec}"], [], f"the {spec} CPU model")
@@ -162,7 +165,7 @@ def probe_flags(compiler: str, target: CpuTarget, cpu: CpuFacts, host_arch: str 
     lacking = [k for k in enabled if k not in have]
     if lacking and have and target.mode != "native":
         names = ", ".join(table[k]["guard"] or k.upper() for k in lacking)
-        model = cpu.model or "unknown"
+        model = one_line(cpu.model or "unknown")  # from a snapshot, maybe: the error stays one line
         raise UsageError(f"{' '.join(target.flags)} enables {names}, which the target CPU ({model}) lacks; "
                          "use --cpu detected or a lower level")
     result.guard_names = [table[k]["guard"] for k in enabled if table[k]["guard"]]

@@ -5,6 +5,7 @@ Every decision lands in the plan with the reason, so README.md can explain it an
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,14 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from envdoctor.buildtf import flags as cpuflags
+from envdoctor.buildtf.safety import check_plan, check_token, one_line, rc_quote, rc_word, shown
 from envdoctor.errors import UsageError
 from envdoctor.facts import Facts
 from envdoctor.resources import load_recipe
 from envdoctor.runner import run_command
 
 RECIPE = "tf_build.json"
-_PY_VERSION = re.compile(r"^3\.\d+$")
-_CC = re.compile(r"^(?:sm_|compute_)?(\d+)\.?(\d)$")
+# ASCII digits, bounded, whole string (fullmatch: `$` would let a trailing newline through into the bazelrc).
+_PY_VERSION = re.compile(r"3\.[0-9]{1,3}")
+_CC = re.compile(r"(?:sm_|compute_)?([0-9]{1,2})\.?([0-9])")
+# The target interpreter reports itself as JSON: its path may hold spaces (or anything else).
+_PY_REPORT = "import json, sys; print(json.dumps(['%d.%d' % sys.version_info[:2], sys.executable]))"
 
 
 @dataclass
@@ -114,8 +119,8 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
         key = max(releases, key=_vkey)
         return key, releases[key]["tags"][-1], []
     version = version.strip().removeprefix("v")
-    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", version):
-        raise UsageError(f"--tf-version {version!r}: expected a release like 2.20 or 2.20.0")
+    if not re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?", version):
+        raise UsageError(f"--tf-version {shown(version, quote=True)}: expected a release like 2.20 or 2.20.0")
     minor = ".".join(version.split(".")[:2])
     if minor in releases and (version == minor or version in releases[minor]["tags"]):
         return minor, releases[minor]["tags"][-1] if version == minor else version, []
@@ -136,19 +141,45 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
 
 def resolve_python(spec: str | None, venv: Path | None) -> tuple[str, str]:
     """(interpreter on this machine, X.Y) of the Python the wheel is for."""
-    if spec and _PY_VERSION.match(spec):
+    if spec and _PY_VERSION.fullmatch(spec):
         # A bare version: the interpreter of that name if this machine has one (build.sh checks it again).
         found = shutil.which(f"python{spec}")
-        return found or f"/usr/bin/python{spec}", spec
+        return check_python_path(found or f"/usr/bin/python{spec}"), spec
     if not spec:
         venv_py = venv / "bin" / "python" if venv else None
         spec = str(venv_py) if venv_py and venv_py.exists() else sys.executable
-    res = run_command([spec, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
-                      timeout=20)
-    lines = res.stdout.split()
-    if not res.ok or len(lines) < 2:
-        raise UsageError(f"--python {spec}: cannot run it ({res.error or res.stderr.strip() or 'no output'})")
-    return lines[1], lines[0]
+    res = run_command([spec, "-c", _PY_REPORT], timeout=20)
+    if not res.ok:
+        why = one_line(res.error or (res.stderr.strip().splitlines() or ["no output"])[-1])
+        raise UsageError(f"--python {shown(spec)}: cannot run it ({why})")
+    version, path = _python_report(spec, res.stdout)
+    return check_python_path(path), version
+
+
+def _python_report(spec: str, stdout: str) -> tuple[str, str]:
+    """(X.Y, sys.executable) from _PY_REPORT's last line; a startup hook may print before it."""
+    lines = stdout.strip().splitlines()
+    try:
+        version, path = json.loads(lines[-1]) if lines else None
+    except (ValueError, TypeError):
+        raise UsageError(f"--python {shown(spec)}: it did not report its version and path "
+                         "(is it a Python interpreter?)") from None
+    if not (isinstance(version, str) and _PY_VERSION.fullmatch(version)):
+        raise UsageError(f"--python {shown(spec)}: it is Python {shown(str(version))}; the wheel needs a Python 3")
+    if not (isinstance(path, str) and os.path.isabs(path)):
+        raise UsageError(f"--python {shown(spec)}: it does not know its own path "
+                         f"(sys.executable is {shown(str(path))})")
+    return version, path
+
+
+def check_python_path(path: str) -> str:
+    """The interpreter's path goes into .tf_configure.bazelrc twice: here, and from build.sh's configure stage,
+    which refuses what its awk rewrite cannot quote (a quote or backslash): refuse those now, not at configure."""
+    rc_quote("--python", check_token("--python", path))
+    if '"' in path or "\\" in path:
+        raise UsageError(f"--python {shown(path)}: a path with a quote or backslash cannot go into "
+                         ".tf_configure.bazelrc; use a symlink without them")
+    return path
 
 
 def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
@@ -185,11 +216,12 @@ def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
     _docker(plan)
     plan.bazelrc = bazelrc_lines(plan)
     plan.bazel_args = bazel_args(plan)
+    check_plan(plan)  # before anything is printed or written
     return plan
 
 
 def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
-    path = str((src or out / "tensorflow").expanduser().absolute())
+    path = check_token("--src" if src else "--out", str((src or out / "tensorflow").expanduser().absolute()))
     if re.search(r"\s", path) and not docker:  # the image builds in /tf/tensorflow
         # Bazel: "does not currently work properly from paths containing spaces" (bazelbuild/bazel#374, #4327).
         how = "pass --src with a path without spaces" + ("" if src else " (the recipe folder may keep them)")
@@ -215,12 +247,13 @@ def _explicit_compiler(spec: str, docker: bool) -> str:
     """--clang as an absolute path; it must run here unless the build runs in the image."""
     if docker:  # a path inside the SIG Build image: this machine's PATH and folders say nothing about it
         if not spec.startswith("/"):
-            raise UsageError(f"--clang {spec}: with --docker, give the compiler's absolute path inside the image")
+            raise UsageError(f"--clang {shown(spec)}: with --docker, give the compiler's absolute path "
+                             "inside the image")
         return spec
     path = spec if os.sep in spec else shutil.which(spec) or spec
     full = str(Path(path).expanduser().absolute())
     if not (os.path.isfile(full) and os.access(full, os.X_OK)):
-        raise UsageError(f"--clang {spec}: no executable compiler there (install it, or leave --clang out)")
+        raise UsageError(f"--clang {shown(spec)}: no executable compiler there (install it, or leave --clang out)")
     return full
 
 
@@ -291,9 +324,9 @@ def parse_ccs(text: str) -> list[str]:
     """'8.6,9.0' (also sm_86, 86) -> ['8.6', '9.0'], sorted, unique."""
     out: set[str] = set()
     for item in filter(None, (p.strip() for p in text.split(","))):
-        m = _CC.match(item)
+        m = _CC.fullmatch(item)
         if not m:
-            raise UsageError(f"--cuda-cc {item!r}: expected a compute capability like 8.6")
+            raise UsageError(f"--cuda-cc {shown(item, quote=True)}: expected a compute capability like 8.6")
         out.add(f"{m.group(1)}.{m.group(2)}")
     if not out:
         raise UsageError("--cuda-cc: no compute capability given")
@@ -342,7 +375,8 @@ def _refuse_cross_generation_ptx(newer: list[str], high: str, era: dict[str, Any
 
 def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     gpus = [g for g in facts.gpus if g.compute_capability]
-    plan.gpus = [f"{g.name} (compute capability {g.compute_capability})" for g in gpus]
+    ccs_seen = [_gpu_cc(g.name, g.compute_capability or "") for g in gpus]
+    plan.gpus = [f"{one_line(g.name)} (compute capability {cc})" for g, cc in zip(gpus, ccs_seen)]
     if opts.cuda is False and opts.cuda_cc:
         raise UsageError("--cuda-cc contradicts --no-cuda")
     # Naming compute capabilities asks for a CUDA build, e.g. on a build host without the target GPUs.
@@ -355,7 +389,7 @@ def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     if opts.cuda_cc:
         ccs = parse_ccs(opts.cuda_cc)
     elif gpus:
-        ccs = sorted({g.compute_capability or "" for g in gpus}, key=_vkey)
+        ccs = sorted(set(ccs_seen), key=_vkey)
     else:
         raise UsageError("--cuda without a visible NVIDIA GPU needs --cuda-cc (e.g. --cuda-cc 8.0,9.0)")
     plan.cuda_ccs = cc_list(ccs, era, plan.notes)
@@ -364,6 +398,23 @@ def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     plan.pip_extra = era.get("cuda_pip_extra")
     if plan.cuda_mode == "local":
         plan.cuda_paths = _local_cuda_paths(facts, era, plan.notes)
+
+
+def _gpu_cc(name: str, cc: str) -> str:
+    """A GPU's compute capability as X.Y; a snapshot may hold anything there."""
+    m = _CC.fullmatch(cc)
+    if not m:
+        raise UsageError(f"GPU {shown(one_line(name), 40)}: compute capability {shown(cc, quote=True)} "
+                         "is not like 8.6 (a damaged --from snapshot?)")
+    return f"{int(m.group(1))}.{m.group(2)}"
+
+
+def _cuda_path(path: str) -> str:
+    """A toolkit or cuDNN path for TF_CUDA_PATHS, a comma-separated list in .tf_configure.bazelrc."""
+    check_token("the CUDA path", path)
+    if "," in path:
+        raise UsageError(f"the CUDA path {shown(path)} contains a comma, which separates TF_CUDA_PATHS entries")
+    return path
 
 
 def _local_cuda_paths(facts: Facts, era: dict[str, Any], notes: list[str]) -> str:
@@ -376,7 +427,7 @@ def _local_cuda_paths(facts: Facts, era: dict[str, Any], notes: list[str]) -> st
         paths = [f"/usr/local/cuda-{want}"]
     else:
         paths = [match[0].path]
-    return ",".join(dict.fromkeys([*paths, *cudnn, "/usr"]))
+    return ",".join(dict.fromkeys(_cuda_path(p) for p in [*paths, *cudnn, "/usr"]))
 
 
 def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
@@ -468,26 +519,27 @@ def _install(pm: str | None, distro: str | None, names: list[str], clang_major: 
 
 
 def bazelrc_lines(plan: BuildPlan) -> list[str]:
-    """What ./configure would write to .tf_configure.bazelrc, for these answers."""
+    """What ./configure would write to .tf_configure.bazelrc, for these answers; every value quoted for Bazel."""
     era, env = plan.era, plan.era["env_flag"]
-    lines = [f'build --action_env PYTHON_BIN_PATH="{plan.build_python}"', f'build --python_path="{plan.build_python}"']
+    py = rc_quote("--python", plan.build_python)
+    lines = [f"build --action_env PYTHON_BIN_PATH={py}", f"build --python_path={py}"]
     for var in era["python_vars"]:
-        lines.append(f'build --repo_env={var}="{plan.python_version}"')
+        lines.append(f"build --repo_env={var}={rc_quote('--python', plan.python_version)}")
+    cc = rc_quote("--clang", plan.compiler_path)
     if plan.compiler == "clang":
-        lines += [f'build --action_env CLANG_COMPILER_PATH="{plan.compiler_path}"',
-                  f'build --repo_env=CC="{plan.compiler_path}"',
-                  f'build --repo_env=BAZEL_COMPILER="{plan.compiler_path}"']
+        lines += [f"build --action_env CLANG_COMPILER_PATH={cc}", f"build --repo_env=CC={cc}",
+                  f"build --repo_env=BAZEL_COMPILER={cc}"]
         lines += [f"build --copt={f}" for f in era["extra_copts"]]
         # Only with -fuse-ld=lld in the same list: GNU ld < 2.40 rejects --undefined-version (_sources).
         lines += [f"build --linkopt={f}" for f in era.get("extra_linkopts", [])]
     else:  # Bazel's C++ autoconfiguration takes the compiler from CC
-        lines.append(f'build --repo_env=CC="{plan.compiler_path}"')
+        lines.append(f"build --repo_env=CC={cc}")
     if plan.cuda:
         lines += _cuda_rc(plan, env)
     for f in [*plan.cpu_flags, "-Wno-sign-compare"]:
-        lines.append(f"build:opt --copt={f}")
+        lines.append(f"build:opt {rc_word('--cpu', '--copt=' + f)}")
         if f in plan.host_flags or f == "-Wno-sign-compare":
-            lines.append(f"build:opt --host_copt={f}")
+            lines.append(f"build:opt {rc_word('--cpu', '--host_copt=' + f)}")
     lines.append("test --test_size_filters=small,medium")
     return lines
 
@@ -496,20 +548,22 @@ def _cuda_rc(plan: BuildPlan, env: str) -> list[str]:
     names, era = plan.era["cuda_vars"], plan.era
     scope = "build:cuda" if plan.cuda_mode == "hermetic" else "build"
     cudnn = plan.cudnn_version if plan.cuda_mode == "hermetic" else (plan.cudnn_version or "").split(".")[0]
+    what = "the CUDA settings"
     # The capabilities always as --repo_env: cuda_configure is a repository rule, which sees a --repo_env value over
     # an --action_env one, and the 2.13-2.17 cuda_clang configs set their default list with --repo_env.
-    lines = [f'{scope} {env} {names["version"]}="{plan.cuda_version}"', f'{scope} {env} {names["cudnn"]}="{cudnn}"',
-             f'{scope} --repo_env {names["cc"]}="{",".join(plan.cuda_ccs)}"']
+    lines = [f'{scope} {env} {names["version"]}={rc_quote(what, plan.cuda_version or "")}',
+             f'{scope} {env} {names["cudnn"]}={rc_quote(what, cudnn)}',
+             f'{scope} --repo_env {names["cc"]}={rc_quote("--cuda-cc", ",".join(plan.cuda_ccs))}']
     if plan.cuda_mode == "local":
         lines.insert(0, "build --action_env TF_NEED_CUDA=1")
-        lines.append(f'build --action_env {names["paths"]}="{plan.cuda_paths}"')
+        lines.append(f'build --action_env {names["paths"]}={rc_quote("the CUDA paths", plan.cuda_paths or "")}')
     if era["cuda_compiler"] == "clang":
-        lines.append(f'build --action_env CLANG_CUDA_COMPILER_PATH="{plan.compiler_path}"')
+        lines.append(f"build --action_env CLANG_CUDA_COMPILER_PATH={rc_quote('--clang', plan.compiler_path)}")
         if plan.cuda_mode == "local":
             lines.append('build --action_env TF_CUDA_CLANG="1"')
     else:
         host = plan.compiler_path if plan.compiler == "gcc" else "/usr/bin/gcc"  # nvcc's host compiler is a GCC
-        lines.append(f'build --action_env GCC_HOST_COMPILER_PATH="{host}"')
+        lines.append(f"build --action_env GCC_HOST_COMPILER_PATH={rc_quote('--clang', host)}")
     return lines
 
 

@@ -145,15 +145,18 @@ def _print_plan(plan: BuildPlan) -> None:
 
     from envdoctor.report.console import make_console
 
+    from envdoctor.buildtf.safety import one_line
+
+    # Paths and notes may carry a snapshot's text: never rich markup, never a control character.
     table = Table(show_header=False, box=None, pad_edge=False)
     for label, value in plan_summary(plan):
-        table.add_row(f"[bold]{label}[/bold]", value)
+        table.add_row(f"[bold]{label}[/bold]", escape(one_line(value)))
     console = make_console(soft_wrap=True)
     console.print(table)
     for warning in plan.warnings:
-        console.print(f"[bold red]warning:[/bold red] {escape(warning)}", markup=True, highlight=False)
+        console.print(f"[bold red]warning:[/bold red] {escape(one_line(warning))}", markup=True, highlight=False)
     for note in plan.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(one_line(note))}", markup=True, highlight=False)
 
 
 def _run_with_progress(recipe_dir: Path) -> RunResult:

@@ -8,6 +8,9 @@ from envdoctor.checks import CATEGORIES, Finding, Severity, run_checks
 from envdoctor.facts import Facts
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+# Findings that are not problems of the machine but the step a user who came to set up TensorFlow takes next:
+# the summary names them, whatever their severity, so that "No issues found!" is never the last word.
+NEXT_STEP_CODES = ("tensorflow.not-installed", "tensorflow.python-unsupported")
 
 
 @dataclass
@@ -43,8 +46,13 @@ class Diagnosis:
         found = [f.severity for f in self.findings if f.category == category]
         return max(found, key=lambda s: s.rank) if found else Severity.OK
 
+    def next_step(self) -> Finding | None:
+        return next((f for f in self.findings if f.code in NEXT_STEP_CODES and f.fix), None)
+
     def summary(self) -> dict[str, object]:
         problem_categories = [c for c in self.by_category() if self.worst(c).rank >= Severity.WARNING.rank]
+        step = self.next_step()
+        text = summary_line(len(problem_categories), self.counts)
         return {
             "errors": self.counts["error"],
             "warnings": self.counts["warning"],
@@ -52,7 +60,8 @@ class Diagnosis:
             "oks": self.counts["ok"],
             "categories_with_issues": problem_categories,
             "exit_code": self.exit_code,
-            "text": summary_line(len(problem_categories), self.counts),
+            "text": text + (f" {step.title}." if step else ""),
+            "next_step": {"code": step.code, "fix": step.fix} if step else None,
         }
 
 

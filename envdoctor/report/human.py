@@ -81,6 +81,10 @@ def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = 
     style = "bold red" if counts["error"] else "yellow" if counts["warning"] else "green"
     console.print()
     line(("• " if text.startswith("No") else "! ") + str(text), style)
+    step = diagnosis.next_step()
+    if step and step.fix:
+        for number, fix_line in enumerate(step.fix.splitlines()):
+            line(("next: " if number == 0 else "      ") + fix_line, "bold", indent=2)
 
 
 def _details(line, finding: Finding, show: bool) -> None:  # noqa: ANN001

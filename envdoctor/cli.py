@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
 import typer
 
 from envdoctor import __version__
-from envdoctor.errors import UsageError
+from envdoctor.errors import UsageError, interrupted_line
 
 app = typer.Typer(
     name="envdoctor",
@@ -52,6 +53,22 @@ def _command_path(ctx: click.Context | None) -> str:
     return " ".join(["envdoctor", *names])
 
 
+_interrupted = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Python's own SIGINT behaviour (KeyboardInterrupt), remembered: typer hides it as exit code 130."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _invoked_command() -> str:
+    """`envdoctor smoke-test` from the command line, for messages printed after click has unwound."""
+    words = [w for w in sys.argv[1:2] if not w.startswith("-")]
+    return " ".join(["envdoctor", *words])
+
+
 def usage_line(exc: click.UsageError) -> str:
     """click's usage error as one line: click and typer print a boxed panel of five lines."""
     message = " ".join(exc.format_message().split()).rstrip(".")
@@ -60,6 +77,7 @@ def usage_line(exc: click.UsageError) -> str:
 
 def main() -> None:
     """Entry point: usage errors exit 2, an internal failure exits 3 with one line, never a traceback."""
+    signal.signal(signal.SIGINT, _on_interrupt)
     try:
         # standalone_mode=False: click's usage errors come here instead of being printed as rich panels.
         code = app(standalone_mode=False)
@@ -74,14 +92,18 @@ def main() -> None:
     except click.ClickException as exc:  # not raised by envdoctor's options today: still one line
         print(f"envdoctor: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.Abort:  # click's name for an interrupted run (EOF or Ctrl-C)
+    except (click.Abort, KeyboardInterrupt):  # click's Abort: an interrupted run (EOF or Ctrl-C)
+        print(interrupted_line(_invoked_command()), file=sys.stderr)
         sys.exit(130)
     except UsageError as exc:
         print(f"envdoctor: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
     except Exception as exc:  # last resort: report, never a traceback
-        print(f"envdoctor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from envdoctor.report.console import printable
+
+        print(printable(f"envdoctor: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"),
+              file=sys.stderr)
         sys.exit(3)
+    if _interrupted and code == 130:  # typer turns Ctrl-C into a plain exit code 130
+        print(interrupted_line(_invoked_command()), file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

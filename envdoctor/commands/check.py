@@ -37,10 +37,12 @@ def check(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     redact: bool = typer.Option(False, "--redact", help="Replace home dir, user, hostname and GPU UUIDs."),
     deep: bool = typer.Option(False, "--deep", help="Also import TensorFlow in a subprocess and read what it says."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Read files under DIR instead of /; run no commands, no NVML."),
-    python: Optional[Path] = typer.Option(None, "--python", help="Inspect another interpreter's packages."),
-    save: Optional[Path] = typer.Option(None, "--save", help="Write the facts snapshot to FILE."),
-    from_file: Optional[Path] = typer.Option(None, "--from", help="Diagnose a snapshot saved with --save."),
+    root: Optional[Path] = typer.Option(None, "--root", metavar="DIR",
+                                        help="Read files under DIR instead of /; run no commands, no NVML."),
+    python: Optional[Path] = typer.Option(None, "--python", metavar="PYTHON",
+                                          help="Inspect another interpreter's packages (its path, or a venv/conda folder)."),
+    save: Optional[Path] = typer.Option(None, "--save", metavar="FILE", help="Write the facts snapshot to FILE."),
+    from_file: Optional[Path] = typer.Option(None, "--from", metavar="FILE", help="Diagnose a snapshot saved with --save."),
 ) -> None:
     """Diagnose this machine for TensorFlow: drivers, GPUs, CUDA, cuDNN, CPU, TensorFlow. Never imports TensorFlow.
 
@@ -74,12 +76,39 @@ def _collect(root: Path | None, python: Path | None, deep: bool):  # noqa: ANN20
 
     if root is not None and not root.is_dir():
         raise UsageError(f"--root {root}: not a directory")
-    if python is not None and not (python.is_file() and os.access(python, os.X_OK)):
-        raise UsageError(f"--python {python}: not an executable file")
+    if python is not None:
+        python = interpreter_in(python, root)
     # Under --root the inspected system's environment variables are unknown: this shell's would mislead.
     ctx = ProbeContext(root=root.resolve() if root else Path("/"), python=str(python) if python else None,
                        **({"env": {}} if root else {}))
     return collect(ctx, deep=deep)
+
+
+# Where a venv (bin/) or a conda env (bin/, or python.exe at the top on Windows) keeps its interpreter.
+_PREFIX_INTERPRETERS = ("bin/python3", "bin/python", "python.exe", "Scripts/python.exe")
+
+
+def interpreter_in(python: Path, root: Path | None = None) -> Path:
+    """The interpreter --python names: the file itself, or the one inside a venv or conda folder.
+
+    Under --root the path is the inspected system's: it is looked up inside the root, and need not run here."""
+    from envdoctor.probes.files import InspectedFS
+
+    fs = InspectedFS(root or "/")
+    path = str(python.expanduser()) if root is None else str(python)
+    if root is not None and not path.startswith("/"):
+        raise UsageError(f"--python {python}: under --root, give the interpreter's absolute path in the image")
+    if fs.isdir(path):
+        prefix = path.rstrip("/") or "/"
+        found = next((f"{prefix}/{name}" for name in _PREFIX_INTERPRETERS if fs.isfile(f"{prefix}/{name}")), None)
+        if found is None and root is not None and fs.isdir(f"{prefix}/lib"):
+            found = f"{prefix}/bin/python"  # a captured tree may hold the packages without the interpreter
+        if found is None:
+            raise UsageError(f"--python {python}: a folder without bin/python3 (not a venv or conda environment)")
+        return Path(found)
+    if root is None and not (fs.isfile(path) and os.access(path, os.X_OK)):
+        raise UsageError(f"--python {python}: not an executable file")
+    return Path(path)
 
 
 def _scrubber(facts):  # noqa: ANN001, ANN202

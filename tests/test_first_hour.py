@@ -1,0 +1,65 @@
+"""What a new user meets (issue 14): the next step when TensorFlow is missing, --python given a venv folder,
+help texts that name their values, and Ctrl-C that says what it interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROOTS = REPO / "tests/fixtures/roots"
+
+
+def envdoctor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+def test_without_tensorflow_the_summary_gives_the_next_step_without_verbose(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_text("ID=debian\nVERSION_ID=12\nPRETTY_NAME=Debian 12\n")
+    result = envdoctor("check", "--root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()
+    summary = next(i for i, line in enumerate(last) if line.startswith("• "))
+    assert "TensorFlow is not installed" in last[summary]
+    assert last[summary + 1].strip().startswith("next: ") and "pip install" in "\n".join(last[summary + 1:])
+    document = json.loads(envdoctor("check", "--json", "--root", str(tmp_path)).stdout)
+    assert document["summary"]["next_step"]["code"] == "tensorflow.not-installed"
+
+
+def test_python_accepts_a_venv_folder() -> None:
+    venv = Path(sys.prefix)  # the test's own venv
+    by_folder = json.loads(envdoctor("check", "--json", "--python", str(venv)).stdout)["facts"]["tensorflow"]
+    by_file = json.loads(envdoctor("check", "--json", "--python", sys.executable).stdout)["facts"]["tensorflow"]
+    assert by_folder["version"] == by_file["version"] and by_folder["site_packages"] == by_file["site_packages"]
+
+
+def test_python_folder_under_root_and_a_folder_that_is_no_environment(tmp_path: Path) -> None:
+    root = ROOTS / "pip-cuda-tf217/root"
+    facts = json.loads(envdoctor("check", "--json", "--root", str(root), "--python", "/opt/venv").stdout)["facts"]
+    assert facts["tensorflow"]["version"] == "2.17.0"
+    result = envdoctor("check", "--python", str(tmp_path))
+    assert result.returncode == 2 and "not a venv or conda environment" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_check_help_names_the_values_it_describes() -> None:
+    text = envdoctor("check", "--help").stdout
+    for option, metavar in (("--root", "DIR"), ("--save", "FILE"), ("--from", "FILE"), ("--python", "PYTHON")):
+        line = next(line for line in text.splitlines() if option in line)
+        assert metavar in line and "PATH" not in line, line
+
+
+def test_ctrl_c_says_what_it_interrupted_and_exits_130() -> None:
+    process = subprocess.Popen([sys.executable, "-m", "envdoctor", "check", "--deep"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # past start-up: inside the probes (--deep waits for a TensorFlow import)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "envdoctor check interrupted (Ctrl-C): nothing was changed or left half-written"

@@ -698,7 +698,7 @@ def test_killing_the_command_kills_its_children(tarball: Path, tmp_path: Path, s
 
 
 def test_no_tensorflow_in_envdoctors_python_is_one_clear_line(monkeypatch):
-    # envdoctor installed without its [tf] extra, in a venv of its own: say which Python and what to do.
+    # envdoctor installed in a venv of its own, without TensorFlow: say which Python and what to do.
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
     with pytest.raises(UsageError, match=r"trains with the TensorFlow of the Python that runs envdoctor \(.*\), "

@@ -763,7 +763,7 @@ def synthetic(train: int = 50000, test: int = 10000, seed: int = 0) -> Cifar10:
 
 def require_numpy() -> None:
     """CIFAR-10 is decoded into numpy arrays: say so in one line where numpy is missing (an envdoctor installed
-    without its [tf] extra), instead of an ImportError deep inside a loader."""
+    without TensorFlow beside it), instead of an ImportError deep inside a loader."""
     import importlib.util
 
     if importlib.util.find_spec("numpy") is None:

@@ -46,7 +46,8 @@ def require_tensorflow() -> None:
         raise UsageError(
             f"smoke-test trains with the TensorFlow of the Python that runs envdoctor ({sys.executable}), and it has "
             "none: run envdoctor from the environment that has your TensorFlow (ENV/bin/python -m pip install "
-            "envdoctor; ENV/bin/python -m envdoctor smoke-test), or pip install 'envdoctor[tf]' here")
+            "envdoctor; ENV/bin/python -m envdoctor smoke-test), or install TensorFlow here (`envdoctor check` prints "
+            "the command for this Python)")
 
 
 @dataclass

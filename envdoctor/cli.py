@@ -9,7 +9,7 @@ import click
 import typer
 
 from envdoctor import __version__
-from envdoctor.errors import UsageError, interrupted_line
+from envdoctor.errors import EnvironmentProblem, UsageError, interrupted_line
 
 app = typer.Typer(
     name="envdoctor",
@@ -98,6 +98,9 @@ def main() -> None:
     except UsageError as exc:
         print(f"envdoctor: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except EnvironmentProblem as exc:
+        print(f"envdoctor: {exc}", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:  # last resort: report, never a traceback
         from envdoctor.report.console import printable
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from envdoctor.errors import UsageError
+from envdoctor.errors import EnvironmentProblem, UsageError
 from envdoctor.facts import GpuFacts
 from envdoctor.gpus.spec import MEMORY_LIMIT_VAR, check_memory_limit, parse_spec
 from envdoctor.gpus.visible import resolve_visible_devices
@@ -55,8 +55,10 @@ def configure_tensorflow(
     GPUOptions.Experimental(virtual_devices=[...VirtualDevices(memory_limit_mb=[4096])])), one entry per visible GPU,
     or per_process_gpu_memory_fraction=0.5 (a fraction).
 
-    Raises UsageError for a bad SPEC or a GPU SPEC where TensorFlow sees no GPU (on such a machine "none" and
-    "all" are logged no-ops), and RuntimeError if TensorFlow has already initialised its devices.
+    Raises ValueError (envdoctor.errors.UsageError) for a bad SPEC or memory limit, and RuntimeError for a state of
+    the machine: envdoctor.errors.EnvironmentProblem where TensorFlow sees no GPU for a GPU SPEC (there "none" and
+    "all" are logged no-ops) or other GPUs than NVML, a plain RuntimeError if TensorFlow has already initialised
+    its devices.
     """
     import tensorflow as tf
 
@@ -79,7 +81,7 @@ def configure_tensorflow(
         if selection.spec in ("none", "all"):
             log.info("envdoctor: TensorFlow sees no GPU; gpus=%r changes nothing", selection.spec)
             return []
-        raise UsageError(f"gpus={gpus!r}, but TensorFlow sees no GPU (is this a CPU-only TensorFlow?)")
+        raise EnvironmentProblem(f"gpus={gpus!r}, but TensorFlow sees no GPU (is this a CPU-only TensorFlow?)")
     wanted = _wanted_uuids(selection, nvml_gpus)
     if wanted is None or not wanted:  # all / none: no device has to be identified
         chosen = list(physical) if wanted is None else []
@@ -156,10 +158,10 @@ def match_physical(
     """Positions in TF's physical GPU list of the wanted UUIDs (None: all), checked by name and capability."""
     res = resolve_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), nvml_gpus, env.get("CUDA_DEVICE_ORDER"))
     if len(details) != len(res.devices):
-        raise UsageError(f"TensorFlow sees {len(details)} GPU(s) but NVML and CUDA_VISIBLE_DEVICES give "
+        raise EnvironmentProblem(f"TensorFlow sees {len(details)} GPU(s) but NVML and CUDA_VISIBLE_DEVICES give "
                          f"{len(res.devices)}: cannot match them safely")
     if not res.order_exact:
-        raise UsageError("CUDA's FASTEST_FIRST order is uncertain on this mix of GPU models: "
+        raise EnvironmentProblem("CUDA's FASTEST_FIRST order is uncertain on this mix of GPU models: "
                          "set CUDA_DEVICE_ORDER=PCI_BUS_ID before TensorFlow starts")
     for dev, info in zip(res.devices, details):
         _check_same(dev.gpu, info)
@@ -168,7 +170,7 @@ def match_physical(
         return [d.ordinal for d in res.devices]
     missing = [u for u in wanted if u not in by_uuid]
     if missing:
-        raise UsageError(f"{', '.join(missing)} hidden from this process by "
+        raise EnvironmentProblem(f"{', '.join(missing)} hidden from this process by "
                          f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')!r}")
     return [by_uuid[u] for u in wanted]
 
@@ -180,7 +182,7 @@ def _check_same(gpu: GpuFacts, info: Mapping[str, Any]) -> None:
     if (tf_cc and gpu.compute_capability and tf_cc != gpu.compute_capability) or (
         name and gpu.name and name != gpu.name and not gpu.mig_enabled
     ):
-        raise UsageError(f"TensorFlow's GPU ({name}, {tf_cc}) is not NVML's GPU {gpu.index} "
+        raise EnvironmentProblem(f"TensorFlow's GPU ({name}, {tf_cc}) is not NVML's GPU {gpu.index} "
                          f"({gpu.name}, {gpu.compute_capability}) at that position: refusing to guess")
 
 

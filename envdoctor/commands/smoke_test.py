@@ -23,7 +23,8 @@ def smoke_test(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU SPEC as for `envdoctor env`: all, none, auto:N, 0,2, UUIDs."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or mixed."),
     strategy: str = typer.Option("default", "--strategy", help="default, mirrored or multi-worker."),
-    workers: Optional[str] = typer.Option(None, "--workers", help="multi-worker: host:port,host:port,..."),
+    workers: Optional[str] = typer.Option(None, "--workers", help="multi-worker: host:port,host:port,... "
+                                          "(without it: the cluster of srun's Slurm step, or TF_CONFIG)."),
     worker_index: Optional[int] = typer.Option(None, "--worker-index", help="multi-worker: this worker (0 = chief)."),
     eval_concurrent: bool = typer.Option(False, "--eval-concurrent", help="Evaluate checkpoints in a second process."),
     offline: bool = typer.Option(False, "--offline", help="Never download: use --data or the cache."),
@@ -35,6 +36,11 @@ def smoke_test(
     from envdoctor.smoke import report, session
 
     options = session.SmokeOptions(
+    cluster = _engine_cluster(strategy, workers, worker_index)
+    if cluster is not None:  # one command for every worker (srun, a TFJob): it fills in what --workers would
+        workers, worker_index = ",".join(cluster.workers), cluster.index
+        if steps is None and epochs is None and time_budget is None:
+            epochs = ENGINE_EPOCHS
         model=model, steps=steps, epochs=epochs, time_budget=time_budget, batch_size=batch_size, data=data,
         gpus=gpus, precision=precision, strategy=strategy, workers=workers, worker_index=worker_index,
         eval_concurrent=eval_concurrent, offline=offline, learning_rate=learning_rate,
@@ -44,9 +50,44 @@ def smoke_test(
     stream = sys.stderr if as_json else sys.stdout
     with report.Progress(stream) as progress:  # the bar's fraction comes with each step event
         result = session.run(options, progress, log=progress.message)
-    report.emit(report.summarize(result), as_json)
-    if not result["ok"]:
+    summary = report.summarize(result)
+    if strategy == "multi-worker":
+        summary["cluster"] = _cluster_report(cluster, options, result)
+    report.emit(summary, as_json)
+    if strategy == "multi-worker" and not as_json:
+        print(_cluster_line(summary["cluster"]))
+    if result["failed"]:  # inconclusive or unreliable runs say so in the verdict; only a failure exits 1
         raise typer.Exit(1)
+
+
+ENGINE_EPOCHS = 1.0  # a multi-worker run started by an engine without --steps/--epochs: one pass over CIFAR-10
+
+
+def _engine_cluster(strategy: str, workers: str | None, worker_index: int | None):  # noqa: ANN202
+    """The cluster of the Slurm step or of TF_CONFIG, for multi-worker without --workers/--worker-index."""
+    if strategy != "multi-worker" or workers is not None or worker_index is not None:
+        return None
+    from envdoctor.smoke import multiworker
+
+    return multiworker.find_cluster(None, None)
+
+
+def _cluster_report(cluster, options, result) -> dict:  # noqa: ANN001
+    """Which workers took part: all of them once the strategy started (its constructor waits for every one)."""
+    from envdoctor.smoke import multiworker
+
+    if cluster is None:
+        cluster = multiworker.Cluster(multiworker.parse_workers(options.workers), options.worker_index,
+                                      "--workers", "--workers")
+    replicas = (result.get("strategy") or {}).get("replicas")
+    return {**cluster.as_dict(), "joined": cluster.workers if replicas else []}
+
+
+def _cluster_line(cluster: dict) -> str:
+    names = [w + (" (chief)" if i == 0 else "") + (" (this worker)" if i == cluster["worker_index"] else "")
+             for i, w in enumerate(cluster["workers"])]
+    took_part = "all joined" if cluster["joined"] else "they did not all join"
+    return f"cluster:     {len(names)} workers from {cluster['detail']}: {', '.join(names)}; {took_part}"
 
 
 def data_cifar10(

@@ -35,12 +35,12 @@ def smoke_test(
     """Train CIFAR-10 for real on the device asked for; report images/s, GFLOP/s, accuracy. Non-zero exit on failure."""
     from envdoctor.smoke import report, session
 
-    options = session.SmokeOptions(
     cluster = _engine_cluster(strategy, workers, worker_index)
     if cluster is not None:  # one command for every worker (srun, a TFJob): it fills in what --workers would
         workers, worker_index = ",".join(cluster.workers), cluster.index
         if steps is None and epochs is None and time_budget is None:
             epochs = ENGINE_EPOCHS
+    options = session.SmokeOptions(
         model=model, steps=steps, epochs=epochs, time_budget=time_budget, batch_size=batch_size, data=data,
         gpus=gpus, precision=precision, strategy=strategy, workers=workers, worker_index=worker_index,
         eval_concurrent=eval_concurrent, offline=offline, learning_rate=learning_rate,

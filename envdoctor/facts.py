@@ -187,6 +187,8 @@ class PythonPackage:
     name: str
     version: str | None = None
     location: str | None = None
+    # Its METADATA Requires-Dist lines, verbatim; read only for TensorFlow's own distributions and tf-keras.
+    requires_dist: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -202,6 +204,10 @@ class TensorflowFacts:
     error: str | None = None
     python_env: str | None = None  # venv | conda | system, of the inspected interpreter
     externally_managed: bool | None = None  # PEP 668: pip refuses to install into it (None: unknown)
+    # The installed distributions TensorFlow's (and tf-keras's) Requires-Dist name, as `import` finds them: the
+    # first on the environment's import path (a user's ~/.local shadows the env). One named but absent is missing.
+    requirements: list[PythonPackage] = field(default_factory=list)
+    requirements_path: list[str] = field(default_factory=list)  # the import path those were looked up on
 
 
 @dataclass

@@ -40,7 +40,31 @@ def test_old_tf_without_and_cuda_extra_names_toolkit_versions():
     facts = _h100_tf("2.12.0")
     facts.gpus = gpus_fixture("v100-busy.json")
     facts.cuda.tf_libraries = [LibraryResolution("cudart", "libcudart.so.11.0", "missing")]
-    assert one(facts, "cuda.library-missing").fix.startswith("# install CUDA 11.8 and cuDNN 8.6")
+    fix = one(facts, "cuda.library-missing").fix
+    assert "\n# install CUDA 11.8 and cuDNN 8.6 " in fix and "[and-cuda]" in fix and "?" not in fix
+
+
+def test_old_tf_in_conda_gets_its_release_s_conda_recipe():
+    # TensorFlow's own 2.12 guide: conda's cudatoolkit 11.8.0 plus the nvidia-cudnn-cu11 8.6 wheel.
+    facts = _h100_tf("2.12.0")
+    facts.gpus = gpus_fixture("v100-busy.json")
+    facts.tensorflow.python_env = "conda"
+    facts.tensorflow.location = "/opt/conda/envs/tf/lib/python3.10/site-packages/tensorflow"
+    facts.cuda.tf_libraries = [LibraryResolution("cudart", "libcudart.so.11.0", "missing")]
+    fix = one(facts, "cuda.library-missing").fix.splitlines()
+    assert fix[0] == "conda install -y -p /opt/conda/envs/tf -c conda-forge cudatoolkit=11.8.0"
+    assert fix[1].endswith("-m pip install nvidia-cudnn-cu11==8.6.0.163")
+    assert "/opt/conda/envs/tf/etc/conda/activate.d/tensorflow-cuda.sh" in fix[3]
+
+
+def test_unknown_release_takes_cuda_from_the_wheel_build_info():
+    facts = _h100_tf("2.12.0")
+    facts.gpus = gpus_fixture("v100-busy.json")
+    facts.tensorflow.version = "2.3.4"  # before the table: build_info.py says what it was built with
+    facts.tensorflow.build_info.cuda_version, facts.tensorflow.build_info.cudnn_version = "10.1", "7"
+    facts.cuda.tf_libraries = [LibraryResolution("cudart", "libcudart.so.10.1", "missing")]
+    fix = one(facts, "cuda.library-missing").fix
+    assert "install CUDA 10.1 and cuDNN 7 " in fix and "?" not in fix
 
 
 def test_library_off_loader_path():

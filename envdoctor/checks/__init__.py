@@ -9,7 +9,7 @@ __all__ = ["CATEGORIES", "Finding", "Severity", "check", "run_checks"]
 
 
 def _load_all() -> None:
-    from envdoctor.checks import cpu, cuda, driver, environment, gpu, system, tensorflow  # noqa: F401
+    from envdoctor.checks import cpu, cuda, driver, environment, gpu, requirements, system, tensorflow  # noqa: F401
 
 
 def run_checks(facts: Facts) -> list[Finding]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Iterable
+from functools import cache
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -59,10 +60,18 @@ def tf_releases() -> dict[str, Any]:
     return load_recipe("tf_releases.json")
 
 
+@cache
+def release_rows() -> dict[str, dict[str, Any]]:
+    """Every TensorFlow release the table knows (2.4 on), oldest first: `older_releases` then `releases`."""
+    table = tf_releases()
+    rows = {**table.get("older_releases", {}), **table["releases"]}
+    return dict(sorted(rows.items(), key=lambda kv: version(kv[0]) or Version("0")))
+
+
 def tf_release(tf_version: str | None) -> dict[str, Any] | None:
     """The knowledge-table row for a TensorFlow version (by major.minor), or None if not in the table."""
     mm = major_minor(tf_version)
-    return tf_releases()["releases"].get(f"{mm[0]}.{mm[1]}") if mm else None
+    return release_rows().get(f"{mm[0]}.{mm[1]}") if mm else None
 
 
 def supports_python(row: dict[str, Any], python: tuple[int, int] | None) -> bool:
@@ -73,7 +82,7 @@ def supports_python(row: dict[str, Any], python: tuple[int, int] | None) -> bool
 
 def releases_for_python(python: tuple[int, int] | None) -> list[str]:
     """Release names (major.minor) in the table whose wheels exist for this Python."""
-    return [name for name, row in tf_releases()["releases"].items() if supports_python(row, python)]
+    return [name for name, row in release_rows().items() if supports_python(row, python)]
 
 
 def nvidia_pci(facts: Facts) -> list[Any]:

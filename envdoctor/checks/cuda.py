@@ -53,15 +53,62 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
 
 
 def _pip_fix(facts: Facts) -> str:
+    """The CUDA libraries this TensorFlow loads: its own [and-cuda] extra (2.14+, Linux), else the conda packages
+    TensorFlow's install guide named for that release, else NVIDIA's archives for the exact versions."""
     tf = facts.tensorflow.version
     if has_and_cuda_extra(tf) and on_linux(facts):
         return pip_fix(facts, requirement("tensorflow[and-cuda]", tf))
     release = tf_release(tf) or {}
+    cuda, cudnn = built_for(facts)
+    if cuda is None:  # neither the release table nor the wheel's build_info.py says: ask the wheel itself
+        return (f"{python_cmd(facts)} -c 'import tensorflow as tf; print(tf.sysconfig.get_build_info())'\n"
+                "# prints the CUDA and cuDNN versions this TensorFlow was built for: install those "
+                "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/rdp/cudnn-archive)")
+    prefix = conda_prefix(facts)
+    why = (f"# TensorFlow {tf} loads CUDA {cuda} and cuDNN {cudnn or 'of its build'} from the system: "
+           "it has no [and-cuda] extra (2.14+)")
+    if prefix and release.get("conda_cuda"):
+        env = shlex.quote(prefix)
+        lines = [f"conda install -y -p {env} -c conda-forge {' '.join(release['conda_cuda'])}"]
+        libs = "$CONDA_PREFIX/lib"
+        if release.get("cudnn_pip"):
+            lines.append(f"{python_cmd(facts)} -m pip install {shlex.quote(release['cudnn_pip'])}")
+            site = posixpath.dirname(facts.tensorflow.location or "")
+            libs += f":{site}/nvidia/cudnn/lib"
+        lines += [
+            f"mkdir -p {env}/etc/conda/activate.d",
+            f"echo 'export LD_LIBRARY_PATH={libs}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}' "
+            f"> {env}/etc/conda/activate.d/tensorflow-cuda.sh",
+            why,
+            "# as TensorFlow's install guide of that release did it (conda packages, LD_LIBRARY_PATH on activation); "
+            "then: conda deactivate, conda activate again",
+        ]
+        return "\n".join(lines)
     return (
-        f"# install CUDA {release.get('cuda', '?')} and cuDNN {release.get('cudnn', '?')} "
-        "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/cudnn)\n"
+        f"{why}\n# install CUDA {cuda} and cuDNN {cudnn or 'of the same major as the build'} "
+        "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/rdp/cudnn-archive)\n"
         "# and put their lib64 on the loader path (/etc/ld.so.conf.d/, then sudo ldconfig)"
     )
+
+
+def built_for(facts: Facts) -> tuple[str | None, str | None]:
+    """(CUDA, cuDNN) the installed TensorFlow was built with: the release table, else the wheel's build_info.py
+    (which has the cuDNN major only); (None, None) when neither says."""
+    release = tf_release(facts.tensorflow.version) or {}
+    bi = facts.tensorflow.build_info
+    cuda = (bi.cuda_version if bi and bi.cuda_version else None) or release.get("cuda")
+    cudnn = release.get("cudnn")
+    if bi and bi.cudnn_version and (cudnn is None or cudnn.split(".")[0] != bi.cudnn_version.split(".")[0]):
+        cudnn = bi.cudnn_version  # a rebuilt or vendor wheel: its own build wins over the release table
+    return cuda, cudnn
+
+
+def conda_prefix(facts: Facts) -> str | None:
+    """The conda environment TensorFlow is installed in (<prefix>/lib/pythonX.Y/site-packages/tensorflow)."""
+    tf = facts.tensorflow
+    if tf.python_env != "conda" or not tf.location or "/lib/python" not in tf.location:
+        return None
+    return tf.location.rsplit("/lib/python", 1)[0]
 
 
 def _libraries(facts: Facts) -> list[Finding]:

@@ -15,6 +15,7 @@ from envdoctor.checks.common import (
     major_minor,
     nvidia_pci,
     pip_fix,
+    release_rows,
     releases_for_python,
     tf_release,
     tf_releases,
@@ -82,7 +83,7 @@ def _release_covering(
 ) -> str | None:
     """The newest TF release whose wheel has SASS for this compute capability, supports this Python (None: any)
     and, where the GPU's last driver branch is `branch`, whose CUDA that branch runs."""
-    releases = tf_releases()["releases"]
+    releases = release_rows()
     names = releases_for_python(python) if python is not None else list(releases)
     fitting = [
         name for name in names
@@ -148,7 +149,7 @@ def older_tf_fix(facts: Facts, cc: tuple[int, int], branch: int | None, why: str
     older = older or _release_covering(cc, None, branch, column)
     if older is None:
         return None
-    row = tf_releases()["releases"][older]
+    row = release_rows()[older]
     extra = "[and-cuda]" if has_and_cuda_extra(older) else ""
     req = shlex.quote(f"tensorflow{extra}=={older}.*")
     note = f"# TensorFlow {older}: the newest whose wheel has SASS for compute capability {cc[0]}.{cc[1]}{why}"
@@ -164,7 +165,7 @@ def older_tf_fix(facts: Facts, cc: tuple[int, int], branch: int | None, why: str
 def _buildable(cc: tuple[int, int]) -> bool:
     """Some CUDA a TensorFlow release in the table builds with can still compile for this compute capability."""
     floors = load_recipe("cuda_drivers.json")["min_compute_capability"]
-    majors = {str(mm[0]) for row in tf_releases()["releases"].values() if (mm := major_minor(row["cuda"]))}
+    majors = {str(mm[0]) for row in release_rows().values() if (mm := major_minor(row["cuda"]))}
     lows = [major_minor(floors[m]) for m in majors if m in floors]
     return any(low is not None and cc >= low for low in lows)
 

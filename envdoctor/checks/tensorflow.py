@@ -16,6 +16,7 @@ from envdoctor.checks.common import (
     on_linux,
     pip_fix,
     python_cmd,
+    release_rows,
     releases_for_python,
     requirement,
     supports_python,
@@ -57,7 +58,7 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
         findings += _cpu_only(facts)
     findings += _deep(facts)
     if tf.version and tf_release(tf.version) is None:
-        known = sorted(tf_releases()["releases"], key=version)
+        known = sorted(release_rows(), key=version)
         findings.append(
             Finding(
                 "tensorflow.unknown-release",
@@ -79,7 +80,7 @@ def _python(facts: Facts) -> str | None:
 
 def _not_installed(facts: Facts) -> list[Finding]:
     py = major_minor(_python(facts))
-    releases = tf_releases()["releases"]
+    releases = release_rows()
     if py and not releases_for_python(py):
         newest = max(releases, key=version)
         lo, hi = releases[newest]["python"]

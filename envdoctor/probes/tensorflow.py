@@ -80,6 +80,8 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
         owner = owning_interpreter(ctx, os.path.dirname(tf.location))
         if owner is not None:
             tf.python_executable, tf.python_env, tf.externally_managed = owner
+    if not ctx.host and tf.location:  # the files of several environments: look up in the one TF lives in
+        fill_requirements(ctx, tf, env_import_path(ctx, os.path.dirname(tf.location)))
     if tf.python_version is None and tf.location:  # --root over several environments: the one TF is in
         match = re.search(r"/python(3\.\d+)/", tf.location)
         tf.python_version = match.group(1) if match else None
@@ -189,7 +191,8 @@ def fill_from_path(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> N
     wanted_tf = {canonical(n) for n in recipe["tensorflow_distributions"]}
     prefixes = tuple(canonical(p) for p in recipe["tensorflow_prefixes"])
     related = [canonical(n) for n in recipe["related"]]
-    found = find_distributions(ctx, path, wanted_tf | set(related), prefixes)
+    requires = wanted_tf | {canonical(n) for n in recipe["requirements_read_for"]}
+    found = find_distributions(ctx, path, wanted_tf | set(related), prefixes, requires)
     tf.distributions = [p for key, p in found if key in wanted_tf or key.startswith(prefixes)]
     by_name = {key: p for key, p in reversed(found)}  # first on the path wins, as for import
     tf.related = [by_name[k] for k in related if k in by_name]
@@ -199,6 +202,80 @@ def fill_from_path(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> N
     build_text = ctx.read_text(f"{tf.location}/python/platform/build_info.py", limit=1 << 20)
     tf.build_info = parse_build_info(build_text) if build_text is not None else None
     tf.version = _owning_version(ctx, tf, os.path.dirname(tf.location))
+    fill_requirements(ctx, tf, path)
+
+
+def fill_requirements(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> None:
+    """The installed version of every distribution the owning TensorFlow distribution (and tf-keras) requires,
+    as the first directory on `path` holding its dist-info says: what `pip check` compares, without pip."""
+    site = os.path.dirname(tf.location or "")
+    owners = [p for p in tf.distributions if p.location == site and p.version == tf.version] or tf.distributions[:1]
+    lines = [line for p in owners + tf.related for line in p.requires_dist]
+    names = {canonical(m.group(0)) for line in lines if (m := _REQUIREMENT_NAME.match(line))}
+    tf.requirements = installed_versions(ctx, path, names) if names else []
+    tf.requirements_path = list(path) if names else []
+
+
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def installed_versions(ctx: ProbeContext, path: list[str], names: set[str]) -> list[PythonPackage]:
+    """(name, version, directory) of each wanted distribution, from its dist-info/egg-info directory name
+    (name-version.dist-info, name-version-pyX.Y.egg-info): the first directory on the path wins, as for import."""
+    found: dict[str, PythonPackage] = {}
+    for directory in path:
+        here: dict[str, list[str]] = {}
+        for entry in ctx.fs.listdir(directory) if directory.startswith("/") else ():
+            stem, dot, suffix = entry.rpartition(".")
+            if dot and suffix in ("dist-info", "egg-info"):
+                key = canonical(stem.split("-", 1)[0])
+                if key in names and key not in found:
+                    here.setdefault(key, []).append(stem)
+        for key, stems in here.items():
+            parts = min(stems).split("-")  # two dist-infos of one name in one directory: a deterministic pick
+            found[key] = PythonPackage(parts[0], parts[1] if len(parts) > 1 else None, directory)
+    return sorted(found.values(), key=lambda p: canonical(p.name))
+
+
+def env_import_path(ctx: ProbeContext, site: str) -> list[str]:
+    """The package directories the Python owning `site` imports from, in its order, read from files (--root).
+
+    site.py puts the user's site-packages (~/.local/lib/pythonX.Y/site-packages) before the system's, and
+    enables it for every Python but a venv made without --system-site-packages; such a venv also sees its base
+    Python's packages. Under --root the user is unknown: every home's user site is taken, in name order."""
+    match = re.fullmatch(r"(/.*?)/lib(?:64)?/python(3\.\d+)/(?:site|dist)-packages", site)
+    if match is None:
+        return [site]
+    prefix, pyver = match.groups()
+    cfg = ctx.read_text(f"{prefix}/pyvenv.cfg", limit=16384)
+    if cfg is not None:
+        values = {k.strip().lower(): v.strip() for k, sep, v in (line.partition("=") for line in cfg.splitlines())
+                  if sep}
+        if values.get("include-system-site-packages", "false").lower() != "true":
+            return [site]
+        home = values.get("home", "")  # the base interpreter's bin directory
+        base = os.path.dirname(home.rstrip("/")) if home.startswith("/") else "/usr"
+        dirs = _user_sites(ctx, pyver) + [site] + _system_sites(ctx, base, pyver)
+    elif prefix in ("/usr", "/usr/local"):
+        system = _system_sites(ctx, "/usr", pyver) + _system_sites(ctx, "/usr/local", pyver)
+        dirs = _user_sites(ctx, pyver) + (system if site in system else [site] + system)
+    else:  # conda and other prefix installs: the user site still comes first
+        dirs = _user_sites(ctx, pyver) + [site]
+    return list(dict.fromkeys(dirs))
+
+
+def _user_sites(ctx: ProbeContext, pyver: str) -> list[str]:
+    pattern = f".local/lib/python{pyver}/site-packages"
+    homes = ctx.fs.glob(f"/root/{pattern}") + ctx.fs.glob(f"/home/*/{pattern}")
+    return [d for d in homes if ctx.fs.isdir(d)]
+
+
+def _system_sites(ctx: ProbeContext, base: str, pyver: str) -> list[str]:
+    """A base Python's package directories in its sys.path order (Debian's dist-packages, then site-packages)."""
+    candidates = [f"{base}/local/lib/python{pyver}/dist-packages", f"{base}/lib/python3/dist-packages",
+                  f"{base}/lib/python{pyver}/dist-packages", f"{base}/lib64/python{pyver}/site-packages",
+                  f"{base}/lib/python{pyver}/site-packages"]
+    return [d for d in candidates if ctx.fs.isdir(d)]
 
 
 def canonical(name: str) -> str:
@@ -207,9 +284,10 @@ def canonical(name: str) -> str:
 
 
 def find_distributions(
-    ctx: ProbeContext, path: list[str], names: set[str], prefixes: tuple[str, ...] = ()
+    ctx: ProbeContext, path: list[str], names: set[str], prefixes: tuple[str, ...] = (), requires: set[str] = frozenset()
 ) -> list[tuple[str, PythonPackage]]:
-    """(canonical name, package) for each installed distribution of interest, in import-path order."""
+    """(canonical name, package) for each installed distribution of interest, in import-path order; those in
+    `requires` (or matching a prefix) with their Requires-Dist."""
     found: list[tuple[str, PythonPackage]] = []
     for directory in path:
         for entry in sorted(ctx.fs.listdir(directory)) if directory.startswith("/") else ():
@@ -219,33 +297,45 @@ def find_distributions(
             key = canonical(stem.split("-", 1)[0])
             if key not in names and not key.startswith(prefixes):
                 continue
-            name, version = read_metadata(ctx, f"{directory}/{entry}")
+            fields = read_metadata_fields(ctx, f"{directory}/{entry}")
+            name, version = (fields.get("Name") or [None])[0], (fields.get("Version") or [None])[0]
             fallback = stem.split("-")
-            found.append((key, PythonPackage(name or fallback[0], version or (fallback[1:2] or [None])[0], directory)))
+            package = PythonPackage(name or fallback[0], version or (fallback[1:2] or [None])[0], directory)
+            if key in requires or key.startswith(prefixes):
+                package.requires_dist = fields.get("Requires-Dist", [])[:MAX_REQUIRES]
+            found.append((key, package))
     return found
 
 
+MAX_REQUIRES = 200  # TensorFlow 2.21 declares 35; a hostile METADATA must not make the facts large
+
+
 def read_metadata(ctx: ProbeContext, info: str) -> tuple[str | None, str | None]:
-    """Name and Version from a dist-info/egg-info METADATA (or PKG-INFO) header.
+    """Name and Version from a dist-info/egg-info METADATA (or PKG-INFO) header."""
+    fields = read_metadata_fields(ctx, info)
+    return (fields.get("Name") or [None])[0], (fields.get("Version") or [None])[0]
+
+
+def read_metadata_fields(ctx: ProbeContext, info: str) -> dict[str, list[str]]:
+    """Name, Version and Requires-Dist from a dist-info/egg-info METADATA (or PKG-INFO) header.
 
     The same fields importlib.metadata returns, read directly: importing importlib.metadata (and the email
     package behind it) alone costs about 12 ms, a tenth of `envdoctor check`'s whole budget.
     """
     candidates = [info] if ctx.fs.isfile(info) else [f"{info}/METADATA", f"{info}/PKG-INFO"]
     for candidate in candidates:
-        data = ctx.fs.read_bytes(candidate, 16384)
+        data = ctx.fs.read_bytes(candidate, 65536)  # TensorFlow's header is ~4 kB; its description follows
         if data is None:
             continue
-        head = data.decode("utf-8", "replace")
-        fields: dict[str, str] = {}
-        for line in head.splitlines():
+        fields: dict[str, list[str]] = {}
+        for line in data.decode("utf-8", "replace").splitlines():
             if not line.strip():
                 break  # the header ends at the first blank line; the description follows
             key, sep, value = line.partition(":")
-            if sep and key in ("Name", "Version"):
-                fields.setdefault(key, value.strip())
-        return fields.get("Name") or None, fields.get("Version") or None
-    return None, None
+            if sep and key in ("Name", "Version", "Requires-Dist") and value.strip():
+                fields.setdefault(key, []).append(value.strip())
+        return fields
+    return {}
 
 
 def _package_dir(ctx: ProbeContext, path: list[str], package: str) -> str | None:

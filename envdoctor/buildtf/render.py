@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envdoctor import __version__, atomic
-from envdoctor.buildtf.plan import BuildPlan, estimate_text, table
+from envdoctor.buildtf.plan import BuildPlan, estimate_text, stock_wheel_flags, table
 from envdoctor.buildtf.safety import check_plan, check_token, md_code, md_fence, md_text
 from envdoctor.errors import UsageError
 from envdoctor.resources import load_recipe, templates_dir
@@ -54,6 +54,7 @@ def render_files(plan: BuildPlan) -> dict[str, str]:
         "src_default": _src_default(plan),
         "ram_gb_wanted": _ram_wanted(plan),
         "estimate": estimate_text(plan),
+        "stock_flags": stock_wheel_flags(plan.era),
     }
     names = ["build.sh", "tf_configure.bazelrc", "README.md"] + (["Dockerfile"] if plan.docker else [])
     files = {name: env.get_template(f"{name}.j2").render(context) for name in names}

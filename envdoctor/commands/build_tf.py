@@ -129,14 +129,22 @@ def plan_summary(plan: BuildPlan) -> list[tuple[str, str]]:
         ("TensorFlow", f"{plan.tf_version} ({plan.tag}), wheel {plan.wheel_name}"),
         ("Python", f"{plan.python_version} ({plan.python_bin})"),
         ("Bazel", plan.bazel_version),
-        ("Compiler", plan.compiler_path),
+        ("Compiler", _compiler_text(plan)),
         ("CPU", f"{plan.cpu_description}: {' '.join(plan.cpu_flags)}"),
         ("Instructions", " ".join(plan.instructions) or "-"),
         ("CUDA", cuda),
         ("Resources", f"{plan.disk_gb} GB disk, {estimate_text(plan)}"),  # the estimate names the jobs
         ("Recipe", plan.out_dir),
         ("bazel build", " ".join(plan.bazel_args)),
+        *([("Unverified", plan.era["_unverified"])] if plan.era.get("_unverified") else []),
     ]
+
+
+def _compiler_text(plan: BuildPlan) -> str:
+    if plan.compiler == "hermetic":
+        return "TensorFlow's hermetic Clang (downloaded by Bazel; no local compiler needed)"
+    top = f", accepted up to {plan.compiler_max}" if plan.compiler_max else ""
+    return f"{plan.compiler_path}{top}"
 
 
 def _print_plan(plan: BuildPlan) -> None:

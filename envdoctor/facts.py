@@ -38,6 +38,7 @@ class SystemFacts:
     python_executable: str | None = None
     python_env: str | None = None  # venv | conda | system
     container: str | None = None  # docker | podman | kubernetes | container
+    container_engines: list[str] | None = None  # docker / podman programs on this machine (None: not looked)
     wsl: int | None = None  # 1 or 2 under WSL
     hostname: str | None = None
     user: str | None = None
@@ -78,6 +79,12 @@ class NvmlError:
 
 
 @dataclass
+class DriverLibrary:
+    path: str  # /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14
+    version: str | None = None  # 550.54.14, from the file name
+
+
+@dataclass
 class DriverFacts:
     kernel_module_version: str | None = None  # from /proc/driver/nvidia/version
     kernel_module_flavour: str | None = None  # open | proprietary
@@ -90,6 +97,13 @@ class DriverFacts:
     nvml_error: NvmlError | None = None
     gpu_source: str | None = None  # nvml | nvidia-smi | None (where the GPU list came from)
     nvidia_smi_error: str | None = None
+    # /dev/nvidia* names (nvidia0, nvidiactl, nvidia-uvm); None where /dev is no live device directory (--root of
+    # an image, an old snapshot): unknown, not "none".
+    device_nodes: list[str] | None = None
+    # Under WSL2 only: a Linux driver's libcuda/libnvidia-ml files outside /usr/lib/wsl/lib (None: not looked).
+    wsl_linux_libraries: list[DriverLibrary] | None = None
+    # The NVIDIA Container Toolkit's programs found (nvidia-ctk, nvidia-container-cli...); None: not looked.
+    container_toolkit: list[str] | None = None
 
 
 @dataclass

@@ -141,6 +141,9 @@ def wsl_linux_driver_evidence(facts: Facts) -> list[str]:
     for lib in facts.cuda.tf_libraries:
         if lib.name in ("cuda", "nvidia-ml") and lib.path and not lib.path.startswith(WSL_LIB):
             evidence.append(f"{lib.soname} resolves to {lib.path}, not {WSL_LIB}lib")
+    for found in d.wsl_linux_libraries or []:
+        release = f" (driver {found.version})" if found.version else ""
+        evidence.append(f"{found.path}: a Linux driver's library{release}, found before {WSL_LIB}lib")
     return evidence
 
 

@@ -275,11 +275,20 @@ def _wsl_linux_driver(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
             ["WSL2: the GPU driver comes from Windows"] + evidence,
-            f"{remove}\n# then, in Windows: wsl --shutdown; update the NVIDIA driver on Windows only\n"
+            f"{remove}\n{_stray_files(facts)}# then, in Windows: wsl --shutdown; update the NVIDIA driver on Windows only\n"
             "# a CUDA toolkit inside WSL: only cuda-toolkit-12-x from NVIDIA's WSL-Ubuntu repository "
             "(developer.nvidia.com/cuda-downloads, Linux > x86_64 > WSL-Ubuntu), never cuda or cuda-drivers",
         )
     ]
+
+
+def _stray_files(facts: Facts) -> str:
+    """The Linux driver's files by path: a .run installer's are in no package, so only removing them helps."""
+    paths = [lib.path for lib in facts.driver.wsl_linux_libraries or []]
+    if not paths:
+        return ""
+    return (f"# any of these left afterwards (a .run installer's files, in no package): "
+            f"sudo rm -f {' '.join(paths)} && sudo ldconfig\n")
 
 
 def driver_max_cuda(facts: Facts) -> tuple[Version | None, str]:

@@ -36,6 +36,32 @@ def tf_cuda_version(facts: Facts) -> str | None:
     return None
 
 
+def pci_model(device_id: str) -> tuple[str, str | None] | None:
+    """(name, compute capability) of an NVIDIA PCI device id ("0x2b85") from recipes/nvidia_pci.json (pci.ids and
+    NVIDIA's compute-capability lists); None when the table does not know the device."""
+    table = load_recipe("nvidia_pci.json")
+    name = table["devices"].get(device_id.lower().removeprefix("0x"))
+    if name is None:
+        return None
+    chip = name.split(" ", 1)[0]
+    cc = next((c for prefix, c in table["chip_compute_capability"] if chip.startswith(prefix)), None)
+    return name, cc
+
+
+def pci_gpus_as_models(facts: Facts) -> list[GpuFacts]:
+    """When NVML could not answer (no driver, a broken one, --root, a snapshot), each NVIDIA GPU on PCI with the
+    name and compute capability its device id gives; index is the PCI order, which is nvidia-smi's."""
+    if facts.gpus:
+        return []
+    models = []
+    for index, pci in enumerate(sorted(nvidia_pci(facts), key=lambda g: g.address)):
+        known = pci_model(pci.device_id)
+        if known is not None:
+            name, cc = known
+            models.append(GpuFacts(index=index, name=name, uuid="", pci_bus_id=pci.address, compute_capability=cc))
+    return models
+
+
 def tf_compute_capabilities(facts: Facts) -> list[str]:
     bi = facts.tensorflow.build_info
     if bi is not None and bi.cuda_compute_capabilities:
@@ -228,7 +254,7 @@ def gpu_checks(facts: Facts) -> Iterable[Finding]:
             )
         ]
     findings: list[Finding] = []
-    for gpu in facts.gpus:
+    for gpu in facts.gpus or pci_gpus_as_models(facts):
         findings.extend(_gpu_coverage(facts, gpu))
     findings.extend(_mig_without_devices(facts))
     findings.extend(_memory_in_use(facts))
@@ -240,6 +266,9 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
     caps = " ".join(tf_compute_capabilities(facts))
     label = f"GPU {gpu.index} ({gpu.name}, compute capability {gpu.compute_capability})"
     evidence = [f"{label}", f"TensorFlow {facts.tensorflow.version} was built for: {caps}"]
+    if not gpu.uuid and not facts.gpus:  # a model from its PCI id: say where the name and capability came from
+        evidence.append(f"name and compute capability from PCI {gpu.pci_bus_id}'s device id (pci.ids, NVIDIA's "
+                        "compute-capability list): NVML did not list the GPU")
     cc = major_minor(gpu.compute_capability)
     if kind == "none" and cc:
         return [
@@ -487,11 +516,14 @@ def _gpu_ok(facts: Facts) -> Finding | None:
         bound = [g for g in nvidia_pci(facts) if g.driver == "nvidia"]
         if not bound:
             return None
+        models = {m.pci_bus_id: m for m in pci_gpus_as_models(facts)}
         return Finding(
             "gpu.ok",
             Severity.OK,
             f"{len(bound)} NVIDIA GPU(s) on PCI, driven by the nvidia module",
-            [f"PCI {g.address} {g.vendor_id}:{g.device_id}" for g in bound]
+            [f"PCI {g.address} {g.vendor_id}:{g.device_id}"
+             + (f": {m.name}, compute capability {m.compute_capability}" if (m := models.get(g.address)) else "")
+             for g in bound]
             + ([] if facts.host else ["NVML not queried (--root): names, memory and processes unknown"]),
         )
     names = [_gpu_label(g) for g in facts.gpus]

@@ -34,7 +34,10 @@ def system_checks(facts: Facts) -> Iterable[Finding]:
                 None,
             )
         )
-    if s.container and not has_nvidia_gpu(facts) and facts.driver.nvml_error is not None:
+    no_devices = _container_without_devices(facts)
+    findings += no_devices
+    findings += _toolkit_missing(facts)
+    if s.container and not no_devices and not has_nvidia_gpu(facts) and facts.driver.nvml_error is not None:
         findings.append(
             Finding(
                 "system.container-no-gpu",
@@ -46,6 +49,91 @@ def system_checks(facts: Facts) -> Iterable[Finding]:
             )
         )
     return with_ok("system", findings, lambda: _ok(facts))
+
+
+# NVIDIA Container Toolkit docs, "Running a Sample Workload": the command that proves a container gets the GPUs.
+SAMPLE_WORKLOAD = "sudo docker run --rm --runtime=nvidia --gpus all ubuntu nvidia-smi"
+
+
+def _nvidia_inside(facts: Facts) -> list[str]:
+    """Why this container was meant for a GPU: NVIDIA's images set NVIDIA_VISIBLE_DEVICES, CUDA builds and wheels."""
+    signs = []
+    nvd = facts.env.variables.get("NVIDIA_VISIBLE_DEVICES")
+    if nvd and nvd not in ("void", "none"):
+        signs.append(f"NVIDIA_VISIBLE_DEVICES={nvd} (set by NVIDIA's CUDA images)")
+    bi = facts.tensorflow.build_info
+    if bi is not None and bi.is_cuda_build:
+        signs.append(f"TensorFlow {facts.tensorflow.version} is a CUDA build")
+    signs += [f"CUDA toolkit {t.version or ''} at {t.path}".replace("  ", " ") for t in facts.cuda.toolkits[:1]]
+    if facts.cuda.nvidia_wheels:
+        signs.append(f"{len(facts.cuda.nvidia_wheels)} NVIDIA CUDA pip wheel(s)")
+    return signs
+
+
+def _container_without_devices(facts: Facts) -> list[Finding]:
+    """A container with CUDA inside but no /dev/nvidia*: started without --gpus (or CDI), so no driver inside it
+    can help; the fix is on the host's docker/podman command line."""
+    s, nodes = facts.system, facts.driver.device_nodes
+    if not s.container or s.wsl or nodes is None or nodes or facts.gpus:
+        return []
+    signs = _nvidia_inside(facts)
+    if not signs:
+        return []
+    # NVIDIA_VISIBLE_DEVICES comes from an image made for NVIDIA's runtime: the GPU was meant to be there. A CUDA
+    # build or toolkit alone is common in CPU-only containers too (pip's tensorflow is a CUDA build).
+    meant = facts.env.variables.get("NVIDIA_VISIBLE_DEVICES") not in (None, "", "void", "none")
+    return [
+        Finding(
+            "system.container-no-gpu-devices",
+            Severity.ERROR if meant else Severity.INFO,
+            f"This {s.container} container has CUDA inside but no /dev/nvidia* devices: it was started without GPUs"
+            if meant else
+            f"This {s.container} container has no /dev/nvidia* devices: if the host has a GPU, it was started "
+            "without it",
+            [f"container: {s.container}", "/dev: no nvidia* device nodes"] + signs
+            + ([f"NVML: {facts.driver.nvml_error.message}"] if facts.driver.nvml_error else []),
+            "# on the host, start the container again with the GPUs: docker run --gpus all … "
+            "(podman: --device nvidia.com/gpu=all; Kubernetes: resources.limits nvidia.com/gpu)\n"
+            "# no driver is installed inside a container: the NVIDIA Container Toolkit on the host mounts it in\n"
+            f"# to test the host's setup, on the host:\n{SAMPLE_WORKLOAD}",
+        )
+    ]
+
+
+def _toolkit_missing(facts: Facts) -> list[Finding]:
+    """A GPU host with Docker or Podman but no NVIDIA Container Toolkit: `docker run --gpus all` fails with
+    'could not select device driver "" with capabilities: [[gpu]]'."""
+    s, d = facts.system, facts.driver
+    if s.container or s.wsl or not s.container_engines or d.container_toolkit is None or d.container_toolkit:
+        return []
+    if not (facts.gpus or (d.nvidia_module_loaded and nvidia_pci_bound(facts))):
+        return []
+    from envdoctor.distro_pkgs import distro_command
+
+    install = distro_command(s.package_manager, "nvidia-container-toolkit") or (
+        "# install nvidia-container-toolkit from NVIDIA's repository "
+        "(docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html)")
+    lines = ["sudo nvidia-ctk runtime configure --runtime=docker", "sudo systemctl restart docker"] \
+        if "docker" in s.container_engines else []
+    if "podman" in s.container_engines:  # Podman takes the GPU through CDI
+        lines.append("sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml")
+    configure = "\n".join(lines)
+    return [
+        Finding(
+            "system.container-toolkit-missing",
+            Severity.WARNING,
+            f"{' and '.join(s.container_engines)} cannot give containers the GPU: the NVIDIA Container Toolkit is "
+            "not installed",
+            [f"container engine: {', '.join(s.container_engines)}",
+             "nvidia-ctk, nvidia-container-runtime, nvidia-container-cli: not found in /usr/bin, /usr/local/bin",
+             "docker run --gpus all fails: could not select device driver \"\" with capabilities: [[gpu]]"],
+            f"{install}\n{configure}\n# then test it:\n{SAMPLE_WORKLOAD}",
+        )
+    ]
+
+
+def nvidia_pci_bound(facts: Facts) -> bool:
+    return any(g.driver == "nvidia" for g in facts.driver.pci_gpus if g.vendor_id.lower() == "0x10de")
 
 
 def _wsl2_fix(facts: Facts) -> str:

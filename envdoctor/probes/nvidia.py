@@ -10,7 +10,7 @@ import os
 import re
 from typing import Any
 
-from envdoctor.facts import DriverFacts, Facts, GpuFacts, GpuProcess, MigDevice, NvmlError, PciGpu
+from envdoctor.facts import DriverFacts, DriverLibrary, Facts, GpuFacts, GpuProcess, MigDevice, NvmlError, PciGpu
 from envdoctor.probes import ProbeContext
 
 NVIDIA_VENDOR = "0x10de"
@@ -36,6 +36,9 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
     driver = facts.driver
     read_kernel_side(ctx, driver)
     arch = facts.system.arch or facts.cpu.arch
+    driver.container_toolkit = [p for p in CONTAINER_TOOLKIT if ctx.fs.exists(p)]
+    if facts.system.wsl == 2:
+        driver.wsl_linux_libraries = wsl_linux_libraries(ctx, arch)
     if not ctx.host:  # --root: files only, no NVML, no commands
         driver.userspace_version = userspace_version_from_files(ctx, arch)
         return
@@ -46,6 +49,33 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
     facts.gpus = gpus
     if driver.userspace_version is None:  # NVML failed (a version mismatch, say): the library's name still tells
         driver.userspace_version = userspace_version_from_files(ctx, arch)
+
+
+# The NVIDIA Container Toolkit's programs (NVIDIA Container Toolkit install guide: nvidia-container-toolkit
+# brings nvidia-ctk and nvidia-container-runtime, libnvidia-container-tools nvidia-container-cli).
+CONTAINER_TOOLKIT = tuple(f"{d}/{n}" for d in ("/usr/bin", "/usr/local/bin")
+                          for n in ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli"))
+_DRIVER_LIB = re.compile(r"lib(?:cuda|nvidia-ml)\.so(?:\.(\d{3,}\.\d+(?:\.\d+)?)|(?:\.\d+)*)")
+
+
+def wsl_linux_libraries(ctx: ProbeContext, arch: str | None) -> list[DriverLibrary]:
+    """libcuda / libnvidia-ml files of a Linux driver inside WSL2, in the directories the loader searches before
+    or besides /usr/lib/wsl/lib: they shadow the Windows driver's. Versions from the file names
+    (libcuda.so.550.54.14); a link is listed with the version of the file it names."""
+    from envdoctor.probes.cuda import loader_dirs
+
+    fs, found = ctx.fs, []
+    for directory, _ in loader_dirs(fs, arch):
+        if directory.startswith("/usr/lib/wsl"):
+            continue
+        for name in sorted(n for n in fs.listdir(directory) if n.startswith(("libcuda.so", "libnvidia-ml.so"))):
+            real = fs.realpath(f"{directory}/{name}")
+            if real.startswith("/usr/lib/wsl/"):  # a link to the Windows driver's own file is how it should be
+                continue
+            match = _DRIVER_LIB.fullmatch(os.path.basename(real))
+            if match and f"{directory}/{name}" not in {lib.path for lib in found}:
+                found.append(DriverLibrary(f"{directory}/{name}", match.group(1)))
+    return found
 
 
 def userspace_version_from_files(ctx: ProbeContext, arch: str | None) -> str | None:
@@ -78,6 +108,9 @@ def read_kernel_side(ctx: ProbeContext, driver: DriverFacts) -> None:
     if version is None:  # /proc/driver/nvidia absent (e.g. a container without it): the module says it too
         version = (ctx.read_text("/sys/module/nvidia/version") or "").strip() or None
     driver.kernel_module_version, driver.kernel_module_flavour = version, flavour
+    dev = ctx.fs.listdir("/dev")
+    # A live /dev always has null; an image's empty /dev (--root) says nothing about the device nodes.
+    driver.device_nodes = sorted(n for n in dev if n.startswith("nvidia")) if "null" in dev else None
     modules = loaded_modules(ctx.read_text("/proc/modules") or "")
     driver.nvidia_module_loaded = "nvidia" in modules or version is not None
     driver.nouveau_loaded = "nouveau" in modules

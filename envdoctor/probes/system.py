@@ -28,6 +28,7 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
     s.kernel = osrelease
     s.wsl = wsl_version(osrelease, ctx.read_text("/proc/version", limit=4096))
     s.container = container_kind(ctx)
+    s.container_engines = [n for n in CONTAINER_ENGINES if any(ctx.fs.exists(f"{d}/{n}") for d in _ENGINE_DIRS)]
     s.memory_total_bytes, s.memory_available_bytes = meminfo(ctx.read_text("/proc/meminfo", limit=65536))
     if ctx.host:
         _host_only(ctx, s)
@@ -132,6 +133,10 @@ def wsl_version(osrelease: str | None, proc_version: str | None) -> int | None:
     if "microsoft" not in text:
         return None
     return 2 if "wsl2" in text or "microsoft-standard" in text else 1
+
+
+CONTAINER_ENGINES = ("docker", "podman")
+_ENGINE_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
 
 
 def container_kind(ctx: ProbeContext) -> str | None:

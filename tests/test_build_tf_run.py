@@ -567,3 +567,57 @@ def test_verify_compares_the_wheels_compute_capabilities(sandbox: dict[str, obje
     elif built == "-":
         assert "does not report its compute capabilities" in tail
     assert 'get_build_info().get("cuda_compute_capabilities")' in (out / "build.sh").read_text()
+
+
+# --- issue 11: compiler ranges and the hermetic toolchain, as build.sh's prereqs sees them ----------------------
+
+
+@pytest.mark.skipif(not supported("2.12"), reason=f"TF 2.12 does not support Python {PY}")
+def test_2_12_gcc_outside_its_range_fails_prereqs(sandbox: dict[str, object]) -> None:
+    # CUDA 11.8 host_config.h refuses GCC > 11; Spack conflicts("%gcc@13:", when="@:2.14") (test_build_tf_audit).
+    gcc = Path(str(sandbox["tmp"])) / "gcc"
+    gcc.write_text('#!/usr/bin/env bash\n[ "$1" = -dumpversion ] && echo "${FAKE_GCC_VERSION:-11}"\n')
+    gcc.chmod(0o755)
+
+    def gcc_lines(plan: planmod.BuildPlan, version: str) -> str:
+        result = run_recipe(Path(plan.out_dir), stages=["prereqs"],
+                            env=dict(sandbox["env"], FAKE_GCC_VERSION=version))  # type: ignore[arg-type]
+        return "\n".join(line for line in Path(result.log_path).read_text().splitlines() if "GCC" in line)
+
+    cpu = recipe(sandbox, release="2.12", clang=str(gcc), venv=None, skip_flag_check=True)
+    assert "known not to build" in gcc_lines(cpu, "13") and "GCC 12 or older" in gcc_lines(cpu, "13")
+    assert gcc_lines(cpu, "12.3.0") == "" and gcc_lines(cpu, "11") == ""
+    cuda = recipe(sandbox, release="2.12", clang=str(gcc), venv=None, skip_flag_check=True, cuda_cc="8.0")
+    refused = gcc_lines(cuda, "12")
+    assert "missing GCC 11 or older" in refused and f"{gcc} is GCC 12" in refused
+    # The override is for untested compilers only: a known failure stays a failure.
+    result = run_recipe(Path(cuda.out_dir), stages=["prereqs"],
+                        env=dict(sandbox["env"], FAKE_GCC_VERSION="12", ENVDOCTOR_UNTESTED_COMPILER="1"))
+    assert not result.ok and "missing GCC 11 or older" in Path(result.log_path).read_text()
+
+
+@pytest.mark.skipif(not supported("2.14"), reason=f"TF 2.14 does not support Python {PY}")
+def test_2_14_refuses_clang_17_even_with_the_override(sandbox: dict[str, object]) -> None:
+    # tensorflow#62416, Spack conflicts("%clang@17:", when="@:2.14"): known to fail, not merely untested.
+    plan = recipe(sandbox, release="2.14", venv=None, skip_flag_check=True)
+    env = dict(sandbox["env"], FAKE_CLANG_MAJOR="17", ENVDOCTOR_UNTESTED_COMPILER="1")  # type: ignore[arg-type]
+    result = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=env)
+    text = Path(result.log_path).read_text()
+    assert not result.ok and "missing Clang 16 or older" in text and "known not to build" in text
+    assert "--docker" in text  # the way out on distros with only a newer Clang
+
+
+@pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
+def test_2_21_prereqs_need_no_local_compiler(sandbox: dict[str, object]) -> None:
+    # The hermetic toolchain (USE_HERMETIC_CC_TOOLCHAIN=1) is downloaded by Bazel: no clang or ld.lld on PATH.
+    bare = Path(str(sandbox["tmp"])) / "noclang"
+    bare.mkdir()
+    for tool in FAKEBIN.iterdir():
+        if tool.name not in ("clang", "ld.lld"):
+            (bare / tool.name).symlink_to(tool)
+    plan = recipe(sandbox, skip_flag_check=True)
+    result = run_recipe(Path(plan.out_dir), stages=["prereqs"],
+                        env=dict(sandbox["env"], PATH=f"{bare}:{sandbox['sysbin']}"))  # type: ignore[arg-type]
+    text = Path(result.log_path).read_text()
+    assert result.ok, text
+    assert "compiler: TensorFlow's hermetic Clang" in text and "clang-18" not in text and "lld" not in text

@@ -227,17 +227,24 @@ def failure_report(result: RunResult, planned: Sequence[str] | None = None) -> l
         return [f"build.sh finished: {', '.join(result.stages_done)} ok. Log: {result.log_path}"]
     lines = [f"build.sh failed in stage {result.failed_stage or '(before the first stage)'} "
              f"(exit {result.returncode}). Log: {result.log_path}"]
+    # Each log line is printed once: a missing tool is a known failure, an error line and the log's tail at once.
+    shown: set[str] = set()
     for match in result.matches:
         lines.append(f"known failure: {match.title}")
         lines += [f"    log: {text}" for text in match.lines]
         lines.append(f"    fix: {match.fix}")
+        shown.update(match.lines)
     if not result.matches:
         lines.append("no known failure matched.")
-    if result.errors:  # the real error, even when a known failure matched: the match may be a side effect
+    errors = [text for text in result.errors if text not in shown]
+    if errors:  # the real error, even when a known failure matched: the match may be a side effect
         lines.append(f"errors in stage {result.failed_stage or '(none)'}:")
-        lines += [f"    {text}" for text in result.errors]
-    lines.append("the last lines of the log:")
-    lines += [f"    {text}" for text in result.tail]
+        lines += [f"    {text}" for text in errors]
+        shown.update(errors)
+    tail = [text for text in result.tail if text.strip() not in shown]
+    if tail:
+        lines.append("the last lines of the log" + (" (not shown above):" if shown else ":"))
+        lines += [f"    {text}" for text in tail]
     if result.previous_log:
         lines.append(f"the previous run's log: {result.previous_log}")
     if result.failed_stage in planned:

@@ -91,7 +91,8 @@ def test_judge_fails_on_nan_chance_accuracy_and_wrong_device() -> None:
     assert session.judge(_result(), default)["ok"]
     assert "NaN" in session.judge(_result(nan_loss=True), default)["failures"][0]
     assert "chance" in session.judge(_result(test_accuracy=0.1), default)["failures"][0]
-    assert session.judge(_result(test_accuracy=0.1), session.SmokeOptions(steps=5))["ok"]  # short runs may be at chance
+    short = session.judge(_result(test_accuracy=0.1), session.SmokeOptions(steps=5))  # short runs may be at chance
+    assert not short["failed"] and not short["ok"] and short["verdict"] == "inconclusive"  # ...but never "OK"
     wrong = session.judge(_result(config={"expect": "gpu"}), default)
     assert not wrong["ok"] and "asked for a GPU" in wrong["failures"][0]
     missing = session.judge(_result(device_mismatch="GPUs were asked for but TensorFlow sees none"), default)
@@ -115,7 +116,8 @@ def test_human_report_flags_synthetic_data() -> None:
     assert summary["utilization"] == pytest.approx(110.824704 / 200)
     text = report.human(summary)
     assert text.startswith("NOTE: SYNTHETIC DATA") and "CPU (Test CPU, 2 logical CPUs)" in text
-    assert "reference:   the same model's images/s, as published:" in text  # the tutorial model's published figures
+    assert "reference:   the same model elsewhere (images/s; hardware, software, when, source):" in text
+    assert "Tesla K40m; TensorFlow 0.x" in text and "cifar10_train.py docstring" in text  # sourced, explained
 
 
 @pytest.mark.parametrize("flag, words", [("False", "CPU-only build"), ("True", "CUDA build"), (None, "CUDA build: unknown")])
@@ -252,7 +254,8 @@ def test_a_failed_run_still_reports_its_data_source(tarball: Path, monkeypatch: 
     monkeypatch.setattr(session, "_start_children", lambda *a: {"train": _child(crash)})
     messages: list[str] = []
     result = session.run(session.SmokeOptions(data=str(tarball), steps=5), lambda _s, _e: None, messages.append)
-    assert messages == ["NOTE: 500 train + 100 test images, not the full CIFAR-10 (50000 + 10000)"]
+    assert messages[0].startswith("plan: start TensorFlow") and "train 5 steps" in messages[0]
+    assert messages[1:] == ["NOTE: 500 train + 100 test images, not the full CIFAR-10 (50000 + 10000)"]
     assert result["failures"] == ["train: BadZipFile: boom"]
     assert result["data"]["source"] == f"python format at {tarball}" and result["data"]["train_images"] == 500
     assert f"data:        python format at {tarball}; checksum: none applied" in report.human(report.summarize(result))
@@ -413,6 +416,7 @@ def test_throughput_next_to_the_evaluator_is_labelled() -> None:
 def test_multi_worker_precision_is_chosen_without_timing(monkeypatch) -> None:
     # Review 2 item 8: each worker measured bfloat16 vs float32 itself; near the threshold they could differ.
     from envdoctor.smoke import train
+    from envdoctor.smoke.calibrate import Calibration
 
     def no_timing(*_a: object, **_k: object) -> float:
         raise AssertionError("multi-worker must not time matmuls to choose the precision")
@@ -421,7 +425,10 @@ def test_multi_worker_precision_is_chosen_without_timing(monkeypatch) -> None:
     choose = train.choose_precision
     assert choose("auto", [], {"avx512_bf16"}, print, measure=False)[0] == "float32"
     assert choose("auto", [], {"avx512_bf16", "amx_bf16"}, print, measure=False)[0] == "mixed_bfloat16"
-    monkeypatch.setattr(train, "calibrate_matmul", lambda _d, dtype: {"float32": 100.0, "bfloat16": 200.0}[dtype])
+    def measured(_device: str, dtype: str) -> Calibration:
+        return Calibration({"float32": 100.0, "bfloat16": 200.0}[dtype], 0.01, True, 6, 1.0, dtype, "/CPU:0", 2048)
+
+    monkeypatch.setattr(train, "calibrate_matmul", measured)
     assert choose("auto", [], {"avx512_bf16"}, lambda _e: None)[0] == "mixed_bfloat16"  # alone: measured
 
 
@@ -603,7 +610,7 @@ def test_rich_progress_on_a_terminal_and_tutorial_lines_otherwise() -> None:
     with report.Progress(plain_out, interactive=False) as plain:
         plain("train", step)
     assert "training" in rich_out.getvalue() and "precision @ 1 = 0.500" in rich_out.getvalue()
-    assert plain_out.getvalue() == "step 10, loss = 4.50 (500.0 images/sec; 0.256 sec/batch)\n"
+    assert plain_out.getvalue() == "step 10, loss = 4.50 (500.0 images/sec; 0.256 sec/batch) [0 s of training]\n"
 
 
 def test_timeout_kills_the_children_and_fails(tarball: Path) -> None:

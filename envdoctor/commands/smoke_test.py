@@ -29,7 +29,14 @@ def smoke_test(
     eval_concurrent: bool = typer.Option(False, "--eval-concurrent", help="Evaluate checkpoints in a second process."),
     offline: bool = typer.Option(False, "--offline", help="Never download: use --data or the cache."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Peak learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (weights, shuffling, augmentation)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Kill the run after this many seconds."),
+    tune: bool = typer.Option(False, "--tune", help="Time short legs under the runtime settings that matter here "
+                              "(oneDNN, threads, precision, XLA), each in a fresh process; print the best settings."),
+    tune_rounds: int = typer.Option(2, "--tune-rounds", help="--tune: rounds of interleaved legs (spread = noise)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Draw the learning curve and images/s to FILE (.png or "
+                                       ".svg; needs matplotlib: pip install 'envdoctor\\[plot]')."),
+    logdir: Optional[str] = typer.Option(None, "--logdir", help="Write TensorBoard event files to DIR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train CIFAR-10 for real on the device asked for; report images/s, GFLOP/s, accuracy. Non-zero exit on failure."""
@@ -44,13 +51,20 @@ def smoke_test(
         model=model, steps=steps, epochs=epochs, time_budget=time_budget, batch_size=batch_size, data=data,
         gpus=gpus, precision=precision, strategy=strategy, workers=workers, worker_index=worker_index,
         eval_concurrent=eval_concurrent, offline=offline, learning_rate=learning_rate,
-        timeout=timeout)
+        seed=seed, timeout=timeout, tune=tune, tune_rounds=tune_rounds, plot=plot, logdir=logdir)
     options.validate()
+    if tune:
+        _tune(options, as_json)
+        return
     # With --json, stdout holds only the document: progress goes to stderr.
     stream = sys.stderr if as_json else sys.stdout
     with report.Progress(stream) as progress:  # the bar's fraction comes with each step event
         result = session.run(options, progress, log=progress.message)
     summary = report.summarize(result)
+    if plot and summary.get("history"):
+        from envdoctor.smoke.plot import draw
+
+        summary["plot"] = str(draw(summary, plot))
     if strategy == "multi-worker":
         summary["cluster"] = _cluster_report(cluster, options, result)
     report.emit(summary, as_json)
@@ -58,6 +72,19 @@ def smoke_test(
         print(_cluster_line(summary["cluster"]))
     if result["failed"]:  # inconclusive or unreliable runs say so in the verdict; only a failure exits 1
         raise typer.Exit(1)
+
+
+def _tune(options: object, as_json: bool) -> None:
+    """--tune: the legs' lines as they finish, then the table and the best settings; Ctrl-C keeps the table."""
+    import json
+
+    from envdoctor.smoke import tune
+
+    stream = sys.stderr if as_json else sys.stdout
+    lines, interrupted, document = tune.run(options, log=lambda m: print(m, file=stream, flush=True))
+    print(json.dumps(document, indent=2, default=str) if as_json else "\n".join(lines), flush=True)
+    if interrupted:
+        raise typer.Exit(130)
 
 
 ENGINE_EPOCHS = 1.0  # a multi-worker run started by an engine without --steps/--epochs: one pass over CIFAR-10

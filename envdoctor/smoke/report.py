@@ -19,14 +19,24 @@ def tutorial_line(event: dict[str, Any]) -> str:
             f"{event['sec_per_batch']:.3f} sec/batch){warmup}")
 
 
+PHASE_WORDS = {"calibrate": "calibrating", "train": "training", "evaluate": "evaluating"}
+
+
 class Progress:
-    """Turns child events into output: a rich progress bar on a terminal, plain lines otherwise."""
+    """Turns child events into output: a rich progress bar on a terminal, plain lines otherwise. Either way it
+    says the phase, the elapsed and remaining time, and images/s; evaluation shows its own progress."""
 
     def __init__(self, stream: TextIO, interactive: bool | None = None) -> None:
+        import time
+
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
         self._bar: Any = None
         self._task: Any = None
+        self._clock = time.monotonic
+        self._started = self._clock()
+        self._phase: dict[str, Any] = {}  # the training's current "phase" event
+        self._last_plain = 0.0
 
     def __enter__(self) -> Progress:
         if self.interactive:
@@ -48,27 +58,91 @@ class Progress:
 
     def message(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.console.print(text)
+            self._bar.console.print(text, markup=False, highlight=False)
         else:
             print(text, file=self.stream, flush=True)
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    def _update(self, description: str, completed: float, status: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=description, completed=completed, status=status)
 
     def __call__(self, source: str, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "step":
-            if self._bar is not None:
-                rate = "warming up" if event.get("warmup") else f"{event['images_per_sec']:.0f} images/s"
-                self._bar.update(self._task, completed=event["progress"], description="training",
-                                 status=f"step {event['step']}  loss {event['loss']:.2f}  {rate}")
-            else:
-                self.message(tutorial_line(event))
+            self._step(event)
+        elif kind == "phase":
+            self._phase = event
+            self._update(PHASE_WORDS.get(event["phase"], event["phase"]), 0.0, "")
+            self.message(f"[{self.elapsed():.0f} s] {phase_line(event)}")
+        elif kind == "eval_progress":
+            self._eval_progress(event)
         elif kind == "eval":
             self.message(f"eval: step {event['step']}, precision @ 1 = {event['precision_at_1']:.3f}")
         elif kind == "note":
             self.message(f"{source}: {event['message']}")
         elif kind == "error":
             self.message(f"{source}: error: {event['message']}")
-        elif kind == "start" and self._bar is not None:
-            self._bar.update(self._task, description="building the model")
+        elif kind == "start":
+            self._update("building the model", 0.0, f"TensorFlow {event.get('tf_version')} started")
+
+    def _step(self, event: dict[str, Any]) -> None:
+        left = remaining(event, self._phase)
+        clock = f"{event.get('elapsed', 0):.0f} s of training" + (f", ~{left:.0f} s left" if left is not None else "")
+        if self._bar is not None:
+            rate = "warming up" if event.get("warmup") else f"{event['images_per_sec']:.0f} images/s"
+            self._update("warm-up" if event.get("warmup") else "training", event["progress"],
+                         f"step {event['step']}  loss {event['loss']:.2f}  {rate}  {clock}")
+        else:
+            self.message(f"{tutorial_line(event)} [{clock}]")
+
+    def _eval_progress(self, event: dict[str, Any]) -> None:
+        done, total, spent = event["done"], event["total"], event["elapsed"]
+        left = spent * (total - done) / done if done else None
+        status = f"{done}/{total} test images, {spent:.0f} s" + (f", ~{left:.0f} s left" if left else "")
+        self._update("evaluating", done / max(1, total), status)
+        # Off a terminal: a line every 2 s and the last one, not one per batch.
+        if self._bar is None and (done == total or self._clock() - self._last_plain >= 2.0):
+            self._last_plain = self._clock()
+            self.message(f"evaluate: {status}")
+
+
+def remaining(event: dict[str, Any], phase: dict[str, Any]) -> float | None:
+    """Seconds of training left: the budget less the time spent, or the steps left at the recent pace."""
+    if phase.get("budget_seconds"):
+        return max(0.0, phase["budget_seconds"] - event.get("elapsed", 0.0))
+    if phase.get("total_steps") and event.get("sec_per_batch") and not event.get("warmup"):
+        return max(0, phase["total_steps"] - event["step"]) * event["sec_per_batch"]
+    return None
+
+
+def phase_line(event: dict[str, Any]) -> str:
+    phase = event["phase"]
+    if phase == "calibrate":
+        return ("calibrate: timing matmuls on the training device, in its precision and threads, until stable "
+                f"(~{event.get('expected_seconds', 3):.0f} s)")
+    if phase == "train":
+        amount = (f"{event['budget_seconds']:.0f} s budget" if event.get("budget_seconds")
+                  else f"{event.get('total_steps')} steps")
+        return (f"train: {amount}, {event.get('global_batch')} images per step; the first chunk warms up "
+                "(tracing, compiling) and is not counted")
+    if phase == "evaluate":
+        return f"evaluate: {event.get('images')} test images"
+    return phase
+
+
+def plan_line(budget: float | None, steps: int | None, epochs: float | None) -> str:
+    """What will happen and about how long it takes, before anything starts."""
+    if budget:
+        train = f"train for {budget:.0f} s"
+        total = f"; about {budget + 25:.0f} s in all on a 2-core CPU (less on a GPU)"
+    else:
+        train = f"train {steps} steps" if steps else f"train {epochs:g} epochs"
+        total = ""
+    return (f"plan: start TensorFlow (~5 s), calibrate matmuls (~3 s), warm up (first chunk: tracing, compiling), "
+            f"{train}, evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a CPU){total}")
 
 
 def device_label(result: dict[str, Any]) -> str:
@@ -84,17 +158,20 @@ def device_label(result: dict[str, Any]) -> str:
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """The --json document: the headline numbers first, then everything the child reported."""
+    """The --json document: the verdict and the headline numbers first, then everything the child reported."""
+    from envdoctor.smoke import verdict
+
     model = result.get("model", {})
     rate = result.get("images_per_sec")
-    gflops = rate * model["train_flops_per_image"] / 1e9 if rate and model.get("train_flops_per_image") else None
-    calib = result.get("calibration_gflops")
+    measured = verdict.rates(result)
     single = result.get("single_device_images_per_sec")
     replicas = result.get("strategy", {}).get("replicas", 1)
     runtime = result.get("runtime", {})
     data = result.get("data", {})
     return {
         "ok": result.get("ok", False),
+        "verdict": result.get("verdict"),
+        "reasons": result.get("reasons", []),
         "failures": result.get("failures", []),
         "device": device_label(result),
         "variable_device": result.get("variable_device"),
@@ -103,10 +180,18 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "model": model,
         "images_per_sec": rate,
         "sec_per_batch": result.get("sec_per_batch"),
-        "achieved_gflops": gflops,
-        "calibration_gflops": calib,
+        "achieved_gflops": measured["achieved_gflops"],
+        "calibration_gflops": result.get("calibration_gflops"),
+        "calibration": result.get("calibration"),  # spread, stability, size, dtype, device
+        "calibration_after": result.get("calibration_after"),  # the same, briefly, after training
         # The calibration measures one device; the achieved rate is that of all replicas together.
-        "utilization": gflops / (calib * replicas) if gflops and calib else None,
+        "utilization": measured["utilization"],
+        "peak_gflops_estimate": measured["peak_gflops"],
+        "utilization_of_peak": measured["utilization_of_peak"],
+        "contention": result.get("contention"),
+        "contention_windows": result.get("contention_windows"),
+        "history": result.get("history"),
+        "curve": result.get("curve"),
         "scaling_efficiency": rate / (replicas * single) if rate and single else None,
         "single_device_probe": result.get("single_device"),  # the yardstick: device, images/s, steps, seconds
         # --eval-concurrent: throughput and calibration share the machine with the evaluator
@@ -135,7 +220,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "no_gpu_reason": result.get("no_gpu_reason"),
         "gpu_environment": result.get("gpu_environment"),
         "eval_process": result.get("eval_process"),
-        "references": load_recipe("cifar10.json")["references"],
+        "references": load_recipe("smoke_reference.json")["speed_rows"],
         "options": result.get("options"),
         "config": result.get("config"),
         "errors": result.get("errors"),
@@ -158,17 +243,45 @@ def human(summary: dict[str, Any]) -> str:
         lines.append(f"tensorflow:  {summary['tf_version']}; device: {summary['device']}")
     lines.append(f"data:        {summary['data'].get('source')}; "
                  f"checksum: {summary['data'].get('verified') or 'none applied'}")
+    lines += verdict_lines(summary)
+    return "\n".join(lines)
+
+
+MARK = {"ok": "[ok]", "warn": "[! ]", "unreliable": "[~ ]", "inconclusive": "[? ]", "fail": "[x ]"}
+HEADLINE = {
+    "ok": "OK: the setup trains as it should, at the speed this hardware gives.",
+    "warnings": "OK, WITH WARNINGS: it learns, but see the warnings above.",
+    "unreliable": "OK, BUT THE NUMBERS ARE UNRELIABLE: other work shared the machine (see above); rerun on a quiet "
+                  "machine before comparing speeds.",
+    "inconclusive": "INCONCLUSIVE: this run does not show that the model learns (see the verdict above); nothing "
+                    "failed, nothing was proven.",
+}
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """Each reason with its mark, then one headline. A failure keeps its classic one-line form."""
+    lines = []
+    reasons = [r for r in summary.get("reasons") or [] if r["aspect"] != "run"]
+    if reasons:
+        lines.append("verdict:")
+        lines += [f"  {MARK[r['status']]} {r['aspect']}: {r['text']}" for r in reasons]
     if summary["failures"]:
         lines.append("FAILED: " + "; ".join(summary["failures"]))
         for name, tail in (summary.get("log_tail") or {}).items():
             if tail:
                 lines.append(f"--- last lines of the {name} process log ---\n{tail}")
-    elif summary.get("expected_device") == "any":
-        lines.append(f"OK: TensorFlow trained on {summary['device']}; no --gpus given and NVML lists no GPU, so any "
-                     "device was accepted.")
+        return lines
+    headline = summary.get("verdict") or "ok"
+    if headline == "failed":
+        lines.append("FAILED: " + "; ".join(r["text"] for r in reasons if r["status"] == "fail"))
+    elif headline in ("ok", "warnings") and summary.get("expected_device") == "any":
+        lines.append(f"{HEADLINE[headline]} TensorFlow trained on {summary['device']}; no --gpus given and NVML "
+                     "lists no GPU, so any device was accepted.")
+    elif headline in ("ok", "warnings"):
+        lines.append(f"{HEADLINE[headline]} TensorFlow trained on the device asked for.")
     else:
-        lines.append("OK: TensorFlow trained on the device asked for.")
-    return "\n".join(lines)
+        lines.append(HEADLINE[headline])
+    return lines
 
 
 def _training_lines(summary: dict[str, Any]) -> list[str]:
@@ -184,10 +297,8 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
         f"throughput:  {_fmt(summary['images_per_sec'], '.0f')} images/s, {_fmt(summary['sec_per_batch'], '.3f')} "
         f"sec/batch (warm-up {'excluded' if summary['warmup_excluded'] else 'included: too few steps'})"
         + (f"{NEXT_TO_EVALUATOR}" if summary.get("measured_next_to_evaluator") else ""),
-        f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved; matmul calibration "
-        f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s per device; utilization "
-        f"{_fmt(summary['utilization'], '.0%')}"
-        + (f"{NEXT_TO_EVALUATOR}" if summary.get("measured_next_to_evaluator") else ""),
+        _compute_line(summary) + (f"{NEXT_TO_EVALUATOR}" if summary.get("measured_next_to_evaluator") else ""),
+        _machine_line(summary),
         f"accuracy:    {_fmt(summary['test_accuracy'], '.2%')} on {summary['data'].get('test_images')} test images "
         f"after {summary['steps']} steps ({_fmt(summary['epochs'], '.2f')} epochs, "
         f"{_fmt(summary['train_seconds'], '.0f')} s training, {_fmt(summary['wall_seconds'], '.0f')} s wall)",
@@ -198,9 +309,41 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     ]
     if summary.get("eval_process"):
         lines.append(_evaluator_line(summary["eval_process"]))
-    if model.get("name") == "tutorial":  # the seed-era figures are for this model only
-        lines.append(f"reference:   the same model's images/s, as published: {_references(summary['references'])}")
-    return lines
+    rows = [r for r in summary["references"] if r.get("model") == model.get("name")]
+    if rows:
+        lines.append("reference:   the same model elsewhere (images/s; hardware, software, when, source):")
+        lines += [f"  {_rate(r['images_per_sec'])}: {r['system']}; {r['software']}; {r['when']} ({r['source']})"
+                  for r in rows]
+    return [line for line in lines if line]
+
+
+def _compute_line(summary: dict[str, Any]) -> str:
+    """Achieved against the calibration (this device in this process, how stable) and against the peak."""
+    calibration = summary.get("calibration") or {}
+    how = ""
+    if calibration:
+        how = (f" ({calibration['size']}x{calibration['size']} {calibration['dtype']} matmuls in the training's "
+               f"process and threads, {'stable' if calibration['stable'] else 'NOT stable'}: spread "
+               f"{calibration['spread']:.0%} over the last products)")
+    peak = ""
+    if summary.get("peak_gflops_estimate"):
+        peak = (f", {_fmt(summary['utilization_of_peak'], '.0%')} of the CPU's float32 peak estimate "
+                f"({summary['peak_gflops_estimate']:.0f} GFLOP/s)")
+    return (f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved = "
+            f"{_fmt(summary['utilization'], '.0%')} of the matmul calibration, "
+            f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s per device{how}{peak}")
+
+
+def _machine_line(summary: dict[str, Any]) -> str:
+    """Who else used the machine during calibration and training: always shown, it is what makes numbers
+    comparable."""
+    window = summary.get("contention") or {}
+    if not window:
+        return ""
+    state = "UNRELIABLE" if window.get("unreliable") else "quiet enough"
+    return (f"machine:     {state}: others used {window['others_share']:.0%} of the CPU time while it trained "
+            f"(steal {window['steal_share']:.0%}), load average up to {window['load_max']:.1f} on "
+            f"{window['cpus']} CPUs")
 
 
 NEXT_TO_EVALUATOR = "; measured next to the concurrent evaluator (sharing the machine)"
@@ -253,11 +396,9 @@ def _evaluator_line(process: dict[str, Any]) -> str:
             f"{last['precision_at_1']:.3f} at step {last['step']}")
 
 
-def _references(references: list[dict[str, Any]]) -> str:
-    def rate(low: int, high: int) -> str:
-        return f"{low}" if low == high else f"{low}-{high}"
-
-    return "; ".join(f"{r['system']} {rate(*r['images_per_sec'])}" for r in references)
+def _rate(pair: list[int]) -> str:
+    low, high = pair
+    return f"{low}" if low == high else f"{low}-{high}"
 
 
 def finite(value: Any) -> Any:

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from envdoctor.errors import UsageError
 from envdoctor.runner import kill_group
-from envdoctor.smoke import child, multiworker
+from envdoctor.smoke import child, contention, multiworker
 from envdoctor.smoke import data as cifar
+from envdoctor.smoke import report, verdict
 from envdoctor.smoke.models import MODELS
 
 if TYPE_CHECKING:
@@ -68,9 +69,14 @@ class SmokeOptions:
     learning_rate: float | None = None
     seed: int = 0
     timeout: float | None = None
+    tune: bool = False  # --tune: time the runtime settings instead of one run
+    tune_rounds: int = 2
+    plot: str | None = None  # --plot FILE (.png or .svg)
+    logdir: str | None = None  # --logdir DIR: TensorBoard event files
 
     def validate(self) -> None:
         require_tensorflow()
+        self._validate_extras()
         if self.model not in MODELS:
             raise UsageError(f"unknown --model {self.model!r}: choose {', '.join(MODELS)}")
         if self.precision not in ("auto", "fp32", "mixed"):
@@ -89,6 +95,17 @@ class SmokeOptions:
         if self.strategy == "multi-worker" and self.steps is None and self.epochs is None:
             raise UsageError("--strategy multi-worker needs --steps or --epochs: "
                              "every worker must stop at the same step")
+
+    def _validate_extras(self) -> None:
+        """--tune, --plot and --logdir, refused before TensorFlow starts when they cannot work."""
+        if self.tune and (self.strategy != "default" or self.eval_concurrent):
+            raise UsageError("--tune times one process on one device: leave out --strategy and --eval-concurrent")
+        if self.tune and not 1 <= self.tune_rounds <= 20:
+            raise UsageError(f"--tune-rounds must be 1-20, not {self.tune_rounds}")
+        if self.plot is not None:
+            from envdoctor.smoke.plot import check_plot_target
+
+            check_plot_target(self.plot)
 
     @property
     def budget(self) -> float | None:
@@ -189,10 +206,13 @@ def _python() -> str:
     return sys.executable or shutil.which("python3") or "python3"
 
 
-def _spawn(module: str, config_json: str, run_dir: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(module: str, config_json: str, run_dir: Path, name: str, env: dict[str, str],
+           unset: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """unset: variables of this shell the child must not inherit (a --tune leg measures TensorFlow's defaults)."""
     config = run_dir / f"{name}.json"
     config.write_text(config_json)
-    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", child.PARENT_ENV: str(os.getpid()),
+    inherited = {k: v for k, v in os.environ.items() if k not in unset}
+    child_env = {**inherited, **env, "PYTHONUNBUFFERED": "1", child.PARENT_ENV: str(os.getpid()),
                  # autograph's temporary modules, left behind by os._exit (child.run_child): removed with run_dir
                  "TMPDIR": str(run_dir),
                  # 0 keeps TF's INFO start-up lines (cpu_feature_guard) in the log for add_log_facts
@@ -239,12 +259,16 @@ def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
     if options.strategy == "multi-worker":
         env["TF_CONFIG"] = multiworker.tf_config(multiworker.parse_workers(options.workers), options.worker_index)
     run_dir = _make_run_dir()
+    log(report.plan_line(options.budget, options.steps, options.epochs))
     try:
         with _signals_raise():
             data_file, summary = prepare_data(options, run_dir, log)
             check_batch_size(options, summary)
+            watch = contention.Watch()
             procs = _start_children(options, data_file, summary, plan.expect, env, run_dir)
-            result = _collect(procs, run_dir, options, on_event)
+            result = _collect(procs, run_dir, options, _marking(watch, on_event))
+            windows = watch.windows()
+            result.update(contention_windows=windows, contention=_measured_window(windows))
             add_log_facts(result, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -252,6 +276,21 @@ def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
     result.update(data=summary, options=asdict(options), gpu_spec=plan.spec, gpu_environment=env,
                   expect=plan.expect, no_gpu_reason=plan.no_gpu_reason, wall_seconds=time.perf_counter() - started)
     return judge(result, options)
+
+
+def _marking(watch: contention.Watch, on_event: Callable[[str, Event], None]) -> Callable[[str, Event], None]:
+    """on_event, plus a /proc snapshot at each of the training's phase boundaries."""
+    def forward(source: str, event: Event) -> None:
+        if source == "train" and event.get("event") == "phase":
+            watch.mark(event["phase"])
+        on_event(source, event)
+
+    return forward
+
+
+def _measured_window(windows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The window the headline numbers come from: calibration and training together (both feed utilization)."""
+    return windows.get("measured") or windows.get("train") or windows.get("run") or {}
 
 
 def _make_run_dir() -> Path:
@@ -295,7 +334,8 @@ def _start_children(options: SmokeOptions, data_file: str, summary: dict[str, An
         model=options.model, data_file=data_file, data=summary, steps=options.steps, epochs=options.epochs,
         time_budget=options.budget, batch_size=options.batch_size, precision=options.precision,
         strategy=options.strategy, expect=expect, checkpoint_dir=ckpt_dir, learning_rate=options.learning_rate,
-        seed=options.seed)
+        seed=options.seed, logdir=options.logdir and str(Path(options.logdir).resolve()),
+        curve_points=CURVE_POINTS if options.plot or options.logdir else 0)
     procs = {"train": _spawn("envdoctor.smoke.train", config.to_json(), run_dir, "train", env)}
     try:
         if ckpt_dir:
@@ -333,6 +373,7 @@ def _timeout(options: SmokeOptions) -> float:
     return 2 * options.budget + 300 if options.budget else 4 * 3600.0
 
 
+CURVE_POINTS = 8  # test-subset evaluations along a run for --plot/--logdir (their time is not training time)
 EVAL_GRACE = 120.0  # seconds the evaluator may take, once training has ended, for its last checkpoint
 
 
@@ -444,7 +485,10 @@ def judge(result: dict[str, Any], options: SmokeOptions) -> dict[str, Any]:
     if not result.get("steps") and not failures:
         failures.append("training ran no step")
     result["failures"] = failures
-    result["ok"] = not failures
+    headline, reasons = verdict.judge(result)
+    result.update(verdict=headline, reasons=verdict.as_dicts(reasons), failed=headline == "failed",
+                  # ok: the setup is proven to train as it should (unreliable numbers or speed warnings aside)
+                  ok=headline in ("ok", "warnings", "unreliable"))
     return result
 
 

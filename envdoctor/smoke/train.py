@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
+from envdoctor.smoke.calibrate import Calibration, calibrate_matmul
 from envdoctor.smoke.child import Emit, run_child
 
 # Peak learning rates of the SGD-with-Nesterov one-cycle schedule, tuned on the real data (bench/README.md).
@@ -43,6 +44,12 @@ class RunConfig:
     learning_rate: float | None = None
     calibrate: bool = True
     seed: int = 0
+    intra_op_threads: int | None = None  # None: TensorFlow's choice (set before any op runs)
+    inter_op_threads: int | None = None
+    jit_compile: bool = False  # XLA on the whole training step (a --tune leg on GPUs)
+    evaluate: bool = True  # test accuracy at the end (tune legs only time training)
+    logdir: str | None = None  # TensorBoard event files
+    curve_points: int = 0  # test-subset evaluations along the run, for --plot/--logdir (not timed)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -67,36 +74,6 @@ def cpu_facts() -> Any:
     return facts.cpu
 
 
-def calibrate_matmul(device: str, dtype: str = "float32", seconds: float = 0.6) -> float:
-    """GFLOP/s this device sustains on square matmuls (2 n^3 FLOPs each), after a warm-up call.
-
-    The 90th percentile of the per-call rates: a busy neighbour on a shared machine lowers some calls; the
-    device's own ability is what the utilization ratio needs.
-    """
-    import tensorflow as tf
-
-    n = 4096 if "GPU" in device else 1024
-    with tf.device(device):
-        a = tf.cast(tf.random.normal([n, n]), dtype)
-        b = tf.cast(tf.random.normal([n, n]), dtype)
-
-        @tf.function
-        def chain(x: Any, y: Any) -> Any:
-            for _ in range(4):  # a few products per call keeps Python out of the measurement
-                x = tf.matmul(x, y) * tf.cast(1e-3, dtype)
-            return tf.reduce_sum(tf.cast(x, tf.float32))
-
-        chain(a, b).numpy()
-        rates: list[float] = []
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds or len(rates) < 3:
-            began = time.perf_counter()
-            chain(a, b).numpy()
-            rates.append(4 * 2 * n**3 / (time.perf_counter() - began) / 1e9)
-    rates.sort()
-    return rates[min(len(rates) - 1, int(0.9 * len(rates)))]
-
-
 def device_facts(tf: Any) -> dict[str, Any]:
     gpus = []
     for gpu in tf.config.list_physical_devices("GPU"):
@@ -104,7 +81,8 @@ def device_facts(tf: Any) -> dict[str, Any]:
         gpus.append({"name": gpu.name, "model": details.get("device_name"),
                      "compute_capability": list(details.get("compute_capability") or []) or None})
     cpu = cpu_facts()
-    return {"gpus": gpus, "cpu_count": os.cpu_count(), "cpu_model": cpu.model, "cpu_features": cpu.features}
+    return {"gpus": gpus, "cpu_count": os.cpu_count(), "cpu_model": cpu.model, "cpu_features": cpu.features,
+            "cpu_peak_gflops": cpu.peak_gflops_fp32_estimate, "cpu_peak_basis": cpu.peak_basis}
 
 
 def runtime_facts(tf: Any) -> dict[str, Any]:
@@ -137,7 +115,7 @@ def runtime_facts(tf: Any) -> dict[str, Any]:
 
 
 def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str], emit: Emit,
-                     measure: bool = True) -> tuple[str, str, dict[str, float]]:
+                     measure: bool = True) -> tuple[str, str, dict[str, Calibration]]:
     """The Keras dtype policy, why, and any matmul rates measured on the way (GFLOP/s by dtype): float16 on
     tensor-core GPUs, bfloat16 on CPUs only where it measures faster. measure=False (multi-worker: timings near
     the threshold could differ between workers) decides by features alone: bfloat16 only with AMX."""
@@ -158,7 +136,7 @@ def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str], em
             return "mixed_bfloat16", "AMX (multi-worker: chosen by CPU features, the same on every like worker)", {}
         return "float32", "no AMX (multi-worker: chosen by CPU features, not timing, so workers agree)", {}
     rates = {dtype: calibrate_matmul("/CPU:0", dtype) for dtype in ("float32", "bfloat16")}
-    fp32, bf16 = rates["float32"], rates["bfloat16"]
+    fp32, bf16 = rates["float32"].gflops, rates["bfloat16"].gflops
     emit({"event": "note", "message": f"bfloat16 matmul {bf16:.0f} GFLOP/s vs float32 {fp32:.0f} GFLOP/s"})
     if bf16 > 1.1 * fp32:
         return "mixed_bfloat16", f"bfloat16 measured {bf16 / fp32:.2f}x float32", rates
@@ -199,21 +177,31 @@ def is_chief() -> bool:
 class Monitor:
     """Learning-rate schedule, progress events, time budget, NaN stop, checkpoints and warm-up-free timing."""
 
-    def __init__(self, config: RunConfig, total_steps: int | None, global_batch: int, emit: Emit) -> None:
+    def __init__(self, config: RunConfig, total_steps: int | None, global_batch: int, emit: Emit,
+                 train_images: int = 50000) -> None:
         self.config, self.total_steps, self.global_batch, self.emit = config, total_steps, global_batch, emit
+        self.train_images = train_images
         self.peak = config.learning_rate or PEAK_LR[config.model]
         self.step = 0
         self.start = self.last_ckpt = time.perf_counter()
+        self.paused = 0.0  # seconds spent on --plot's test-subset points: not training, not in the budget
         self.chunks: list[tuple[int, float]] = []  # (steps, seconds inside the compiled call) per chunk
         self.checkpoint_seconds = 0.0
         self.last_loss: float | None = None
         self.nan = False
         self.chief = is_chief()
+        self.history: list[dict[str, float]] = []  # per chunk: the learning curve and the speed over the run
+        self.curve: list[dict[str, float]] = []  # test-subset accuracy along the run (--plot/--logdir)
+        self.probe: Any = None  # () -> test-subset accuracy, when curve points are asked for
+        self.writer: Any = None  # TensorBoard's event writer (--logdir)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.paused
 
     def progress(self) -> float:
         if self.total_steps:
             return min(1.0, self.step / self.total_steps)
-        return min(1.0, (time.perf_counter() - self.start) / (self.config.time_budget or 1.0))
+        return min(1.0, self.elapsed() / (self.config.time_budget or 1.0))
 
     def lr(self) -> float:
         """One cycle: a linear ramp up to the peak over WARMUP of the run, then linearly down to (almost) zero."""
@@ -224,21 +212,49 @@ class Monitor:
         left = self.total_steps - self.step if self.total_steps else self.config.log_every
         return max(0, min(self.config.log_every, left))
 
-    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any) -> bool:
+    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any, train_accuracy: float | None = None
+                    ) -> bool:
         """Record a chunk of `steps` steps that took `seconds` with mean loss `loss`; True when training must stop."""
         self.step += steps
         self.chunks.append((steps, seconds))
         self.last_loss = loss
-        self.emit({"event": "step", "step": self.step, "loss": loss, "warmup": len(self.chunks) == 1,
-                   "images_per_sec": self.global_batch * steps / seconds, "sec_per_batch": seconds / steps,
-                   "elapsed": time.perf_counter() - self.start, "progress": self.progress(), "lr": self.lr()})
+        point = {"step": self.step, "epoch": self.step * self.global_batch / self.train_images,
+                 "elapsed": self.elapsed(), "loss": loss, "train_accuracy": train_accuracy,
+                 "images_per_sec": self.global_batch * steps / seconds, "lr": self.lr()}
+        self.history.append(point)
+        self.emit({"event": "step", **point, "warmup": len(self.chunks) == 1, "sec_per_batch": seconds / steps,
+                   "progress": self.progress()})
+        self._log(point)
         self._maybe_checkpoint(model)
+        self._maybe_probe()
         if not math.isfinite(loss):
             self.nan = True
             return True
         if self.total_steps:
             return self.step >= self.total_steps
-        return time.perf_counter() - self.start >= (self.config.time_budget or 0)
+        return self.elapsed() >= (self.config.time_budget or 0)
+
+    def _log(self, point: dict[str, Any]) -> None:
+        if self.config.logdir:
+            write_scalars(self.config.logdir, self.step, {
+                "train/loss": point["loss"], "train/accuracy": point["train_accuracy"],
+                "speed/images_per_sec": point["images_per_sec"], "train/learning_rate": point["lr"],
+                "train/epoch": point["epoch"]})
+
+    def _maybe_probe(self) -> None:
+        """A test-subset accuracy each 1/curve_points of the run; its time is paused out of the budget."""
+        if self.probe is None or len(self.curve) >= self.config.curve_points:
+            return
+        if self.progress() < (len(self.curve) + 1) / self.config.curve_points - 1e-9:
+            return
+        point = {"step": self.step, "epoch": self.step * self.global_batch / self.train_images,
+                 "elapsed": self.elapsed()}
+        began = time.perf_counter()
+        point["test_accuracy"] = accuracy_now = self.probe()
+        self.curve.append(point)
+        if self.config.logdir:
+            write_scalars(self.config.logdir, self.step, {"test/accuracy_subset": accuracy_now})
+        self.paused += time.perf_counter() - began
 
     def _maybe_checkpoint(self, model: Any) -> None:
         """Every checkpoint_every seconds, and once right after the warm-up chunk: even a short run then gives the
@@ -285,16 +301,80 @@ def load_arrays(path: str) -> tuple[Any, Any, Any, Any]:
         return npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]
 
 
-def accuracy(model: Any, x: Any, y: Any, model_name: str) -> float:
-    """Test accuracy of a plain (undistributed) copy of the model, the same on every worker."""
-    import numpy as np
+class Predictor:
+    """Class predictions on uint8 test images, compiled once, by a plain (undistributed) copy of the model that
+    takes the training model's current weights at each call: the same on every worker."""
 
-    from envdoctor.smoke import models, pipeline
+    def __init__(self, model: Any, model_name: str) -> None:
+        import tensorflow as tf
 
-    plain = models.build(model_name)
-    plain.set_weights(model.get_weights())
-    logits = plain.predict(pipeline.eval_dataset(x, y, model_name), verbose=0)
-    return float(np.mean(np.argmax(logits, axis=1) == y))
+        from envdoctor.smoke import models, pipeline
+
+        self.source, self.plain = model, models.build(model_name)
+        prepare = pipeline.AUGMENT[model_name][1]
+        self.predict = tf.function(
+            lambda images: tf.argmax(self.plain(prepare(images), training=False), axis=1, output_type=tf.int32))
+
+    def accuracy(self, x: Any, y: Any, emit: Emit | None = None) -> float:
+        """Test accuracy, in batches, with an "eval_progress" event after each (evaluation takes seconds to tens
+        of seconds on a CPU: the parent shows its progress instead of a frozen clock)."""
+        import numpy as np
+
+        self.plain.set_weights(self.source.get_weights())
+        correct, started = 0, time.perf_counter()
+        for begin in range(0, len(y), EVAL_BATCH):
+            labels = y[begin:begin + EVAL_BATCH]
+            correct += int(np.sum(self.predict(x[begin:begin + EVAL_BATCH]).numpy() == labels))
+            if emit is not None:
+                emit({"event": "eval_progress", "done": begin + len(labels), "total": int(len(y)),
+                      "elapsed": time.perf_counter() - started})
+        return correct / max(1, len(y))
+
+
+EVAL_BATCH = 1000  # test images per compiled call: one progress event each
+
+
+def accuracy(model: Any, x: Any, y: Any, model_name: str, emit: Emit | None = None) -> float:
+    return Predictor(model, model_name).accuracy(x, y, emit)
+
+
+CURVE_IMAGES = 2000  # test images per point of the learning curve along the run (--plot/--logdir)
+
+
+def curve_probe(model: Any, x: Any, y: Any, model_name: str) -> Any:
+    """() -> accuracy of the current weights on the first CURVE_IMAGES test images."""
+    predictor, x, y = Predictor(model, model_name), x[:CURVE_IMAGES], y[:CURVE_IMAGES]
+    return lambda: predictor.accuracy(x, y)
+
+
+@cache
+def _writer(logdir: str) -> Any:
+    import tensorflow as tf
+
+    return tf.summary.create_file_writer(logdir)
+
+
+@cache
+def _scalar_metadata() -> bytes:
+    """TensorBoard's scalar-plugin metadata, from TensorFlow's own protos: tf.summary.scalar itself needs the
+    tensorboard package, which tensorflow-cpu 2.21 no longer installs; tf.summary.write does not."""
+    from tensorflow.core.framework import summary_pb2
+
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DATA_CLASS_SCALAR).SerializeToString()
+
+
+def write_scalars(logdir: str, step: int, scalars: dict[str, float | None]) -> None:
+    """TensorBoard scalars through TensorFlow's own event writer, flushed at once: the run ends by os._exit."""
+    import tensorflow as tf
+
+    writer = _writer(logdir)
+    with writer.as_default():
+        for name, value in scalars.items():
+            if value is not None and math.isfinite(value):
+                tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=_scalar_metadata())
+    writer.flush()
 
 
 class Trainer:
@@ -320,6 +400,8 @@ class Trainer:
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        # XLA on the whole step: a --tune leg on GPUs (on a 2-core CPU it measured 5x slower, bench/README.md)
+        self._step = tf.function(self._step_fn, jit_compile=True) if config.jit_compile else self._step_fn
         self._chunk = tf.function(self._chunk_fn)
 
     def _step_fn(self, batch: Any) -> Any:
@@ -337,16 +419,18 @@ class Trainer:
             scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return loss
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype), labels), tf.float32))
+        return loss, correct
 
     def _chunk_fn(self, iterator: Any, steps: Any) -> Any:
         import tensorflow as tf
 
-        total = tf.constant(0.0)
+        total, correct = tf.constant(0.0), tf.constant(0.0)
         for _ in tf.range(steps):
-            per_replica = self.strategy.run(self._step_fn, args=(next(iterator),))
-            total += tf.cast(self.strategy.reduce("SUM", per_replica, axis=None), tf.float32)
-        return total / tf.cast(steps, tf.float32)
+            loss, right = self.strategy.run(self._step, args=(next(iterator),))
+            total += tf.cast(self.strategy.reduce("SUM", loss, axis=None), tf.float32)
+            correct += self.strategy.reduce("SUM", right, axis=None)
+        return total / tf.cast(steps, tf.float32), correct / tf.cast(steps * self.global_batch, tf.float32)
 
     def fit(self, dataset: Any, monitor: Monitor) -> None:
         import tensorflow as tf
@@ -358,8 +442,9 @@ class Trainer:
         while (steps := monitor.next_chunk()) > 0:
             self.optimizer.learning_rate.assign(monitor.lr())
             began = time.perf_counter()
-            loss = float(self._chunk(iterator, tf.constant(steps)))  # float() waits for the device to finish
-            if monitor.after_chunk(steps, time.perf_counter() - began, loss, self.model):
+            loss, right = self._chunk(iterator, tf.constant(steps))
+            loss = float(loss)  # float() waits for the device to finish
+            if monitor.after_chunk(steps, time.perf_counter() - began, loss, self.model, float(right)):
                 break
 
 
@@ -377,8 +462,9 @@ PROBE_SECONDS = 5.0  # timed seconds of the one-device yardstick, after its warm
 class ProbeMonitor(Monitor):
     """Stops after PROBE_SECONDS of timed chunks: the warm-up chunk (compilation) does not count."""
 
-    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any) -> bool:
-        stop = super().after_chunk(steps, seconds, loss, model)
+    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any, train_accuracy: float | None = None
+                    ) -> bool:
+        stop = super().after_chunk(steps, seconds, loss, model, train_accuracy)
         del stop  # its wall-clock budget counts the warm-up
         return self.nan or (len(self.chunks) > 1 and sum(t for _, t in self.chunks[1:]) >= PROBE_SECONDS)
 
@@ -418,6 +504,7 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     from envdoctor.smoke import evalproc
 
     import_seconds = time.perf_counter() - started
+    set_threads(tf, config)  # before any op: TensorFlow fixes its thread pools at the first one
     keras.utils.set_random_seed(config.seed)
     devices = device_facts(tf)
     emit({"event": "start", "tf_version": tf.version.VERSION, "gpus": devices["gpus"]})
@@ -445,19 +532,39 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     if config.strategy == "mirrored" and strategy.num_replicas_in_sync > 1:
         probe = single_device_rate(config, result["strategy"]["devices"][0], x_train, y_train, emit)
         result.update(single_device=probe, single_device_images_per_sec=probe["images_per_sec"])
-    model = train_model(config, strategy, x_train, y_train, emit, result)
-    if not result["nan_loss"]:
+    model = train_model(config, strategy, x_train, y_train, emit, result, x_test, y_test)
+    if config.calibrate and "calibration" in result:  # did the device's rate change while training ran?
+        after = calibrate_matmul(result["calibration"]["device"], result["calibration"]["dtype"], max_seconds=1.0,
+                                 warmup_calls=1)
+        result["calibration_after"] = after.to_dict()
+    if not result["nan_loss"] and config.evaluate:
+        emit({"event": "phase", "phase": "evaluate", "images": int(len(y_test))})
         eval_start = time.perf_counter()
-        result["test_accuracy"] = accuracy(model, x_test, y_test, config.model)
+        result["test_accuracy"] = accuracy(model, x_test, y_test, config.model, emit)
         result["eval_seconds"] = time.perf_counter() - eval_start
+        if config.logdir:
+            write_scalars(config.logdir, monitor_step(result), {"test/accuracy": result["test_accuracy"]})
     return result
 
 
+def set_threads(tf: Any, config: RunConfig) -> None:
+    if config.intra_op_threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    if config.inter_op_threads is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+
+
+def monitor_step(result: dict[str, Any]) -> int:
+    return int(result.get("steps") or 0)
+
+
 def precision_and_calibration(config: RunConfig, devices: dict[str, Any], emit: Emit) -> dict[str, Any]:
-    """Set the Keras dtype policy; measure what one device sustains on matmuls in that policy's compute dtype."""
+    """Set the Keras dtype policy; measure what one device sustains on matmuls in that policy's compute dtype,
+    with the training's threads, in this process, right before training (the same state it will train in)."""
     import keras
 
     flags = set(cpu_facts().flags)
+    emit({"event": "phase", "phase": "calibrate", "expected_seconds": 3.0})
     policy, why, measured = choose_precision(config.precision, devices["gpus"], flags, emit,
                                              measure=config.strategy != "multi-worker")
     keras.mixed_precision.set_global_policy(policy)
@@ -465,15 +572,17 @@ def precision_and_calibration(config: RunConfig, devices: dict[str, Any], emit: 
     if config.calibrate:
         dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, "float32")
         device = "/GPU:0" if devices["gpus"] else "/CPU:0"
-        out["calibration_gflops"] = measured.get(dtype) or calibrate_matmul(device, dtype)
-        out["calibration_dtype"] = dtype
-        emit({"event": "note", "message": f"matmul calibration: {out['calibration_gflops']:.0f} GFLOP/s {dtype} "
-                                          "on one device"})
+        calibration = measured.get(dtype) or calibrate_matmul(device, dtype)
+        out.update(calibration=calibration.to_dict(), calibration_gflops=calibration.gflops, calibration_dtype=dtype)
+        stable = "stable" if calibration.stable else "NOT stable"
+        emit({"event": "note", "message": f"matmul calibration: {calibration.gflops:.0f} GFLOP/s {dtype} on one "
+                                          f"device ({stable}: spread {calibration.spread:.0%} over the last "
+                                          f"{min(calibration.samples, 5)} of {calibration.samples} products)"})
     return out
 
 
 def train_model(config: RunConfig, strategy: Any, x_train: Any, y_train: Any, emit: Emit,
-                result: dict[str, Any]) -> Any:
+                result: dict[str, Any], x_test: Any = None, y_test: Any = None) -> Any:
     """Train under `strategy`; record the model, the steps and the warm-up-free throughput in `result`."""
     from envdoctor.smoke import models, pipeline
 
@@ -484,11 +593,17 @@ def train_model(config: RunConfig, strategy: Any, x_train: Any, y_train: Any, em
     result["model"] = {"name": config.model, "params": model.count_params(),
                        "forward_flops_per_image": models.forward_flops(model),
                        "train_flops_per_image": models.train_flops(model)}
-    monitor = Monitor(config, planned_steps(config, len(y_train), global_batch), global_batch, emit)
+    monitor = Monitor(config, planned_steps(config, len(y_train), global_batch), global_batch, emit,
+                      train_images=len(y_train))
+    if config.curve_points and x_test is not None:  # --plot/--logdir: a few test-subset points along the run
+        monitor.probe = curve_probe(model, x_test, y_test, config.model)
+    emit({"event": "phase", "phase": "train", "budget_seconds": config.time_budget if not monitor.total_steps else None,
+          "total_steps": monitor.total_steps, "train_images": int(len(y_train)), "global_batch": global_batch})
     trainer.fit(pipeline.train_dataset(x_train, y_train, config.model, global_batch, seed=config.seed), monitor)
-    result.update(train_seconds=time.perf_counter() - monitor.start, steps=monitor.step,
+    result.update(train_seconds=monitor.elapsed(), steps=monitor.step,
                   images_seen=monitor.step * global_batch, epochs=monitor.step * global_batch / len(y_train),
-                  final_loss=monitor.last_loss, nan_loss=monitor.nan, **monitor.throughput())
+                  final_loss=monitor.last_loss, nan_loss=monitor.nan, history=monitor.history,
+                  curve=monitor.curve, **monitor.throughput())
     if config.checkpoint_dir and is_chief():  # the final weights, then DONE: the evaluator ends after this one
         save_checkpoint(model, Path(config.checkpoint_dir), monitor.step)
         (Path(config.checkpoint_dir) / "DONE").touch()

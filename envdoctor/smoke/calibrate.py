@@ -1,0 +1,74 @@
+"""The matmul calibration: what this device sustains on dense matrix products, in the training's own process.
+
+It runs in the training child after TensorFlow's threads and the Keras precision policy are set, on the training
+device, in the training's compute dtype: the same process state as the training it is the yardstick for. It warms
+up, then repeats timed products until the last WINDOW of them agree within TOLERANCE (or MAX_SECONDS pass, and it
+says it was not stable), and reports the median of that window with its spread.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+WINDOW = 5  # timed products that must agree
+TOLERANCE = 0.05  # (max - min) / median of the window for "stable"
+MAX_SECONDS = 4.0
+WARMUP_CALLS = 2  # the first products pay for allocation, kernel selection and thread-pool start-up
+
+
+@dataclass
+class Calibration:
+    gflops: float  # median of the last WINDOW timed products
+    spread: float  # (max - min) / median of that window
+    stable: bool
+    samples: int  # timed products in all
+    seconds: float
+    dtype: str
+    device: str
+    size: int  # n of the n x n matrices
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def _size(device: str) -> int:
+    # Big enough to run at the device's real rate (1024^2 is cache-bound on small CPUs), small enough that one
+    # product takes ~0.1-0.4 s on a 2-core CPU and a few ms on a GPU (4 chained per call there).
+    return 8192 if "GPU" in device else 2048
+
+
+def calibrate_matmul(device: str, dtype: str = "float32", max_seconds: float = MAX_SECONDS,
+                     warmup_calls: int = WARMUP_CALLS) -> Calibration:
+    """GFLOP/s (2 n^3 FLOPs per product) of n x n matmuls on `device` in `dtype`, once stable."""
+    import tensorflow as tf
+
+    n = _size(device)
+    chain = 4 if "GPU" in device else 1
+    with tf.device(device):
+        a = tf.cast(tf.random.normal([n, n]), dtype)
+        b = tf.cast(tf.random.normal([n, n]), dtype)
+
+        @tf.function
+        def products(x: Any, y: Any) -> Any:
+            for _ in range(chain):  # a few products per call on a GPU keeps Python out of the measurement
+                x = tf.matmul(x, y) * tf.cast(1e-3, dtype)
+            return tf.reduce_sum(tf.cast(x[:1], tf.float32))
+
+        for _ in range(warmup_calls):
+            products(a, b).numpy()
+        rates: list[float] = []
+        start = time.perf_counter()
+        while True:
+            began = time.perf_counter()
+            products(a, b).numpy()  # .numpy() waits for the device
+            rates.append(chain * 2 * n**3 / (time.perf_counter() - began) / 1e9)
+            window = rates[-WINDOW:]
+            spread = (max(window) - min(window)) / statistics.median(window)
+            stable = len(window) == WINDOW and spread <= TOLERANCE
+            if stable or (time.perf_counter() - start >= max_seconds and len(rates) >= 3):
+                break
+    return Calibration(statistics.median(window), spread, stable, len(rates), time.perf_counter() - start, dtype,
+                       device, n)

@@ -221,8 +221,18 @@ def test_the_tune_cache_gives_the_doctor_a_measured_onednn_gain(tmp_path: Path, 
     facts = {"cpu_model": "AMD EPYC", "tf_version": "2.21.0"}
     assert tunecache.save(tune.to_cache(summary, legs, facts, 2)) == tunecache.tune_path("AMD EPYC", "2.21.0")
     note = tunecache.onednn_note("AMD EPYC", "2.21.0")
-    assert note.startswith("# measured here by `envdoctor smoke-test --tune`") and "1.65x" in note
+    assert note.startswith("# measured by `envdoctor smoke-test --tune` on this CPU model") and "1.65x" in note
     assert tunecache.onednn_note("AMD EPYC", "2.20.0") is None  # another TensorFlow: nothing to cite
+    # The doctor's cpu.onednn-off fix cites it (live machine only: never under --root)
+    from envdoctor.checks.cpu import _onednn
+    from envdoctor.facts import Facts
+
+    facts = Facts()
+    facts.cpu.model, facts.tensorflow.version, facts.system.os = "AMD EPYC", "2.21.0", "Linux"
+    (finding,) = _onednn(facts, {"avx2", "fma"})
+    assert finding.code == "cpu.onednn-off" and finding.fix == "export TF_ENABLE_ONEDNN_OPTS=1\n" + note
+    facts.root, facts.host = "/mnt/image", False
+    assert _onednn(facts, {"avx2", "fma"})[0].fix.endswith("# optional: often faster on the CPU")
 
 
 # ---------------------------------------------------------------- progress, plot, CLI

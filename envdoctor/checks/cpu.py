@@ -121,9 +121,19 @@ def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
             Severity.INFO,
             "oneDNN custom operations are off",
             evidence,
-            "export TF_ENABLE_ONEDNN_OPTS=1\n# optional: often faster on the CPU",
+            "export TF_ENABLE_ONEDNN_OPTS=1\n" + (_measured_onednn_gain(facts) or "# optional: often faster on the CPU"),
         )
     ]
+
+
+def _measured_onednn_gain(facts: Facts) -> str | None:
+    """The gain `envdoctor smoke-test --tune` measured for this CPU model and TensorFlow (cached beside the data;
+    standard library only), on the live machine: never under --root."""
+    if not facts.host or facts.root != "/":
+        return None
+    from envdoctor.smoke.tunecache import onednn_note
+
+    return onednn_note(facts.cpu.model, facts.tensorflow.version)
 
 
 def _onednn_default(facts: Facts, flags: set[str], tf: Version) -> tuple[bool, str]:

@@ -51,7 +51,7 @@ def onednn_note(cpu_model: str | None, tf_version: str | None) -> str | None:
     gain = (data or {}).get("onednn_gain")
     if not isinstance(gain, dict) or not isinstance(gain.get("ratio"), (int, float)):
         return None
-    return (f"# measured here by `envdoctor smoke-test --tune` on {data.get('measured_at', '?')}: "
-            f"{gain['ratio']:.2f}x the images/s of oneDNN {gain.get('versus', 'off')} "
-            f"({gain.get('rounds', '?')} interleaved rounds"
-            + (", under load: numbers unreliable" if data.get("unreliable") else "") + ")")
+    return (f"# measured by `envdoctor smoke-test --tune` on this CPU model with TensorFlow {tf_version} "
+            f"({data.get('measured_at', '?')}): {gain['ratio']:.2f}x the images/s of oneDNN "
+            f"{gain.get('versus', 'off')}, {gain.get('rounds', '?')} interleaved rounds"
+            + ("; the machine was shared, so the figure is rough" if data.get("unreliable") else ""))

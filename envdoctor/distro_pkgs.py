@@ -54,6 +54,21 @@ def install_command(
     return form.format(packages=" ".join(packages)) if packages else None
 
 
+def driver_install_command(
+    package_manager: str | None, distro_id: str | None, distro_like: Sequence[str] = (),
+    lowest_cc: tuple[int, int] | None = None,
+) -> str | None:
+    """The NVIDIA driver install command for GPUs whose lowest compute capability is `lowest_cc`.
+
+    Several distros' default driver package has only the open kernel modules, which need Turing (7.5) or newer:
+    below that the proprietary-module package of the R580 branch is chosen (packages.json _sources).
+    None (an unknown capability) keeps the default. None back: no known command for that distro and GPU.
+    """
+    low = tuple(int(p) for p in str(_recipe()["open_kernel_modules_min_cc"]).split("."))
+    logical = "nvidia-driver-proprietary" if lowest_cc is not None and lowest_cc < low else "nvidia-driver"
+    return install_command(package_manager, [logical], distro_id, distro_like)
+
+
 def _override(
     recipe: dict[str, Any], logical: str, pm: str | None, distro_id: str | None, like: Sequence[str]
 ) -> str | None:

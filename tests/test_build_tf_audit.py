@@ -250,3 +250,35 @@ def test_failure_report_prints_each_missing_prerequisite_once() -> None:
     for line in missing:
         assert text.count(line.strip()) == 1, line
     assert text.count(die) == 1 and "the last lines of the log (not shown above):" in text
+
+
+# --- 8. driver packages for pre-Turing GPUs -------------------------------------------------------------------
+
+
+def test_pre_turing_gpus_get_the_proprietary_kernel_modules() -> None:
+    # NVIDIA/open-gpu-kernel-modules README @ 015742d3: the open modules "can be used on any Turing or later GPU";
+    # NVIDIA Driver Installation Guide (kernel-modules.html): the proprietary flavor "is required for older GPUs
+    # from the Maxwell, Pascal, or Volta architectures"; Arch's 590 move to nvidia-open (archlinux.org news).
+    from envdoctor.distro_pkgs import driver_install_command
+
+    for distro, pm in (("rocky", "dnf"), ("almalinux", "dnf"), ("rhel", "dnf"), ("amzn", "dnf")):
+        turing = driver_install_command(pm, distro, (), (7, 5))
+        pascal = driver_install_command(pm, distro, (), (6, 1))
+        assert turing and turing.endswith("sudo dnf install -y nvidia-open"), distro
+        assert pascal and "nvidia-open" not in pascal and "nvidia-driver:580-dkms" in pascal, distro
+        assert pascal.rstrip().endswith("sudo dnf install -y cuda-drivers"), distro
+    for distro in ("opensuse-leap", "opensuse-tumbleweed"):
+        turing = driver_install_command("zypper", distro, (), (8, 6))
+        pascal = driver_install_command("zypper", distro, (), (6, 1))
+        # nvidia-compute-utils-G06 is only in NVIDIA's repository: added first (once), for every GPU.
+        assert turing and "zypper addrepo --refresh " in turing and "https://download.nvidia.com/opensuse/" in turing
+        assert "nvidia-open-driver-G06-signed-kmp-default" in turing
+        assert pascal and "nvidia-driver-G06-kmp-default" in pascal and "nvidia-open" not in pascal
+    assert "nvidia-580xx-dkms" in (driver_install_command("pacman", "arch", (), (5, 2)) or "")
+    assert driver_install_command("pacman", "arch", (), (8, 9)) == "sudo pacman -S --needed nvidia-open nvidia-utils"
+    # Ubuntu (also for derivatives) and Debian pick a fitting module themselves.
+    assert driver_install_command("apt", "linuxmint", ("ubuntu",), (6, 1)) == "sudo ubuntu-drivers install"
+    assert "apt-get install -y nvidia-driver" in (driver_install_command("apt", "debian", (), (6, 1)) or "")
+    # An unknown capability keeps the default; a distro without a known pre-Turing command gets none (not a wrong one).
+    assert driver_install_command("dnf", "rocky", ()) == driver_install_command("dnf", "rocky", (), (9, 0))
+    assert driver_install_command("dnf", "fedora", (), (6, 1)) is None

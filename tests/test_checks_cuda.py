@@ -100,7 +100,8 @@ def test_cudnn_older_than_tf_build_from_system_library():
 
 def test_cudnn_from_wheel_new_enough_is_ok():
     facts = _h100_tf("2.21.0")
-    facts.cuda.nvidia_wheels = [NvidiaWheel("nvidia-cudnn-cu12", "9.3.0.75", f"{SITE}/nvidia/cudnn/lib", "cu12")]
+    facts.cuda.nvidia_wheels = [NvidiaWheel("nvidia-cudnn-cu12", "9.3.0.75", f"{SITE}/nvidia/cudnn/lib", "cu12"),
+                                NvidiaWheel("nvidia-cuda-nvcc-cu12", "12.5.82")]  # [and-cuda] brings XLA's ptxas
     facts.cuda.tf_libraries = [
         LibraryResolution("cudnn", "libcudnn.so.9", "found", f"{SITE}/nvidia/cudnn/lib/libcudnn.so.9", "wheel")
     ]
@@ -179,3 +180,17 @@ def test_deep_failed_libraries():
     facts.deep = DeepFacts(returncode=0, failed_libraries=["libcudnn.so.9"])
     f = one(facts, "cuda.load-failed")
     assert "dlopen failed: libcudnn.so.9" in f.evidence
+
+
+def test_xla_without_libdevice_or_ptxas():
+    # tensorflow#58681 / #60790: "libdevice not found at ./libdevice.10.bc" when nothing provides nvvm/libdevice.
+    facts = _h100_tf("2.21.0")
+    facts.cuda.toolkits = []
+    facts.cuda.nvidia_wheels = [NvidiaWheel("nvidia-cudnn-cu12", "9.3.0.75", f"{SITE}/nvidia/cudnn/lib", "cu12")]
+    facts.tensorflow.distributions[0].requires_dist = [
+        "nvidia-cuda-nvcc-cu12<13.0,>=12.5.82; extra == \"and-cuda\""]
+    found = one(facts, "cuda.xla-tools-missing")
+    assert found.severity.value == "warning" and "Keras 3" in found.title
+    assert found.fix.endswith("-m pip install 'nvidia-cuda-nvcc-cu12<13.0,>=12.5.82'")
+    facts.env.variables["XLA_FLAGS"] = "--xla_gpu_cuda_data_dir=/opt/cuda"
+    assert "cuda.xla-tools-missing" not in codes(facts)

@@ -34,6 +34,7 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
     if gpu and tf_cuda:
         findings += _libraries(facts)
         findings += _cudnn(facts)
+        findings += _xla_tools(facts, tf_cuda)
     if facts.deep is not None and facts.deep.failed_libraries and gpu:
         findings.append(
             Finding(
@@ -144,8 +145,57 @@ def _libraries(facts: Facts) -> list[Finding]:
             )
         )
     if off:
-        out.append(_off_path(off))
+        out.append(_off_path(off, conda_prefix(facts)))
     return out
+
+
+def _xla_tools(facts: Facts, tf_cuda: str) -> list[Finding]:
+    """XLA compiles its GPU kernels with libdevice (nvvm/libdevice/libdevice.10.bc) and ptxas, which are in no
+    library TensorFlow loads: they come from a CUDA toolkit, the nvidia-cuda-nvcc wheel, or XLA_FLAGS'
+    --xla_gpu_cuda_data_dir. Without them jit_compile=True, and Keras 3's default jit_compile="auto" on a GPU,
+    fail with "libdevice not found at ./libdevice.10.bc" (tensorflow#58681, #60790)."""
+    if "--xla_gpu_cuda_data_dir" in facts.env.variables.get("XLA_FLAGS", ""):
+        return []
+    if any(dist_name(w.name).startswith("nvidia-cuda-nvcc") for w in facts.cuda.nvidia_wheels):
+        return []
+    # XLA searches /usr/local/cuda and /usr/local/cuda-X.Y (and the nvcc wheel), not a toolkit elsewhere.
+    if any(t.nvcc and "/usr/local" in t.found_via for t in facts.cuda.toolkits):
+        return []
+    elsewhere = [t for t in facts.cuda.toolkits if t.nvcc]
+    evidence = [f"TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}): its XLA GPU compiler needs "
+                "nvvm/libdevice and ptxas, which no library it loads contains",
+                "no nvidia-cuda-nvcc wheel, no toolkit with nvcc under /usr/local/cuda*, XLA_FLAGS without "
+                "--xla_gpu_cuda_data_dir"]
+    evidence += [f"a toolkit XLA does not search: {t.path}" for t in elsewhere]
+    evidence.append("fails: jit_compile=True, and Keras 3's default jit_compile='auto' on a GPU "
+                    "('libdevice not found at ./libdevice.10.bc', tensorflow#58681)")
+    if elsewhere:
+        fix = f"export XLA_FLAGS=--xla_gpu_cuda_data_dir={shlex.quote(elsewhere[0].path)}"
+    elif has_and_cuda_extra(facts.tensorflow.version) and on_linux(facts):
+        fix = pip_fix(facts, shlex.quote(_nvcc_requirement(facts, tf_cuda)))
+    else:
+        mm = major_minor(tf_cuda)
+        fix = (f"# install the CUDA {mm[0]}.{mm[1] if mm else ''} toolkit (it has nvvm/libdevice and ptxas) "
+               "from developer.nvidia.com/cuda-toolkit-archive, then:\n"
+               "export XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda") if mm else (
+               "# install a CUDA toolkit of this TensorFlow's CUDA major, then point XLA_FLAGS at it")
+    keras3 = (version(facts.tensorflow.version) or version("0")) >= (version(KERAS_3_DEFAULT) or version("0"))
+    return [Finding("cuda.xla-tools-missing", Severity.WARNING if keras3 else Severity.INFO,
+                    "XLA's libdevice and ptxas are missing: jit_compile" + (" and Keras 3 training" if keras3 else "")
+                    + " on the GPU fail", evidence, fix)]
+
+
+KERAS_3_DEFAULT = "2.16"  # TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3, whose compile() defaults to jit_compile="auto"
+
+
+def _nvcc_requirement(facts: Facts, tf_cuda: str) -> str:
+    """The nvidia-cuda-nvcc pin of this TensorFlow's own [and-cuda] extra (its METADATA), else the CUDA major's."""
+    for package in facts.tensorflow.distributions:
+        for line in package.requires_dist:
+            if line.replace("_", "-").lower().startswith("nvidia-cuda-nvcc") and "and-cuda" in line:
+                return line.split(";", 1)[0].replace(" ", "").replace("(", "").replace(")", "")
+    major = (major_minor(tf_cuda) or (12, 0))[0]
+    return f"nvidia-cuda-nvcc-cu{major}"
 
 
 def _cudnn_other_major(facts: Facts, missing: list[LibraryResolution]) -> Finding | None:
@@ -186,7 +236,7 @@ def _cudnn_wheel_fix(facts: Facts, pin: str | None, replaced: CudnnInstall | Non
     )
 
 
-def _off_path(off: list[LibraryResolution]) -> Finding:
+def _off_path(off: list[LibraryResolution], conda: str | None = None) -> Finding:
     dirs: list[str] = []
     for lib in off:
         for cand in lib.candidates[:1]:
@@ -194,7 +244,15 @@ def _off_path(off: list[LibraryResolution]) -> Finding:
             if d not in dirs:
                 dirs.append(d)
     evidence = [f"{lib.soname}: on disk at {join(lib.candidates)} but not on the loader path" for lib in off]
-    if dirs and all("site-packages/nvidia" in d for d in dirs):
+    if conda and dirs and all(d.startswith(conda + "/") for d in dirs):
+        # in the conda env: set it on every activation, as TensorFlow's install guide did (pip.md, 2.5-2.13)
+        env = shlex.quote(conda)
+        fix = (f"mkdir -p {env}/etc/conda/activate.d\n"
+               f"echo 'export LD_LIBRARY_PATH={':'.join(dirs)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}' "
+               f"> {env}/etc/conda/activate.d/tensorflow-cuda.sh\n"
+               f"# the libraries are in the conda environment {conda}, which the loader never searches; "
+               "then: conda deactivate, conda activate again")
+    elif dirs and all("site-packages/nvidia" in d for d in dirs):
         fix = f"export LD_LIBRARY_PATH={':'.join(dirs)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
     elif dirs:
         fix = f"printf '%s\\n' {' '.join(dirs)} | sudo tee /etc/ld.so.conf.d/tensorflow-cuda.conf && sudo ldconfig"

@@ -8,14 +8,20 @@ from packaging.version import Version
 
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
+    gpu_usable,
+    has_and_cuda_extra,
     has_nvidia_gpu,
+    join,
     major_minor,
     nvidia_pci,
+    release_rows,
+    releases_for_python,
     version,
     with_ok,
     wsl_linux_driver_evidence,
 )
 from envdoctor.checks.gpu import (
+    _branch,
     branch_max_cuda,
     branch_runs_cuda,
     coverage,
@@ -321,7 +327,7 @@ def _too_old(facts: Facts) -> list[Finding]:
     driver = _driver_version(facts)
     if supported is None or driver is None:
         return []
-    out = []
+    out = _too_old_for_any_tf(facts, driver)
     tf_cuda = tf_cuda_version(facts)
     if tf_cuda:
         out += _needs(
@@ -347,6 +353,44 @@ def _too_old(facts: Facts) -> list[Finding]:
                 ptx=False,
             )
     return out
+
+
+def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
+    """No CUDA build of TensorFlow here yet (none, or a CPU one): is there any release with wheels for this Python
+    whose CUDA this driver runs? If not, say the newest TensorFlow that would run with it, and the driver to get."""
+    bi = facts.tensorflow.build_info
+    if bi is not None and bi.is_cuda_build or facts.system.os not in (None, "Linux") or not gpu_usable(facts):
+        return []
+    branch, column = _branch(driver), _column(facts)
+    python = major_minor(facts.tensorflow.python_version or facts.system.python_version)
+    names = releases_for_python(python)
+    if branch is None or not names or any(branch_runs_cuda(branch, release_rows()[n]["cuda"], column) for n in names):
+        return []
+    newest = max(names, key=version)
+    need = _toolkit_minimum(release_rows()[newest]["cuda"], column)
+    runs = [n for n in release_rows() if branch_runs_cuda(branch, release_rows()[n]["cuda"], column)]
+    older = max(runs, key=version) if runs else None
+    evidence = [f"driver {driver}: {_branch_cuda(branch, column)}",
+                f"Python {python[0]}.{python[1]}: TensorFlow {join(names)} have wheels, the newest built with CUDA "
+                f"{release_rows()[newest]['cuda']}" if python else f"TensorFlow {newest}: CUDA {release_rows()[newest]['cuda']}"]
+    fix = _upgrade_driver(facts, need)
+    if older is not None:
+        lo, hi = release_rows()[older]["python"]
+        evidence.append(f"TensorFlow {older} (CUDA {release_rows()[older]['cuda']}) is the newest that runs on this "
+                        f"driver; it supports Python {lo}–{hi}")
+        extra = "[and-cuda]" if has_and_cuda_extra(older) else ""
+        fix += (f"\n# or keep this driver and use TensorFlow {older}, the newest that runs on it (Python {lo}–{hi}):"
+                f"\npython{hi} -m venv ~/tf\n~/tf/bin/python -m pip install 'tensorflow{extra}=={older}.*'")
+        if not extra:
+            fix += (f"\n# TensorFlow {older} loads CUDA {release_rows()[older]['cuda']} and cuDNN "
+                    f"{release_rows()[older]['cudnn']} from the system")
+    return [Finding(
+        "driver.too-old-for-any-tf",
+        Severity.ERROR,
+        f"The NVIDIA driver {driver} is too old for every TensorFlow with wheels for this Python",
+        evidence,
+        fix,
+    )]
 
 
 def _needs(

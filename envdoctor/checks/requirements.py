@@ -13,7 +13,9 @@ from envdoctor.facts import Facts, PythonPackage
 from envdoctor.resources import load_recipe
 
 LEGACY_KERAS_ON = ("1", "true", "yes")  # tensorflow/python/util/lazy_loader.py: TF_USE_LEGACY_KERAS in these
-KERAS_3_SINCE = "2.16"  # TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3 unless TF_USE_LEGACY_KERAS=1 (tf-keras)
+# TF_USE_LEGACY_KERAS=1 makes tf.keras import tf_keras from TensorFlow 2.15 on (its lazy loader; the failure with
+# 2.15 and no tf_keras is reproduced in huggingface/transformers#40391); from 2.16 tf.keras is Keras 3 without it.
+LEGACY_KERAS_SINCE = "2.15"
 
 
 @dataclass
@@ -185,7 +187,7 @@ def _legacy_keras(facts: Facts) -> list[Finding]:
     """TF_USE_LEGACY_KERAS=1 on TensorFlow 2.16+ makes tf.keras import tf_keras, which is a separate package."""
     tf = facts.tensorflow
     value = facts.env.variables.get("TF_USE_LEGACY_KERAS")
-    v, since = version(tf.version), version(KERAS_3_SINCE)
+    v, since = version(tf.version), version(LEGACY_KERAS_SINCE)
     if value is None or value.lower() not in LEGACY_KERAS_ON or v is None or since is None or v < since:
         return []
     if any(dist_name(p.name) == "tf-keras" for p in tf.related):
@@ -197,7 +199,8 @@ def _legacy_keras(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             f"TF_USE_LEGACY_KERAS={value} but tf-keras is not installed: tf.keras fails to import on TensorFlow {tf.version}",
             [f"TF_USE_LEGACY_KERAS={value}", f"TensorFlow {tf.version}: tf.keras is Keras 3 unless tf-keras (Keras 2) is "
-             "installed and this variable is set", "tf-keras: not installed"],
+             "installed and this variable is set" if v.minor >= 16 else f"TensorFlow {tf.version}: with this variable set, "
+             "tf.keras imports tf_keras", "tf-keras: not installed"],
             pip_fix(facts, shlex.quote(f"tf-keras=={mm}.*"))
             + f"\n# tf-keras {mm} is the Keras 2 for TensorFlow {mm} (it requires tensorflow>={mm},<{v.major}.{v.minor + 1})",
         )

@@ -355,8 +355,19 @@ def resolve_tf_libraries(
     elsewhere += ["/usr/lib/wsl/lib"]
     if ctx.env.get("CONDA_PREFIX"):
         elsewhere.append(f"{ctx.env['CONDA_PREFIX']}/lib")
+    prefix = conda_prefix_of(fs, tf.location)
+    if prefix:  # conda's cudatoolkit/cudnn packages put the libraries in the env's lib/, which ld.so never searches
+        elsewhere.append(f"{prefix}/lib")
     off_path = [d for d in dict.fromkeys(fs.realpath(d) for d in elsewhere) if d not in searched]
     return [_resolve(fs, name, soname, search, off_path) for name, soname in sonames]
+
+
+def conda_prefix_of(fs: InspectedFS, location: str | None) -> str | None:
+    """The conda environment a package directory belongs to (<prefix>/lib/pythonX.Y/site-packages/...)."""
+    if not location or "/lib/python" not in location:
+        return None
+    prefix = location.rsplit("/lib/python", 1)[0]
+    return prefix if fs.isdir(f"{prefix}/conda-meta") else None
 
 
 def _resolve(

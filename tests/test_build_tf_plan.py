@@ -22,7 +22,7 @@ from envdoctor.buildtf.plan import BuildOptions, make_plan
 from envdoctor.buildtf.render import render_files, write_recipe
 from envdoctor.cli import app
 from envdoctor.errors import UsageError
-from envdoctor.facts import Facts, GpuFacts
+from envdoctor.facts import CpuFacts, Facts, GpuFacts
 from envdoctor.probes.cpu import cpu_facts_from_cpuinfo
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -562,3 +562,13 @@ def test_non_apt_distros_use_their_unversioned_clang(tmp_path: Path, pm: str) ->
         "/usr/lib/llvm-18/bin/clang"
     docker = make_plan(facts, opts(tmp_path, tf_version="2.20", python="3.12", docker=True))
     assert docker.compiler_path == "/usr/lib/llvm-18/bin/clang"
+
+
+@pytest.mark.parametrize(("spec", "meant"), [("nativ", "native"), ("detcted", "detected"), ("x86-64-v5", "x86-64-v4")])
+def test_cpu_typo_gets_did_you_mean_and_real_march_names_stay(spec: str, meant: str) -> None:
+    from envdoctor.buildtf.flags import target_for
+
+    cpu = CpuFacts(arch="x86_64", flags=["avx2"])
+    with pytest.raises(UsageError, match=f"did you mean {meant}"):
+        target_for(spec, cpu)
+    assert target_for("x86-64", cpu).flags == ["-march=x86-64"]  # a real -march name next to x86-64-v2

@@ -4,11 +4,15 @@ help texts that name their values, and Ctrl-C that says what it interrupted."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = REPO / "tests/fixtures/roots"
@@ -53,6 +57,21 @@ def test_check_help_names_the_values_it_describes() -> None:
     for option, metavar in (("--root", "DIR"), ("--save", "FILE"), ("--from", "FILE"), ("--python", "PYTHON")):
         line = next(line for line in text.splitlines() if option in line)
         assert metavar in line and "PATH" not in line, line
+
+
+@pytest.mark.parametrize("command", [["check"], ["build-tf"], ["gpus"], ["env"], ["run"], ["fleet"], ["smoke-test"],
+                                     ["data", "cifar10"]])
+def test_every_option_that_names_its_value_shows_that_name(command: list[str]) -> None:
+    # `--root PATH  Read files under DIR`: the help called one value by two names.
+    text = subprocess.run([sys.executable, "-m", "envdoctor", *command, "--help"], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+    for line in text.splitlines():
+        match = re.match(r"\W*(--[a-z-]+)(?:\s+-\w)?\s+([A-Z][A-Z0-9.,_]*)\s+(.*?)\s*\W*$", line)
+        if match is None:
+            continue
+        option, metavar, help_text = match.groups()
+        named = set(re.findall(r"\b(DIR|FILE)\b", help_text))
+        assert not named or metavar in named, f"{option}: shows {metavar}, its help says {sorted(named)}"
 
 
 def test_ctrl_c_says_what_it_interrupted_and_exits_130() -> None:

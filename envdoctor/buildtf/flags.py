@@ -82,9 +82,20 @@ def target_for(spec: str, cpu: CpuFacts) -> CpuTarget:
     if not _MARCH_NAME.fullmatch(spec):
         raise UsageError(f"--cpu {shown(spec, quote=True)}: expected native, detected, x86-64-v2|v3|v4 "
                          "or a -march name")
+    _refuse_near_keyword(spec)
     if arch == "aarch64" and not spec.startswith("armv"):
         return CpuTarget("march", arch, [f"-mcpu={spec}"], [], f"the {spec} CPU model")
     return CpuTarget("march", arch, [f"-march={spec}"], [], f"the {spec} CPU model")
+
+
+def _refuse_near_keyword(spec: str) -> None:
+    """`--cpu nativ` is a typo, not a CPU model: say so before a compiler's cryptic refusal. The cut-off keeps real
+    -march names that share a stem (x86-64 against x86-64-v2) out."""
+    import difflib
+
+    near = difflib.get_close_matches(spec, ["native", "detected", *PSABI_LEVELS], n=1, cutoff=0.85)
+    if near:
+        raise UsageError(f"--cpu {shown(spec, quote=True)}: did you mean {near[0]}?")
 
 
 def _detected(arch: str, have: set[str]) -> CpuTarget:

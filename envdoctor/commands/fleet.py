@@ -31,7 +31,7 @@ def fleet(
     reports: list[Path] = typer.Argument(..., help="check --json / --save files, or folders of them (*.json)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     markdown: bool = typer.Option(False, "--markdown", help="Markdown for pasting into an issue."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page to FILE."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write a self-contained HTML page to FILE."),
     expect: Optional[Path] = typer.Option(None, "--expect", help="A node's report or a spec: every node must match "
                                           "its driver, CUDA, cuDNN, TensorFlow and GPU count."),
     write_spec: Optional[Path] = typer.Option(None, "--write-spec", help="Write the majority's values as a spec "

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
 
 def gpus_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
-    from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
+    from_file: Optional[Path] = typer.Option(None, "--from", metavar="FILE", help=FROM_HELP),
 ) -> None:
     from envdoctor.gpus import table
     from envdoctor.gpus.snapshot import gpus_from
@@ -89,7 +89,7 @@ def env_cmd(
     memory_limit: Optional[int] = typer.Option(None, "--memory-limit", metavar="MB", help=MEMORY_HELP),
     allocator: Optional[str] = typer.Option(None, "--allocator", help=ALLOCATOR_HELP),
     fmt: str = typer.Option("bash", "--format", help="bash | zsh | fish | powershell | dotenv | json"),
-    from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
+    from_file: Optional[Path] = typer.Option(None, "--from", metavar="FILE", help=FROM_HELP),
 ) -> None:
     from envdoctor.gpus.notes import selection_notes
     from envdoctor.gpus.shells import render
@@ -120,7 +120,7 @@ def run_cmd(
     no_allow_growth: bool = typer.Option(False, "--no-allow-growth", help="Do not set TF_FORCE_GPU_ALLOW_GROWTH."),
     memory_limit: Optional[int] = typer.Option(None, "--memory-limit", metavar="MB", help=MEMORY_HELP),
     allocator: Optional[str] = typer.Option(None, "--allocator", help=ALLOCATOR_HELP),
-    from_file: Optional[Path] = typer.Option(None, "--from", help=FROM_HELP),
+    from_file: Optional[Path] = typer.Option(None, "--from", metavar="FILE", help=FROM_HELP),
 ) -> None:
     from envdoctor.gpus.launch import run_with_gpus
 

@@ -511,12 +511,21 @@ def test_a_local_build_is_told_from_the_stock_wheel(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Path) -> None:
+def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Path, tmp_path: Path) -> None:
     events: list[tuple[str, dict]] = []
     options = session.SmokeOptions(data=str(tarball), steps=400, batch_size=32, eval_concurrent=True, gpus="none",
-                                   precision="fp32")
+                                   precision="fp32", logdir=str(tmp_path / "tb"))
     result = session.run(options, lambda source, event: events.append((source, event)))
     assert result["ok"], result.get("failures")
+    # issue 13: phases in order, evaluation progress, a history and test points for --plot, TensorBoard events
+    phases = [e["phase"] for s, e in events if e["event"] == "phase"]
+    assert phases == ["calibrate", "train", "evaluate"]
+    assert [e["done"] for s, e in events if e["event"] == "eval_progress"][-1] == 100
+    assert len(result["history"]) == 40 and len(result["curve"]) == session.CURVE_POINTS
+    assert result["calibration"]["samples"] >= 3 and result["calibration_after"]["gflops"] > 0
+    assert set(result["contention_windows"]) >= {"calibrate", "train", "measured", "run"}
+    event_files = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert event_files and event_files[0].stat().st_size > 1000  # scalars, not only the file header
     losses = [e["loss"] for s, e in events if s == "train" and e["event"] == "step"]
     # The loss starts near ln(10) = 2.3 plus the L2 terms (about 1.9); the data term must fall a lot.
     assert len(losses) == 40 and losses[-1] < losses[0] - 0.8, losses
@@ -529,6 +538,30 @@ def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Pat
     assert summary["achieved_gflops"] > 0 and summary["tf_version"] and summary["data"]["train_images"] == 500
     assert summary["tf_distributions"][0]["name"].startswith("tensorflow") and summary["tf_location"]
     assert isinstance(summary["tf_missing_cpu_instructions"], list)  # TF's INFO line reached the log
+
+
+@pytest.mark.slow
+def test_tune_legs_run_in_fresh_processes_and_a_crashed_leg_is_skipped(tarball: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from envdoctor.smoke import tune, tunecache
+
+    monkeypatch.setenv("ENVDOCTOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # this shell's setting: the stock leg must not inherit it
+    monkeypatch.setattr(tune, "LEG_SECONDS", 2.0)
+    monkeypatch.setattr(tune, "settings_for", lambda *_a: [
+        tune.Setting("stock"), tune.Setting("oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+        tune.Setting("crashes", config={"model": "no-such-model"})])
+    options = session.SmokeOptions(data=str(tarball), gpus="none", tune=True, tune_rounds=1, precision="fp32",
+                                   batch_size=32)
+    lines, interrupted, document = tune.run(options, log=lambda _m: None)
+    legs = {leg["setting"]: leg for leg in document["legs"]}
+    assert not interrupted and legs["stock"]["onednn"] is False and legs["oneDNN on"]["onednn"] is True
+    assert legs["stock"]["images_per_sec"] > 0 and legs["oneDNN on"]["calibration_gflops"] > 0
+    assert "no-such-model" in legs["crashes"]["error"] and legs["crashes"]["images_per_sec"] is None
+    text = "\n".join(lines)
+    assert "crashed: train:" in text and "best: " in text and document["cache"]
+    assert json.loads(Path(document["cache"]).read_text())["onednn_gain"]["ratio"] > 0
+    assert tunecache.onednn_note(document["cpu_model"], document["tf_version"])
 
 
 REAL = os.environ.get("ENVDOCTOR_CIFAR10_NPM")
@@ -551,6 +584,8 @@ def test_the_tutorial_model_learns_the_real_cifar10() -> None:
     assert summary["model"]["train_flops_per_image"] == 105_295_104 and summary["warmup_excluded"]
     assert summary["achieved_gflops"] == pytest.approx(summary["images_per_sec"] * 105_295_104 / 1e9)
     assert 0 < summary["utilization"] < 2 and summary["options"]["steps"] == 150
+    learning = next(r for r in summary["reasons"] if r["aspect"] == "learning")  # issue 13: against the curve
+    assert learning["status"] == "ok" and "the reference curve reaches" in learning["text"], learning
 
 
 def _free_ports(n: int) -> list[int]:

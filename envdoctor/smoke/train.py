@@ -533,7 +533,7 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
         probe = single_device_rate(config, result["strategy"]["devices"][0], x_train, y_train, emit)
         result.update(single_device=probe, single_device_images_per_sec=probe["images_per_sec"])
     model = train_model(config, strategy, x_train, y_train, emit, result, x_test, y_test)
-    if config.calibrate and "calibration" in result:  # did the device's rate change while training ran?
+    if config.calibrate and config.evaluate and "calibration" in result:  # did the rate change while it trained?
         after = calibrate_matmul(result["calibration"]["device"], result["calibration"]["dtype"], max_seconds=1.0,
                                  warmup_calls=1)
         result["calibration_after"] = after.to_dict()

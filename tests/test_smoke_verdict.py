@@ -287,3 +287,15 @@ def test_check_imports_none_of_the_smoke_tests_heavy_modules() -> None:
             "print(sorted(m for m in ('matplotlib', 'tensorflow', 'numpy', 'envdoctor.smoke.data') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+def test_downloads_show_size_speed_and_time_left() -> None:
+    from envdoctor.smoke import data
+
+    lines: list[str] = []
+    meter = data.DownloadMeter(lines.append, every=0.0)
+    meter.started -= 2.0  # two seconds in
+    meter(20_000_000, 140_000_000)
+    meter(140_000_000, 140_000_000, done=True)
+    assert lines[0].startswith("downloading: 20.0 of 140.0 MB, ") and lines[0].endswith(" s left")
+    assert lines[1].startswith("downloaded: 140.0 of 140.0 MB, ") and "left" not in lines[1]

@@ -301,10 +301,32 @@ def default_sources() -> list[Source]:
     ]
 
 
-def download(source: Source, directory: Path, timeout: float = 30.0) -> Path:
+class DownloadMeter:
+    """Size, speed and time left of a download, as a line at most every `every` seconds and one at the end."""
+
+    def __init__(self, log: Callable[[str], None], every: float = 2.0) -> None:
+        import time
+
+        self.log, self.every, self.clock = log, every, time.monotonic
+        self.started = self.last = self.clock()
+
+    def __call__(self, received: int, total: int | None, done: bool = False) -> None:
+        now = self.clock()
+        if not done and now - self.last < self.every:
+            return
+        self.last = now
+        speed = received / max(now - self.started, 1e-6)
+        size = f"{received / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{received / 1e6:.1f} MB"
+        left = f", ~{(total - received) / speed:.0f} s left" if total and speed and not done else ""
+        self.log(f"{'downloaded' if done else 'downloading'}: {size}, {speed / 1e6:.1f} MB/s{left}")
+
+
+def download(source: Source, directory: Path, timeout: float = 30.0,
+             meter: Callable[..., None] | None = None) -> Path:
     """Fetch source.url into a temporary file in directory; return it only when complete and its checksum matches.
 
-    A truncated or corrupt transfer raises DataError and leaves nothing behind.
+    A truncated or corrupt transfer raises DataError and leaves nothing behind. meter(received, total[, done]) is
+    called after each chunk (a DownloadMeter prints size, speed and time left).
     """
     import urllib.error
     import urllib.request
@@ -325,6 +347,10 @@ def download(source: Source, directory: Path, timeout: float = 30.0) -> Path:
                 out.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
+                if meter is not None:
+                    meter(received, total)
+        if meter is not None:
+            meter(received, total, done=True)
         if total is not None and received != total:
             raise DataError(f"{source.name}: download truncated ({received} of {total} bytes) from {source.url}")
         if digest.hexdigest() != source.digest.lower():
@@ -814,7 +840,7 @@ def _fetch(sources: list[Source], target: Path, counts: tuple[int, int], log: Ca
     for source in sources:
         log(f"downloading {source.url}")
         try:
-            archive = download(source, target.parent)
+            archive = download(source, target.parent, meter=DownloadMeter(log))
             try:
                 loaded = load_path(archive)
             finally:

@@ -135,7 +135,8 @@ def no_gpu_facts(cpu_file: str = "x86-epyc-9654-zen4.txt") -> Facts:
 # The fix convention: one shell command per line, explanations as lines starting with "# ". A command line
 # starts with one of these words (or an interpreter path such as /home/user/venv/bin/python).
 _COMMAND = re.compile(
-    r"(sudo|export|unset|eval|printf|envdoctor|wsl|nvidia-smi|ls|[A-Z_]+=\S*|\S*python[\d.]*|\S*/bin/pip)"
+    r"(sudo|export|unset|eval|printf|echo|mkdir|conda|curl|envdoctor|wsl|nvidia-smi|ls|[A-Z_]+=\S*|\S*python[\d.]*(?:\.exe)?"
+    r"|\S*/bin/pip)"
 )
 
 

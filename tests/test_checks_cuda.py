@@ -41,7 +41,7 @@ def test_old_tf_without_and_cuda_extra_names_toolkit_versions():
     facts.gpus = gpus_fixture("v100-busy.json")
     facts.cuda.tf_libraries = [LibraryResolution("cudart", "libcudart.so.11.0", "missing")]
     fix = one(facts, "cuda.library-missing").fix
-    assert "\n# install CUDA 11.8 and cuDNN 8.6 " in fix and "[and-cuda]" in fix and "?" not in fix
+    assert "\n# install CUDA 11.8 and cuDNN 8.6 " in fix and "and-cuda pip extra" in fix and "?" not in fix
 
 
 def test_old_tf_in_conda_gets_its_release_s_conda_recipe():

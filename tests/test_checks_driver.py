@@ -160,6 +160,9 @@ def test_driver_upgrade_in_a_container_happens_on_the_host():
     assert f.fix.splitlines() == [
         "# upgrade the NVIDIA driver on the host to ≥ 555.42.02, then restart the container",
         "# this runs in a docker container: do not install a driver inside it",
+        # 2.17's CUDA 12.3 is within the driver's 12.4, PTX JIT included (KosinskiLab/AlphaPulldown#296 did this)
+        "# or keep this driver: TensorFlow 2.17 (CUDA 12.3) is the newest for this Python that runs on it",
+        "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.17.*'",
     ]
     facts.gpus = gpus_fixture("v100-busy.json")  # SASS, no JIT: minor-version compatibility, same host-side fix
     assert "ubuntu-drivers" not in one(facts, "driver.minor-compat-for-tf").fix

@@ -131,7 +131,7 @@ def test_install_fixes_keep_and_cuda_on_a_gpu_machine():
     assert "torch 2.8.0" in lines[2]
     gone = h100("idle")
     gone.tensorflow.python_version = "3.14.0"  # no TensorFlow, no release for this Python
-    assert "~/tf/bin/python -m pip install 'tensorflow[and-cuda]'" in one(gone, "tensorflow.python-unsupported").fix
+    assert "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'" in one(gone, "tensorflow.python-unsupported").fix
 
 
 def test_python_too_new_for_any_release():
@@ -146,7 +146,7 @@ def test_not_installed_suggests_and_cuda_with_gpu():
     facts = h100("idle")
     f = one(facts, "tensorflow.not-installed")
     assert f.severity is Severity.INFO
-    assert f.fix == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]'"
+    assert f.fix == "/home/user/venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'"
 
 
 def test_not_installed_beside_torch_and_jax_cuda_wheels_gets_a_venv_of_its_own():
@@ -164,13 +164,13 @@ def test_not_installed_beside_torch_and_jax_cuda_wheels_gets_a_venv_of_its_own()
         lines = f.fix.splitlines()
         assert lines[:2] == [
             "/opt/torch/.venv/bin/python3 -m venv ~/tf",
-            "~/tf/bin/python -m pip install 'tensorflow[and-cuda]'",
+            "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'",
         ]
         assert lines[2].startswith("# a venv of its own: torch 2.11.0, jax 0.11.2, jaxlib 0.11.2 here use nvidia-*")
         assert "/opt/torch/.venv/bin/python3 -m pip install" not in f.fix
     # no CUDA wheels beside it: pip install into this environment, as before
     facts.cuda.nvidia_wheels = []
-    here = "/opt/torch/.venv/bin/python3 -m pip install 'tensorflow[and-cuda]'"
+    here = "/opt/torch/.venv/bin/python3 -m pip install 'tensorflow[and-cuda]==2.21.*'"
     assert one(facts, "tensorflow.not-installed").fix == here
 
 
@@ -295,7 +295,8 @@ def test_not_installed_under_root_says_where_it_looked():
     facts.host = False
     facts.tensorflow.site_packages = ["/usr/lib/python3/dist-packages"]
     f = one(facts, "tensorflow.not-installed")
-    assert f.evidence == ["searched under --root: /usr/lib/python3/dist-packages"]
+    assert f.evidence[0] == "searched under --root: /usr/lib/python3/dist-packages"
+    assert f.evidence[1].startswith("Python 3.12: TensorFlow 2.16, ")  # the releases with wheels for it, pinned in the fix
 
 
 def test_failed_inspection_is_not_reported_as_not_installed():
@@ -315,7 +316,7 @@ def test_externally_managed_python_gets_a_venv_instead_of_pip_install():
     facts.tensorflow.externally_managed = True
     assert one(facts, "tensorflow.not-installed").fix.splitlines()[:3] == [
         "/usr/bin/python3 -m venv ~/tf-venv",
-        "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]'",
+        "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'",
         "# /usr/bin/python3 is externally managed (PEP 668): pip refuses to change it, so TensorFlow goes into a venv",
     ]
     assert "# if the venv step fails: sudo apt-get install -y python3-venv" in one(facts, "tensorflow.not-installed").fix

@@ -67,7 +67,7 @@ def _pip_fix(facts: Facts) -> str:
                 "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/rdp/cudnn-archive)")
     prefix = conda_prefix(facts)
     why = (f"# TensorFlow {tf} loads CUDA {cuda} and cuDNN {cudnn or 'of its build'} from the system: "
-           "it has no [and-cuda] extra (2.14+)")
+           "it predates the and-cuda pip extra (2.14+)")
     if prefix and release.get("conda_cuda"):
         env = shlex.quote(prefix)
         lines = [f"conda install -y -p {env} -c conda-forge {' '.join(release['conda_cuda'])}"]

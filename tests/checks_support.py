@@ -147,8 +147,9 @@ def fix_convention_violations(found: list[Finding]) -> list[str]:
         for line in f.fix.split("\n") if f.fix else []:  # a shell's lines (str.splitlines also splits at \x1e)
             if line.startswith("# "):
                 continue
-            first = line.split(" ", 1)[0]
-            if not _COMMAND.fullmatch(first) or "`" in line or line.rstrip().endswith("."):
+            quoted = re.match(r"'[^']*python[\d.]*(?:\.exe)?'", line)  # an interpreter path with spaces, quoted
+            first = quoted.group(0) if quoted else line.split(" ", 1)[0]
+            if not (quoted or _COMMAND.fullmatch(first)) or "`" in line or line.rstrip().endswith("."):
                 bad.append(f"{f.code}: {line}")
     return bad
 

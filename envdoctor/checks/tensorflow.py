@@ -54,6 +54,7 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
         return with_ok("tensorflow", findings, lambda: None)
     several = _several(facts)
     findings += several
+    findings += [] if several else _retired_gpu_package(facts)
     findings += _python_range(facts)
     if not several:  # its fix (uninstall all, install one) already covers it; two would fight
         findings += _cpu_only(facts)
@@ -137,6 +138,26 @@ def _several(facts: Facts) -> list[Finding]:
             _keep_vendor_build(facts, dists) or _reinstall_one(facts, names, sorted(dist_name(d.name) for d in dists)),
         )
     ]
+
+
+def _retired_gpu_package(facts: Facts) -> list[Finding]:
+    """tensorflow-gpu: the same package as tensorflow since 2.1, retired after 2.11; `pip install -U tensorflow-gpu`
+    now fails (its 2.12 'release' only raises an error: tensorflow#60074, #60886)."""
+    table = tf_releases()
+    name = table["tensorflow_gpu_distribution"]
+    gpu_pkg = next((d for d in facts.tensorflow.distributions if dist_name(d.name) == name), None)
+    if gpu_pkg is None:
+        return []
+    last = table["tensorflow_gpu_last"]
+    evidence = [f"installed: {gpu_pkg.name} {gpu_pkg.version}",
+                f"{name} {last} was its last release; newer versions only raise an error on install (pypi.org/project/{name})"]
+    if facts.system.os == "Windows":  # native Windows: GPU support ended with 2.10, so this is the one to keep
+        fix = (f"# keep {name} {gpu_pkg.version}: TensorFlow {table['windows_gpu_last']} was the last with GPU on native "
+               "Windows; for newer releases, TensorFlow in WSL2:\nwsl --install")
+    else:
+        fix = pip_fix(facts, tf_requirement(facts), remove=name)
+    return [Finding("tensorflow.gpu-package-retired", Severity.INFO,
+                    f"{name} is retired: `pip install -U {name}` fails; its successor is `tensorflow`", evidence, fix)]
 
 
 def _local(text: str | None) -> str | None:

@@ -34,7 +34,10 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
     if gpu and tf_cuda:
         findings += _libraries(facts)
         findings += _cudnn(facts)
-        findings += _xla_tools(facts, tf_cuda)
+        # the library fix reinstalls TensorFlow with its [and-cuda] extra, which brings the nvcc wheel (2.15+)
+        reinstall = any(f.code == "cuda.library-missing" and "[and-cuda]" in (f.fix or "") for f in findings)
+        if not (reinstall and (version(facts.tensorflow.version) or version("0")) >= version("2.15")):
+            findings += _xla_tools(facts, tf_cuda)
     if facts.deep is not None and facts.deep.failed_libraries and gpu:
         findings.append(
             Finding(

@@ -348,6 +348,9 @@ def resolve_tf_libraries(
     search = [(d, "LD_LIBRARY_PATH") for d in ctx.env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d.startswith("/")]
     if tf.location:  # TF >= 2.14 wheels carry rpath $ORIGIN/../nvidia/<lib>/lib for the pip CUDA wheels
         search += [(d, "rpath") for d in wheel_lib_dirs(fs, os.path.dirname(tf.location.rstrip("/")))]
+    prefix = conda_prefix_of(fs, tf.location)
+    if prefix and any(n.startswith(("tensorflow-base-", "tensorflow-2")) for n in fs.listdir(f"{prefix}/conda-meta")):
+        search.append((f"{prefix}/lib", "rpath"))  # conda's own TensorFlow build links against the env's lib/
     search += loader
     searched = {fs.realpath(d) for d, _ in search}
     elsewhere = [d for t in toolkits for d in _toolkit_lib_dirs(fs, t.path)]

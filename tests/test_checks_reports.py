@@ -124,7 +124,7 @@ def build_root(root: Path, spec: dict[str, Any]) -> None:
         _write(root, path, text)
     for name in spec.get("dev", []):  # a live /dev (null is always there); git cannot hold device nodes
         _write(root, f"/dev/{name}", "")
-    for index, pci in enumerate(spec.get("pci", [])):
+    for pci in spec.get("pci", []):
         dev = f"/sys/bus/pci/devices/{pci['address']}"
         _write(root, f"{dev}/vendor", "0x10de\n")
         _write(root, f"{dev}/device", pci["device"] + "\n")

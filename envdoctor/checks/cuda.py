@@ -6,6 +6,8 @@ import posixpath
 import shlex
 from collections.abc import Iterable
 
+from packaging.version import Version
+
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     dist_name,
@@ -36,7 +38,7 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
         findings += _cudnn(facts)
         # the library fix reinstalls TensorFlow with its [and-cuda] extra, which brings the nvcc wheel (2.15+)
         reinstall = any(f.code == "cuda.library-missing" and "[and-cuda]" in (f.fix or "") for f in findings)
-        if not (reinstall and (version(facts.tensorflow.version) or version("0")) >= version("2.15")):
+        if not (reinstall and (version(facts.tensorflow.version) or Version("0")) >= Version("2.15")):
             findings += _xla_tools(facts, tf_cuda)
     if facts.deep is not None and facts.deep.failed_libraries and gpu:
         findings.append(
@@ -182,13 +184,14 @@ def _xla_tools(facts: Facts, tf_cuda: str) -> list[Finding]:
                "from developer.nvidia.com/cuda-toolkit-archive, then:\n"
                "export XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda") if mm else (
                "# install a CUDA toolkit of this TensorFlow's CUDA major, then point XLA_FLAGS at it")
-    keras3 = (version(facts.tensorflow.version) or version("0")) >= (version(KERAS_3_DEFAULT) or version("0"))
+    keras3 = (version(facts.tensorflow.version) or Version("0")) >= Version(KERAS_3_DEFAULT)
     return [Finding("cuda.xla-tools-missing", Severity.WARNING if keras3 else Severity.INFO,
                     "XLA's libdevice and ptxas are missing: jit_compile" + (" and Keras 3 training" if keras3 else "")
                     + " on the GPU fail", evidence, fix)]
 
 
-KERAS_3_DEFAULT = "2.16"  # TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3, whose compile() defaults to jit_compile="auto"
+# TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3, whose compile() defaults to jit_compile="auto"
+KERAS_3_DEFAULT = "2.16"
 
 
 def _nvcc_requirement(facts: Facts, tf_cuda: str) -> str:

@@ -283,7 +283,8 @@ def _wsl_linux_driver(facts: Facts) -> list[Finding]:
             Severity.ERROR,
             "A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
             ["WSL2: the GPU driver comes from Windows"] + evidence,
-            f"{remove}\n{_stray_files(facts)}# then, in Windows: wsl --shutdown; update the NVIDIA driver on Windows only\n"
+            f"{remove}\n{_stray_files(facts)}"
+            "# then, in Windows: wsl --shutdown; update the NVIDIA driver on Windows only\n"
             "# a CUDA toolkit inside WSL: only cuda-toolkit-12-x from NVIDIA's WSL-Ubuntu repository "
             "(developer.nvidia.com/cuda-downloads, Linux > x86_64 > WSL-Ubuntu), never cuda or cuda-drivers",
         )
@@ -374,9 +375,10 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
     need = _toolkit_minimum(release_rows()[newest]["cuda"], column)
     runs = [n for n in release_rows() if _runs_here(facts, branch, n, have)]
     older = max(runs, key=version) if runs else None
-    evidence = [f"driver {driver}: {_branch_cuda(branch, column)}",
-                f"Python {python[0]}.{python[1]}: TensorFlow {join(names)} have wheels, the newest built with CUDA "
-                f"{release_rows()[newest]['cuda']}" if python else f"TensorFlow {newest}: CUDA {release_rows()[newest]['cuda']}"]
+    built = f"TensorFlow {newest}: CUDA {release_rows()[newest]['cuda']}"
+    if python:
+        built = f"Python {python[0]}.{python[1]}: TensorFlow {join(names)} have wheels, the newest {built}"
+    evidence = [f"driver {driver}: {_branch_cuda(branch, column)}", built]
     fix = _upgrade_driver(facts, need)
     if older is not None:
         lo, hi = release_rows()[older]["python"]
@@ -472,8 +474,9 @@ def _older_tf_for_driver(facts: Facts, have: tuple[int, int]) -> str:
     extra = "[and-cuda]" if has_and_cuda_extra(older) and column == "linux" else ""
     from envdoctor.checks.common import pip_fix
 
-    return (f"\n# or keep this driver: TensorFlow {older} (CUDA {release_rows()[older]['cuda']}) is the newest for this "
-            f"Python that runs on it\n" + pip_fix(facts, f"'tensorflow{extra}=={older}.*'"))
+    cuda = release_rows()[older]["cuda"]
+    return (f"\n# or keep this driver: TensorFlow {older} (CUDA {cuda}) is the newest for this Python that runs on it\n"
+            + pip_fix(facts, f"'tensorflow{extra}=={older}.*'"))
 
 
 def _runs_here(facts: Facts, branch: int, release: str, have: tuple[int, int]) -> bool:

@@ -66,7 +66,8 @@ def _owners(facts: Facts) -> list[PythonPackage]:
     """The TensorFlow distribution whose files are installed, and tf-keras: the ones whose requirements count."""
     tf = facts.tensorflow
     site = (tf.location or "").rsplit("/", 1)[0]
-    mine = [p for p in tf.distributions if is_tf_distribution(p.name) and p.location == site and p.version == tf.version]
+    mine = [p for p in tf.distributions
+            if is_tf_distribution(p.name) and p.location == site and p.version == tf.version]
     return (mine or tf.distributions[:1]) + [p for p in tf.related if p.requires_dist]
 
 
@@ -145,7 +146,9 @@ def _undeclared(facts: Facts) -> list[Unmet]:
         got = version(have.version) if have else None
         since, below = version(rule.get("tensorflow_from", "0")), version(rule["tensorflow_below"])
         breaks = version(rule["breaks_from"])
-        if None in (tf_v, got, since, below, breaks) or not (since <= tf_v < below) or got < breaks:
+        if tf_v is None or got is None or since is None or below is None or breaks is None:
+            continue
+        if not since <= tf_v < below or got < breaks:
             continue
         from packaging.specifiers import SpecifierSet  # only when a rule applies
 
@@ -205,7 +208,7 @@ def _finding(facts: Facts, u: Unmet) -> Finding:
     fix = pip_fix(facts, shlex.quote(wanted))
     shadow = _shadowing(facts, u.installed)
     if shadow:
-        evidence.append(f"{u.installed.location} is a user site-packages: it comes before the environment's own "
+        evidence.append(f"{shadow} is a user site-packages: it comes before the environment's own "
                         "on the import path")
         fix = f"{python_cmd(facts)} -m pip uninstall -y {u.name}\n{fix}\n" \
               f"# the copy in {shadow} shadows the environment's own: remove it first"
@@ -241,15 +244,17 @@ def _legacy_keras(facts: Facts) -> list[Finding]:
     if any(dist_name(p.name) == "tf-keras" for p in tf.related):
         return []  # installed; whether its version matches is tf-keras's own Requires-Dist (checked above)
     mm = f"{v.major}.{v.minor}"
+    why = (f"TensorFlow {tf.version}: tf.keras is Keras 3 unless tf-keras (Keras 2) is installed and this variable "
+           "is set" if v.minor >= 16 else f"TensorFlow {tf.version}: with this variable set, tf.keras imports tf_keras")
     return [
         Finding(
             "tensorflow.legacy-keras-missing",
             Severity.ERROR,
-            f"TF_USE_LEGACY_KERAS={value} but tf-keras is not installed: tf.keras fails to import on TensorFlow {tf.version}",
-            [f"TF_USE_LEGACY_KERAS={value}", f"TensorFlow {tf.version}: tf.keras is Keras 3 unless tf-keras (Keras 2) is "
-             "installed and this variable is set" if v.minor >= 16 else f"TensorFlow {tf.version}: with this variable set, "
-             "tf.keras imports tf_keras", "tf-keras: not installed"],
+            f"TF_USE_LEGACY_KERAS={value} but tf-keras is not installed: tf.keras fails to import on TensorFlow "
+            f"{tf.version}",
+            [f"TF_USE_LEGACY_KERAS={value}", why, "tf-keras: not installed"],
             pip_fix(facts, shlex.quote(f"tf-keras=={mm}.*"))
-            + f"\n# tf-keras {mm} is the Keras 2 for TensorFlow {mm} (it requires tensorflow>={mm},<{v.major}.{v.minor + 1})",
+            + f"\n# tf-keras {mm} is the Keras 2 for TensorFlow {mm} "
+            f"(it requires tensorflow>={mm},<{v.major}.{v.minor + 1})",
         )
     ]

@@ -9,8 +9,8 @@ from packaging.version import InvalidVersion, Version
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import (
     dist_name,
-    has_and_cuda_extra,
     gpu_usable,
+    has_and_cuda_extra,
     is_tf_distribution,
     join,
     major_minor,
@@ -150,10 +150,11 @@ def _retired_gpu_package(facts: Facts) -> list[Finding]:
         return []
     last = table["tensorflow_gpu_last"]
     evidence = [f"installed: {gpu_pkg.name} {gpu_pkg.version}",
-                f"{name} {last} was its last release; newer versions only raise an error on install (pypi.org/project/{name})"]
+                f"{name} {last} was its last release; newer versions only raise an error on install "
+                f"(pypi.org/project/{name})"]
     if facts.system.os == "Windows":  # native Windows: GPU support ended with 2.10, so this is the one to keep
-        fix = (f"# keep {name} {gpu_pkg.version}: TensorFlow {table['windows_gpu_last']} was the last with GPU on native "
-               "Windows; for newer releases, TensorFlow in WSL2:\nwsl --install")
+        fix = (f"# keep {name} {gpu_pkg.version}: TensorFlow {table['windows_gpu_last']} was the last with GPU on "
+               "native Windows; for newer releases, TensorFlow in WSL2:\nwsl --install")
     else:
         fix = pip_fix(facts, tf_requirement(facts), remove=name)
     return [Finding("tensorflow.gpu-package-retired", Severity.INFO,

@@ -103,7 +103,7 @@ def _interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:
         return run_interpreter(ctx, tf)
     paths = sysconfig.get_paths()
     stdlib = {paths.get(k) for k in ("stdlib", "platstdlib")}
-    found = _from_sys_path(sys.executable, "%d.%d.%d" % sys.version_info[:3], sys.path, stdlib)
+    found = _from_sys_path(sys.executable, ".".join(map(str, sys.version_info[:3])), sys.path, stdlib)
     marker = os.path.isfile(os.path.join(paths.get("stdlib") or "", "EXTERNALLY-MANAGED"))
     found.env, found.externally_managed = pep668(sys.prefix, sys.base_prefix, marker)
     return found
@@ -293,7 +293,11 @@ def canonical(name: str) -> str:
 
 
 def find_distributions(
-    ctx: ProbeContext, path: list[str], names: set[str], prefixes: tuple[str, ...] = (), requires: set[str] = frozenset()
+    ctx: ProbeContext,
+    path: list[str],
+    names: set[str],
+    prefixes: tuple[str, ...] = (),
+    requires: frozenset[str] | set[str] = frozenset(),
 ) -> list[tuple[str, PythonPackage]]:
     """(canonical name, package) for each installed distribution of interest, in import-path order; those in
     `requires` (or matching a prefix) with their Requires-Dist."""

@@ -34,7 +34,26 @@ def test_zen4_unused_instructions_with_an_honest_gain_note():
         "# optional; expect a modest gain: oneDNN already uses these instructions in its convolution and "
         "matrix-multiply kernels, a native build speeds up the other (Eigen) ops only",
     ]
-    assert any("-mavx only" in e for e in f.evidence)
+    assert any("compiled with -mavx -mf16c only" in e for e in f.evidence)  # 2.21's avx_linux config
+    older = one(_with_tf("x86-epyc-9654-zen4.txt", tf="2.20.0"), "cpu.unused-instructions")
+    assert any("compiled with -mavx only" in e for e in older.evidence)
+
+
+def _without_f16c(tf: str | None):
+    # A real Skylake-SP's cpuinfo with F16C masked, as a VM with an older CPU model (QEMU's SandyBridge) shows it.
+    facts = _with_tf("x86-xeon-gold-6132-skylake-avx512.txt", tf) if tf else no_gpu_facts(
+        "x86-xeon-gold-6132-skylake-avx512.txt")
+    facts.cpu.flags = [f for f in facts.cpu.flags if f != "f16c"]
+    return facts
+
+
+def test_avx_without_f16c_cannot_import_the_stock_2_21_wheel():
+    f = one(_without_f16c("2.21.0"), "cpu.wheel-instructions-missing")
+    assert f.severity is Severity.ERROR and "F16C" in f.title and "Illegal instruction" in f.title
+    assert "tensorflow==2.20.*" in f.fix and "envdoctor build-tf" in f.fix
+    assert "cpu.wheel-instructions-missing" not in codes(_without_f16c("2.20.0"))  # -mavx only up to 2.20
+    nothing_yet = one(_without_f16c(None), "cpu.wheel-instructions-missing")  # `pip install tensorflow` brings 2.21
+    assert nothing_yet.severity is Severity.WARNING and "would die on import" in nothing_yet.title
 
 
 def test_deep_log_overrides_the_assumption():

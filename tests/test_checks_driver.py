@@ -41,6 +41,15 @@ def test_gpu_on_pci_without_driver():
     assert "gpu.none" not in codes(facts)
 
 
+def test_pre_turing_gpu_without_driver_gets_the_proprietary_modules():
+    # A GTX 1080 (Pascal, 6.1; 0x1b80 in pci.ids): Rocky's nvidia-open cannot drive it, the R580 branch's
+    # proprietary modules can (NVIDIA Driver Installation Guide, kernel-modules).
+    facts = no_gpu_facts()  # Rocky 9.3 (dnf)
+    facts.driver.pci_gpus = [PciGpu("0000:01:00.0", "0x10de", "0x1b80", "0x030000", None)]
+    f = one(facts, "driver.not-installed")
+    assert "nvidia-driver:580-dkms" in f.fix and "nvidia-open" not in f.fix
+
+
 @pytest.mark.parametrize("distro_id, distro_like", [
     ("ubuntu", ["debian"]),
     ("linuxmint", ["ubuntu", "debian"]),  # Linux Mint 21 os-release: a derivative gets it through ID_LIKE

@@ -74,6 +74,19 @@ def tf_release(tf_version: str | None) -> dict[str, Any] | None:
     return release_rows().get(f"{mm[0]}.{mm[1]}") if mm else None
 
 
+def stock_wheel_instructions(tf_version: str | None) -> list[str]:
+    """The x86 instructions (cpuinfo names) the stock wheel of this release is compiled for, from the build table
+    (recipes/tf_build.json, per release: -mavx, and -mf16c from 2.21). A release the table does not know: the newest
+    known one's for a newer release, else AVX, which every stock wheel since 1.6 requires."""
+    releases = load_recipe("tf_build.json")["releases"]
+    mm = major_minor(tf_version)
+    key = f"{mm[0]}.{mm[1]}" if mm else None
+    if key not in releases and mm is not None:
+        newest = max(releases, key=lambda r: major_minor(r) or (0, 0))
+        key = newest if mm > (major_minor(newest) or (0, 0)) else None
+    return list(releases[key]["stock_wheel_x86"]) if key in releases else ["avx"]
+
+
 def supports_python(row: dict[str, Any], python: tuple[int, int] | None) -> bool:
     """A release-table row's Python range holds this (major, minor); None (unknown) fits every row."""
     lo, hi = (major_minor(v) for v in row["python"])

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from packaging.version import Version
 
 from envdoctor.checks.base import Finding, Severity, check
-from envdoctor.checks.common import tf_releases, version, with_ok
+from envdoctor.checks.common import pip_fix, stock_wheel_instructions, tf_releases, tf_requirement, version, with_ok
 from envdoctor.facts import Facts
 
 _GAIN_NOTE = (
@@ -37,6 +37,8 @@ def cpu_checks(facts: Facts) -> Iterable[Finding]:
         flags = set(facts.cpu.flags)
         if "avx" not in flags:
             findings.append(_no_avx(facts, flags))
+        elif missing := _wheel_needs(facts, flags):
+            findings.append(_wheel_instructions_missing(facts, missing))
         elif _tf_installed(facts):
             findings.extend(_unused_instructions(facts, flags))
             findings.extend(_onednn(facts, flags))
@@ -64,8 +66,41 @@ def _no_avx(facts: Facts, flags: set[str]) -> Finding:
     )
 
 
+def _release_judged(facts: Facts) -> str | None:
+    """The installed release, else the newest (what `pip install tensorflow` would bring)."""
+    return facts.tensorflow.version or max(tf_releases()["releases"], key=version)
+
+
+def _wheel_needs(facts: Facts, flags: set[str]) -> list[str]:
+    return [f for f in stock_wheel_instructions(_release_judged(facts)) if f not in flags]
+
+
+def _wheel_instructions_missing(facts: Facts, missing: list[str]) -> Finding:
+    """AVX without F16C (some VMs mask it, a few old CPUs lack it): the stock 2.21 wheel is compiled with -mf16c."""
+    release = _release_judged(facts)
+    installed = bool(facts.tensorflow.version)
+    names = " ".join(m.upper() for m in missing)
+    older = [r for r in tf_releases()["releases"] if not [f for f in stock_wheel_instructions(r) if f not in
+                                                          set(facts.cpu.flags)]]
+    newest_ok = max(older, key=version) if older else None
+    return Finding(
+        "cpu.wheel-instructions-missing",
+        Severity.ERROR if installed else Severity.WARNING,
+        f"This CPU lacks {names}, which the stock TensorFlow {release} wheel is compiled for: "
+        f"{'importing it dies' if installed else 'it would die on import'} with 'Illegal instruction'",
+        [f"CPU: {facts.cpu.model}", f"/proc/cpuinfo flags have no {' '.join(missing)}",
+         f"TensorFlow {release} stock x86_64 wheel: compiled with "
+         f"{' '.join('-m' + f for f in stock_wheel_instructions(release))} (its .bazelrc avx_linux config)"]
+        + (["'hypervisor' flag: a VM may be hiding it (check the VM's CPU model, e.g. host-passthrough)"]
+           if "hypervisor" in facts.cpu.flags else []),
+        (pip_fix(facts, tf_requirement(facts, f"{newest_ok}.*")) + "\n" if newest_ok else "")
+        + "# or: envdoctor build-tf   (a TensorFlow built for the instructions this CPU has)",
+    )
+
+
 def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
     wheel = tf_releases()["x86_64_wheel"]
+    compiled_with = stock_wheel_instructions(facts.tensorflow.version)
     deep = facts.deep
     if deep is not None and (deep.missing_cpu_instructions or deep.returncode == 0):
         # TF ran with its INFO log on: what it printed (or did not print) is the truth for this binary.
@@ -75,9 +110,10 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
         unused = [
             name
             for flag, name in wheel["feature_guard"].items()
-            if flag in flags and flag not in wheel["compiled_with"]
+            if flag in flags and flag not in compiled_with
         ]
-        source = "stock x86_64 wheels are compiled with -mavx only (TF .bazelrc: avx_linux); assumed for this install"
+        source = (f"stock x86_64 wheels of this release are compiled with {' '.join('-m' + f for f in compiled_with)}"
+                  " only (TF .bazelrc: avx_linux); assumed for this install")
     if not unused:
         return []
     return [

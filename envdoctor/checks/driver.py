@@ -30,7 +30,7 @@ from envdoctor.checks.gpu import (
     older_tf_fix,
     tf_cuda_version,
 )
-from envdoctor.distro_pkgs import distro_command, install_command
+from envdoctor.distro_pkgs import distro_command, driver_install_command, install_command
 from envdoctor.facts import Facts
 from envdoctor.resources import load_recipe
 
@@ -51,10 +51,20 @@ def _install_driver(facts: Facts, then_reboot: bool = False) -> str:
     s = facts.system
     if s.container:  # the driver is the host's (see _upgrade_driver)
         return "# install the NVIDIA driver on the host, then start the container with --gpus all"
-    cmd = install_command(s.package_manager, ["nvidia-driver"], s.distro_id, s.distro_like)
+    cmd = _driver_package_command(facts)
     if cmd is None:
         return "# install NVIDIA's driver for this distribution (https://www.nvidia.com/drivers), then reboot"
     return f"{cmd} && sudo reboot" if then_reboot else cmd
+
+
+def _driver_package_command(facts: Facts) -> str | None:
+    """The distribution's driver install for these GPUs: below Turing (7.5) several distributions' default package
+    holds only the open kernel modules, which cannot drive the GPU, so the proprietary one is chosen."""
+    from envdoctor.checks.gpu import pci_gpus_as_models
+
+    s = facts.system
+    ccs = [cc for g in facts.gpus or pci_gpus_as_models(facts) if (cc := major_minor(g.compute_capability))]
+    return driver_install_command(s.package_manager, s.distro_id, s.distro_like, min(ccs) if ccs else None)
 
 
 def _upgrade_driver(facts: Facts, minimum: str | None) -> str:
@@ -126,7 +136,7 @@ def _not_bound(facts: Facts) -> list[Finding]:
 def _nouveau(facts: Facts, evidence: list[str]) -> Finding:
     pm = facts.system.package_manager
     # Install first (the driver packages usually blacklist nouveau too), then make sure, then reboot.
-    install = install_command(pm, ["nvidia-driver"], facts.system.distro_id, facts.system.distro_like)
+    install = _driver_package_command(facts)
     blacklist = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n'"
     steps = [
         install or "# install the NVIDIA driver for your distribution: https://www.nvidia.com/drivers",

@@ -6,7 +6,7 @@
     python bench/smoke_test.py all
     python bench/smoke_test.py gpu          # on a GPU machine with GPU TensorFlow: device, eval-concurrent, mirrored
     python bench/smoke_test.py calibration  # issue 13: two back-to-back default runs agree on calibration/utilization?
-    python bench/smoke_test.py pairs [N]    # issue 13: stock vs TF_ENABLE_ONEDNN_OPTS=1 default runs, N alternating pairs
+    python bench/smoke_test.py pairs [N]    # issue 13: stock vs TF_ENABLE_ONEDNN_OPTS=1 default runs, N pairs
     python bench/smoke_test.py tune         # issue 13: `envdoctor smoke-test --tune` wall time and its table
     python bench/smoke_test.py matmul [N]   # issue 13: numpy SGEMM 4096^2 vs envdoctor's calibration (oneDNN off/on)
 
@@ -186,7 +186,8 @@ def matmul(count: int) -> None:
             before = load()
             out = subprocess.run([sys.executable, "-c", code], env={**ENV, **env}, capture_output=True, text=True,
                                  timeout=600)
-            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-500:]}
+            failed = {"error": out.stderr[-500:]}
+            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else failed
             print(json.dumps({"round": i + 1, "what": label, **row, "load_before": before}), flush=True)
 
 

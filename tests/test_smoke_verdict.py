@@ -76,7 +76,7 @@ def test_reference_curve_is_sourced_monotone_and_interpolated() -> None:
     curves = verdict.reference()["learning_curves"]
     for model, curve in curves.items():
         points = sorted((p["epochs"], p["test_accuracy"]) for p in curve["points"])
-        assert all(a0 <= a1 for (_e0, a0), (_e1, a1) in zip(points, points[1:])), model
+        assert all(a0 <= a1 for (_e0, a0), (_e1, a1) in zip(points, points[1:], strict=False)), model
         assert all(p.get("source") for p in curve["points"]) and curve["measured_on"] and curve["batch_size"] == 128
     first = sorted(curves["tutorial"]["points"], key=lambda p: p["epochs"])[:2]
     middle = verdict.reference_accuracy("tutorial", (first[0]["epochs"] * first[1]["epochs"]) ** 0.5)
@@ -94,7 +94,8 @@ def test_utilization_against_calibration_and_peak_and_a_low_calibration_is_flagg
                     calibration_gflops=60.0, calibration_dtype="float32", runtime={"onednn": False},
                     devices={"cpu_peak_gflops": 156.0, "gpus": []})
     summary = report.summarize(result)
-    assert summary["utilization"] == pytest.approx(50 / 60) and summary["utilization_of_peak"] == pytest.approx(50 / 156)
+    assert summary["utilization"] == pytest.approx(50 / 60)
+    assert summary["utilization_of_peak"] == pytest.approx(50 / 156)
     low = [r for r in result["reasons"] if r["aspect"] == "calibration"]
     assert low and "only 38% of this CPU's float32 peak estimate (156 GFLOP/s)" in low[0]["text"]
     assert "TF_ENABLE_ONEDNN_OPTS=1" in low[0]["text"] and result["verdict"] == "warnings" and result["ok"]
@@ -283,8 +284,8 @@ def test_cli_refuses_bad_tune_and_plot_options_in_one_line(args: list[str], mess
 
 
 def test_check_imports_none_of_the_smoke_tests_heavy_modules() -> None:
-    code = ("import sys, envdoctor.cli, envdoctor.smoke.tunecache; "
-            "print(sorted(m for m in ('matplotlib', 'tensorflow', 'numpy', 'envdoctor.smoke.data') if m in sys.modules))")
+    heavy = "('matplotlib', 'tensorflow', 'numpy', 'envdoctor.smoke.data')"
+    code = f"import sys, envdoctor.cli, envdoctor.smoke.tunecache; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
 

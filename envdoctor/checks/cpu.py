@@ -157,7 +157,8 @@ def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
             Severity.INFO,
             "oneDNN custom operations are off",
             evidence,
-            "export TF_ENABLE_ONEDNN_OPTS=1\n" + (_measured_onednn_gain(facts) or "# optional: often faster on the CPU"),
+            "export TF_ENABLE_ONEDNN_OPTS=1\n"
+            + (_measured_onednn_gain(facts) or "# optional: often faster on the CPU"),
         )
     ]
 

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from envdoctor.errors import UsageError
 from envdoctor.runner import kill_group
-from envdoctor.smoke import child, contention, multiworker
+from envdoctor.smoke import child, contention, multiworker, report, verdict
 from envdoctor.smoke import data as cifar
-from envdoctor.smoke import report, verdict
 from envdoctor.smoke.models import MODELS
 
 if TYPE_CHECKING:

@@ -95,7 +95,7 @@ def summarize(settings: list[Setting], legs: list[Leg]) -> dict[str, Any]:
     """Per setting: the images/s of each round, their median, and the median of the per-round ratios to stock."""
     stock = settings[0].name
     by_round = {(leg.setting, leg.round): leg for leg in legs}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for setting in settings:
         mine = [leg for leg in legs if leg.setting == setting.name]
         rates = [leg.images_per_sec for leg in mine if leg.images_per_sec]

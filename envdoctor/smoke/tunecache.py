@@ -47,8 +47,8 @@ def load(cpu_model: str | None, tf_version: str | None) -> dict[str, Any] | None
 
 def onednn_note(cpu_model: str | None, tf_version: str | None) -> str | None:
     """For the doctor's cpu.onednn-off fix: the measured oneDNN gain on this CPU and TensorFlow, or None."""
-    data = load(cpu_model, tf_version)
-    gain = (data or {}).get("onednn_gain")
+    data = load(cpu_model, tf_version) or {}
+    gain = data.get("onednn_gain")
     if not isinstance(gain, dict) or not isinstance(gain.get("ratio"), (int, float)):
         return None
     return (f"# measured by `envdoctor smoke-test --tune` on this CPU model with TensorFlow {tf_version} "

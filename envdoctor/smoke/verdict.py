@@ -46,7 +46,7 @@ def reference_accuracy(model: str, epochs: float) -> float | None:
     points = sorted((p["epochs"], p["test_accuracy"]) for p in curve["points"])
     if epochs <= points[0][0]:  # from chance at no training to the first point, linear in epochs
         return CHANCE + (points[0][1] - CHANCE) * epochs / points[0][0]
-    for (e0, a0), (e1, a1) in zip(points, points[1:]):
+    for (e0, a0), (e1, a1) in zip(points, points[1:], strict=False):
         if epochs <= e1:
             t = (math.log(epochs) - math.log(e0)) / (math.log(e1) - math.log(e0))
             return a0 + t * (a1 - a0)
@@ -64,7 +64,7 @@ def learning(result: dict[str, Any]) -> Reason:
     if accuracy is None:
         return Reason("learning", "inconclusive", "no test accuracy was measured")
     rules = reference()["judge"]
-    model = (result.get("model") or {}).get("name") or (result.get("config") or {}).get("model")
+    model = str((result.get("model") or {}).get("name") or (result.get("config") or {}).get("model") or "")
     data = result.get("data") or {}
     if data.get("synthetic"):
         return Reason("learning", "inconclusive", "synthetic data: random images cannot be learned, nothing to judge")
@@ -175,7 +175,8 @@ def speed(result: dict[str, Any]) -> list[Reason]:
     share = measured["calibration_of_peak"]
     if share is not None and share < rules["calibration_of_peak_low"]:
         reasons.append(Reason("calibration", "warn",
-                              f"the matmul calibration ({result['calibration_gflops']:.0f} GFLOP/s) is only {share:.0%} "
+                              f"the matmul calibration ({result['calibration_gflops']:.0f} GFLOP/s) is only "
+                              f"{share:.0%} "
                               f"of this CPU's float32 peak estimate ({measured['peak_gflops']:.0f} GFLOP/s): "
                               f"{tips(result)}"))
     return reasons + calibration_trust(result)

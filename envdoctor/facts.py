@@ -250,6 +250,19 @@ class EnvFacts:
 
 
 @dataclass
+class TuneFacts:
+    """What `envdoctor smoke-test --tune` measured on this machine for its CPU model and TensorFlow version: read
+    from its cache on the live host only, so that a snapshot or a --root tree never cites this machine's result."""
+
+    onednn_ratio: float | None = None  # images/s with oneDNN flipped, over images/s as TensorFlow starts
+    onednn_versus: str | None = None  # the state it was compared with: "off" | "on"
+    rounds: int | None = None  # interleaved rounds behind the ratio
+    measured_at: str | None = None
+    tf_version: str | None = None
+    unreliable: bool = False  # other work shared the machine during the legs
+
+
+@dataclass
 class Facts:
     schema_version: int = SCHEMA_VERSION
     envdoctor_version: str | None = None
@@ -264,6 +277,7 @@ class Facts:
     tensorflow: TensorflowFacts = field(default_factory=TensorflowFacts)
     env: EnvFacts = field(default_factory=EnvFacts)
     deep: DeepFacts | None = None
+    tune: TuneFacts | None = None
     probe_errors: list[ProbeError] = field(default_factory=list)
     probe_seconds: dict[str, float] = field(default_factory=dict)
 

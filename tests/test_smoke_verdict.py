@@ -224,16 +224,21 @@ def test_the_tune_cache_gives_the_doctor_a_measured_onednn_gain(tmp_path: Path, 
     note = tunecache.onednn_note("AMD EPYC", "2.21.0")
     assert note.startswith("# measured by `envdoctor smoke-test --tune` on this CPU model") and "1.65x" in note
     assert tunecache.onednn_note("AMD EPYC", "2.20.0") is None  # another TensorFlow: nothing to cite
-    # The doctor's cpu.onednn-off fix cites it (live machine only: never under --root)
+    # The tune probe reads it on the live machine only (never under --root); the doctor's cpu.onednn-off fix cites it
     from envdoctor.checks.cpu import _onednn
     from envdoctor.facts import Facts
+    from envdoctor.probes import ProbeContext
+    from envdoctor.probes import tune as tune_probe
 
     facts = Facts()
     facts.cpu.model, facts.tensorflow.version, facts.system.os = "AMD EPYC", "2.21.0", "Linux"
+    tune_probe.probe(ProbeContext(env={}), facts)
     (finding,) = _onednn(facts, {"avx2", "fma"})
     assert finding.code == "cpu.onednn-off" and finding.fix == "export TF_ENABLE_ONEDNN_OPTS=1\n" + note
-    facts.root, facts.host = "/mnt/image", False
-    assert _onednn(facts, {"avx2", "fma"})[0].fix.endswith("# optional: often faster on the CPU")
+    under_root = Facts(cpu=facts.cpu, tensorflow=facts.tensorflow, system=facts.system, root="/mnt/image", host=False)
+    tune_probe.probe(ProbeContext(root=tmp_path, env={}), under_root)
+    assert under_root.tune is None
+    assert _onednn(under_root, {"avx2", "fma"})[0].fix.endswith("# optional: often faster on the CPU")
 
 
 # ---------------------------------------------------------------- progress, plot, CLI

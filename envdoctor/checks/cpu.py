@@ -8,7 +8,7 @@ from packaging.version import Version
 
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import pip_fix, stock_wheel_instructions, tf_releases, tf_requirement, version, with_ok
-from envdoctor.facts import Facts
+from envdoctor.facts import Facts, TuneFacts
 
 _GAIN_NOTE = (
     "# optional; expect a modest gain: oneDNN already uses these instructions in its convolution and "
@@ -58,11 +58,11 @@ def _no_avx(facts: Facts, flags: set[str]) -> Finding:
             f"installed: TensorFlow {facts.tensorflow.version}; stock x86_64 wheels are compiled with -mavx"
         )
     return Finding(
-        "cpu.no-avx",
-        Severity.ERROR,
-        "CPU without AVX: stock TensorFlow dies on import with 'Illegal instruction'",
-        evidence,
-        "envdoctor build-tf\n# builds TensorFlow from source for the instructions this CPU has (no AVX)",
+        code="cpu.no-avx",
+        severity=Severity.ERROR,
+        title="CPU without AVX: stock TensorFlow dies on import with 'Illegal instruction'",
+        evidence=evidence,
+        fix="envdoctor build-tf\n# builds TensorFlow from source for the instructions this CPU has (no AVX)",
     )
 
 
@@ -84,16 +84,16 @@ def _wheel_instructions_missing(facts: Facts, missing: list[str]) -> Finding:
                                                           set(facts.cpu.flags)]]
     newest_ok = max(older, key=version) if older else None
     return Finding(
-        "cpu.wheel-instructions-missing",
-        Severity.ERROR if installed else Severity.WARNING,
-        f"This CPU lacks {names}, which the stock TensorFlow {release} wheel is compiled for: "
+        code="cpu.wheel-instructions-missing",
+        severity=Severity.ERROR if installed else Severity.WARNING,
+        title=f"This CPU lacks {names}, which the stock TensorFlow {release} wheel is compiled for: "
         f"{'importing it dies' if installed else 'it would die on import'} with 'Illegal instruction'",
-        [f"CPU: {facts.cpu.model}", f"/proc/cpuinfo flags have no {' '.join(missing)}",
+        evidence=[f"CPU: {facts.cpu.model}", f"/proc/cpuinfo flags have no {' '.join(missing)}",
          f"TensorFlow {release} stock x86_64 wheel: compiled with "
          f"{' '.join('-m' + f for f in stock_wheel_instructions(release))} (its .bazelrc avx_linux config)"]
         + (["'hypervisor' flag: a VM may be hiding it (check the VM's CPU model, e.g. host-passthrough)"]
            if "hypervisor" in facts.cpu.flags else []),
-        (pip_fix(facts, tf_requirement(facts, f"{newest_ok}.*")) + "\n" if newest_ok else "")
+        fix=(pip_fix(facts, tf_requirement(facts, f"{newest_ok}.*")) + "\n" if newest_ok else "")
         + "# or: envdoctor build-tf   (a TensorFlow built for the instructions this CPU has)",
     )
 
@@ -118,11 +118,11 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
         return []
     return [
         Finding(
-            "cpu.unused-instructions",
-            Severity.INFO,
-            f"TensorFlow's own kernels do not use these CPU instructions: {' '.join(unused)}",
-            [f"CPU: {facts.cpu.model}", source],
-            f"envdoctor build-tf\n{_GAIN_NOTE}",
+            code="cpu.unused-instructions",
+            severity=Severity.INFO,
+            title=f"TensorFlow's own kernels do not use these CPU instructions: {' '.join(unused)}",
+            evidence=[f"CPU: {facts.cpu.model}", source],
+            fix=f"envdoctor build-tf\n{_GAIN_NOTE}",
         )
     ]
 
@@ -144,33 +144,32 @@ def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
     if state:
         return [
             Finding(
-                "cpu.onednn-on",
-                Severity.INFO,
-                "oneDNN custom operations are on",
-                evidence + [_ONEDNN_NUMERICS],
-                None,
+                code="cpu.onednn-on",
+                severity=Severity.INFO,
+                title="oneDNN custom operations are on",
+                evidence=evidence + [_ONEDNN_NUMERICS],
+                fix=None,
             )
         ]
     return [
         Finding(
-            "cpu.onednn-off",
-            Severity.INFO,
-            "oneDNN custom operations are off",
-            evidence,
-            "export TF_ENABLE_ONEDNN_OPTS=1\n"
-            + (_measured_onednn_gain(facts) or "# optional: often faster on the CPU"),
+            code="cpu.onednn-off",
+            severity=Severity.INFO,
+            title="oneDNN custom operations are off",
+            evidence=evidence,
+            fix="export TF_ENABLE_ONEDNN_OPTS=1\n"
+            + (onednn_gain_note(facts.tune) if facts.tune else "# optional: often faster on the CPU"),
         )
     ]
 
 
-def _measured_onednn_gain(facts: Facts) -> str | None:
-    """The gain `envdoctor smoke-test --tune` measured for this CPU model and TensorFlow (cached beside the data;
-    standard library only), on the live machine: never under --root."""
-    if not facts.host or facts.root != "/":
-        return None
-    from envdoctor.smoke.tunecache import onednn_note
-
-    return onednn_note(facts.cpu.model, facts.tensorflow.version)
+def onednn_gain_note(tune: TuneFacts) -> str:
+    """The gain `envdoctor smoke-test --tune` measured on this machine (facts.tune), as a comment for the fix."""
+    rounds = tune.rounds if tune.rounds is not None else "?"
+    return (f"# measured by `envdoctor smoke-test --tune` on this CPU model with TensorFlow {tune.tf_version} "
+            f"({tune.measured_at or '?'}): {tune.onednn_ratio:.2f}x the images/s of oneDNN "
+            f"{tune.onednn_versus or 'off'}, {rounds} interleaved rounds"
+            + ("; the machine was shared, so the figure is rough" if tune.unreliable else ""))
 
 
 def _onednn_default(facts: Facts, flags: set[str], tf: Version) -> tuple[bool, str]:
@@ -198,4 +197,4 @@ def _ok(facts: Facts) -> Finding:
         evidence.append(
             f"peak FP32 ≈ {c.peak_gflops_fp32_estimate:.0f} GFLOP/s ({c.peak_basis or 'estimate'})"
         )
-    return Finding("cpu.ok", Severity.OK, ", ".join(parts), evidence)
+    return Finding(code="cpu.ok", severity=Severity.OK, title=", ".join(parts), evidence=evidence)

@@ -52,7 +52,7 @@ Probe = Callable[[ProbeContext, Facts], None]
 def _probes() -> list[tuple[str, Probe]]:
     # Imported here so `envdoctor --version` stays fast. Order matters: later probes read earlier facts
     # (the CUDA library resolution needs the TensorFlow build info, for example).
-    from envdoctor.probes import cpu, cuda, envvars, nvidia, system, tensorflow
+    from envdoctor.probes import cpu, cuda, envvars, nvidia, system, tensorflow, tune
 
     return [
         ("system", system.probe),
@@ -61,6 +61,7 @@ def _probes() -> list[tuple[str, Probe]]:
         ("nvidia", nvidia.probe),
         ("tensorflow", tensorflow.probe),
         ("cuda", cuda.probe),
+        ("tune", tune.probe),
     ]
 
 

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from envdoctor.facts import TuneFacts
+
 
 def cache_dir() -> Path:
     """envdoctor's cache folder, by the same rule as envdoctor.smoke.data.cache_dir (kept import-light here)."""
@@ -45,13 +47,26 @@ def load(cpu_model: str | None, tf_version: str | None) -> dict[str, Any] | None
     return data if isinstance(data, dict) else None
 
 
-def onednn_note(cpu_model: str | None, tf_version: str | None) -> str | None:
-    """For the doctor's cpu.onednn-off fix: the measured oneDNN gain on this CPU and TensorFlow, or None."""
+def tune_facts(cpu_model: str | None, tf_version: str | None) -> TuneFacts | None:
+    """The cached measurement for this CPU model and TensorFlow as facts (the tune probe's reading), or None."""
     data = load(cpu_model, tf_version) or {}
     gain = data.get("onednn_gain")
-    if not isinstance(gain, dict) or not isinstance(gain.get("ratio"), (int, float)):
+    if not isinstance(gain, dict) or not isinstance(gain.get("ratio"), (int, float)) or isinstance(gain["ratio"], bool):
         return None
-    return (f"# measured by `envdoctor smoke-test --tune` on this CPU model with TensorFlow {tf_version} "
-            f"({data.get('measured_at', '?')}): {gain['ratio']:.2f}x the images/s of oneDNN "
-            f"{gain.get('versus', 'off')}, {gain.get('rounds', '?')} interleaved rounds"
-            + ("; the machine was shared, so the figure is rough" if data.get("unreliable") else ""))
+    rounds = gain.get("rounds")
+    return TuneFacts(
+        onednn_ratio=float(gain["ratio"]),
+        onednn_versus=str(gain.get("versus") or "off"),
+        rounds=rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None,
+        measured_at=str(data["measured_at"]) if data.get("measured_at") else None,
+        tf_version=tf_version,
+        unreliable=data.get("unreliable") is True,
+    )
+
+
+def onednn_note(cpu_model: str | None, tf_version: str | None) -> str | None:
+    """The doctor's cpu.onednn-off note for this cached measurement (its one wording lives with the check)."""
+    from envdoctor.checks.cpu import onednn_gain_note
+
+    measured = tune_facts(cpu_model, tf_version)
+    return onednn_gain_note(measured) if measured else None

@@ -35,9 +35,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from envdoctor.commands import build_tf, check, fleet, gpus, smoke_test
+    from envdoctor.commands import build_tf, check, explain, fleet, gpus, smoke_test
 
-    for module in (check, gpus, build_tf, smoke_test, fleet):
+    for module in (check, explain, gpus, build_tf, smoke_test, fleet):
         module.register(app)
 
 

@@ -43,12 +43,12 @@ def cuda_checks(facts: Facts) -> Iterable[Finding]:
     if facts.deep is not None and facts.deep.failed_libraries and gpu:
         findings.append(
             Finding(
-                "cuda.load-failed",
-                Severity.ERROR,
-                "TensorFlow failed to load CUDA libraries",
-                [f"dlopen failed: {lib}" for lib in facts.deep.failed_libraries]
+                code="cuda.load-failed",
+                severity=Severity.ERROR,
+                title="TensorFlow failed to load CUDA libraries",
+                evidence=[f"dlopen failed: {lib}" for lib in facts.deep.failed_libraries]
                 + ["from TensorFlow's import log (--deep)"],
-                _pip_fix(facts),
+                fix=_pip_fix(facts),
             )
         )
     findings += _toolkits(facts)
@@ -131,22 +131,22 @@ def _libraries(facts: Facts) -> list[Finding]:
     if driver_lib:
         out.append(
             Finding(
-                "cuda.driver-library-missing",
-                Severity.ERROR,
-                "The driver's CUDA library is not found: TensorFlow says 'Could not find cuda drivers'",
-                [f"{lib.soname}: not found" for lib in driver_lib],
-                "# install the NVIDIA driver (see the driver findings); in a container, start it with --gpus all",
+                code="cuda.driver-library-missing",
+                severity=Severity.ERROR,
+                title="The driver's CUDA library is not found: TensorFlow says 'Could not find cuda drivers'",
+                evidence=[f"{lib.soname}: not found" for lib in driver_lib],
+                fix="# install the NVIDIA driver (see the driver findings); in a container, start it with --gpus all",
             )
         )
     if runtime:
         out.append(
             Finding(
-                "cuda.library-missing",
-                Severity.ERROR,
-                f"CUDA libraries TensorFlow {facts.tensorflow.version} needs are missing: "
+                code="cuda.library-missing",
+                severity=Severity.ERROR,
+                title=f"CUDA libraries TensorFlow {facts.tensorflow.version} needs are missing: "
                 f"{' '.join(lib.soname for lib in runtime)}",
-                [f"{lib.soname}: not found on the loader path, in pip wheels or on disk" for lib in runtime],
-                _pip_fix(facts),
+                evidence=[f"{lib.soname}: not found on the loader path, in pip wheels or on disk" for lib in runtime],
+                fix=_pip_fix(facts),
             )
         )
     if off:
@@ -185,9 +185,10 @@ def _xla_tools(facts: Facts, tf_cuda: str) -> list[Finding]:
                "export XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda") if mm else (
                "# install a CUDA toolkit of this TensorFlow's CUDA major, then point XLA_FLAGS at it")
     keras3 = (version(facts.tensorflow.version) or Version("0")) >= Version(KERAS_3_DEFAULT)
-    return [Finding("cuda.xla-tools-missing", Severity.WARNING if keras3 else Severity.INFO,
-                    "XLA's libdevice and ptxas are missing: jit_compile" + (" and Keras 3 training" if keras3 else "")
-                    + " on the GPU fail", evidence, fix)]
+    return [Finding(code="cuda.xla-tools-missing", severity=Severity.WARNING if keras3 else Severity.INFO,
+                    title="XLA's libdevice and ptxas are missing: jit_compile"
+                    + (" and Keras 3 training" if keras3 else "") + " on the GPU fail",
+                    evidence=evidence, fix=fix)]
 
 
 # TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3, whose compile() defaults to jit_compile="auto"
@@ -222,11 +223,11 @@ def _cudnn_other_major(facts: Facts, missing: list[LibraryResolution]) -> Findin
         *[f"installed: cuDNN {c.version} ({c.source}: {c.path})" for c in here or others],
     ]
     return Finding(
-        "cuda.cudnn-other-major",
-        Severity.ERROR,
-        f"cuDNN {present.version} is installed, but TensorFlow {tf} needs cuDNN {want} ({lib.soname})",
-        evidence,
-        _cudnn_wheel_fix(facts, release.get("cudnn_wheel"), present if present in here else None),
+        code="cuda.cudnn-other-major",
+        severity=Severity.ERROR,
+        title=f"cuDNN {present.version} is installed, but TensorFlow {tf} needs cuDNN {want} ({lib.soname})",
+        evidence=evidence,
+        fix=_cudnn_wheel_fix(facts, release.get("cudnn_wheel"), present if present in here else None),
     )
 
 
@@ -265,11 +266,11 @@ def _off_path(off: list[LibraryResolution], conda: str | None = None) -> Finding
     else:
         fix = "# add the libraries' directory to a file in /etc/ld.so.conf.d/, then: sudo ldconfig"
     return Finding(
-        "cuda.library-off-path",
-        Severity.ERROR,
-        f"CUDA libraries are installed but the loader cannot find them: {' '.join(lib.soname for lib in off)}",
-        evidence,
-        fix,
+        code="cuda.library-off-path",
+        severity=Severity.ERROR,
+        title=f"CUDA libraries are installed but the loader cannot find them: {' '.join(lib.soname for lib in off)}",
+        evidence=evidence,
+        fix=fix,
     )
 
 
@@ -312,16 +313,16 @@ def _cudnn(facts: Facts) -> list[Finding]:
         return []
     return [
         Finding(
-            "cuda.cudnn-too-old",
-            Severity.ERROR,
-            f"cuDNN {loaded[0]} is older than the {release['cudnn']} TensorFlow {facts.tensorflow.version} "
+            code="cuda.cudnn-too-old",
+            severity=Severity.ERROR,
+            title=f"cuDNN {loaded[0]} is older than the {release['cudnn']} TensorFlow {facts.tensorflow.version} "
             "was built with",
-            [
+            evidence=[
                 f"loaded: {loaded[1]}",
                 f"TensorFlow {facts.tensorflow.version}: cuDNN {release['cudnn']}",
                 "cuDNN must have the same major and an equal or newer minor version",
             ],
-            _pip_fix(facts) + f"\n# or upgrade the system cuDNN to ≥ {release['cudnn']}",
+            fix=_pip_fix(facts) + f"\n# or upgrade the system cuDNN to ≥ {release['cudnn']}",
         )
     ]
 
@@ -332,17 +333,17 @@ def _toolkits(facts: Facts) -> list[Finding]:
     if len(tks) > 1:
         out.append(
             Finding(
-                "cuda.several-toolkits",
-                Severity.INFO,
-                f"{len(tks)} CUDA toolkits are installed",
-                [
+                code="cuda.several-toolkits",
+                severity=Severity.INFO,
+                title=f"{len(tks)} CUDA toolkits are installed",
+                evidence=[
                     f"{t.version or '?'} at {t.path}"
                     + (" (active)" if t.active else "")
                     + (f", found via {join(t.found_via)}" if t.found_via else "")
                     for t in tks
                 ]
                 + ["builds use the active one (nvcc on PATH, else CUDA_HOME); TensorFlow's pip wheels bring their own"],
-                None,
+                fix=None,
             )
         )
     mins = load_recipe("cuda_drivers.json")["min_compute_capability"]
@@ -353,12 +354,12 @@ def _toolkits(facts: Facts) -> list[Finding]:
         if old:
             out.append(
                 Finding(
-                    "cuda.toolkit-drops-gpu",
-                    Severity.WARNING,
-                    f"CUDA {tk.version} cannot compile for GPU(s) below compute capability {floor[0]}.{floor[1]}",
-                    [f"GPU {g.index} ({g.name}): compute capability {g.compute_capability}" for g in old]
+                    code="cuda.toolkit-drops-gpu",
+                    severity=Severity.WARNING,
+                    title=f"CUDA {tk.version} cannot compile for GPU(s) below compute capability {floor[0]}.{floor[1]}",
+                    evidence=[f"GPU {g.index} ({g.name}): compute capability {g.compute_capability}" for g in old]
                     + [f"active toolkit: {tk.path}"],
-                    _dropped_gpus_fix(tks, old, mins),
+                    fix=_dropped_gpus_fix(tks, old, mins),
                 )
             )
     return out
@@ -410,10 +411,10 @@ def _ok(facts: Facts, tf_cuda: str | None) -> Finding | None:
         count = f"All {found}" if found == len(libs) else f"{found} of {len(libs)}"
         evidence += [f"{lib.soname}: {lib.status.replace('_', ' ')}" for lib in libs if lib.status != "found"]
         return Finding(
-            "cuda.ok",
-            Severity.OK,
-            f"{count} CUDA libraries TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}) needs are found",
-            evidence,
+            code="cuda.ok",
+            severity=Severity.OK,
+            title=f"{count} CUDA libraries TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}) needs are found",
+            evidence=evidence,
         )
     evidence += [
         f"pip wheel {w.name} {w.version or '?'} ({w.lib_dir or 'no lib directory'})" for w in facts.cuda.nvidia_wheels
@@ -427,4 +428,4 @@ def _ok(facts: Facts, tf_cuda: str | None) -> Finding | None:
         title = f"No CUDA toolkit; {join(cudnn + wheels)}"
     else:
         return None
-    return Finding("cuda.ok", Severity.OK, title, evidence)
+    return Finding(code="cuda.ok", severity=Severity.OK, title=title, evidence=evidence)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from packaging.version import Version
 
@@ -123,11 +124,11 @@ def _not_bound(facts: Facts) -> list[Finding]:
     if not installed and not nouveau:
         out.append(
             Finding(
-                "driver.not-installed",
-                Severity.ERROR,
-                "NVIDIA GPU present but no NVIDIA driver installed",
-                evidence,
-                _install_driver(facts, then_reboot=True),
+                code="driver.not-installed",
+                severity=Severity.ERROR,
+                title="NVIDIA GPU present but no NVIDIA driver installed",
+                evidence=evidence,
+                fix=_install_driver(facts, then_reboot=True),
             )
         )
     return out
@@ -145,11 +146,11 @@ def _nouveau(facts: Facts, evidence: list[str]) -> Finding:
         "sudo reboot",
     ]
     return Finding(
-        "driver.nouveau",
-        Severity.ERROR,
-        "The open-source nouveau driver holds the GPU: CUDA cannot use it",
-        evidence + ["nouveau kernel module: loaded" if facts.driver.nouveau_loaded else "nouveau: bound"],
-        "\n".join(steps),
+        code="driver.nouveau",
+        severity=Severity.ERROR,
+        title="The open-source nouveau driver holds the GPU: CUDA cannot use it",
+        evidence=evidence + ["nouveau kernel module: loaded" if facts.driver.nouveau_loaded else "nouveau: bound"],
+        fix="\n".join(steps),
     )
 
 
@@ -163,7 +164,7 @@ def _secure_boot(facts: Facts, evidence: list[str], installed: bool) -> Finding 
     evidence = evidence + ["Secure Boot: enabled"] + ([] if installed else ["NVIDIA userspace driver: not found"])
     if no_mok is not None:
         title = "Secure Boot is on and the nvidia module is not loaded (this kernel does not require it signed)"
-        return Finding("driver.secure-boot", Severity.ERROR, title, evidence, no_mok)
+        return Finding(code="driver.secure-boot", severity=Severity.ERROR, title=title, evidence=evidence, fix=no_mok)
     enroll = distro_command(facts.system.package_manager, "mok-import") or (
         "# sudo mokutil --import <the DKMS signing key>"
     )
@@ -174,24 +175,24 @@ def _secure_boot(facts: Facts, evidence: list[str], installed: bool) -> Finding 
         "or turn Secure Boot off)",
     ]
     return Finding(
-        "driver.secure-boot",
-        Severity.ERROR if installed else Severity.WARNING,
-        "Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected"
+        code="driver.secure-boot",
+        severity=Severity.ERROR if installed else Severity.WARNING,
+        title="Secure Boot is on and the nvidia module is not loaded: an unsigned module is rejected"
         if installed
         else "Secure Boot is on: the nvidia module you install must be signed, or the kernel rejects it",
-        evidence,
-        "\n".join(steps),
+        evidence=evidence,
+        fix="\n".join(steps),
     )
 
 
 def _module_not_loaded(facts: Facts, evidence: list[str]) -> Finding:
     d, pm = facts.driver, facts.system.package_manager
     return Finding(
-        "driver.module-not-loaded",
-        Severity.ERROR,
-        "The NVIDIA userspace driver is installed but its kernel module is not loaded",
-        evidence + ([f"NVML: {d.nvml_error.message}"] if d.nvml_error else []),
-        "sudo modprobe nvidia\n"
+        code="driver.module-not-loaded",
+        severity=Severity.ERROR,
+        title="The NVIDIA userspace driver is installed but its kernel module is not loaded",
+        evidence=evidence + ([f"NVML: {d.nvml_error.message}"] if d.nvml_error else []),
+        fix="sudo modprobe nvidia\n"
         "# if that fails, `sudo dmesg | grep -i nvidia` says why; a failed DKMS build needs the kernel headers:\n"
         f"{install_command(pm, ['kernel-headers', 'dkms']) or '# install the kernel headers, then:'}\n"
         "sudo dkms autoinstall",
@@ -209,11 +210,11 @@ def _mismatch(facts: Facts) -> list[Finding]:
         evidence.append(f"NVML: {d.nvml_error.message}")
     return [
         Finding(
-            "driver.version-mismatch",
-            Severity.ERROR,
-            "Driver/library version mismatch: the loaded kernel module is not the installed driver's",
-            evidence,
-            "sudo reboot\n"
+            code="driver.version-mismatch",
+            severity=Severity.ERROR,
+            title="Driver/library version mismatch: the loaded kernel module is not the installed driver's",
+            evidence=evidence,
+            fix="sudo reboot\n"
             "# the driver was upgraded but the old kernel module is still loaded; without a reboot:\n"
             "# sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia",
         )
@@ -231,11 +232,11 @@ def _nvml_other(facts: Facts) -> list[Finding]:
     if err.kind == "gpu_lost":
         return [
             Finding(
-                "driver.gpu-lost",
-                Severity.ERROR,
-                "A GPU has fallen off the bus",
-                [f"NVML: {err.message}"],
-                "sudo reboot\n# if it recurs, check `sudo dmesg | grep -i xid` for power or thermal faults",
+                code="driver.gpu-lost",
+                severity=Severity.ERROR,
+                title="A GPU has fallen off the bus",
+                evidence=[f"NVML: {err.message}"],
+                fix="sudo reboot\n# if it recurs, check `sudo dmesg | grep -i xid` for power or thermal faults",
             )
         ]
     if err.kind == "library_not_found":
@@ -248,11 +249,11 @@ def _nvml_other(facts: Facts) -> list[Finding]:
         )
         return [
             Finding(
-                "driver.userspace-missing",
-                Severity.ERROR,
-                "The nvidia kernel module is loaded but its userspace library (libnvidia-ml.so.1) is missing",
-                [f"kernel module: {facts.driver.kernel_module_version}", f"NVML: {err.message}"],
-                fix,
+                code="driver.userspace-missing",
+                severity=Severity.ERROR,
+                title="The nvidia kernel module is loaded but its userspace library (libnvidia-ml.so.1) is missing",
+                evidence=[f"kernel module: {facts.driver.kernel_module_version}", f"NVML: {err.message}"],
+                fix=fix,
             )
         ]
     fix = (
@@ -265,12 +266,12 @@ def _nvml_other(facts: Facts) -> list[Finding]:
     )
     return [
         Finding(
-            "driver.nvml-failed",
-            Severity.WARNING,
-            f"NVML could not be used ({err.kind})",
-            [f"NVML: {err.message}"]
+            code="driver.nvml-failed",
+            severity=Severity.WARNING,
+            title=f"NVML could not be used ({err.kind})",
+            evidence=[f"NVML: {err.message}"]
             + ([f"nvidia-smi: {facts.driver.nvidia_smi_error}"] if facts.driver.nvidia_smi_error else []),
-            fix,
+            fix=fix,
         )
     ]
 
@@ -289,11 +290,11 @@ def _wsl_linux_driver(facts: Facts) -> list[Finding]:
     )
     return [
         Finding(
-            "driver.wsl-linux-driver",
-            Severity.ERROR,
-            "A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
-            ["WSL2: the GPU driver comes from Windows"] + evidence,
-            f"{remove}\n{_stray_files(facts)}"
+            code="driver.wsl-linux-driver",
+            severity=Severity.ERROR,
+            title="A Linux NVIDIA driver is installed inside WSL2: it shadows the Windows driver's /usr/lib/wsl/lib",
+            evidence=["WSL2: the GPU driver comes from Windows"] + evidence,
+            fix=f"{remove}\n{_stray_files(facts)}"
             "# then, in Windows: wsl --shutdown; update the NVIDIA driver on Windows only\n"
             "# a CUDA toolkit inside WSL: only cuda-toolkit-12-x from NVIDIA's WSL-Ubuntu repository "
             "(developer.nvidia.com/cuda-downloads, Linux > x86_64 > WSL-Ubuntu), never cuda or cuda-drivers",
@@ -347,8 +348,7 @@ def _too_old(facts: Facts) -> list[Finding]:
             facts,
             tf_cuda,
             f"TensorFlow {facts.tensorflow.version}",
-            "driver.too-old-for-tf",
-            Severity.ERROR,
+            "tf",
             supported,
             source,
             ptx=any(coverage(facts, g)[0] == "ptx" for g in facts.gpus),
@@ -359,8 +359,7 @@ def _too_old(facts: Facts) -> list[Finding]:
                 facts,
                 tk.version,
                 f"CUDA toolkit {tk.version} at {tk.path}",
-                "driver.too-old-for-toolkit",
-                Severity.WARNING,
+                "toolkit",
                 supported,
                 source,
                 ptx=False,
@@ -401,16 +400,20 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
             fix += (f"\n# TensorFlow {older} loads CUDA {release_rows()[older]['cuda']} and cuDNN "
                     f"{release_rows()[older]['cudnn']} from the system")
     return [Finding(
-        "driver.too-old-for-any-tf",
-        Severity.ERROR,
-        f"The NVIDIA driver {driver} is too old for every TensorFlow with wheels for this Python",
-        evidence,
-        fix,
+        code="driver.too-old-for-any-tf",
+        severity=Severity.ERROR,
+        title=f"The NVIDIA driver {driver} is too old for every TensorFlow with wheels for this Python",
+        evidence=evidence,
+        fix=fix,
     )]
 
 
+# What a too-old driver cannot run: the installed TensorFlow's CUDA (an error), or a CUDA toolkit on disk (a warning).
+Target = Literal["tf", "toolkit"]
+
+
 def _needs(
-    facts: Facts, cuda: str, what: str, code: str, severity: Severity, supported: Version, source: str, ptx: bool
+    facts: Facts, cuda: str, what: str, target: Target, supported: Version, source: str, ptx: bool
 ) -> list[Finding]:
     need = major_minor(cuda)
     have = (supported.major, supported.minor)
@@ -439,13 +442,13 @@ def _needs(
         if not ptx:
             return [
                 Finding(
-                    code.replace("too-old", "minor-compat"),
-                    Severity.INFO,
-                    f"{what} runs on this older driver through CUDA minor-version compatibility",
-                    evidence
+                    code="driver.minor-compat-for-tf" if target == "tf" else "driver.minor-compat-for-toolkit",
+                    severity=Severity.INFO,
+                    title=f"{what} runs on this older driver through CUDA minor-version compatibility",
+                    evidence=evidence
                     + ["PTX JIT and the newest CUDA APIs still need the newer driver"]
                     + ([last] if last else []),
-                    fix,
+                    fix=fix,
                 )
             ]
         evidence.append(
@@ -453,20 +456,23 @@ def _needs(
             "by an older driver (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"
         )
     if not last or gpu is None or branch is None:
-        if code == "driver.too-old-for-tf":
+        if target == "tf":
             fix += _older_tf_for_driver(facts, have)
-        return [Finding(code, severity, f"The NVIDIA driver is too old for {what}", evidence, fix)]
+        return [Finding(code="driver.too-old-for-tf" if target == "tf" else "driver.too-old-for-toolkit",
+                        severity=Severity.ERROR if target == "tf" else Severity.WARNING,
+                        title=f"The NVIDIA driver is too old for {what}",
+                        evidence=evidence, fix=fix)]
     if compat and not branch_runs_cuda(branch, cuda, col):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility needs driver ≥ {compat}")
     evidence.append(last)
     return [
         Finding(
-            code,
-            severity,
-            f"GPU {gpu.index} ({gpu.name}) cannot run {what}: it needs CUDA {need[0]}.{need[1]}, and no driver "
+            code="driver.too-old-for-tf" if target == "tf" else "driver.too-old-for-toolkit",
+            severity=Severity.ERROR if target == "tf" else Severity.WARNING,
+            title=f"GPU {gpu.index} ({gpu.name}) cannot run {what}: it needs CUDA {need[0]}.{need[1]}, and no driver "
             f"for this GPU goes past R{branch}",
-            evidence,
-            _capped_fix(facts, gpu, branch, code, last),
+            evidence=evidence,
+            fix=_capped_fix(facts, gpu, branch, target, last),
         )
     ]
 
@@ -527,13 +533,13 @@ def _compat_note(branch: int, top: str, col: str) -> str:
     return f" ({major}.x through minor-version compatibility)" if head.isdigit() and int(head) <= branch else ""
 
 
-def _capped_fix(facts: Facts, gpu, branch: int, code: str, last: str) -> str:
+def _capped_fix(facts: Facts, gpu, branch: int, target: Target, last: str) -> str:
     """The GPU cannot get a newer driver: the newest TensorFlow (or toolkit) that runs on its last branch."""
     top = branch_max_cuda(branch, _column(facts))
     others = [g for g in facts.gpus if g is not gpu and g.compute_capability != gpu.compute_capability]
     tail = (f"\n# or leave GPU {gpu.index} unused and upgrade the driver for the other GPUs "
             f"(then hide it: CUDA_VISIBLE_DEVICES)" if others else "")
-    if code != "driver.too-old-for-tf":
+    if target != "tf":
         if top is None:  # `last` already says no toolkit envdoctor knows runs on the branch
             return f"# {last}\n# programs built with this toolkit cannot run on GPU {gpu.index}{tail}"
         note = _compat_note(branch, top, _column(facts))
@@ -559,4 +565,5 @@ def _ok(facts: Facts) -> Finding | None:
     evidence += [f"userspace: {d.userspace_version} ({source})"] if d.userspace_version else []
     if d.secure_boot is not None:
         evidence.append(f"Secure Boot: {'enabled' if d.secure_boot else 'disabled'}")
-    return Finding("driver.ok", Severity.OK, f"NVIDIA driver {ver}{flavour}{cuda}", evidence)
+    return Finding(code="driver.ok", severity=Severity.OK, title=f"NVIDIA driver {ver}{flavour}{cuda}",
+                   evidence=evidence)

@@ -39,11 +39,11 @@ def environment_checks(facts: Facts) -> Iterable[Finding]:
 
 def _empty() -> Finding:
     return Finding(
-        "environment.cuda-visible-devices-empty",
-        Severity.WARNING,
-        "CUDA_VISIBLE_DEVICES is set but empty: TensorFlow sees no GPU",
-        ["CUDA_VISIBLE_DEVICES=''"],
-        'unset CUDA_VISIBLE_DEVICES\n# or, to run on the CPU on purpose: eval "$(envdoctor env --gpus none)"',
+        code="environment.cuda-visible-devices-empty",
+        severity=Severity.WARNING,
+        title="CUDA_VISIBLE_DEVICES is set but empty: TensorFlow sees no GPU",
+        evidence=["CUDA_VISIBLE_DEVICES=''"],
+        fix='unset CUDA_VISIBLE_DEVICES\n# or, to run on the CPU on purpose: eval "$(envdoctor env --gpus none)"',
     )
 
 
@@ -53,12 +53,12 @@ def _order_invalid(order: str | None) -> list[Finding]:
         return []
     return [
         Finding(
-            "environment.cuda-device-order-invalid",
-            Severity.ERROR,
-            f"CUDA_DEVICE_ORDER={order} is invalid: CUDA fails to initialise and TensorFlow sees no GPU",
-            [problem, "recorded on a real H100 (driver 580.159.04): cuInit returns 101 with or without "
+            code="environment.cuda-device-order-invalid",
+            severity=Severity.ERROR,
+            title=f"CUDA_DEVICE_ORDER={order} is invalid: CUDA fails to initialise and TensorFlow sees no GPU",
+            evidence=[problem, "recorded on a real H100 (driver 580.159.04): cuInit returns 101 with or without "
              "CUDA_VISIBLE_DEVICES"],
-            "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# PCI_BUS_ID numbers GPUs as nvidia-smi does",
+            fix="export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# PCI_BUS_ID numbers GPUs as nvidia-smi does",
         )
     ]
 
@@ -80,11 +80,11 @@ def _visibility(facts: Facts, order: str | None) -> list[Finding]:
     elif cvd is not None and cvd.strip() == HIDE_ALL:  # what `envdoctor env --gpus none` sets: CPU-only on purpose
         return [
             Finding(
-                "environment.cuda-visible-devices-cpu-only",
-                Severity.INFO,
-                f"CUDA_VISIBLE_DEVICES={HIDE_ALL} hides every GPU: TensorFlow runs on the CPU",
-                [f"CUDA_VISIBLE_DEVICES={cvd!r}", f"GPUs on this machine: {len(facts.gpus)}"],
-                "unset CUDA_VISIBLE_DEVICES  # to use the GPUs again",
+                code="environment.cuda-visible-devices-cpu-only",
+                severity=Severity.INFO,
+                title=f"CUDA_VISIBLE_DEVICES={HIDE_ALL} hides every GPU: TensorFlow runs on the CPU",
+                evidence=[f"CUDA_VISIBLE_DEVICES={cvd!r}", f"GPUs on this machine: {len(facts.gpus)}"],
+                fix="unset CUDA_VISIBLE_DEVICES  # to use the GPUs again",
             )
         ]
     problems = [p for p in res.problems if p != EMPTY_PROBLEM]
@@ -99,22 +99,22 @@ def _visibility(facts: Facts, order: str | None) -> list[Finding]:
         if cvd is not None:
             out.append(
                 Finding(
-                    "environment.cuda-visible-devices-invalid",
-                    Severity.ERROR if not res.visible else Severity.WARNING,
-                    f"CUDA_VISIBLE_DEVICES={cvd} does not select what it says",
-                    problems + (mapping or ["CUDA sees no GPU"]),
-                    f'eval "$(envdoctor env --gpus {keep})"\n'
+                    code="environment.cuda-visible-devices-invalid",
+                    severity=Severity.ERROR if not res.visible else Severity.WARNING,
+                    title=f"CUDA_VISIBLE_DEVICES={cvd} does not select what it says",
+                    evidence=problems + (mapping or ["CUDA sees no GPU"]),
+                    fix=f'eval "$(envdoctor env --gpus {keep})"\n'
                     "# nvidia-smi numbering; sets CUDA_DEVICE_ORDER and CUDA_VISIBLE_DEVICES consistently",
                 )
             )
         else:
             out.append(
                 Finding(
-                    "environment.gpu-visibility",
-                    Severity.INFO,
-                    "How CUDA will enumerate these GPUs",
-                    problems + mapping,
-                    "envdoctor gpus\n# lists the CUDA ordinal of each GPU",
+                    code="environment.gpu-visibility",
+                    severity=Severity.INFO,
+                    title="How CUDA will enumerate these GPUs",
+                    evidence=problems + mapping,
+                    fix="envdoctor gpus\n# lists the CUDA ordinal of each GPU",
                 )
             )
     models = sorted({g.name for g in facts.gpus})
@@ -125,11 +125,11 @@ def _visibility(facts: Facts, order: str | None) -> list[Finding]:
             evidence.append("FASTEST_FIRST is a heuristic: the mapping above is envdoctor's best estimate")
         out.append(
             Finding(
-                "environment.cuda-device-order",
-                Severity.WARNING,
-                "CUDA numbers these mixed GPUs differently from nvidia-smi: CUDA_DEVICE_ORDER is not PCI_BUS_ID",
-                evidence,
-                "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# or select GPUs by UUID: envdoctor env --gpus GPU-…",
+                code="environment.cuda-device-order",
+                severity=Severity.WARNING,
+                title="CUDA numbers these mixed GPUs differently from nvidia-smi: CUDA_DEVICE_ORDER is not PCI_BUS_ID",
+                evidence=evidence,
+                fix="export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# or select GPUs by UUID: envdoctor env --gpus GPU-…",
             )
         )
     return out
@@ -141,11 +141,11 @@ def _allow_growth(env: dict[str, str]) -> list[Finding]:
         return []
     return [
         Finding(
-            "environment.allow-growth-invalid",
-            Severity.WARNING,
-            f"TF_FORCE_GPU_ALLOW_GROWTH={value!r} is ignored: TensorFlow accepts only 'true' or 'false'",
-            [f"TF_FORCE_GPU_ALLOW_GROWTH={value!r}", "gpu_bfc_allocator.cc compares the exact strings"],
-            "export TF_FORCE_GPU_ALLOW_GROWTH=true",
+            code="environment.allow-growth-invalid",
+            severity=Severity.WARNING,
+            title=f"TF_FORCE_GPU_ALLOW_GROWTH={value!r} is ignored: TensorFlow accepts only 'true' or 'false'",
+            evidence=[f"TF_FORCE_GPU_ALLOW_GROWTH={value!r}", "gpu_bfc_allocator.cc compares the exact strings"],
+            fix="export TF_FORCE_GPU_ALLOW_GROWTH=true",
         )
     ]
 
@@ -157,11 +157,11 @@ def _onednn_opts(env: dict[str, str]) -> list[Finding]:
         return []
     return [
         Finding(
-            "environment.onednn-opts-invalid",
-            Severity.WARNING,
-            f"TF_ENABLE_ONEDNN_OPTS={value!r} is ignored: TensorFlow accepts 0, 1, true or false",
-            [f"TF_ENABLE_ONEDNN_OPTS={value!r}", "TensorFlow then uses its default for this CPU"],
-            "export TF_ENABLE_ONEDNN_OPTS=1  # or 0 to turn oneDNN off",
+            code="environment.onednn-opts-invalid",
+            severity=Severity.WARNING,
+            title=f"TF_ENABLE_ONEDNN_OPTS={value!r} is ignored: TensorFlow accepts 0, 1, true or false",
+            evidence=[f"TF_ENABLE_ONEDNN_OPTS={value!r}", "TensorFlow then uses its default for this CPU"],
+            fix="export TF_ENABLE_ONEDNN_OPTS=1  # or 0 to turn oneDNN off",
         )
     ]
 
@@ -180,4 +180,4 @@ def _ok(facts: Facts) -> Finding:
     evidence = [f"{k}={v}" for k, v in sorted(env.items())]
     evidence += [f"LD_LIBRARY_PATH entry: {p or '(empty: the current directory)'}" for p in facts.env.ld_library_path]
     evidence += [f"PATH (CUDA-relevant): {p}" for p in facts.env.path_cuda_entries]
-    return Finding("environment.ok", Severity.OK, title, evidence)
+    return Finding(code="environment.ok", severity=Severity.OK, title=title, evidence=evidence)

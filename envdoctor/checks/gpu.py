@@ -205,11 +205,11 @@ def _wsl_gpu_unknown(facts: Facts) -> Finding | None:
     libcuda = [p for p in libcuda if p.startswith(WSL_LIB)]
     if linux_driver := wsl_linux_driver_evidence(facts):  # it hides the GPUs: absent is not known
         return Finding(
-            "gpu.unknown",
-            Severity.INFO,
-            "GPU state unknown: a Linux NVIDIA driver inside WSL2 hides the GPUs Windows passes through",
-            linux_driver,
-            "# remove the Linux driver first (see driver.wsl-linux-driver), then: envdoctor check",
+            code="gpu.unknown",
+            severity=Severity.INFO,
+            title="GPU state unknown: a Linux NVIDIA driver inside WSL2 hides the GPUs Windows passes through",
+            evidence=linux_driver,
+            fix="# remove the Linux driver first (see driver.wsl-linux-driver), then: envdoctor check",
         )
     if facts.host and not libcuda:
         return None  # NVML was asked and nothing points at a passed-through GPU: gpu.none
@@ -224,11 +224,11 @@ def _wsl_gpu_unknown(facts: Facts) -> Finding | None:
         fix = ("nvidia-smi\n# lists the GPUs WSL2 passes through (it is /usr/lib/wsl/lib/nvidia-smi when not on PATH)\n"
                "# none: update the NVIDIA driver on Windows, then in Windows: wsl --shutdown")
     return Finding(
-        "gpu.unknown",
-        Severity.INFO,
-        "GPU state unknown: WSL2 passes GPUs through from Windows and envdoctor could not list them",
-        evidence,
-        fix,
+        code="gpu.unknown",
+        severity=Severity.INFO,
+        title="GPU state unknown: WSL2 passes GPUs through from Windows and envdoctor could not list them",
+        evidence=evidence,
+        fix=fix,
     )
 
 
@@ -246,11 +246,11 @@ def gpu_checks(facts: Facts) -> Iterable[Finding]:
                         f"NVML: {facts.driver.nvml_error.message if facts.driver.nvml_error else 'no GPU'}"]
         return [
             Finding(
-                "gpu.none",
-                Severity.INFO,
-                NO_GPU,  # `envdoctor gpus` says the same (envdoctor/gpus/nogpu.py)
-                evidence,
-                None,
+                code="gpu.none",
+                severity=Severity.INFO,
+                title=NO_GPU,  # `envdoctor gpus` says the same (envdoctor/gpus/nogpu.py)
+                evidence=evidence,
+                fix=None,
             )
         ]
     findings: list[Finding] = []
@@ -273,11 +273,11 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
     if kind == "none" and cc:
         return [
             Finding(
-                "gpu.cc-unsupported",
-                Severity.ERROR,
-                f"TensorFlow's GPU build has no code for {label}",
-                evidence,
-                _cc_unsupported_fix(facts, cc),
+                code="gpu.cc-unsupported",
+                severity=Severity.ERROR,
+                title=f"TensorFlow's GPU build has no code for {label}",
+                evidence=evidence,
+                fix=_cc_unsupported_fix(facts, cc),
             )
         ]
     if kind == "ptx" and cc:
@@ -310,11 +310,11 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
             "CUDA_ERROR_INVALID_PTX, then CUDA_ERROR_INVALID_HANDLE (tensorflow#99592, #101746, #89272)"
         )
         return Finding(
-            "gpu.ptx-fails",
-            Severity.ERROR,
-            f"TensorFlow's GPU build cannot run on {label}: its only code for it is older-generation PTX",
-            evidence,
-            _ptx_fails_fix(facts, cc),
+            code="gpu.ptx-fails",
+            severity=Severity.ERROR,
+            title=f"TensorFlow's GPU build cannot run on {label}: its only code for it is older-generation PTX",
+            evidence=evidence,
+            fix=_ptx_fails_fix(facts, cc),
         )
     if cross:
         evidence.append(
@@ -330,11 +330,11 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
         else "# "
     )
     return Finding(
-        "gpu.ptx-jit",
-        Severity.WARNING if cross else Severity.INFO,
-        title,
-        evidence,
-        f"{build}let the first run finish so the compute cache (~/.nv/ComputeCache) fills",
+        code="gpu.ptx-jit",
+        severity=Severity.WARNING if cross else Severity.INFO,
+        title=title,
+        evidence=evidence,
+        fix=f"{build}let the first run finish so the compute cache (~/.nv/ComputeCache) fills",
     )
 
 
@@ -418,14 +418,14 @@ def _mig_without_devices(facts: Facts) -> list[Finding]:
     ]
     return [
         Finding(
-            "gpu.mig-no-devices",
-            Severity.WARNING if others else Severity.ERROR,
-            f"MIG is enabled on GPU {join(str(g.index) for g in empty)} but no MIG devices exist: "
+            code="gpu.mig-no-devices",
+            severity=Severity.WARNING if others else Severity.ERROR,
+            title=f"MIG is enabled on GPU {join(str(g.index) for g in empty)} but no MIG devices exist: "
             "TensorFlow registers no GPU there",
-            [f"GPU {g.index} ({g.name}): MIG enabled, NVML lists no MIG device" for g in empty]
+            evidence=[f"GPU {g.index} ({g.name}): MIG enabled, NVML lists no MIG device" for g in empty]
             + ([f"usable GPUs: {join(str(g.index) for g in usable)}"] if usable else [])
             + ([f"MIG devices unknown on GPU {join(str(g.index) for g in unknown)}"] if unknown else []),
-            "\n".join(lines),
+            fix="\n".join(lines),
         )
     ] + found
 
@@ -436,12 +436,12 @@ def _mig_devices_unknown(gpus: list[GpuFacts]) -> list[Finding]:
     why = "; ".join(f"GPU {g.index}: {g.mig_devices_error}" for g in gpus)
     return [
         Finding(
-            "gpu.mig-devices-unknown",
-            Severity.INFO,
-            f"MIG devices unknown ({why})",
-            [f"GPU {g.index} ({g.name}): MIG enabled, NVML could not list its MIG devices" for g in gpus]
+            code="gpu.mig-devices-unknown",
+            severity=Severity.INFO,
+            title=f"MIG devices unknown ({why})",
+            evidence=[f"GPU {g.index} ({g.name}): MIG enabled, NVML could not list its MIG devices" for g in gpus]
             + ["TensorFlow sees a GPU here only if MIG devices exist; envdoctor cannot tell whether they do"],
-            "nvidia-smi -L\n# lists each GPU's MIG devices (MIG-… lines); none under a MIG-enabled GPU: "
+            fix="nvidia-smi -L\n# lists each GPU's MIG devices (MIG-… lines); none under a MIG-enabled GPU: "
             "TensorFlow registers no GPU there",
         )
     ]
@@ -474,12 +474,12 @@ def _memory_in_use(facts: Facts) -> list[Finding]:
         evidence.append("TF_FORCE_GPU_ALLOW_GROWTH=true: TensorFlow allocates only what it needs")
     return [
         Finding(
-            "gpu.memory-in-use",
-            Severity.INFO if growth else Severity.WARNING,
-            "GPU memory is already held by other processes: TensorFlow's default start-up grab takes nearly "
+            code="gpu.memory-in-use",
+            severity=Severity.INFO if growth else Severity.WARNING,
+            title="GPU memory is already held by other processes: TensorFlow's default start-up grab takes nearly "
             "all the rest, and one of the two runs out of memory",
-            evidence,
-            _memory_fix(facts),
+            evidence=evidence,
+            fix=_memory_fix(facts),
         )
     ]
 
@@ -518,10 +518,10 @@ def _gpu_ok(facts: Facts) -> Finding | None:
             return None
         models = {m.pci_bus_id: m for m in pci_gpus_as_models(facts)}
         return Finding(
-            "gpu.ok",
-            Severity.OK,
-            f"{len(bound)} NVIDIA GPU(s) on PCI, driven by the nvidia module",
-            [f"PCI {g.address} {g.vendor_id}:{g.device_id}"
+            code="gpu.ok",
+            severity=Severity.OK,
+            title=f"{len(bound)} NVIDIA GPU(s) on PCI, driven by the nvidia module",
+            evidence=[f"PCI {g.address} {g.vendor_id}:{g.device_id}"
              + (f": {m.name}, compute capability {m.compute_capability}" if (m := models.get(g.address)) else "")
              for g in bound]
             + ([] if facts.host else ["NVML not queried (--root): names, memory and processes unknown"]),
@@ -535,7 +535,8 @@ def _gpu_ok(facts: Facts) -> Finding | None:
         )
         for g in facts.gpus
     ]
-    return Finding("gpu.ok", Severity.OK, f"{len(facts.gpus)} GPU(s): {join(names)}", evidence)
+    return Finding(code="gpu.ok", severity=Severity.OK, title=f"{len(facts.gpus)} GPU(s): {join(names)}",
+                   evidence=evidence)
 
 
 def _gpu_label(g: GpuFacts) -> str:

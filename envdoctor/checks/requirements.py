@@ -213,11 +213,11 @@ def _finding(facts: Facts, u: Unmet) -> Finding:
         fix = f"{python_cmd(facts)} -m pip uninstall -y {u.name}\n{fix}\n" \
               f"# the copy in {shadow} shadows the environment's own: remove it first"
     return Finding(
-        f"tensorflow.requirement-{'broken' if breaks else 'unmet'}",
-        Severity.ERROR if breaks else Severity.WARNING,
-        title,
-        evidence,
-        fix,
+        code="tensorflow.requirement-broken" if breaks else "tensorflow.requirement-unmet",
+        severity=Severity.ERROR if breaks else Severity.WARNING,
+        title=title,
+        evidence=evidence,
+        fix=fix,
     )
 
 
@@ -248,12 +248,12 @@ def _legacy_keras(facts: Facts) -> list[Finding]:
            "is set" if v.minor >= 16 else f"TensorFlow {tf.version}: with this variable set, tf.keras imports tf_keras")
     return [
         Finding(
-            "tensorflow.legacy-keras-missing",
-            Severity.ERROR,
-            f"TF_USE_LEGACY_KERAS={value} but tf-keras is not installed: tf.keras fails to import on TensorFlow "
+            code="tensorflow.legacy-keras-missing",
+            severity=Severity.ERROR,
+            title=f"TF_USE_LEGACY_KERAS={value} but tf-keras is not installed: tf.keras fails to import on TensorFlow "
             f"{tf.version}",
-            [f"TF_USE_LEGACY_KERAS={value}", why, "tf-keras: not installed"],
-            pip_fix(facts, shlex.quote(f"tf-keras=={mm}.*"))
+            evidence=[f"TF_USE_LEGACY_KERAS={value}", why, "tf-keras: not installed"],
+            fix=pip_fix(facts, shlex.quote(f"tf-keras=={mm}.*"))
             + f"\n# tf-keras {mm} is the Keras 2 for TensorFlow {mm} "
             f"(it requires tensorflow>={mm},<{v.major}.{v.minor + 1})",
         )

@@ -17,21 +17,21 @@ def system_checks(facts: Facts) -> Iterable[Finding]:
     if s.wsl == 1:
         findings.append(
             Finding(
-                "system.wsl1",
-                Severity.WARNING,
-                "WSL1 cannot use NVIDIA GPUs: CUDA needs WSL2",
-                [f"kernel: {s.kernel}", "WSL version: 1"],
-                _wsl2_fix(facts),
+                code="system.wsl1",
+                severity=Severity.WARNING,
+                title="WSL1 cannot use NVIDIA GPUs: CUDA needs WSL2",
+                evidence=[f"kernel: {s.kernel}", "WSL version: 1"],
+                fix=_wsl2_fix(facts),
             )
         )
     if s.os == "Darwin":
         findings.append(
             Finding(
-                "system.macos",
-                Severity.INFO,
-                "macOS: TensorFlow runs on the CPU (or Apple GPUs via tensorflow-metal), never CUDA",
-                [f"os: {s.os}", f"arch: {s.arch}"],
-                None,
+                code="system.macos",
+                severity=Severity.INFO,
+                title="macOS: TensorFlow runs on the CPU (or Apple GPUs via tensorflow-metal), never CUDA",
+                evidence=[f"os: {s.os}", f"arch: {s.arch}"],
+                fix=None,
             )
         )
     no_devices = _container_without_devices(facts)
@@ -40,11 +40,12 @@ def system_checks(facts: Facts) -> Iterable[Finding]:
     if s.container and not no_devices and not has_nvidia_gpu(facts) and facts.driver.nvml_error is not None:
         findings.append(
             Finding(
-                "system.container-no-gpu",
-                Severity.INFO,
-                f"Running in a {s.container} container that sees no NVIDIA GPU",
-                [f"container: {s.container}", f"NVML: {facts.driver.nvml_error.message}"],
-                "# if the host has a GPU: install nvidia-container-toolkit on the host, then start the container with\n"
+                code="system.container-no-gpu",
+                severity=Severity.INFO,
+                title=f"Running in a {s.container} container that sees no NVIDIA GPU",
+                evidence=[f"container: {s.container}", f"NVML: {facts.driver.nvml_error.message}"],
+                fix="# if the host has a GPU: install nvidia-container-toolkit on the host, "
+                "then start the container with\n"
                 "# --gpus all (Docker) or --device nvidia.com/gpu=all (Podman, CDI)",
             )
         )
@@ -84,15 +85,16 @@ def _container_without_devices(facts: Facts) -> list[Finding]:
     meant = facts.env.variables.get("NVIDIA_VISIBLE_DEVICES") not in (None, "", "void", "none")
     return [
         Finding(
-            "system.container-no-gpu-devices",
-            Severity.ERROR if meant else Severity.INFO,
-            f"This {s.container} container has CUDA inside but no /dev/nvidia* devices: it was started without GPUs"
+            code="system.container-no-gpu-devices",
+            severity=Severity.ERROR if meant else Severity.INFO,
+            title=f"This {s.container} container has CUDA inside but no /dev/nvidia* devices: "
+            "it was started without GPUs"
             if meant else
             f"This {s.container} container has no /dev/nvidia* devices: if the host has a GPU, it was started "
             "without it",
-            [f"container: {s.container}", "/dev: no nvidia* device nodes"] + signs
+            evidence=[f"container: {s.container}", "/dev: no nvidia* device nodes"] + signs
             + ([f"NVML: {facts.driver.nvml_error.message}"] if facts.driver.nvml_error else []),
-            "# on the host, start the container again with the GPUs: docker run --gpus all … "
+            fix="# on the host, start the container again with the GPUs: docker run --gpus all … "
             "(podman: --device nvidia.com/gpu=all; Kubernetes: resources.limits nvidia.com/gpu)\n"
             "# no driver is installed inside a container: the NVIDIA Container Toolkit on the host mounts it in\n"
             f"# to test the host's setup, on the host:\n{SAMPLE_WORKLOAD}",
@@ -120,14 +122,14 @@ def _toolkit_missing(facts: Facts) -> list[Finding]:
     configure = "\n".join(lines)
     return [
         Finding(
-            "system.container-toolkit-missing",
-            Severity.WARNING,
-            f"{' and '.join(s.container_engines)} cannot give containers the GPU: the NVIDIA Container Toolkit is "
-            "not installed",
-            [f"container engine: {', '.join(s.container_engines)}",
+            code="system.container-toolkit-missing",
+            severity=Severity.WARNING,
+            title=f"{' and '.join(s.container_engines)} cannot give containers the GPU: "
+            "the NVIDIA Container Toolkit is not installed",
+            evidence=[f"container engine: {', '.join(s.container_engines)}",
              "nvidia-ctk, nvidia-container-runtime, nvidia-container-cli: not found in /usr/bin, /usr/local/bin",
              "docker run --gpus all fails: could not select device driver \"\" with capabilities: [[gpu]]"],
-            f"{install}\n{configure}\n# then test it:\n{SAMPLE_WORKLOAD}",
+            fix=f"{install}\n{configure}\n# then test it:\n{SAMPLE_WORKLOAD}",
         )
     ]
 
@@ -163,4 +165,4 @@ def _ok(facts: Facts) -> Finding:
         evidence.append(f"memory: {gib(s.memory_available_bytes)} available of {gib(s.memory_total_bytes)}")
     if s.package_manager:
         evidence.append(f"package manager: {s.package_manager}")
-    return Finding("system.ok", Severity.OK, ", ".join(parts), evidence)
+    return Finding(code="system.ok", severity=Severity.OK, title=", ".join(parts), evidence=evidence)

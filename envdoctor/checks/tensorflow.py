@@ -40,11 +40,11 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
     if tf.error:
         findings.append(
             Finding(
-                "tensorflow.inspect-failed",
-                Severity.WARNING,
-                "Could not inspect the Python environment's TensorFlow",
-                [tf.error, f"interpreter: {tf.python_executable}"],
-                f"{python_cmd(facts)} -c 'import sys; print(sys.version)'\n"
+                code="tensorflow.inspect-failed",
+                severity=Severity.WARNING,
+                title="Could not inspect the Python environment's TensorFlow",
+                evidence=[tf.error, f"interpreter: {tf.python_executable}"],
+                fix=f"{python_cmd(facts)} -c 'import sys; print(sys.version)'\n"
                 "# --python must name an interpreter that runs",
             )
         )
@@ -63,14 +63,14 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
         known = sorted(release_rows(), key=version)
         findings.append(
             Finding(
-                "tensorflow.unknown-release",
-                Severity.INFO,
-                f"TensorFlow {tf.version} is not in envdoctor's release table",
-                [
+                code="tensorflow.unknown-release",
+                severity=Severity.INFO,
+                title=f"TensorFlow {tf.version} is not in envdoctor's release table",
+                evidence=[
                     f"known releases: {known[0]}–{known[-1]}",
                     "checks that need the release's Python range and cuDNN version were skipped",
                 ],
-                None,
+                fix=None,
             )
         )
     return with_ok("tensorflow", findings, lambda: _ok(facts))
@@ -88,11 +88,11 @@ def _not_installed(facts: Facts) -> list[Finding]:
         lo, hi = releases[newest]["python"]
         return [
             Finding(
-                "tensorflow.python-unsupported",
-                Severity.WARNING,
-                f"No TensorFlow release supports Python {py[0]}.{py[1]}",
-                [f"Python: {_python(facts)}", f"TensorFlow {newest}: Python {lo}–{hi}"],
-                f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts, f'{newest}.*')}\n"
+                code="tensorflow.python-unsupported",
+                severity=Severity.WARNING,
+                title=f"No TensorFlow release supports Python {py[0]}.{py[1]}",
+                evidence=[f"Python: {_python(facts)}", f"TensorFlow {newest}: Python {lo}–{hi}"],
+                fix=f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts, f'{newest}.*')}\n"
                 f"# a virtual environment with Python {hi} (install python{hi} first if it is missing)",
             )
         ]
@@ -107,8 +107,9 @@ def _not_installed(facts: Facts) -> list[Finding]:
             row = releases[newest]
             fix += (f"\n# TensorFlow {newest} loads CUDA {row['cuda']} and cuDNN {row['cudnn']} from the system "
                     "(the and-cuda pip extra came with 2.14): envdoctor check says what is missing")
-    return [Finding("tensorflow.not-installed", Severity.INFO, "TensorFlow is not installed in this environment",
-                    evidence, fix)]
+    return [Finding(code="tensorflow.not-installed", severity=Severity.INFO,
+                    title="TensorFlow is not installed in this environment",
+                    evidence=evidence, fix=fix)]
 
 
 def _where_looked(facts: Facts) -> list[str]:
@@ -131,11 +132,13 @@ def _several(facts: Facts) -> list[Finding]:
     listed = [f"{d.name} {d.version}" + (f" ({d.location})" if d.location else "") for d in dists]
     return [
         Finding(
-            "tensorflow.several-distributions",
-            Severity.ERROR,
-            "Several TensorFlow distributions are installed in one environment: they overwrite each other's files",
-            listed,
-            _keep_vendor_build(facts, dists) or _reinstall_one(facts, names, sorted(dist_name(d.name) for d in dists)),
+            code="tensorflow.several-distributions",
+            severity=Severity.ERROR,
+            title="Several TensorFlow distributions are installed in one environment: "
+            "they overwrite each other's files",
+            evidence=listed,
+            fix=_keep_vendor_build(facts, dists)
+            or _reinstall_one(facts, names, sorted(dist_name(d.name) for d in dists)),
         )
     ]
 
@@ -157,8 +160,9 @@ def _retired_gpu_package(facts: Facts) -> list[Finding]:
                "native Windows; for newer releases, TensorFlow in WSL2:\nwsl --install")
     else:
         fix = pip_fix(facts, tf_requirement(facts), remove=name)
-    return [Finding("tensorflow.gpu-package-retired", Severity.INFO,
-                    f"{name} is retired: `pip install -U {name}` fails; its successor is `tensorflow`", evidence, fix)]
+    return [Finding(code="tensorflow.gpu-package-retired", severity=Severity.INFO,
+                    title=f"{name} is retired: `pip install -U {name}` fails; its successor is `tensorflow`",
+                    evidence=evidence, fix=fix)]
 
 
 def _local(text: str | None) -> str | None:
@@ -233,11 +237,11 @@ def _python_range(facts: Facts) -> list[Finding]:
         fix += f"\n# or keep this TensorFlow in a Python {hi} environment"
     return [
         Finding(
-            "tensorflow.python-unsupported",
-            Severity.ERROR,
-            f"TensorFlow {facts.tensorflow.version} does not support Python {py[0]}.{py[1]}",
-            [f"Python: {_python(facts)}", f"TensorFlow {facts.tensorflow.version}: Python {lo}–{hi}"],
-            fix,
+            code="tensorflow.python-unsupported",
+            severity=Severity.ERROR,
+            title=f"TensorFlow {facts.tensorflow.version} does not support Python {py[0]}.{py[1]}",
+            evidence=[f"Python: {_python(facts)}", f"TensorFlow {facts.tensorflow.version}: Python {lo}–{hi}"],
+            fix=fix,
         )
     ]
 
@@ -274,14 +278,14 @@ def _cpu_only(facts: Facts) -> list[Finding]:
     if windows and version(tf.version) and version(tf.version) > version(table["windows_gpu_last"]):
         return [
             Finding(
-                "tensorflow.cpu-only-with-gpu",
-                Severity.WARNING,
-                f"TensorFlow {tf.version} on native Windows has no GPU support: the NVIDIA GPU is unused",
-                [
+                code="tensorflow.cpu-only-with-gpu",
+                severity=Severity.WARNING,
+                title=f"TensorFlow {tf.version} on native Windows has no GPU support: the NVIDIA GPU is unused",
+                evidence=[
                     f"TensorFlow {table['windows_gpu_last']} was the last release with GPU on native Windows",
                     f"GPU: {facts.gpus[0].name if facts.gpus else 'NVIDIA'}",
                 ],
-                "wsl --install\n# then, inside WSL2: pip install 'tensorflow[and-cuda]'",
+                fix="wsl --install\n# then, inside WSL2: pip install 'tensorflow[and-cuda]'",
             )
         ]
     not_cuda = tf.build_info is not None and tf.build_info.is_cuda_build is False
@@ -294,11 +298,11 @@ def _cpu_only(facts: Facts) -> list[Finding]:
     remove = " ".join(cpu_dists) or "tensorflow"
     return [
         Finding(
-            "tensorflow.cpu-only-with-gpu",
-            Severity.WARNING,
-            "A CPU-only TensorFlow is installed on a machine with a usable NVIDIA GPU",
-            evidence,
-            pip_fix(facts, requirement("tensorflow[and-cuda]", tf.version), remove=remove),
+            code="tensorflow.cpu-only-with-gpu",
+            severity=Severity.WARNING,
+            title="A CPU-only TensorFlow is installed on a machine with a usable NVIDIA GPU",
+            evidence=evidence,
+            fix=pip_fix(facts, requirement("tensorflow[and-cuda]", tf.version), remove=remove),
         )
     ]
 
@@ -311,62 +315,62 @@ def _deep(facts: Facts) -> list[Finding]:
     if deep.returncode is None and not deep.timed_out:
         return [
             Finding(
-                "tensorflow.deep-not-run",
-                Severity.INFO,
-                "The --deep import test did not run",
-                [deep.error or "no reason recorded"],
-                None,
+                code="tensorflow.deep-not-run",
+                severity=Severity.INFO,
+                title="The --deep import test did not run",
+                evidence=[deep.error or "no reason recorded"],
+                fix=None,
             )
         ]
     if deep.signal == "SIGILL":
         return [
             Finding(
-                "tensorflow.import-sigill",
-                Severity.ERROR,
-                "Importing TensorFlow dies with SIGILL: the CPU lacks an instruction the wheel was compiled for",
-                [f"import tensorflow: killed by {deep.signal}"] + notable,
-                "envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
+                code="tensorflow.import-sigill",
+                severity=Severity.ERROR,
+                title="Importing TensorFlow dies with SIGILL: the CPU lacks an instruction the wheel was compiled for",
+                evidence=[f"import tensorflow: killed by {deep.signal}"] + notable,
+                fix="envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
             )
         ]
     if deep.signal and any(CPU_GUARD_FATAL in m for m in deep.messages):
         return [
             Finding(
-                "tensorflow.import-cpu-unsupported",
-                Severity.ERROR,
-                "Importing TensorFlow aborts: the wheel was compiled for instructions this CPU lacks",
-                [f"import tensorflow: killed by {deep.signal}"] + notable,
-                "envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
+                code="tensorflow.import-cpu-unsupported",
+                severity=Severity.ERROR,
+                title="Importing TensorFlow aborts: the wheel was compiled for instructions this CPU lacks",
+                evidence=[f"import tensorflow: killed by {deep.signal}"] + notable,
+                fix="envdoctor build-tf\n# builds TensorFlow for exactly this CPU",
             )
         ]
     if deep.timed_out:
         return [
             Finding(
-                "tensorflow.import-timeout",
-                Severity.WARNING,
-                f"Importing TensorFlow did not finish within {deep.seconds or '?'} s",
-                notable,
-                f"{python_cmd(facts)} -c 'import tensorflow'\n"
+                code="tensorflow.import-timeout",
+                severity=Severity.WARNING,
+                title=f"Importing TensorFlow did not finish within {deep.seconds or '?'} s",
+                evidence=notable,
+                fix=f"{python_cmd(facts)} -c 'import tensorflow'\n"
                 "# by hand, to see where it hangs; a hung driver or a network file system is typical",
             )
         ]
     if deep.signal or deep.returncode != 0 or (deep.error or "").startswith("import tensorflow failed"):
         return [
             Finding(
-                "tensorflow.import-failed",
-                Severity.ERROR,
-                "Importing TensorFlow fails",
-                [deep.error or f"exit: {deep.signal or deep.returncode}"] + notable,
-                f"{python_cmd(facts)} -c 'import tensorflow'\n# its traceback names the cause",
+                code="tensorflow.import-failed",
+                severity=Severity.ERROR,
+                title="Importing TensorFlow fails",
+                evidence=[deep.error or f"exit: {deep.signal or deep.returncode}"] + notable,
+                fix=f"{python_cmd(facts)} -c 'import tensorflow'\n# its traceback names the cause",
             )
         ]
     if gpu_usable(facts) and tf_cuda_version(facts) and not deep.gpus and _visible_to_cuda(facts):
         return [
             Finding(
-                "tensorflow.no-gpu-registered",
-                Severity.ERROR,
-                "TensorFlow imports but registers no GPU",
-                ["TensorFlow's GPU list: empty (--deep)"] + ([deep.error] if deep.error else []) + notable,
-                "TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=dso_loader=1 "
+                code="tensorflow.no-gpu-registered",
+                severity=Severity.ERROR,
+                title="TensorFlow imports but registers no GPU",
+                evidence=["TensorFlow's GPU list: empty (--deep)"] + ([deep.error] if deep.error else []) + notable,
+                fix="TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=dso_loader=1 "
                 f"{python_cmd(facts)} -c 'import tensorflow as tf; print(tf.config.list_physical_devices())'\n"
                 "# its log names the library it could not load; see also the CUDA findings",
             )
@@ -397,8 +401,8 @@ def _ok(facts: Facts) -> Finding:
     if facts.deep is not None and facts.deep.gpus:
         evidence.append(f"registered GPUs: {', '.join(facts.deep.gpus)}")
     return Finding(
-        "tensorflow.ok",
-        Severity.OK,
-        f"TensorFlow {tf.version or '(version unknown)'} ({dist}, {build}) on Python {_python(facts) or '?'}",
-        evidence,
+        code="tensorflow.ok",
+        severity=Severity.OK,
+        title=f"TensorFlow {tf.version or '(version unknown)'} ({dist}, {build}) on Python {_python(facts) or '?'}",
+        evidence=evidence,
     )

@@ -57,7 +57,7 @@ def test_envdoctors_own_usage_errors_and_exit_codes_are_unchanged(env):
     (["run"], "envdoctor run --gpus auto:1 -- python train.py --epochs 10"),
     (["build-tf"], "envdoctor build-tf --dry-run"),
     (["smoke-test"], "envdoctor smoke-test --gpus none --steps 200 --data synthetic"),
-    (["data", "cifar10"], "envdoctor data cifar10 --from ~/Downloads/cifar-10-python.tar.gz"),
+    (["data", "cifar10"], "envdoctor data cifar10 --data ~/Downloads/cifar-10-python.tar.gz"),
 ])
 def test_every_help_has_examples(env, args, example):
     out = envdoctor(*args, "--help", env=env)

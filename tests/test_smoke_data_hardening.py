@@ -158,7 +158,7 @@ def test_a_gzip_bomb_fails_fast_in_one_line_with_bounded_memory(tmp_path: Path) 
 def test_the_cli_reports_a_bomb_in_one_line_and_caches_nothing(tmp_path: Path) -> None:
     bomb = gzip_bomb(tmp_path / "bomb.tgz", [("package/data_batch_1.png", 600)])
     env = {**os.environ, "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "NO_COLOR": "1"}
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10", "--from", str(bomb)],
+    result = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10", "--data", str(bomb)],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and "unpacks to more than 512 MiB" in result.stderr

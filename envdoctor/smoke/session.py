@@ -181,8 +181,8 @@ def prepare_data(options: SmokeOptions, run_dir: Path, log: Callable[[str], None
         note_partial(loaded.summary(), log)
         target = run_dir / "data.npz"
         cifar.write_cache(loaded, target)
-    except cifar.DataError as exc:
-        raise UsageError(str(exc)) from exc
+    except cifar.DataError as exc:  # the user's own --data: exit 2; a failed download or cache: exit 1
+        raise cifar.exit_error(exc) from exc
     return str(target), loaded.summary()
 
 

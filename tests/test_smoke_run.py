@@ -298,6 +298,7 @@ def test_without_nvml_gpus_the_default_hides_nothing_and_accepts_any_device(monk
 
 def test_explicit_gpus_all_without_nvml_gpus_expects_a_gpu(monkeypatch) -> None:
     _nvml(monkeypatch, [], NO_NVML)
+    monkeypatch.setattr(session, "cuda_devices_present", lambda: True)  # /dev/nvidia0 exists: CUDA may see a GPU
     plan = session.gpu_environment("all", "default")
     assert plan.expect == "gpu" and "CUDA_VISIBLE_DEVICES" not in plan.env  # CUDA may still see one: let it
     base = {"expect": "gpu", "gpu_spec": "all", "no_gpu_reason": NO_NVML}
@@ -306,8 +307,53 @@ def test_explicit_gpus_all_without_nvml_gpus_expects_a_gpu(monkeypatch) -> None:
     assert session.judge(_result(**base, variable_device=GPU0), session.SmokeOptions(gpus="all"))["ok"]
     none = session.gpu_environment("none", "default")
     assert none.expect == "cpu" and none.env["CUDA_VISIBLE_DEVICES"] == "-1"
-    with pytest.raises(UsageError, match="auto can choose from"):  # auto:N still needs GPUs NVML can see
+    with pytest.raises(UsageError, match="--gpus auto:1 names GPUs, and NVML lists none here"):  # auto:N needs NVML
         session.gpu_environment("auto:1", "default")
+
+
+@pytest.mark.parametrize("devices", [False, True])
+@pytest.mark.parametrize("spec", ["0", "auto:1", "GPU-01d8"])
+def test_gpus_naming_a_gpu_without_any_suggests_only_what_works(monkeypatch, spec, devices) -> None:
+    # Issue 14 point 6: `--gpus 0` suggested `--gpus all`, which then failed after 9 s of TensorFlow start-up.
+    _nvml(monkeypatch, [], "libnvidia-ml not found: no NVIDIA driver is installed")
+    monkeypatch.setattr(session, "cuda_devices_present", lambda: devices)
+    with pytest.raises(UsageError) as refused:
+        session.gpu_environment(spec, "default")
+    assert str(refused.value).startswith(f"--gpus {spec} names GPUs, and NVML lists none here (libnvidia-ml not found")
+    assert "run with --gpus none, or without --gpus" in str(refused.value)
+    assert ("--gpus all" in str(refused.value)) == devices  # offered only where CUDA's device files exist
+
+
+def test_gpus_all_without_any_gpu_device_is_refused_before_tensorflow(monkeypatch) -> None:
+    _nvml(monkeypatch, [], "libnvidia-ml not found: no NVIDIA driver is installed")
+    monkeypatch.setattr(session, "cuda_devices_present", lambda: False)
+    with pytest.raises(EnvironmentProblem, match=r"^--gpus all asks for a GPU, and this machine has none \(libnvidia"):
+        session.gpu_environment("all", "default")
+    assert session.gpu_environment("none", "default").expect == "cpu"
+
+
+def test_cuda_device_files(tmp_path: Path) -> None:
+    assert not session.cuda_devices_present(tmp_path)
+    (tmp_path / "nvidiactl").touch()  # the control device alone opens no GPU
+    (tmp_path / "nvidia-uvm").touch()
+    assert not session.cuda_devices_present(tmp_path)
+    (tmp_path / "nvidia0").touch()
+    assert session.cuda_devices_present(tmp_path)
+    (tmp_path / "nvidia0").unlink()
+    (tmp_path / "dxg").touch()  # WSL2
+    assert session.cuda_devices_present(tmp_path)
+
+
+@pytest.mark.skipif(session.cuda_devices_present(), reason="this machine has GPU device files")
+def test_cli_gpus_on_a_machine_without_gpus_fails_fast_and_suggests_what_works(tmp_path: Path) -> None:
+    env = {"TMPDIR": str(tmp_path), "ENVDOCTOR_CACHE_DIR": str(tmp_path)}
+    start = time.monotonic()
+    named = cli("smoke-test", "--gpus", "0", "--steps", "2", "--data", "synthetic", env=env, timeout=60)
+    every = cli("smoke-test", "--gpus", "all", "--steps", "2", "--data", "synthetic", env=env, timeout=60)
+    assert time.monotonic() - start < 10  # neither starts TensorFlow (that alone takes ~9 s here)
+    assert named.returncode == 2 and named.stderr.count("\n") == 1 and "--gpus all" not in named.stderr
+    assert every.returncode == 1 and every.stderr.count("\n") == 1 and "asks for a GPU" in every.stderr
+    assert named.stdout == every.stdout == ""
 
 
 @pytest.mark.parametrize("gpus, spec", [(1, None), (2, "auto:1"), (2, "0"), (2, "none"), (0, "none")])

@@ -137,6 +137,8 @@ def gpu_environment(spec: str | None, strategy: str) -> GpuPlan:
     gpus, why = live_gpus()
     if spec is None and not gpus:
         return GpuPlan(environment_for("all", []), "any", "all", why)  # `all` of none: hides nothing
+    if not gpus and spec.strip() != "none":
+        refuse_gpus_without_any(spec, why)
     if spec is None:
         spec = "all" if strategy == "mirrored" else "auto:1"
     if strategy == "mirrored":  # before auto:N records a pick: a refused run reserves nothing
@@ -145,6 +147,33 @@ def gpu_environment(spec: str | None, strategy: str) -> GpuPlan:
     visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
     expect = "cpu" if spec.strip() == "none" or visible in ("", "-1") else "gpu"
     return GpuPlan(env, expect, spec, why)
+
+
+def cuda_devices_present(dev: Path = Path("/dev")) -> bool:
+    """Whether CUDA could open a GPU at all: its device files (/dev/nvidia0..., or WSL2's /dev/dxg). Without them no
+    process, TensorFlow included, sees an NVIDIA GPU, whatever NVML says; with them NVML may just be missing (a
+    container without the `utility` capability) while CUDA works."""
+    try:
+        return (dev / "dxg").exists() or any(p.name[len("nvidia"):].isdigit() for p in dev.glob("nvidia[0-9]*"))
+    except OSError:
+        return True  # unknown: let TensorFlow tell
+
+
+def refuse_gpus_without_any(spec: str, why: str | None) -> None:
+    """NVML lists no GPU and --gpus asks for one: refuse before TensorFlow starts (~9 s) where the answer is known,
+    suggesting only what works here (issue 14): `--gpus all` only where CUDA's device files exist."""
+    from envdoctor.errors import EnvironmentProblem
+
+    reason = f" ({why})" if why else ""
+    devices = cuda_devices_present()
+    if spec.strip() == "all":
+        if devices:  # NVML missing, CUDA may still see one: TensorFlow tells (and the run fails on the CPU)
+            return
+        raise EnvironmentProblem(f"--gpus all asks for a GPU, and this machine has none{reason}; no /dev/nvidia* "
+                                 "device exists: run with --gpus none, or without --gpus (any device TensorFlow finds)")
+    maybe_all = ", or --gpus all to let TensorFlow look for one NVML cannot see" if devices else ""
+    raise UsageError(f"--gpus {spec.strip()[:80]} names GPUs, and NVML lists none here{reason}: run with --gpus none, "
+                     f"or without --gpus (any device TensorFlow finds){maybe_all}")
 
 
 def check_mirrored(selection: Selection, spec: str) -> None:

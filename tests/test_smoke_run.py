@@ -815,3 +815,28 @@ def test_no_tensorflow_in_envdoctors_python_is_one_clear_line(monkeypatch):
     with pytest.raises(UsageError, match=r"trains with the TensorFlow of the Python that runs envdoctor \(.*\), "
                                          r"and it has none: run envdoctor from the environment"):
         session.SmokeOptions().validate()
+
+
+def test_fast_model_json_carries_no_tutorial_reference_rows() -> None:
+    # Issue 14 point 9: the tutorial model's K40 images/s were in --model fast's JSON.
+    fast = report.summarize(_result(model={"name": "fast"}))
+    tutorial = report.summarize(_result(model={"name": "tutorial"}))
+    assert fast["references"] == [] and tutorial["references"]
+    assert {row["model"] for row in tutorial["references"]} == {"tutorial"}
+    assert "reference:" not in "\n".join(report._training_lines(fast))
+
+
+@pytest.mark.parametrize("given, spec, shown", [
+    (None, None, "gpus:        no --gpus given, none chosen, set before TensorFlow started: nothing"),
+    (None, "auto:1", "gpus:        no --gpus given: auto:1 chosen, set before"),
+    ("all", "all", "gpus:        --gpus all, set before"),
+])
+def test_the_gpus_line_says_what_was_given(monkeypatch, given, spec, shown) -> None:
+    # Issue 14 point 9: `SPEC 'all'` when no --gpus was given.
+    line = report._gpus_line({"gpu_spec": spec, "options": {"gpus": given}, "gpu_environment": {}})
+    assert line.startswith(shown) and "SPEC" not in line
+
+
+def test_no_gpus_without_nvml_gpus_chooses_no_spec(monkeypatch) -> None:
+    _nvml(monkeypatch, [], NO_NVML)
+    assert session.gpu_environment(None, "default").spec is None

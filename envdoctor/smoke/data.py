@@ -926,8 +926,8 @@ def existing_copies() -> list[tuple[str, Path]]:
     tfds_root = Path(os.environ.get("TFDS_DATA_DIR") or home / "tensorflow_datasets")
     candidates = [("Keras", path) for root in keras_roots
                   for path in _glob(root / "datasets", "cifar-10-batches-py*")]
-    candidates += [("TensorFlow Datasets", path) for folder in (tfds_root / "downloads", tfds_root / "downloads/extracted")
-                   for path in _glob(folder, "*cifar-10-binary*")]
+    tfds_folders = (tfds_root / "downloads", tfds_root / "downloads/extracted")
+    candidates += [("TensorFlow Datasets", path) for folder in tfds_folders for path in _glob(folder, "*cifar-10-binary*")]
     return list(dict.fromkeys(candidates))
 
 

@@ -220,7 +220,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "no_gpu_reason": result.get("no_gpu_reason"),
         "gpu_environment": result.get("gpu_environment"),
         "eval_process": result.get("eval_process"),
-        "references": load_recipe("smoke_reference.json")["speed_rows"],
+        # Only rows of the model that ran: the tutorial's K40 images/s say nothing about --model fast.
+        "references": [r for r in load_recipe("smoke_reference.json")["speed_rows"]
+                       if r.get("model") == model.get("name")],
         "options": result.get("options"),
         "config": result.get("config"),
         "errors": result.get("errors"),
@@ -309,7 +311,7 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     ]
     if summary.get("eval_process"):
         lines.append(_evaluator_line(summary["eval_process"]))
-    rows = [r for r in summary["references"] if r.get("model") == model.get("name")]
+    rows = summary["references"]
     if rows:
         lines.append("reference:   the same model elsewhere (images/s; hardware, software, when, source):")
         lines += [f"  {_rate(r['images_per_sec'])}: {r['system']}; {r['software']}; {r['when']} ({r['source']})"
@@ -351,7 +353,12 @@ NEXT_TO_EVALUATOR = "; measured next to the concurrent evaluator (sharing the ma
 
 def _gpus_line(summary: dict[str, Any]) -> str:
     env = " ".join(f"{k}={v!r}" for k, v in sorted((summary.get("gpu_environment") or {}).items())) or "nothing"
-    line = f"gpus:        SPEC {summary.get('gpu_spec')!r}, set before TensorFlow started: {env}"
+    spec, given = summary.get("gpu_spec"), (summary.get("options") or {}).get("gpus")
+    if spec is None:  # no --gpus and no NVML GPU: nothing was chosen, CUDA_VISIBLE_DEVICES stays as it was
+        head = "no --gpus given, none chosen"
+    else:
+        head = f"--gpus {spec}" if given is not None else f"no --gpus given: {spec} chosen"
+    line = f"gpus:        {head}, set before TensorFlow started: {env}"
     if summary.get("no_gpu_reason"):
         line += f"; NVML lists no GPU ({summary['no_gpu_reason']})"
     return line

@@ -119,7 +119,7 @@ class GpuPlan:
 
     env: dict[str, str]
     expect: str  # gpu | cpu | any (no SPEC given and NVML sees no GPU: whatever TensorFlow finds)
-    spec: str
+    spec: str | None  # the SPEC applied (given, or chosen for the user); None: none given and none applied
     no_gpu_reason: str | None = None  # why NVML lists no GPU (reported, not hidden)
 
 
@@ -136,7 +136,7 @@ def gpu_environment(spec: str | None, strategy: str) -> GpuPlan:
 
     gpus, why = live_gpus()
     if spec is None and not gpus:
-        return GpuPlan(environment_for("all", []), "any", "all", why)  # `all` of none: hides nothing
+        return GpuPlan(environment_for("all", []), "any", None, why)  # `all` of none: hides nothing
     if not gpus and spec.strip() != "none":
         refuse_gpus_without_any(spec, why)
     if spec is None:

@@ -64,7 +64,9 @@ def driver_install_command(
     below that the proprietary-module package of the R580 branch is chosen (packages.json _sources).
     None (an unknown capability) keeps the default. None back: no known command for that distro and GPU.
     """
-    low = tuple(int(p) for p in str(_recipe()["open_kernel_modules_min_cc"]).split("."))
+    from envdoctor.knowledge.versions import major_minor  # here: packaging's import is not paid by every caller
+
+    low = major_minor(str(_recipe()["open_kernel_modules_min_cc"])) or (0, 0)
     logical = "nvidia-driver-proprietary" if lowest_cc is not None and lowest_cc < low else "nvidia-driver"
     return install_command(package_manager, [logical], distro_id, distro_like)
 

@@ -325,7 +325,7 @@ def test_wsl2_libcuda_outside_wsl_lib_is_a_linux_driver():
 
 def test_arch_specific_sass_runs_only_on_its_own_compute_capability():
     # sm_90a (Hopper-only features) is not binary compatible with later minors; plain sm_80 runs on 8.6.
-    from envdoctor.checks.gpu import _sass_for
+    from envdoctor.knowledge.cuda import sass_for as _sass_for
 
     assert _sass_for(["sm_90a"], (9, 0)) == "sm_90a"
     assert _sass_for(["sm_90a"], (9, 1)) is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from checks_support import codes, fix_convention_violations, findings, h100, one, tensorflow
 
 from envdoctor.checks import Severity
-from envdoctor.checks.gpu import branch_runs_cuda, driver_limit
+from envdoctor.knowledge.cuda import branch_runs_cuda, driver_limit
 
 
 def k80(tf: str, python: str):

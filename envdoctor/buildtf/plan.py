@@ -18,6 +18,9 @@ from envdoctor.buildtf import flags as cpuflags
 from envdoctor.buildtf.safety import check_plan, check_token, one_line, rc_quote, rc_word, shown
 from envdoctor.errors import UsageError
 from envdoctor.facts import Facts
+from envdoctor.knowledge import onednn
+from envdoctor.knowledge.cuda import cuda_compiles_for, first_cuda_for, ptx_cross_generation_fails_from
+from envdoctor.knowledge.versions import major_minor, version_key
 from envdoctor.resources import load_recipe
 from envdoctor.runner import run_command
 
@@ -131,15 +134,11 @@ def known_versions() -> list[str]:
     return [tag for rel in table()["releases"].values() for tag in rel["tags"]]
 
 
-def _vkey(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str, list[str]]:
     """(release key, exact version to check out, notes) for --tf-version."""
     releases = table()["releases"]
     if not version:
-        key = max(releases, key=_vkey)
+        key = max(releases, key=version_key)
         return key, releases[key]["tags"][-1], []
     version = version.strip().removeprefix("v")
     if not re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?", version):
@@ -147,15 +146,15 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
     minor = ".".join(version.split(".")[:2])
     if minor in releases and (version == minor or version in releases[minor]["tags"]):
         return minor, releases[minor]["tags"][-1] if version == minor else version, []
-    oldest, newest = min(releases, key=_vkey), max(releases, key=_vkey)
-    if _vkey(minor) < _vkey(oldest):  # another era (1.x, GCC-only, no .bazelversion): no known settings fit
+    oldest, newest = min(releases, key=version_key), max(releases, key=version_key)
+    if version_key(minor) < version_key(oldest):  # another era (1.x, GCC-only, no .bazelversion): no known settings fit
         raise UsageError(f"TensorFlow {version} is older than {oldest}, the oldest release envdoctor can build "
                          f"(known: {', '.join(known_versions())}); --allow-unknown does not cover older releases")
     # Say exactly whose settings --allow-unknown would use: the same release series, or the newest known one.
-    key = min((k for k in releases if _vkey(k) >= _vkey(minor)), key=_vkey, default=newest)
+    key = min((k for k in releases if version_key(k) >= version_key(minor)), key=version_key, default=newest)
     if key == minor:
         whose = f"the settings of {key}, its release series"
-    elif _vkey(key) > _vkey(minor):
+    elif version_key(key) > version_key(minor):
         whose = f"the settings of {key}, the nearest newer known release"
     else:
         whose = (f"the settings of {key}, the newest release envdoctor knows, which is older: {version}'s Bazel, "
@@ -213,7 +212,7 @@ def check_python_path(path: str) -> str:
 
 def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
     low, high = era["python"]
-    if not _vkey(low) <= _vkey(py) <= _vkey(high):
+    if not version_key(low) <= version_key(py) <= version_key(high):
         raise UsageError(f"TensorFlow {release} supports Python {low}-{high}; the target interpreter is {py} "
                          "(pass --python with a supported interpreter or version)")
 
@@ -331,7 +330,7 @@ def _explicit_compiler(spec: str, docker: bool) -> str:
 
 def _ram_flag(bazel: str) -> str:
     # Bazel 7 replaced --local_ram_resources with --local_resources=memory=.
-    return "--local_resources=memory=" if _vkey(bazel)[0] >= 7 else "--local_ram_resources="
+    return "--local_resources=memory=" if version_key(bazel)[0] >= 7 else "--local_ram_resources="
 
 
 def _cpu(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
@@ -370,11 +369,11 @@ def stock_wheel_flags(era: dict[str, Any]) -> list[str]:
 
 
 def _onednn_default(arch: str, have: set[str]) -> bool | None:
-    """Whether the stock wheel runs oneDNN ops on this CPU by default: it decides what a rebuild can gain."""
-    features = table()["onednn_default_features"].get(arch)
-    if features is None or not have:
+    """Whether the stock wheel runs oneDNN ops on this CPU by default: it decides what a rebuild can gain.
+    None: not an x86_64 CPU (TensorFlow's default policy is about Linux x86), or its flags are unknown."""
+    if arch != "x86_64" or not have:
         return None
-    return any(f in have for f in features)
+    return bool(onednn.linux_x86_triggers(have))
 
 
 def _expected_guard_names(target: cpuflags.CpuTarget) -> list[str]:
@@ -416,23 +415,23 @@ def parse_ccs(text: str) -> list[str]:
         out.add(f"{m.group(1)}.{m.group(2)}")
     if not out:
         raise UsageError("--cuda-cc: no compute capability given")
-    return sorted(out, key=_vkey)
+    return sorted(out, key=version_key)
 
 
 def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
     """SASS for each capability + PTX for the highest, within what the release's CUDA and Clang accept."""
     low, high = era["cc_min"], era["cc_max"]
-    too_old = [c for c in ccs if _vkey(c) < _vkey(low)]
+    too_old = [c for c in ccs if version_key(c) < version_key(low)]
     if too_old:
         raise UsageError(f"compute capability {', '.join(too_old)} is below {low}, the lowest CUDA {era['cuda']} "
                          "and its compiler accept for this release (use an older TensorFlow for this GPU)")
-    kept = [c for c in ccs if _vkey(c) <= _vkey(high)]
+    kept = [c for c in ccs if version_key(c) <= version_key(high)]
     if len(kept) < len(ccs):
         newer = [c for c in ccs if c not in kept]
         _refuse_cross_generation_ptx(newer, high, era)
         notes.append(f"CUDA {era['cuda']} cannot compile for {', '.join(newer)}: PTX for {high} is included and "
                      "the driver compiles it for the newer GPU at first use.")
-        kept = sorted(set(kept) | {high}, key=_vkey)
+        kept = sorted(set(kept) | {high}, key=version_key)
     if era["cc_format"] == "x.y":  # the old form: each X.Y means SASS and PTX for it
         return kept
     sass = [f"sm_{c.replace('.', '')}" for c in kept]
@@ -442,10 +441,7 @@ def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
 def _refuse_cross_generation_ptx(newer: list[str], high: str, era: dict[str, Any]) -> None:
     """Older-generation PTX fails from the doctor's threshold on (gpu.ptx-fails, cuda_drivers.json): refuse a
     capability this release cannot compile SASS for rather than plan a wheel the doctor calls broken."""
-    from envdoctor.checks.common import major_minor  # the doctor's own data and helpers: one table
-    from envdoctor.checks.gpu import cuda_compiles_for, first_cuda_for
-
-    limit = major_minor(load_recipe("cuda_drivers.json")["ptx_cross_generation_fails_from"]) or (99, 0)
+    limit = ptx_cross_generation_fails_from()
     ptx = major_minor(high)
     for c in newer:
         cc = major_minor(c)
@@ -475,7 +471,7 @@ def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     if opts.cuda_cc:
         ccs = parse_ccs(opts.cuda_cc)
     elif gpus:
-        ccs = sorted(set(ccs_seen), key=_vkey)
+        ccs = sorted(set(ccs_seen), key=version_key)
     else:
         raise UsageError("--cuda without a visible NVIDIA GPU needs --cuda-cc (e.g. --cuda-cc 8.0,9.0)")
     plan.cuda_ccs = cc_list(ccs, era, plan.notes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -13,25 +12,10 @@ from packaging.version import InvalidVersion, Version
 
 from envdoctor.checks.base import Finding, Severity
 from envdoctor.facts import Facts
+from envdoctor.knowledge.versions import major_minor, version  # the one version parser; checks import it from here
 from envdoctor.resources import load_recipe
 
 NVIDIA_VENDOR = "0x10de"
-
-
-def version(text: str | None) -> Version | None:
-    """A lenient Version: "580.159.04", "12.5.1", "2.21.0rc1", "9"; None when there is none."""
-    if not text:
-        return None
-    match = re.search(r"\d+(?:\.\d+)*(?:(?:a|b|rc|\.dev|\.post)\d+)?", str(text))
-    try:
-        return Version(match.group(0)) if match else None
-    except InvalidVersion:
-        return None
-
-
-def major_minor(text: str | None) -> tuple[int, int] | None:
-    v = version(text)
-    return (v.major, v.minor) if v else None
 
 
 def requirement(name: str, pin: str | None) -> str:

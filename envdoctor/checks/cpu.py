@@ -9,6 +9,7 @@ from packaging.version import Version
 from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import pip_fix, stock_wheel_instructions, tf_releases, tf_requirement, version, with_ok
 from envdoctor.facts import Facts, TuneFacts
+from envdoctor.knowledge import onednn
 
 _GAIN_NOTE = (
     "# optional; expect a modest gain: oneDNN already uses these instructions in its convolution and "
@@ -128,15 +129,14 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
 
 
 def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
-    table = tf_releases()["onednn"]
     tf = version(facts.tensorflow.version)
-    if tf is None or tf < version(table["default_since"]) or facts.system.os == "Darwin":
+    if tf is None or tf < version(onednn.policy()["default_since"]) or facts.system.os == "Darwin":
         return []  # macOS builds have no oneDNN custom operations (INTEL_MKL is Linux/Windows only)
     default, why = _onednn_default(facts, flags, tf)
     evidence = [why]
     state, raw = default, facts.env.variables.get("TF_ENABLE_ONEDNN_OPTS")
-    if raw is not None and raw.lower() in table["env_true"] + table["env_false"]:
-        state = raw.lower() in table["env_true"]
+    if (setting := onednn.env_setting(raw)) is not None:
+        state = setting
         evidence.append(f"TF_ENABLE_ONEDNN_OPTS={raw} overrides the default")
     if facts.deep is not None and facts.deep.onednn_enabled is not None:
         state = facts.deep.onednn_enabled
@@ -174,12 +174,11 @@ def onednn_gain_note(tune: TuneFacts) -> str:
 
 def _onednn_default(facts: Facts, flags: set[str], tf: Version) -> tuple[bool, str]:
     """TensorFlow's own default (port.cc DefaultOneDnnPolicy) for this OS and CPU, and why."""
-    table = tf_releases()["onednn"]
     if facts.system.os == "Windows":
-        since = table["default_on_windows_x86_since"]
+        since = onednn.policy()["default_on_windows_x86_since"]
         on = tf >= version(since)
         return on, f"default {'on' if on else 'off'} on Windows x86 {'since' if on else 'before'} TensorFlow {since}"
-    triggers = [name for flag, name in table["default_on_linux_x86_with"].items() if flag in flags]
+    triggers = onednn.linux_x86_triggers(flags)
     if triggers:
         return True, f"default on: the CPU has {' '.join(triggers)}"
     return False, "default off: the CPU has none of AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX"

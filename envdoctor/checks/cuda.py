@@ -25,7 +25,8 @@ from envdoctor.checks.common import (
 )
 from envdoctor.checks.gpu import tf_cuda_version
 from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, GpuFacts, LibraryResolution
-from envdoctor.resources import load_recipe
+from envdoctor.knowledge.cuda import min_compute_capability
+from envdoctor.knowledge.cuda import table as cuda_table
 
 
 @check
@@ -346,10 +347,10 @@ def _toolkits(facts: Facts) -> list[Finding]:
                 fix=None,
             )
         )
-    mins = load_recipe("cuda_drivers.json")["min_compute_capability"]
+    mins = cuda_table()["min_compute_capability"]
     for tk in (t for t in tks if t.active and t.version):
         mm = major_minor(tk.version)
-        floor = major_minor(mins.get(str(mm[0]))) if mm else None
+        floor = min_compute_capability(mm[0]) if mm else None
         old = [g for g in facts.gpus if floor and (cc := major_minor(g.compute_capability)) and cc < floor]
         if old:
             out.append(

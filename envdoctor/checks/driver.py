@@ -21,26 +21,24 @@ from envdoctor.checks.common import (
     with_ok,
     wsl_linux_driver_evidence,
 )
-from envdoctor.checks.gpu import (
-    _branch,
-    branch_max_cuda,
-    branch_runs_cuda,
-    coverage,
-    driver_column,
-    gpu_driver_limit,
-    older_tf_fix,
-    tf_cuda_version,
-)
+from envdoctor.checks.gpu import coverage, driver_column, gpu_driver_limit, older_tf_fix, tf_cuda_version
 from envdoctor.distro_pkgs import distro_command, driver_install_command, install_command
 from envdoctor.facts import Facts
-from envdoctor.resources import load_recipe
+from envdoctor.knowledge.cuda import (
+    DriverColumn,
+    branch_max_cuda,
+    branch_runs_cuda,
+    max_cuda_for_driver,
+    minor_compat_minimum,
+    oldest_toolkit,
+    sass_for,
+    toolkit_minimum,
+    within_branch,
+)
+from envdoctor.knowledge.versions import major
 
 
-def _cuda_table() -> dict:
-    return load_recipe("cuda_drivers.json")
-
-
-def _column(facts: Facts) -> str:
+def _column(facts: Facts) -> DriverColumn:
     return driver_column(facts)
 
 
@@ -315,25 +313,13 @@ def driver_max_cuda(facts: Facts) -> tuple[Version | None, str]:
     """The highest CUDA the driver supports: NVML's answer, else derived from the driver version and the table."""
     if facts.driver.cuda_driver_version:
         return version(facts.driver.cuda_driver_version), "NVML"
-    driver = version(_driver_version(facts))
-    if driver is None:
-        return None, ""
-    col = _column(facts)
-    fits = [version(r["cuda"]) for r in _cuda_table()["toolkits"] if r[col] and version(r[col]) <= driver]
-    return (max(fits), "CUDA release-notes table") if fits else (None, "")
+    top = max_cuda_for_driver(_driver_version(facts), _column(facts))
+    return (top, "CUDA release-notes table") if top else (None, "")
 
 
 def _at_least(driver: str | None, minimum: str) -> bool:
     have, need = version(driver), version(minimum)
     return have is not None and need is not None and have >= need
-
-
-def _toolkit_minimum(cuda: str, column: str) -> str | None:
-    mm = major_minor(cuda)
-    for row in _cuda_table()["toolkits"]:
-        if major_minor(row["cuda"]) == mm:
-            return row[column]
-    return None
 
 
 def _too_old(facts: Facts) -> list[Finding]:
@@ -373,7 +359,7 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
     bi = facts.tensorflow.build_info
     if bi is not None and bi.is_cuda_build or facts.system.os not in (None, "Linux") or not gpu_usable(facts):
         return []
-    branch, column = _branch(driver), _column(facts)
+    branch, column = major(driver), _column(facts)
     python = major_minor(facts.tensorflow.python_version or facts.system.python_version)
     names = releases_for_python(python)
     supported, _ = driver_max_cuda(facts)
@@ -381,7 +367,7 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
     if branch is None or not names or any(_runs_here(facts, branch, n, have) for n in names):
         return []
     newest = max(names, key=version)
-    need = _toolkit_minimum(release_rows()[newest]["cuda"], column)
+    need = toolkit_minimum(release_rows()[newest]["cuda"], column)
     runs = [n for n in release_rows() if _runs_here(facts, branch, n, have)]
     older = max(runs, key=version) if runs else None
     built = f"TensorFlow {newest}: CUDA {release_rows()[newest]['cuda']}"
@@ -420,8 +406,8 @@ def _needs(
     if need is None or have >= need:
         return []
     col, driver = _column(facts), _driver_version(facts)
-    compat = _cuda_table()["minor_version_compatibility"].get(str(need[0]), {}).get(col)
-    full = _toolkit_minimum(cuda, col)
+    compat = minor_compat_minimum(need[0], col)
+    full = toolkit_minimum(cuda, col)
     # major.minor: a toolkit's version.json says "12.6.20241114" (a release date), the driver table rows are 12.6.
     evidence = [
         f"driver {driver} supports CUDA ≤ {have[0]}.{have[1]} ({source})",
@@ -433,7 +419,7 @@ def _needs(
     gpu, limit = limited if limited else (None, None)
     branch = int(limit["branch"]) if limit else None
     last = ""
-    if gpu is not None and limit is not None and branch is not None and not _within(full, branch):
+    if gpu is not None and limit is not None and branch is not None and not within_branch(full, branch):
         last = (f"R{branch} is the last NVIDIA driver branch for GPU {gpu.index} ({gpu.name}, {limit['architecture']}, "
                 f"compute capability {gpu.compute_capability}): {_branch_cuda(branch, col)}")
         fix = f"# nothing to upgrade: R{branch} is the last driver branch for GPU {gpu.index} ({gpu.name})"
@@ -482,7 +468,7 @@ def _older_tf_for_driver(facts: Facts, have: tuple[int, int]) -> str:
     (tensorflow 2.14, CUDA 11.8, on a cluster without CUDA 12 drivers: KosinskiLab/AlphaPulldown#296)."""
     column = _column(facts)
     python = major_minor(facts.tensorflow.python_version or facts.system.python_version)
-    branch = _branch(_driver_version(facts))
+    branch = major(_driver_version(facts))
     fits = [n for n in releases_for_python(python) if branch and _runs_here(facts, branch, n, have)]
     if not fits:
         return ""
@@ -499,38 +485,32 @@ def _runs_here(facts: Facts, branch: int, release: str, have: tuple[int, int]) -
     """The driver runs this release's wheels: its CUDA within the branch (minor-version compatibility included),
     and within what the driver supports outright where a GPU here would run the release through PTX JIT, which
     minor-version compatibility does not cover."""
-    from envdoctor.checks.gpu import _sass_for, pci_gpus_as_models
+    from envdoctor.checks.gpu import pci_gpus_as_models
 
     row = release_rows()[release]
     mm = major_minor(row["cuda"])
     if mm is None or not branch_runs_cuda(branch, row["cuda"], _column(facts)):
         return False
     ccs = [major_minor(g.compute_capability) for g in facts.gpus or pci_gpus_as_models(facts)]
-    jit = any(cc and not _sass_for(row["compute_capabilities"], cc) for cc in ccs)
+    jit = any(cc and not sass_for(row["compute_capabilities"], cc) for cc in ccs)
     return not jit or mm <= have
 
 
-def _within(minimum: str | None, branch: int) -> bool:
-    """A driver of this branch reaches this minimum version (unknown minimum: assume it does)."""
-    head = (minimum or "").split(".", 1)[0]
-    return not head.isdigit() or int(head) <= branch
-
-
-def _branch_cuda(branch: int, col: str) -> str:
+def _branch_cuda(branch: int, col: DriverColumn) -> str:
     """What CUDA a driver branch runs: its toolkit-table maximum, plus the rest of that major where the major's
     minor-version-compatibility minimum is within the branch (R470: CUDA ≤ 11.4, and 11.5-11.8 through it)."""
     top = branch_max_cuda(branch, col)
     if top is None:
-        first = min((r["cuda"] for r in _cuda_table()["toolkits"]), key=version)
-        return f"no CUDA toolkit envdoctor knows ({first} or later) runs on R{branch}"
+        return f"no CUDA toolkit envdoctor knows ({oldest_toolkit()} or later) runs on R{branch}"
     return f"CUDA ≤ {top}{_compat_note(branch, top, col)}"
 
 
-def _compat_note(branch: int, top: str, col: str) -> str:
-    major = top.split(".", 1)[0]
-    compat = _cuda_table()["minor_version_compatibility"].get(major, {}).get(col)
-    head = (compat or "").split(".", 1)[0]
-    return f" ({major}.x through minor-version compatibility)" if head.isdigit() and int(head) <= branch else ""
+def _compat_note(branch: int, top: str, col: DriverColumn) -> str:
+    """The rest of top's CUDA major, where that major's minor-version-compatibility minimum is within the branch."""
+    cuda_major = major(top)
+    compat = major(minor_compat_minimum(cuda_major, col)) if cuda_major is not None else None
+    runs = compat is not None and compat <= branch
+    return f" ({cuda_major}.x through minor-version compatibility)" if runs else ""
 
 
 def _capped_fix(facts: Facts, gpu, branch: int, target: Target, last: str) -> str:

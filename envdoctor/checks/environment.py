@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from envdoctor.checks.base import Finding, Severity, check
-from envdoctor.checks.common import has_nvidia_gpu, join, tf_releases, with_ok
+from envdoctor.checks.common import has_nvidia_gpu, join, with_ok
 from envdoctor.facts import Facts, GpuFacts
 from envdoctor.gpus.spec import HIDE_ALL, usable_devices
 from envdoctor.gpus.visible import (
@@ -15,6 +15,7 @@ from envdoctor.gpus.visible import (
     effective_order,
     resolve_visible_devices,
 )
+from envdoctor.knowledge import onednn
 
 
 @check
@@ -152,8 +153,7 @@ def _allow_growth(env: dict[str, str]) -> list[Finding]:
 
 def _onednn_opts(env: dict[str, str]) -> list[Finding]:
     value = env.get("TF_ENABLE_ONEDNN_OPTS")
-    table = tf_releases()["onednn"]
-    if value is None or value.lower() in table["env_true"] + table["env_false"]:
+    if value is None or onednn.env_setting(value) is not None:
         return []
     return [
         Finding(

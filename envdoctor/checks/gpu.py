@@ -25,6 +25,17 @@ from envdoctor.checks.common import (
 )
 from envdoctor.facts import Facts, GpuFacts
 from envdoctor.gpus.nogpu import NO_GPU
+from envdoctor.knowledge.cuda import (
+    DriverColumn,
+    branch_runs_cuda,
+    cuda_compiles_for,
+    driver_limit,
+    first_cuda_for,
+    min_compute_capability,
+    parse_cc,
+    ptx_cross_generation_fails_from,
+    sass_for,
+)
 from envdoctor.resources import load_recipe
 
 
@@ -70,37 +81,16 @@ def tf_compute_capabilities(facts: Facts) -> list[str]:
     return list(release["compute_capabilities"]) if release and tf_cuda_version(facts) else []
 
 
-def _cc(text: str) -> tuple[int, int] | None:
-    """ "sm_86" / "compute_90" / "sm_100a" / "8.6" -> (8, 6) / (9, 0) / (10, 0) / (8, 6)."""
-    if "." in text:
-        return major_minor(text)
-    digits = text.rsplit("_", 1)[-1].rstrip("abf")  # sm_90a, sm_100f: arch-specific variants
-    return (int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else None
-
-
-def _sass_for(caps: list[str], cc: tuple[int, int]) -> str | None:
-    """The sm_XY entry whose binary runs on cc: same major, minor at or below it.
-
-    An arch-specific entry (sm_90a) runs on exactly that compute capability only (CUDA Programming Guide)."""
-    for entry in caps:
-        arch = _cc(entry)
-        if not entry.startswith("sm_") or arch is None or arch[0] != cc[0]:
-            continue
-        if arch[1] == cc[1] or (arch[1] < cc[1] and not entry.endswith("a")):
-            return entry
-    return None
-
-
 def coverage(facts: Facts, gpu: GpuFacts) -> tuple[str, str]:
     """("sass"|"ptx"|"none"|"unknown", the entry that covers it)."""
     caps = tf_compute_capabilities(facts)
     cc = major_minor(gpu.compute_capability)
     if not caps or cc is None:
         return "unknown", ""
-    sass = _sass_for(caps, cc)
+    sass = sass_for(caps, cc)
     if sass:
         return "sass", sass
-    ptx = [(arch, e) for e in caps if e.startswith("compute_") and (arch := _cc(e)) and arch <= cc]
+    ptx = [(arch, e) for e in caps if e.startswith("compute_") and (arch := parse_cc(e)) and arch <= cc]
     return ("ptx", max(ptx)[1]) if ptx else ("none", "")
 
 
@@ -113,56 +103,21 @@ def _release_covering(
     names = releases_for_python(python) if python is not None else list(releases)
     fitting = [
         name for name in names
-        if _sass_for(releases[name]["compute_capabilities"], cc)
+        if sass_for(releases[name]["compute_capabilities"], cc)
         and (branch is None or branch_runs_cuda(branch, releases[name]["cuda"], column))
     ]  # fmt: skip
     return max(fitting, key=version) if fitting else None
 
 
-def driver_column(facts: Facts) -> str:
+def driver_column(facts: Facts) -> DriverColumn:
     """The column of cuda_drivers.json that applies: under WSL2 the driver is the Windows one."""
     return "windows" if facts.system.os == "Windows" or facts.system.wsl == 2 else "linux"
-
-
-def driver_limit(cc: tuple[int, int] | None) -> dict | None:
-    """{"branch", "architecture"}: NVIDIA's last driver branch for this compute capability (None: no limit)."""
-    if cc is None:
-        return None
-    for row in load_recipe("cuda_drivers.json")["max_driver_branch"]:
-        below = major_minor(row["below_cc"])
-        if below is not None and cc < below:
-            return row
-    return None
 
 
 def gpu_driver_limit(facts: Facts) -> tuple[GpuFacts, dict] | None:
     """The GPU here with the lowest last driver branch, and that limit (None: no GPU is past its support)."""
     limited = [(g, lim) for g in facts.gpus if (lim := driver_limit(major_minor(g.compute_capability)))]
     return min(limited, key=lambda x: int(x[1]["branch"])) if limited else None
-
-
-def _branch(driver: str | None) -> int | None:
-    head = (driver or "").split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def branch_runs_cuda(branch: int, cuda: str, column: str = "linux") -> bool:
-    """A driver of this branch runs this CUDA: the toolkit's own minimum, or its major's minor-version
-    compatibility minimum, is within the branch."""
-    table = load_recipe("cuda_drivers.json")
-    mm = major_minor(cuda)
-    if mm is None:
-        return False
-    mins = [r[column] for r in table["toolkits"] if major_minor(r["cuda"]) == mm]
-    mins.append(table["minor_version_compatibility"].get(str(mm[0]), {}).get(column))
-    return any((b := _branch(m)) is not None and b <= branch for m in mins)
-
-
-def branch_max_cuda(branch: int, column: str = "linux") -> str | None:
-    """The newest CUDA whose toolkit-table minimum driver is within this branch."""
-    table = load_recipe("cuda_drivers.json")["toolkits"]
-    rows = [r["cuda"] for r in table if (b := _branch(r[column])) is not None and b <= branch]
-    return max(rows, key=version) if rows else None
 
 
 def older_tf_fix(facts: Facts, cc: tuple[int, int], branch: int | None, why: str) -> str | None:
@@ -190,9 +145,8 @@ def older_tf_fix(facts: Facts, cc: tuple[int, int], branch: int | None, why: str
 
 def _buildable(cc: tuple[int, int]) -> bool:
     """Some CUDA a TensorFlow release in the table builds with can still compile for this compute capability."""
-    floors = load_recipe("cuda_drivers.json")["min_compute_capability"]
-    majors = {str(mm[0]) for row in release_rows().values() if (mm := major_minor(row["cuda"]))}
-    lows = [major_minor(floors[m]) for m in majors if m in floors]
+    majors = {mm[0] for row in release_rows().values() if (mm := major_minor(row["cuda"]))}
+    lows = [min_compute_capability(m) for m in majors]
     return any(low is not None and cc >= low for low in lows)
 
 
@@ -286,7 +240,7 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
 
 
 def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evidence: list[str]) -> Finding:
-    ptx = _cc(entry)
+    ptx = parse_cc(entry)
     cross = ptx is not None and ptx[0] < cc[0]
     since = version(tf_releases()["compute_entry_has_sass_since"])
     tf = version(facts.tensorflow.version)
@@ -303,8 +257,7 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
             f"no sm_{cc[0]}x binary: the driver JIT-compiles the {entry} PTX on first use (cached afterwards)"
         ]
         title = f"{label} runs TensorFlow only through PTX JIT: the first run compiles for minutes"
-    table = load_recipe("cuda_drivers.json")
-    if cross and cc >= (major_minor(table["ptx_cross_generation_fails_from"]) or (99, 0)):
+    if cross and cc >= ptx_cross_generation_fails_from():
         evidence.append(
             f"PTX from an older generation ({entry}) on compute capability {cc[0]}.{cc[1]} fails: "
             "CUDA_ERROR_INVALID_PTX, then CUDA_ERROR_INVALID_HANDLE (tensorflow#99592, #101746, #89272)"
@@ -338,19 +291,6 @@ def _ptx_finding(facts: Facts, cc: tuple[int, int], entry: str, label: str, evid
     )
 
 
-def cuda_compiles_for(cuda: str | None, cc: tuple[int, int]) -> bool:
-    """This CUDA can compile SASS for cc: recent enough for it, and not past dropping it."""
-    table = load_recipe("cuda_drivers.json")
-    have = major_minor(cuda)
-    if have is None:
-        return False
-    firsts = {major_minor(k): major_minor(v) for k, v in table["first_cuda_for_compute_capability"].items()}
-    below = [k for k in firsts if k is not None and k <= cc]
-    need = firsts[max(below)] if below else None
-    floor = major_minor(table["min_compute_capability"].get(str(have[0])))
-    return (need is None or have >= need) and (floor is None or cc >= floor)
-
-
 def _ptx_fails_fix(facts: Facts, cc: tuple[int, int]) -> str:
     """No stock wheel runs here; build-tf only where the release's CUDA knows this GPU (cuda_drivers.json)."""
     cuda = tf_cuda_version(facts)
@@ -367,12 +307,6 @@ def _ptx_fails_fix(facts: Facts, cc: tuple[int, int]) -> str:
     )
     lines.append("# meanwhile TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\"")
     return "\n".join(lines)
-
-
-def first_cuda_for(cc: tuple[int, int]) -> str | None:
-    firsts = load_recipe("cuda_drivers.json")["first_cuda_for_compute_capability"]
-    below = [k for k in firsts if (mm := major_minor(k)) is not None and mm <= cc]
-    return firsts[max(below, key=major_minor)] if below else None
 
 
 def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:

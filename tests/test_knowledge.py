@@ -75,3 +75,17 @@ def test_onednn_policy_in_one_place() -> None:
     from envdoctor.resources import load_recipe
 
     assert "onednn_default_features" not in load_recipe("tf_build.json")
+
+
+def test_python_and_cuda_per_release_live_once() -> None:
+    """tf_build.json's rows carry no Python range or CUDA of their own: build_releases adds the wheel table's."""
+    from envdoctor.knowledge import releases
+    from envdoctor.resources import load_recipe
+
+    raw = load_recipe("tf_build.json")["releases"]
+    assert all(not set(releases.SHARED) & set(row) for row in raw.values())
+    built, official = releases.build_releases(), load_recipe("tf_releases.json")["releases"]
+    assert set(built) <= set(official)
+    for name, row in built.items():
+        assert (row["python"], row["cuda"]) == (official[name]["python"], official[name]["cuda"]), name
+        assert row["cudnn"].startswith(official[name]["cudnn"]), name  # the build's exact pin, the wheel's major.minor

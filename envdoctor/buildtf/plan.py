@@ -20,11 +20,11 @@ from envdoctor.errors import UsageError
 from envdoctor.facts import Facts
 from envdoctor.knowledge import onednn
 from envdoctor.knowledge.cuda import cuda_compiles_for, first_cuda_for, ptx_cross_generation_fails_from
+from envdoctor.knowledge.releases import build_table
 from envdoctor.knowledge.versions import major_minor, version_key
 from envdoctor.resources import load_recipe
 from envdoctor.runner import run_command
 
-RECIPE = "tf_build.json"
 # ASCII digits, bounded, whole string (fullmatch: `$` would let a trailing newline through into the bazelrc).
 _PY_VERSION = re.compile(r"3\.[0-9]{1,3}")
 _CC = re.compile(r"(?:sm_|compute_)?([0-9]{1,2})\.?([0-9])")
@@ -107,7 +107,8 @@ class BuildPlan:
 
 
 def table() -> dict[str, Any]:
-    return load_recipe(RECIPE)
+    """tf_build.json, each release completed with its wheel's Python range and CUDA (their home: tf_releases.json)."""
+    return build_table()
 
 
 @dataclass(frozen=True)

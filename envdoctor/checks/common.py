@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable
-from functools import cache
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -12,6 +11,8 @@ from packaging.version import InvalidVersion, Version
 
 from envdoctor.checks.base import Finding, Severity
 from envdoctor.facts import Facts
+from envdoctor.knowledge.releases import release_rows
+from envdoctor.knowledge.releases import tf_release as tf_release  # re-exported: the checks import it from here
 from envdoctor.knowledge.versions import major_minor, version  # the one version parser; checks import it from here
 from envdoctor.resources import load_recipe
 
@@ -42,20 +43,6 @@ def is_tf_distribution(name: str) -> bool:
 
 def tf_releases() -> dict[str, Any]:
     return load_recipe("tf_releases.json")
-
-
-@cache
-def release_rows() -> dict[str, dict[str, Any]]:
-    """Every TensorFlow release the table knows (2.4 on), oldest first: `older_releases` then `releases`."""
-    table = tf_releases()
-    rows = {**table.get("older_releases", {}), **table["releases"]}
-    return dict(sorted(rows.items(), key=lambda kv: version(kv[0]) or Version("0")))
-
-
-def tf_release(tf_version: str | None) -> dict[str, Any] | None:
-    """The knowledge-table row for a TensorFlow version (by major.minor), or None if not in the table."""
-    mm = major_minor(tf_version)
-    return release_rows().get(f"{mm[0]}.{mm[1]}") if mm else None
 
 
 def stock_wheel_instructions(tf_version: str | None) -> list[str]:

@@ -89,3 +89,25 @@ def test_python_and_cuda_per_release_live_once() -> None:
     for name, row in built.items():
         assert (row["python"], row["cuda"]) == (official[name]["python"], official[name]["cuda"]), name
         assert row["cudnn"].startswith(official[name]["cudnn"]), name  # the build's exact pin, the wheel's major.minor
+
+
+RECIPES = sorted((PACKAGE.parent / "recipes").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_each_recipe_holds_to_its_schema(path: Path) -> None:
+    """recipes/schemas/<name>.schema.json: the shape the typed readers (envdoctor/knowledge/) rely on."""
+    import json
+
+    import jsonschema
+
+    schema = json.loads((path.parent / "schemas" / f"{path.stem}.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in jsonschema.Draft202012Validator(schema).iter_errors(json.loads(path.read_text(encoding="utf-8")))]
+    assert errors == []
+
+
+def test_every_schema_has_its_recipe() -> None:
+    schemas = {p.name.removesuffix(".schema.json") for p in (PACKAGE.parent / "recipes/schemas").glob("*.json")}
+    assert schemas == {p.stem for p in RECIPES}

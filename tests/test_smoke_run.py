@@ -685,6 +685,10 @@ def test_multi_worker_runs_two_real_processes(tarball: Path, tmp_path: Path) -> 
         assert summary["strategy"]["name"] == "multi-worker" and summary["strategy"]["replicas"] == 2
         assert summary["steps"] == 20 and json.loads(summary["gpu_environment"]["TF_CONFIG"])["cluster"]
         assert "chosen by CPU features" in summary["precision"]["why"] or summary["precision"]["why"] == "asked"
+    chief, other = (json.loads(out) for out, _ in outputs)
+    # The chief times one device alone first, the yardstick of scaling efficiency; the other worker does not.
+    assert chief["single_device_probe"]["images_per_sec"] > 0 and 0 < chief["scaling_efficiency"] < 2
+    assert other["single_device_probe"] is None and other["scaling_efficiency"] is None
     assert not list(tmp_path.iterdir())  # both run folders removed
 
 

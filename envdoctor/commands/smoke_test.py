@@ -27,7 +27,8 @@ def smoke_test(
                                           "(without it: the cluster of srun's Slurm step, or TF_CONFIG)."),
     worker_index: Optional[int] = typer.Option(None, "--worker-index", metavar="N", help="multi-worker: this worker (0 = chief)."),
     eval_concurrent: bool = typer.Option(False, "--eval-concurrent", help="Evaluate checkpoints in a second process."),
-    offline: bool = typer.Option(False, "--offline", help="Never download: use --data or the cache."),
+    offline: bool = typer.Option(False, "--offline", help="Never download: use --data, the cache, or a copy Keras "
+                                 "or TFDS downloaded."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", metavar="RATE", help="Peak learning rate."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed (weights, shuffling, augmentation)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Kill the run after this many seconds."),

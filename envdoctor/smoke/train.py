@@ -470,8 +470,9 @@ class ProbeMonitor(Monitor):
 
 
 def single_device_rate(config: RunConfig, device: str, x: Any, y: Any, emit: Emit) -> dict[str, Any]:
-    """Images/s of the same model on one device (the first of the strategy's), the yardstick for a mirrored run's
-    scaling efficiency: timed for PROBE_SECONDS after warm-up, so that it is not a fraction of a second of noise."""
+    """Images/s of the same model on one device (the first of the strategy's), the yardstick for a mirrored or
+    multi-worker run's scaling efficiency: timed for PROBE_SECONDS after warm-up, so that it is not a fraction of a
+    second of noise."""
     import tensorflow as tf
 
     from envdoctor.smoke import pipeline
@@ -529,7 +530,11 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     if config.checkpoint_dir and is_chief():  # the evaluator builds its model in the same policy
         (Path(config.checkpoint_dir) / evalproc.POLICY_FILE).write_text(result["precision"]["policy"])
     x_train, y_train, x_test, y_test = load_arrays(config.data_file)
-    if config.strategy == "mirrored" and strategy.num_replicas_in_sync > 1:
+    # The yardstick of scaling efficiency: one device alone, timed before the strategy trains. Multi-worker: the
+    # chief only (it reports; the other workers wait for it at the model's first collective, the variables'
+    # broadcast), on its first device: the cluster's rate is then compared with N times the chief's device.
+    if strategy.num_replicas_in_sync > 1 and (config.strategy == "mirrored"
+                                              or (config.strategy == "multi-worker" and is_chief())):
         probe = single_device_rate(config, result["strategy"]["devices"][0], x_train, y_train, emit)
         result.update(single_device=probe, single_device_images_per_sec=probe["images_per_sec"])
     model = train_model(config, strategy, x_train, y_train, emit, result, x_test, y_test)

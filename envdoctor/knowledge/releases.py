@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, TypedDict, cast
 
-from envdoctor.knowledge.versions import major_minor, version_key
+from envdoctor.knowledge.versions import major_minor, version, version_key
 from envdoctor.resources import load_recipe
 
 WHEELS = "tf_releases.json"
@@ -56,3 +56,33 @@ def build_releases() -> dict[str, dict[str, Any]]:
 def build_table() -> dict[str, Any]:
     """tf_build.json with its `releases` completed by `build_releases`."""
     return {**cast("dict[str, Any]", load_recipe(BUILD)), "releases": build_releases()}
+
+
+def stock_wheel_instructions(tf_version: str | None) -> list[str]:
+    """The x86 instructions (cpuinfo names) the stock wheel of this release is compiled for, from the build table
+    (recipes/tf_build.json, per release: -mavx, and -mf16c from 2.21). A release the table does not know: the newest
+    known one's for a newer release, else AVX, which every stock wheel since 1.6 requires."""
+    releases = load_recipe(BUILD)["releases"]
+    mm = major_minor(tf_version)
+    key = f"{mm[0]}.{mm[1]}" if mm else None
+    if key not in releases and mm is not None:
+        newest = max(releases, key=lambda r: major_minor(r) or (0, 0))
+        key = newest if mm > (major_minor(newest) or (0, 0)) else None
+    return list(releases[key]["stock_wheel_x86"]) if key in releases else ["avx"]
+
+
+def supports_python(row: Release, python: tuple[int, int] | None) -> bool:
+    """A release-table row's Python range holds this (major, minor); None (unknown) fits every row."""
+    lo, hi = (major_minor(v) for v in row["python"])
+    return python is None or (lo is not None and hi is not None and lo <= python <= hi)
+
+
+def releases_for_python(python: tuple[int, int] | None) -> list[str]:
+    """Release names (major.minor) in the table whose wheels exist for this Python."""
+    return [name for name, row in release_rows().items() if supports_python(row, python)]
+
+
+def has_and_cuda_extra(release: str | None) -> bool | None:
+    """Whether TensorFlow `release` ("2.17.0", "2.14.*", "2.12") has the [and-cuda] extra; None if unknown."""
+    pinned, since = version(release), version(wheels()["and_cuda_extra_since"])
+    return None if pinned is None or since is None else pinned >= since

@@ -27,6 +27,7 @@ from envdoctor.facts import Facts, GpuFacts
 from envdoctor.gpus.nogpu import NO_GPU
 from envdoctor.knowledge.cuda import (
     DriverColumn,
+    DriverLimit,
     branch_runs_cuda,
     cuda_compiles_for,
     driver_limit,
@@ -95,7 +96,7 @@ def coverage(facts: Facts, gpu: GpuFacts) -> tuple[str, str]:
 
 
 def _release_covering(
-    cc: tuple[int, int], python: tuple[int, int] | None, branch: int | None = None, column: str = "linux"
+    cc: tuple[int, int], python: tuple[int, int] | None, branch: int | None = None, column: DriverColumn = "linux"
 ) -> str | None:
     """The newest TF release whose wheel has SASS for this compute capability, supports this Python (None: any)
     and, where the GPU's last driver branch is `branch`, whose CUDA that branch runs."""
@@ -114,7 +115,7 @@ def driver_column(facts: Facts) -> DriverColumn:
     return "windows" if facts.system.os == "Windows" or facts.system.wsl == 2 else "linux"
 
 
-def gpu_driver_limit(facts: Facts) -> tuple[GpuFacts, dict] | None:
+def gpu_driver_limit(facts: Facts) -> tuple[GpuFacts, DriverLimit] | None:
     """The GPU here with the lowest last driver branch, and that limit (None: no GPU is past its support)."""
     limited = [(g, lim) for g in facts.gpus if (lim := driver_limit(major_minor(g.compute_capability)))]
     return min(limited, key=lambda x: int(x[1]["branch"])) if limited else None

@@ -24,6 +24,8 @@ class Release(TypedDict, total=False):
     cudnn_wheel: str  # the [and-cuda] extra's cuDNN requirement (2.14+)
     compute_capabilities: list[str]  # sm_XY (SASS) and compute_XY (PTX) entries of the official wheel
     windows_gpu: bool
+    conda_cuda: list[str]  # before the [and-cuda] extra: TensorFlow's own conda install line (2.12, 2.13, older)
+    cudnn_pip: str
 
 
 def wheels() -> dict[str, Any]:

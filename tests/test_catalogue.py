@@ -32,6 +32,15 @@ def test_every_live_catalogued_code_is_emitted() -> None:
     assert [code for code in live if code not in emitted] == [], "catalogued, not retired, but no check emits it"
 
 
+def test_published_codes_stay_catalogued() -> None:
+    """A code is a contract: once published it stays in the catalogue (retired if no longer emitted)."""
+    lines = (REPO / "tests/fixtures/finding_codes.txt").read_text().splitlines()
+    published = [line for line in lines if line and not line.startswith("#")]
+    assert [code for code in published if code not in catalogue.entries()] == []
+    assert [code for code in catalogue.entries() if code not in published] == [], (
+        "a new code: append it to tests/fixtures/finding_codes.txt")
+
+
 def test_entries_are_complete_and_sourced() -> None:
     import re
 

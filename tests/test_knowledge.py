@@ -103,8 +103,9 @@ def test_each_recipe_holds_to_its_schema(path: Path) -> None:
 
     schema = json.loads((path.parent / "schemas" / f"{path.stem}.schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
+    recipe = json.loads(path.read_text(encoding="utf-8"))
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in jsonschema.Draft202012Validator(schema).iter_errors(json.loads(path.read_text(encoding="utf-8")))]
+              for e in jsonschema.Draft202012Validator(schema).iter_errors(recipe)]
     assert errors == []
 
 

@@ -65,8 +65,10 @@ def main() -> None:
             print(f"{label:16} {statistics.median(t):.3f} s median, min {min(t):.3f}, max {max(t):.3f} ({directory})")
         print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
         return
-    tools = [("envdoctor check", [sys.executable, "-m", "envdoctor", "check"]),
-             ("envdoctor check --json", [sys.executable, "-m", "envdoctor", "check", "--json"])]
+    tools = [
+        ("envdoctor check", [sys.executable, "-m", "envdoctor", "check"]),
+        ("envdoctor check --json", [sys.executable, "-m", "envdoctor", "check", "--json"]),
+    ]
     tools += [(name, shlex.split(cmd)) for name, cmd in (c.split("=", 1) for c in args.compare)]
     print(f"{'tool':32} {'median s':>9} {'min s':>7} {'max s':>7} exit  (runs={args.runs})")
     for name, argv in tools:

@@ -52,7 +52,7 @@ def time_command(argv: list[str], runs: int) -> tuple[float, float, int]:
     return statistics.median(times), min(times), code
 
 
-def time_in_process(label: str, function, runs: int) -> None:  # noqa: ANN001
+def time_in_process(label: str, function, runs: int) -> None:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -67,13 +67,17 @@ def baselines(folder: Path, runs: int) -> None:
     from envdoctor.jsonload import load_json_file
 
     paths = sorted(folder.glob("*.json"))
-    time_in_process("  floor: bounded JSON parse of every file (in-process)",
-                    lambda: [load_json_file(p) for p in paths], runs)
+    time_in_process(
+        "  floor: bounded JSON parse of every file (in-process)", lambda: [load_json_file(p) for p in paths], runs
+    )
     cached = facts_module._type_hints
     facts_module._type_hints = typing.get_type_hints  # from_dict as it was: hints computed for every object
     try:
-        time_in_process("  before: fleet's loading, hints uncached (in-process)", lambda: load.load_reports(paths),
-                        max(1, runs // 3))
+        time_in_process(
+            "  before: fleet's loading, hints uncached (in-process)",
+            lambda: load.load_reports(paths),
+            max(1, runs // 3),
+        )
     finally:
         facts_module._type_hints = cached
     time_in_process("  now: fleet's loading, hints cached (in-process)", lambda: load.load_reports(paths), runs)
@@ -91,8 +95,11 @@ def main() -> None:
             folder = Path(tmp) / kind.replace(" ", "").replace("-", "")
             write_reports(folder, args.nodes, as_check_json)
             print(f"{kind} reports:")
-            for label, extra in (("fleet --json", ["--json"]), ("fleet (terminal table)", []),
-                                 ("fleet --json --html", ["--json", "--html", str(Path(tmp) / "fleet.html")])):
+            for label, extra in (
+                ("fleet --json", ["--json"]),
+                ("fleet (terminal table)", []),
+                ("fleet --json --html", ["--json", "--html", str(Path(tmp) / "fleet.html")]),
+            ):
                 median, fastest, code = time_command([*envdoctor, str(folder), *extra], args.runs)
                 print(f"  {label:56} {median:9.2f} {fastest:7.2f}  exit {code}")
             baselines(folder, args.runs)

@@ -30,16 +30,47 @@ def main(argv: list[str]) -> None:
     for epochs in rest:
         before = os.getloadavg()
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--json", "--gpus", "none",
-                              "--model", model, "--epochs", epochs, "--seed", str(seed)],
-                             env=ENV, capture_output=True, text=True, timeout=3600)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "envdoctor",
+                "smoke-test",
+                "--json",
+                "--gpus",
+                "none",
+                "--model",
+                model,
+                "--epochs",
+                epochs,
+                "--seed",
+                str(seed),
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         summary = json.loads(out.stdout) if out.stdout.strip() else {}
-        print(json.dumps({"model": model, "seed": seed, "epochs": float(epochs), "exit": out.returncode,
-                          "test_accuracy": summary.get("test_accuracy"), "steps": summary.get("steps"),
-                          "images_per_sec": round(summary.get("images_per_sec") or 0),
-                          "precision": (summary.get("precision") or {}).get("policy"),
-                          "tf_version": summary.get("tf_version"), "wall_s": round(time.perf_counter() - started, 1),
-                          "load_before": before, "load_after": os.getloadavg()}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": model,
+                    "seed": seed,
+                    "epochs": float(epochs),
+                    "exit": out.returncode,
+                    "test_accuracy": summary.get("test_accuracy"),
+                    "steps": summary.get("steps"),
+                    "images_per_sec": round(summary.get("images_per_sec") or 0),
+                    "precision": (summary.get("precision") or {}).get("policy"),
+                    "tf_version": summary.get("tf_version"),
+                    "wall_s": round(time.perf_counter() - started, 1),
+                    "load_before": before,
+                    "load_after": os.getloadavg(),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,14 @@ def load() -> str:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
     return f"{model}, {os.cpu_count()} logical CPUs"
 
 
@@ -94,8 +100,13 @@ def throughput(steps: int = 400, repeats: int = 3) -> list[dict]:
         for _ in range(repeats):
             for mode in rates:
                 before = load()
-                out = subprocess.run([sys.executable, "-c", _THROUGHPUT, mode, policy, str(steps)], env=ENV,
-                                     capture_output=True, text=True, timeout=900)
+                out = subprocess.run(
+                    [sys.executable, "-c", _THROUGHPUT, mode, policy, str(steps)],
+                    env=ENV,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
                 if out.returncode:
                     raise SystemExit(out.stderr[-3000:])
                 row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -104,36 +115,56 @@ def throughput(steps: int = 400, repeats: int = 3) -> list[dict]:
                 rates[mode].append(row["images_per_sec"])
                 print(json.dumps(row), flush=True)
         bare, ours = statistics.median(rates["bare"]), statistics.median(rates["pipeline"])
-        print(f"{policy}: median bare {bare:.0f}, pipeline {ours:.0f} images/s: pipeline/bare = {ours / bare:.1%} "
-              "(target >= 95%)", flush=True)
+        print(
+            f"{policy}: median bare {bare:.0f}, pipeline {ours:.0f} images/s: pipeline/bare = {ours / bare:.1%} "
+            "(target >= 95%)",
+            flush=True,
+        )
     return rows
 
 
 def smoke(*args: str, env: dict | None = None, label: str = "") -> dict:
     before = load()
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--json", *args], env={**ENV, **(env or {})},
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "smoke-test", "--json", *args],
+        env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     wall = time.perf_counter() - started
     if not out.stdout.strip():  # a usage error: nothing on stdout, one line on stderr
         raise SystemExit(f"smoke-test {' '.join(args)}: exit {out.returncode}: {out.stderr.strip()}")
     summary = json.loads(out.stdout)
-    row = {"args": " ".join(args) or "(default)", "exit": out.returncode, "wall_s": round(wall, 1),
-           "device": summary["device"], "failures": summary["failures"],
-           "evaluator_checkpoints": len((summary.get("eval_process") or {}).get("evaluations", [])),
-           "scaling_efficiency": summary["scaling_efficiency"],
-           "accuracy": summary["test_accuracy"], "images_per_sec": round(summary["images_per_sec"] or 0),
-           "steps": summary["steps"], "epochs": round(summary["epochs"] or 0, 2),
-           "precision": (summary["precision"] or {}).get("policy"), "gflops": round(summary["achieved_gflops"] or 0),
-           "calibration_gflops": round(summary["calibration_gflops"] or 0),
-           "utilization": round(summary["utilization"] or 0, 2), "load_before": before, "load_after": load(),
-           "label": label, "verdict": summary.get("verdict"), "onednn": (summary.get("runtime") or {}).get("onednn"),
-           "calibration_spread": (summary.get("calibration") or {}).get("spread"),
-           "calibration_stable": (summary.get("calibration") or {}).get("stable"),
-           "calibration_after": (summary.get("calibration_after") or {}).get("gflops"),
-           "utilization_of_peak": summary.get("utilization_of_peak"),
-           "others_share": (summary.get("contention") or {}).get("others_share"),
-           "steal_share": (summary.get("contention") or {}).get("steal_share")}
+    row = {
+        "args": " ".join(args) or "(default)",
+        "exit": out.returncode,
+        "wall_s": round(wall, 1),
+        "device": summary["device"],
+        "failures": summary["failures"],
+        "evaluator_checkpoints": len((summary.get("eval_process") or {}).get("evaluations", [])),
+        "scaling_efficiency": summary["scaling_efficiency"],
+        "accuracy": summary["test_accuracy"],
+        "images_per_sec": round(summary["images_per_sec"] or 0),
+        "steps": summary["steps"],
+        "epochs": round(summary["epochs"] or 0, 2),
+        "precision": (summary["precision"] or {}).get("policy"),
+        "gflops": round(summary["achieved_gflops"] or 0),
+        "calibration_gflops": round(summary["calibration_gflops"] or 0),
+        "utilization": round(summary["utilization"] or 0, 2),
+        "load_before": before,
+        "load_after": load(),
+        "label": label,
+        "verdict": summary.get("verdict"),
+        "onednn": (summary.get("runtime") or {}).get("onednn"),
+        "calibration_spread": (summary.get("calibration") or {}).get("spread"),
+        "calibration_stable": (summary.get("calibration") or {}).get("stable"),
+        "calibration_after": (summary.get("calibration_after") or {}).get("gflops"),
+        "utilization_of_peak": summary.get("utilization_of_peak"),
+        "others_share": (summary.get("contention") or {}).get("others_share"),
+        "steal_share": (summary.get("contention") or {}).get("steal_share"),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -181,11 +212,15 @@ print(json.dumps(calibrate_matmul("/CPU:0", "float32").to_dict()))
 def matmul(count: int) -> None:
     """numpy SGEMM, then envdoctor's calibration with oneDNN off and on, alternated `count` times."""
     for i in range(count):
-        for label, code, env in (("numpy", _NUMPY, {}), ("oneDNN off", _CALIBRATE, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
-                                 ("oneDNN on", _CALIBRATE, {"TF_ENABLE_ONEDNN_OPTS": "1"})):
+        for label, code, env in (
+            ("numpy", _NUMPY, {}),
+            ("oneDNN off", _CALIBRATE, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+            ("oneDNN on", _CALIBRATE, {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+        ):
             before = load()
-            out = subprocess.run([sys.executable, "-c", code], env={**ENV, **env}, capture_output=True, text=True,
-                                 timeout=600)
+            out = subprocess.run(
+                [sys.executable, "-c", code], env={**ENV, **env}, capture_output=True, text=True, timeout=600
+            )
             failed = {"error": out.stderr[-500:]}
             row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else failed
             print(json.dumps({"round": i + 1, "what": label, **row, "load_before": before}), flush=True)
@@ -194,11 +229,25 @@ def matmul(count: int) -> None:
 def tune_bench() -> None:
     before = load()
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--tune"], env=ENV, capture_output=True,
-                         text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "smoke-test", "--tune"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     print(out.stdout, flush=True)
-    print(json.dumps({"tune_wall_s": round(time.perf_counter() - started, 1), "exit": out.returncode,
-                      "load_before": before, "load_after": load()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "tune_wall_s": round(time.perf_counter() - started, 1),
+                "exit": out.returncode,
+                "load_before": before,
+                "load_after": load(),
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -105,17 +105,34 @@ def listing(found: list[Entry]) -> str:
 
 def markdown() -> str:
     """docs/findings.md: every code's page, generated from the catalogue."""
-    out = ["# Finding codes", "",
-           "<!-- generated from recipes/findings.json by `python -m envdoctor.catalogue`; do not edit -->", "",
-           "Every code `envdoctor check` can report. A code never changes meaning; a retired one stays listed. "
-           "`envdoctor explain CODE` prints the same page.", ""]
+    out = [
+        "# Finding codes",
+        "",
+        "<!-- generated from recipes/findings.json by `python -m envdoctor.catalogue`; do not edit -->",
+        "",
+        "Every code `envdoctor check` can report. A code never changes meaning; a retired one stays listed. "
+        "`envdoctor explain CODE` prints the same page.",
+        "",
+    ]
     out += ["| code | severity | title |", "|---|---|---|"]
-    out += [f"| [`{e.code}`](#{_anchor(e.code)}) | {'/'.join(e.severity)} | {e.title}"
-            f"{' (retired)' if e.retired else ''} |" for e in entries().values()]
+    out += [
+        f"| [`{e.code}`](#{_anchor(e.code)}) | {'/'.join(e.severity)} | {e.title}{' (retired)' if e.retired else ''} |"
+        for e in entries().values()
+    ]
     for e in entries().values():
-        out += ["", f"## {e.code}", "", f"**{e.title}** — severity: {'/'.join(e.severity)}"
-                + (" — **retired**: no longer emitted" if e.retired else ""), "",
-                f"**What it means.** {e.meaning}", "", f"**Why it matters.** {e.why}", "", f"**How to fix.** {e.fix}"]
+        out += [
+            "",
+            f"## {e.code}",
+            "",
+            f"**{e.title}** — severity: {'/'.join(e.severity)}"
+            + (" — **retired**: no longer emitted" if e.retired else ""),
+            "",
+            f"**What it means.** {e.meaning}",
+            "",
+            f"**Why it matters.** {e.why}",
+            "",
+            f"**How to fix.** {e.fix}",
+        ]
         if e.sources:
             out += ["", "Sources: " + ", ".join(_link(s) for s in e.sources)]
     return "\n".join(out) + "\n"

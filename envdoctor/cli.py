@@ -104,8 +104,9 @@ def main() -> None:
     except Exception as exc:  # last resort: report, never a traceback
         from envdoctor.report.console import printable
 
-        print(printable(f"envdoctor: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"),
-              file=sys.stderr)
+        print(
+            printable(f"envdoctor: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"), file=sys.stderr
+        )
         sys.exit(3)
     if _interrupted and code == 130:  # typer turns Ctrl-C into a plain exit code 130
         print(interrupted_line(_invoked_command()), file=sys.stderr)

@@ -55,7 +55,9 @@ def install_command(
 
 
 def driver_install_command(
-    package_manager: str | None, distro_id: str | None, distro_like: Sequence[str] = (),
+    package_manager: str | None,
+    distro_id: str | None,
+    distro_like: Sequence[str] = (),
     lowest_cc: tuple[int, int] | None = None,
 ) -> str | None:
     """The NVIDIA driver install command for GPUs whose lowest compute capability is `lowest_cc`.

@@ -68,8 +68,10 @@ class Diagnosis:
 def summary_line(n_categories: int, counts: dict[str, int]) -> str:
     if not n_categories:
         return "No issues found!"
-    parts = [f"{counts['error']} error{'s' * (counts['error'] != 1)}",
-             f"{counts['warning']} warning{'s' * (counts['warning'] != 1)}"]
+    parts = [
+        f"{counts['error']} error{'s' * (counts['error'] != 1)}",
+        f"{counts['warning']} warning{'s' * (counts['warning'] != 1)}",
+    ]
     return f"Doctor found issues in {n_categories} categor{'ies' if n_categories != 1 else 'y'} ({', '.join(parts)})."
 
 

@@ -74,7 +74,8 @@ class PciGpu:
 
 @dataclass
 class NvmlError:
-    kind: str  # library_not_found | driver_not_loaded | lib_rm_version_mismatch | no_permission | gpu_lost | timeout | unknown
+    # library_not_found | driver_not_loaded | lib_rm_version_mismatch | no_permission | gpu_lost | timeout | unknown
+    kind: str
     message: str
 
 
@@ -344,7 +345,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         _, item = typing.get_args(tp)
         _expect(isinstance(value, dict), where, "an object", value)
         return {str(k): _build(item, v, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         _expect(isinstance(value, dict), where, "an object", value)
         hints = _type_hints(tp)
         # A null where the field cannot be null counts as missing: the field keeps its default.

@@ -9,7 +9,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-
 MAX_OUTPUT = 16 << 20  # nvidia-smi -q -x on an 8-GPU server writes about 1 MiB
 
 

@@ -40,7 +40,7 @@ def type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": type_schema(item, defs)}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return {"enum": [member.value for member in tp]}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         name = tp.__name__
         if name not in defs:
             defs[name] = {}  # a placeholder first: a dataclass that refers to itself must not recurse forever
@@ -68,8 +68,13 @@ def snapshot_schema() -> dict[str, Any]:
     root = type_schema(Facts, defs)
     for definition in defs.values():
         definition.pop("required", None)
-    return {"$schema": DRAFT, "$id": "https://envdoctor.invalid/schema/snapshot.schema.json",
-            "title": f"envdoctor facts snapshot (schema_version {SCHEMA_VERSION})", **root, "$defs": defs}
+    return {
+        "$schema": DRAFT,
+        "$id": "https://envdoctor.invalid/schema/snapshot.schema.json",
+        "title": f"envdoctor facts snapshot (schema_version {SCHEMA_VERSION})",
+        **root,
+        "$defs": defs,
+    }
 
 
 def check_schema() -> dict[str, Any]:
@@ -93,13 +98,24 @@ def check_schema() -> dict[str, Any]:
     summary = {
         "type": "object",
         "properties": {
-            "errors": count, "warnings": count, "infos": count, "oks": count,
+            "errors": count,
+            "warnings": count,
+            "infos": count,
+            "oks": count,
             "categories_with_issues": {"type": "array", "items": {"type": "string"}},
             "exit_code": {"enum": [0, 1, 3]},
             "text": {"type": "string"},
-            "next_step": {"anyOf": [{"type": "null"}, {
-                "type": "object", "properties": {"code": {"type": "string"}, "fix": {"type": "string"}},
-                "required": ["code", "fix"], "additionalProperties": False}]},
+            "next_step": {
+                "anyOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "fix": {"type": "string"}},
+                        "required": ["code", "fix"],
+                        "additionalProperties": False,
+                    },
+                ]
+            },
         },
         "required": ["errors", "warnings", "infos", "oks", "categories_with_issues", "exit_code", "text"],
         "additionalProperties": False,

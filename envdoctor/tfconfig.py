@@ -158,20 +158,25 @@ def match_physical(
     """Positions in TF's physical GPU list of the wanted UUIDs (None: all), checked by name and capability."""
     res = resolve_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), nvml_gpus, env.get("CUDA_DEVICE_ORDER"))
     if len(details) != len(res.devices):
-        raise EnvironmentProblem(f"TensorFlow sees {len(details)} GPU(s) but NVML and CUDA_VISIBLE_DEVICES give "
-                         f"{len(res.devices)}: cannot match them safely")
+        raise EnvironmentProblem(
+            f"TensorFlow sees {len(details)} GPU(s) but NVML and CUDA_VISIBLE_DEVICES give "
+            f"{len(res.devices)}: cannot match them safely"
+        )
     if not res.order_exact:
-        raise EnvironmentProblem("CUDA's FASTEST_FIRST order is uncertain on this mix of GPU models: "
-                         "set CUDA_DEVICE_ORDER=PCI_BUS_ID before TensorFlow starts")
-    for dev, info in zip(res.devices, details):
+        raise EnvironmentProblem(
+            "CUDA's FASTEST_FIRST order is uncertain on this mix of GPU models: "
+            "set CUDA_DEVICE_ORDER=PCI_BUS_ID before TensorFlow starts"
+        )
+    for dev, info in zip(res.devices, details, strict=True):
         _check_same(dev.gpu, info)
     by_uuid = {d.uuid: d.ordinal for d in res.devices}
     if wanted is None:
         return [d.ordinal for d in res.devices]
     missing = [u for u in wanted if u not in by_uuid]
     if missing:
-        raise EnvironmentProblem(f"{', '.join(missing)} hidden from this process by "
-                         f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')!r}")
+        raise EnvironmentProblem(
+            f"{', '.join(missing)} hidden from this process by CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES')!r}"
+        )
     return [by_uuid[u] for u in wanted]
 
 
@@ -182,8 +187,10 @@ def _check_same(gpu: GpuFacts, info: Mapping[str, Any]) -> None:
     if (tf_cc and gpu.compute_capability and tf_cc != gpu.compute_capability) or (
         name and gpu.name and name != gpu.name and not gpu.mig_enabled
     ):
-        raise EnvironmentProblem(f"TensorFlow's GPU ({name}, {tf_cc}) is not NVML's GPU {gpu.index} "
-                         f"({gpu.name}, {gpu.compute_capability}) at that position: refusing to guess")
+        raise EnvironmentProblem(
+            f"TensorFlow's GPU ({name}, {tf_cc}) is not NVML's GPU {gpu.index} "
+            f"({gpu.name}, {gpu.compute_capability}) at that position: refusing to guess"
+        )
 
 
 def _apply(tf: Any, physical: list[Any], chosen: list[Any], allow_growth: bool, memory_limit_mb: int | None) -> None:
@@ -197,5 +204,9 @@ def _apply(tf: Any, physical: list[Any], chosen: list[Any], allow_growth: bool, 
                 tf.config.experimental.set_memory_growth(device, True)
     except RuntimeError as exc:  # TF's own "cannot be modified after being initialized"
         raise RuntimeError(f"TensorFlow has already initialised its GPUs: {exc}") from exc
-    log.info("envdoctor: TensorFlow uses %d of %d GPU(s): %s", len(chosen), len(physical),
-             ", ".join(d.name for d in chosen) or "none (CPU only)")
+    log.info(
+        "envdoctor: TensorFlow uses %d of %d GPU(s): %s",
+        len(chosen),
+        len(physical),
+        ", ".join(d.name for d in chosen) or "none (CPU only)",
+    )

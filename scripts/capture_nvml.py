@@ -1,4 +1,5 @@
 """Dump every NVML value envdoctor reads, as JSON, for test fixtures (run on a real GPU host)."""
+
 import json
 import sys
 import time
@@ -38,8 +39,11 @@ for i in range(out.get("device_count", 0)):
     grab("uuid", N.nvmlDeviceGetUUID, h, into=g)
     try:
         p = N.nvmlDeviceGetPciInfo(h)
-        g["pci"] = {"busId": p.busId.decode() if isinstance(p.busId, bytes) else p.busId,
-                    "pciDeviceId": p.pciDeviceId, "pciSubSystemId": p.pciSubSystemId}
+        g["pci"] = {
+            "busId": p.busId.decode() if isinstance(p.busId, bytes) else p.busId,
+            "pciDeviceId": p.pciDeviceId,
+            "pciSubSystemId": p.pciSubSystemId,
+        }
     except Exception as e:
         g.setdefault("errors", {})["pci"] = repr(e)
     grab("cuda_compute_capability", N.nvmlDeviceGetCudaComputeCapability, h, into=g)
@@ -60,8 +64,10 @@ for i in range(out.get("device_count", 0)):
         g.setdefault("errors", {})["utilization"] = repr(e)
     grab("mig_mode", N.nvmlDeviceGetMigMode, h, into=g)
     grab("max_mig_device_count", N.nvmlDeviceGetMaxMigDeviceCount, h, into=g)
-    for kind, fn in (("compute_processes", N.nvmlDeviceGetComputeRunningProcesses),
-                     ("graphics_processes", N.nvmlDeviceGetGraphicsRunningProcesses)):
+    for kind, fn in (
+        ("compute_processes", N.nvmlDeviceGetComputeRunningProcesses),
+        ("graphics_processes", N.nvmlDeviceGetGraphicsRunningProcesses),
+    ):
         try:
             g[kind] = [{"pid": p.pid, "usedGpuMemory": p.usedGpuMemory} for p in fn(h)]
         except Exception as e:

@@ -208,12 +208,16 @@ class FakeNvml:
         raise _real.NVMLError(_real.NVML_ERROR_NOT_FOUND)  # an empty MIG slot, as on real hardware
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=p["pid"], usedGpuMemory=p.get("usedGpuMemory"))
-                for p in self._get(handle, "compute_processes")]
+        return [
+            SimpleNamespace(pid=p["pid"], usedGpuMemory=p.get("usedGpuMemory"))
+            for p in self._get(handle, "compute_processes")
+        ]
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=p["pid"], usedGpuMemory=p.get("usedGpuMemory"))
-                for p in self._get(handle, "graphics_processes")]
+        return [
+            SimpleNamespace(pid=p["pid"], usedGpuMemory=p.get("usedGpuMemory"))
+            for p in self._get(handle, "graphics_processes")
+        ]
 
     def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock_type: int) -> int:
         if clock_type != self.NVML_CLOCK_SM:

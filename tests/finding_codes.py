@@ -27,15 +27,21 @@ def _literals(node: ast.expr, where: str) -> list[str]:
 
 def _severities(node: ast.expr) -> set[str]:
     """`Severity.ERROR`, or a conditional of those: their values ("error")."""
-    return {n.attr.lower() for n in ast.walk(node)
-            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "Severity"}
+    return {
+        n.attr.lower()
+        for n in ast.walk(node)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "Severity"
+    }
 
 
 def _pairs(code: ast.expr, severity: ast.expr, where: str) -> list[tuple[str, set[str]]]:
     """Each code with its severities. `code="a" if c else "b", severity=X if c else Y` (the same condition) pairs
     a with X and b with Y; otherwise every code may carry every severity written."""
-    same = (isinstance(code, ast.IfExp) and isinstance(severity, ast.IfExp)
-            and ast.dump(code.test) == ast.dump(severity.test))
+    same = (
+        isinstance(code, ast.IfExp)
+        and isinstance(severity, ast.IfExp)
+        and ast.dump(code.test) == ast.dump(severity.test)
+    )
     if same:
         assert isinstance(code, ast.IfExp) and isinstance(severity, ast.IfExp)
         return _pairs(code.body, severity.body, where) + _pairs(code.orelse, severity.orelse, where)
@@ -44,8 +50,9 @@ def _pairs(code: ast.expr, severity: ast.expr, where: str) -> list[tuple[str, se
 
 def _finding_calls(path: Path) -> list[ast.Call]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    return [n for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "Finding"]
+    return [
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "Finding"
+    ]
 
 
 def emitted_codes(folder: Path = CHECKS) -> dict[str, Emitted]:

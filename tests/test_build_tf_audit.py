@@ -36,8 +36,14 @@ def zen3(gpu: bool = False, pm: str = "apt") -> Facts:
 
 def plan_for(tmp: Path, release: str, facts: Facts | None = None, **kw: object) -> planmod.BuildPlan:
     python = planmod.table()["releases"][release]["python"][1]
-    base: dict[str, object] = {"tf_version": release, "out": tmp / "r", "python": python, "skip_flag_check": True,
-                               "jobs": 8, "ram_gb": 32}
+    base: dict[str, object] = {
+        "tf_version": release,
+        "out": tmp / "r",
+        "python": python,
+        "skip_flag_check": True,
+        "jobs": 8,
+        "ram_gb": 32,
+    }
     base.update(kw)
     return make_plan(facts or zen3(), BuildOptions(**base))  # type: ignore[arg-type]
 
@@ -54,9 +60,17 @@ def test_tensorrt_is_turned_off_after_the_configs(tmp_path: Path, release: str) 
     target = planmod.table()["releases"][release]["wheel_target"]
     ram = "--local_ram_resources=24576"  # Bazel 6 (2.15: 6.1.0, 2.16/2.17: 6.5.0)
     wheel = ["--repo_env=WHEEL_NAME=tensorflow"] if release == "2.17" else []
-    assert plan.bazel_args == ["--config=opt", "--config=cuda_clang",
-                               "--repo_env=TF_CUDA_COMPUTE_CAPABILITIES=sm_90,compute_90",
-                               "--repo_env=TF_NEED_TENSORRT=0", "--jobs=8", ram, *wheel, "--verbose_failures", target]
+    assert plan.bazel_args == [
+        "--config=opt",
+        "--config=cuda_clang",
+        "--repo_env=TF_CUDA_COMPUTE_CAPABILITIES=sm_90,compute_90",
+        "--repo_env=TF_NEED_TENSORRT=0",
+        "--jobs=8",
+        ram,
+        *wheel,
+        "--verbose_failures",
+        target,
+    ]
     # Not in .tf_configure.bazelrc: a `build` line there loses to the config's expansion (#74370).
     assert "TENSORRT" not in render_files(plan)["tf_configure.bazelrc"]
     # A CPU build has no CUDA config to override.
@@ -75,9 +89,11 @@ def test_tensorrt_off_only_where_tensorrt_exists(tmp_path: Path) -> None:
 def test_run_explains_a_tensorrt_failure() -> None:
     # The messages of tensorrt_configure.bzl without TensorRT: JasonAtNvidia/JetsonTFBuild#1, tensorflow/serving#1965,
     # tensorflow#33207 (recipes/build_failures.json _sources "tensorrt").
-    for line in ["Cuda Configuration Error: TensorRT library (libnvinfer) version is not set.",
-                 "ERROR: An error occurred during the fetch of repository 'local_config_tensorrt':",
-                 "Could not find any NvInferVersion.h matching version '8' in any subdirectory:"]:
+    for line in [
+        "Cuda Configuration Error: TensorRT library (libnvinfer) version is not set.",
+        "ERROR: An error occurred during the fetch of repository 'local_config_tensorrt':",
+        "Could not find any NvInferVersion.h matching version '8' in any subdirectory:",
+    ]:
         found = match_failures([line], stage="build")
         assert [m.id for m in found] == ["tensorrt-missing"], line
         assert "--repo_env=TF_NEED_TENSORRT=0 after every --config" in found[0].fix
@@ -96,22 +112,31 @@ def test_2_12_gcc_range_with_and_without_cuda(tmp_path: Path) -> None:
     assert (cuda.compiler_max, cuda.compiler_max_fails) == (11, True)
     script = render_files(cuda)["build.sh"]
     assert "COMPILER_MAX='11'" in script and "COMPILER_MAX_FAILS=1" in script
-    assert cuda.install_hints["compiler_in_range"].startswith("sudo apt-get install -y gcc-11 g++-11, then "
-                                                             "regenerate with --clang /usr/bin/gcc-11 --force")
+    assert cuda.install_hints["compiler_in_range"].startswith(
+        "sudo apt-get install -y gcc-11 g++-11, then regenerate with --clang /usr/bin/gcc-11 --force"
+    )
     assert any("GCC 9 to 11 (with CUDA" in n and "GCC 12 and newer are known to fail" in n for n in cuda.notes)
     readme = render_files(cpu)["README.md"]
     assert "GCC 9 to 12 at `/usr/bin/gcc`" in readme and "known **not** to build this release" in readme
 
 
-@pytest.mark.parametrize("release, top, fails", [
-    # Spack `conflicts("%clang@17:", when="@:2.14")` citing tensorflow#62416 (same file as above).
-    ("2.13", 16, True), ("2.14", 16, True),
-    # Spack patches 2.15 for Clang 18 ("fix-clang-18.diff", #62416): unpatched it does not build.
-    ("2.15", 17, True),
-    # The official wheels' compilers (tf_wheels.md: llvm-17 for 2.16/2.17, llvm-18 for 2.18-2.20); nothing newer
-    # was verified, so newer majors are untested: refused unless ENVDOCTOR_UNTESTED_COMPILER=1.
-    ("2.16", 17, False), ("2.17", 17, False), ("2.18", 18, False), ("2.19", 18, False), ("2.20", 18, False),
-])
+@pytest.mark.parametrize(
+    "release, top, fails",
+    [
+        # Spack `conflicts("%clang@17:", when="@:2.14")` citing tensorflow#62416 (same file as above).
+        ("2.13", 16, True),
+        ("2.14", 16, True),
+        # Spack patches 2.15 for Clang 18 ("fix-clang-18.diff", #62416): unpatched it does not build.
+        ("2.15", 17, True),
+        # The official wheels' compilers (tf_wheels.md: llvm-17 for 2.16/2.17, llvm-18 for 2.18-2.20); nothing newer
+        # was verified, so newer majors are untested: refused unless ENVDOCTOR_UNTESTED_COMPILER=1.
+        ("2.16", 17, False),
+        ("2.17", 17, False),
+        ("2.18", 18, False),
+        ("2.19", 18, False),
+        ("2.20", 18, False),
+    ],
+)
 def test_clang_is_capped_per_era(tmp_path: Path, release: str, top: int, fails: bool) -> None:
     plan = plan_for(tmp_path, release)
     assert (plan.compiler_max, plan.compiler_max_fails) == (top, fails)
@@ -144,8 +169,9 @@ def test_2_21_builds_with_its_hermetic_clang(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--clang does not apply"):
         plan_for(tmp_path, "2.21", clang="/usr/bin/clang", docker=True)
     # The configs C2 of the audit found missing from the 2.21 list (RC21).
-    assert {"cuda_clang_official", "tf_public_cache", "release_cpu_linux_clang_local", "clang_local"} \
-        <= set(plan.era["configs"])
+    assert {"cuda_clang_official", "tf_public_cache", "release_cpu_linux_clang_local", "clang_local"} <= set(
+        plan.era["configs"]
+    )
 
 
 # --- 5. the stock 2.21 wheel needs F16C -------------------------------------------------------------------------
@@ -163,8 +189,9 @@ def test_stock_wheel_flags_are_per_release(tmp_path: Path) -> None:
     sandy.cpu.flags = [f for f in sandy.cpu.flags if f != "f16c"]
     note = "This CPU has no F16C: the stock 2.21 wheels (built with -mavx -mf16c) die with 'Illegal instruction'"
     assert any(note in n for n in plan_for(tmp_path, "2.21", facts=sandy, cpu="x86-64-v2").notes)
-    assert not any("Illegal instruction' here" in n for n in plan_for(tmp_path, "2.20", facts=sandy,
-                                                                       cpu="x86-64-v2").notes)
+    assert not any(
+        "Illegal instruction' here" in n for n in plan_for(tmp_path, "2.20", facts=sandy, cpu="x86-64-v2").notes
+    )
 
 
 # --- 6, 7. Bazel for 2.21, repo_env for 2.19 ------------------------------------------------------------------
@@ -236,15 +263,29 @@ def test_from_snapshot_plans_for_the_targets_python(tmp_path: Path) -> None:
 
 
 def test_failure_report_prints_each_missing_prerequisite_once() -> None:
-    missing = ["envdoctor: missing git", "    install: sudo apt-get install -y git",
-               "envdoctor: missing patchelf >= 0.14", "    install: sudo apt-get install -y patchelf"]
+    missing = [
+        "envdoctor: missing git",
+        "    install: sudo apt-get install -y git",
+        "envdoctor: missing patchelf >= 0.14",
+        "    install: sudo apt-get install -y patchelf",
+    ]
     die = "envdoctor: 2 prerequisite(s) missing; install them and re-run ./build.sh"
     result = RunResult(
-        1, "/r/build.log", failed_stage="prereqs",
-        matches=[FailureMatch("tool-missing", "A prerequisite is missing", "Run the install command", "prereqs",
-                              [line.strip() for line in missing])],
+        1,
+        "/r/build.log",
+        failed_stage="prereqs",
+        matches=[
+            FailureMatch(
+                "tool-missing",
+                "A prerequisite is missing",
+                "Run the install command",
+                "prereqs",
+                [line.strip() for line in missing],
+            )
+        ],
         errors=["envdoctor: missing git", "envdoctor: missing patchelf >= 0.14", die],
-        tail=["==> stage prereqs", *missing, die])
+        tail=["==> stage prereqs", *missing, die],
+    )
     report = failure_report(result)
     text = "\n".join(report)
     for line in missing:

@@ -101,9 +101,17 @@ def test_probe_sapphire_rapids_amx_and_fp16(compiler: str) -> None:
 
 
 EXTRAS = {  # cpuinfo name -> flag; not named by cpu_feature_guard, but real instructions the CPU reports
-    "aes": "-maes", "pclmulqdq": "-mpclmul", "sha_ni": "-msha", "gfni": "-mgfni", "vaes": "-mvaes",
-    "vpclmulqdq": "-mvpclmulqdq", "avx512ifma": "-mavx512ifma", "avx512vbmi": "-mavx512vbmi",
-    "avx512_vbmi2": "-mavx512vbmi2", "avx512_bitalg": "-mavx512bitalg", "avx512_vpopcntdq": "-mavx512vpopcntdq",
+    "aes": "-maes",
+    "pclmulqdq": "-mpclmul",
+    "sha_ni": "-msha",
+    "gfni": "-mgfni",
+    "vaes": "-mvaes",
+    "vpclmulqdq": "-mvpclmulqdq",
+    "avx512ifma": "-mavx512ifma",
+    "avx512vbmi": "-mavx512vbmi",
+    "avx512_vbmi2": "-mavx512vbmi2",
+    "avx512_bitalg": "-mavx512bitalg",
+    "avx512_vpopcntdq": "-mavx512vpopcntdq",
 }
 
 

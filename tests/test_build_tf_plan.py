@@ -83,10 +83,14 @@ def test_unknown_versions_say_exactly_what_allow_unknown_does() -> None:
     # Newer than the table: the newest known release's settings, said to be older, not "nearest newer".
     key, version, notes = planmod.resolve_release("2.22.1", True)
     assert (key, version) == ("2.21", "2.22.1")
-    assert "the newest release envdoctor knows, which is older" in notes[0] and "newer" not in notes[0].split(":")[1][:30]
+    assert (
+        "the newest release envdoctor knows, which is older" in notes[0] and "newer" not in notes[0].split(":")[1][:30]
+    )
     with pytest.raises(UsageError) as refused:
         planmod.resolve_release("2.22", False)
-    assert "--allow-unknown builds it with the settings of 2.21, the newest release envdoctor knows" in str(refused.value)
+    assert "--allow-unknown builds it with the settings of 2.21, the newest release envdoctor knows" in str(
+        refused.value
+    )
     assert "nearest newer" not in str(refused.value)
     # Older than the oldest known release is another era (1.x: no .bazelversion, other targets): refused, and
     # the refusal does not suggest --allow-unknown, which would refuse it too.
@@ -134,10 +138,30 @@ def test_blackwell_is_refused_where_the_release_cuda_cannot_compile_for_it(tmp_p
     facts.gpus = [GpuFacts(0, "NVIDIA GeForce RTX 5090", "GPU-1", "00000000:01:00.0", compute_capability=cc)]
     with pytest.raises(UsageError, match="fails on compute capability >= 10.0"):
         make_plan(facts, opts(tmp_path, tf_version="2.21", python="3.12"))
-    res = subprocess.run([sys.executable, "-m", "envdoctor", "build-tf", "--from", str(SNAPSHOT), "--python", "3.12",
-                          "--tf-version", "2.21", "--cuda-cc", cc, "--skip-flag-check", "--dry-run",
-                          "--out", str(tmp_path / "cli")], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "envdoctor",
+            "build-tf",
+            "--from",
+            str(SNAPSHOT),
+            "--python",
+            "3.12",
+            "--tf-version",
+            "2.21",
+            "--cuda-cc",
+            cc,
+            "--skip-flag-check",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
     assert res.returncode == 2 and res.stdout == "", res.stderr
     assert res.stderr.startswith("envdoctor: error: ") and res.stderr.count("\n") == 1
     assert "NGC TensorFlow container" in res.stderr
@@ -277,8 +301,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, boo
         for cpu in CPUS:
             for cuda in (False, True):
                 out = root / f"tf {release} {cpu} {'cuda' if cuda else 'cpu'}"  # spaces on purpose
-                plan = make_plan(facts_for(cpu, gpu=cuda), opts(root, tf_version=release, out=out,
-                                                                python=python_for(release), docker=True))
+                plan = make_plan(
+                    facts_for(cpu, gpu=cuda),
+                    opts(root, tf_version=release, out=out, python=python_for(release), docker=True),
+                )
                 write_recipe(plan)
                 rendered.append((release, cpu, cuda, out))
     return rendered
@@ -286,7 +312,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, boo
 
 def test_matrix_era_specific_parts(matrix: list[tuple[str, str, bool, Path]]) -> None:
     assert len(matrix) == len(RELEASES) * len(CPUS) * 2 and len(RELEASES) >= 10
-    for release, cpu, cuda, out in matrix:
+    for _release, cpu, cuda, out in matrix:
         plan_data = json.loads((out / "plan.json").read_text())
         assert plan_data.pop("generator") == "envdoctor build-tf" and plan_data.pop("schema") == 1
         assert set(plan_data.pop("written")) == {"build.sh", "tf_configure.bazelrc", "README.md", "Dockerfile"}
@@ -327,8 +353,9 @@ def test_matrix_scripts_pass_shellcheck(matrix: list[tuple[str, str, bool, Path]
     # number: with those masked, scripts of the same shape are the same program. One of each is checked.
     unique = {_shape((out / "build.sh").read_text()): out / "build.sh" for *_, out in matrix}
     assert len(unique) >= 4  # gcc/clang eras, local/hermetic CUDA, both wheel rules
-    res = subprocess.run(["shellcheck", "--severity=style", *map(str, unique.values())],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        ["shellcheck", "--severity=style", *map(str, unique.values())], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stdout
 
 
@@ -380,10 +407,16 @@ def test_checkout_path_with_spaces_is_refused_up_front(tmp_path: Path) -> None:
     # The recipe folder may keep its spaces when the checkout is elsewhere.
     plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, out=tmp_path / "with space", src=tmp_path / "tf"))
     assert plan.src_dir == str(tmp_path / "tf")
-    failure = next(f for f in json.loads((Path(__file__).parent.parent / "recipes" / "build_failures.json")
-                                         .read_text())["failures"] if f["id"] == "path-with-spaces")
-    assert re.search(failure["pattern"], "ERROR: bazel does not currently work properly from paths containing "
-                     "spaces (com.google.devtools.build.lib.runtime.BlazeWorkspace@5dc63968).")
+    failure = next(
+        f
+        for f in json.loads((Path(__file__).parent.parent / "recipes" / "build_failures.json").read_text())["failures"]
+        if f["id"] == "path-with-spaces"
+    )
+    assert re.search(
+        failure["pattern"],
+        "ERROR: bazel does not currently work properly from paths containing "
+        "spaces (com.google.devtools.build.lib.runtime.BlazeWorkspace@5dc63968).",
+    )
 
 
 def test_compiler_paths_are_quoted_in_the_bazelrc(tmp_path: Path) -> None:
@@ -402,8 +435,12 @@ def test_explicit_clang_must_exist(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no executable compiler"):
         make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang=str(plain)))
     # With --docker the compiler is the image's: nothing here to check.
-    assert make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang="/opt/llvm/bin/clang",
-                                                 docker=True)).compiler_path == "/opt/llvm/bin/clang"
+    assert (
+        make_plan(
+            facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang="/opt/llvm/bin/clang", docker=True)
+        ).compiler_path
+        == "/opt/llvm/bin/clang"
+    )
     # ... and a bare name would be looked up on this machine's PATH, not the image's: refused.
     with pytest.raises(UsageError, match="with --docker, give the compiler's absolute path inside the image"):
         make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang="clang-17", docker=True))
@@ -417,8 +454,10 @@ def test_flags_checked_with_another_compiler_is_a_warning(tmp_path: Path) -> Non
     fake = tmp_path / "clang-that-fails"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
-    plan = make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", clang=str(fake), skip_flag_check=False,
-                                                  cpu="x86-64-v2"))
+    plan = make_plan(
+        facts_for("avx2-fma"),
+        opts(tmp_path, tf_version="2.20", clang=str(fake), skip_flag_check=False, cpu="x86-64-v2"),
+    )
     assert plan.probe_compiler != str(fake)
     assert plan.warnings and f"not with {fake}" in plan.warnings[0]
     assert f"install it ({plan.install_hints['clang']}) and regenerate" in plan.warnings[0]  # how, not only what
@@ -436,8 +475,10 @@ def test_from_snapshot_sizes_jobs_by_this_machine(tmp_path: Path, monkeypatch: p
     assert "DEFAULT_STAGES=(prereqs fetch configure build collect)" in files["build.sh"]
     assert "run `./build.sh install verify` there" in files["README.md"].replace("\n", " ")
     here = make_plan(snapshot, opts(tmp_path, tf_version="2.20"))
-    assert here.jobs == 24 and "DEFAULT_STAGES=(prereqs fetch configure build collect install verify)" \
-        in render_files(here)["build.sh"]
+    assert (
+        here.jobs == 24
+        and "DEFAULT_STAGES=(prereqs fetch configure build collect install verify)" in render_files(here)["build.sh"]
+    )
 
 
 def test_docker_keeps_the_host_python_for_install_and_verify(tmp_path: Path) -> None:
@@ -468,8 +509,22 @@ def test_force_only_into_an_empty_folder_or_a_recipe(tmp_path: Path) -> None:
 
 def test_cli_dry_run_writes_nothing_and_shows_cuda(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    res = CliRunner().invoke(app, ["build-tf", "--from", str(SNAPSHOT), "--out", str(out), "--dry-run",
-                                   "--python", "3.12", "--tf-version", "2.20", "--skip-flag-check"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "build-tf",
+            "--from",
+            str(SNAPSHOT),
+            "--out",
+            str(out),
+            "--dry-run",
+            "--python",
+            "3.12",
+            "--tf-version",
+            "2.20",
+            "--skip-flag-check",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "sm_90,compute_90" in res.output and "hermetic" in res.output and "nothing written" in res.output
     assert not out.exists()
@@ -500,7 +555,10 @@ def test_cli_refusals_are_one_line_usage_errors(tmp_path: Path) -> None:
     for args in cases:
         res = subprocess.run(
             [sys.executable, "-m", "envdoctor", "build-tf", "--from", str(SNAPSHOT), "--python", "3.12", *args],
-            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
             env={**os.environ, "PYTHONPATH": str(repo)},
         )
         assert res.returncode == 2, (args, res.stderr)
@@ -513,9 +571,25 @@ def test_cli_refusals_are_one_line_usage_errors(tmp_path: Path) -> None:
 def test_cli_dry_run_on_this_machine(tmp_path: Path) -> None:
     """The live path: real probes of this machine and the real compile probe; nothing is written."""
     out = tmp_path / "live"
-    res = subprocess.run([sys.executable, "-m", "envdoctor", "build-tf", "--out", str(out), "--dry-run",
-                          "--python", sys.executable, "--cpu", "native"],
-                         capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "envdoctor",
+            "build-tf",
+            "--out",
+            str(out),
+            "--dry-run",
+            "--python",
+            sys.executable,
+            "--cpu",
+            "native",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=120,
+    )
     if res.returncode == 2 and "no working C compiler" in res.stderr:
         pytest.skip("no C compiler on this machine")
     assert res.returncode == 0, res.stderr
@@ -558,8 +632,10 @@ def test_non_apt_distros_use_their_unversioned_clang(tmp_path: Path, pm: str) ->
     assert any("prereqs requires Clang 18 (" in n and "--docker" in n for n in plan.notes)
     assert '"$major" -lt "$CLANG_MAJOR"' in files["build.sh"] and "COMPILER_MAX='18'" in files["build.sh"]
     # apt and the SIG Build image keep the versioned path.
-    assert make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", python="3.12")).compiler_path == \
-        "/usr/lib/llvm-18/bin/clang"
+    assert (
+        make_plan(facts_for("avx2-fma"), opts(tmp_path, tf_version="2.20", python="3.12")).compiler_path
+        == "/usr/lib/llvm-18/bin/clang"
+    )
     docker = make_plan(facts, opts(tmp_path, tf_version="2.20", python="3.12", docker=True))
     assert docker.compiler_path == "/usr/lib/llvm-18/bin/clang"
 

@@ -31,8 +31,25 @@ HERE = FIXTURES / "build_tf"
 FAKEBIN = HERE / "fakebin"
 STOCK_IMPORT = HERE / "tf-2.21-cpu-import-output.txt"
 SNAPSHOT = HERE / "snapshot-zen3-h100.json"
-TOOLS = ["bash", "awk", "sed", "df", "cp", "mv", "mkdir", "cat", "dirname", "basename", "rm", "grep", "touch",
-         "chmod", "env", "printf", "rmdir"]
+TOOLS = [
+    "bash",
+    "awk",
+    "sed",
+    "df",
+    "cp",
+    "mv",
+    "mkdir",
+    "cat",
+    "dirname",
+    "basename",
+    "rm",
+    "grep",
+    "touch",
+    "chmod",
+    "env",
+    "printf",
+    "rmdir",
+]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -64,8 +81,13 @@ def sandbox(tmp_path: Path) -> dict[str, object]:
     shutil.copy(HERE / "fake-venv-python", venv / "bin" / "python")
     rebuilt = tmp_path / "rebuilt-import.txt"
     # The real stock output minus the guard message: what a wheel built with every instruction prints.
-    rebuilt.write_text("".join(line for line in STOCK_IMPORT.read_text().splitlines(keepends=True)
-                               if "cpu_feature_guard" not in line and "To enable the following" not in line))
+    rebuilt.write_text(
+        "".join(
+            line
+            for line in STOCK_IMPORT.read_text().splitlines(keepends=True)
+            if "cpu_feature_guard" not in line and "To enable the following" not in line
+        )
+    )
     log = tmp_path / "fake.log"
     env = {
         "PATH": f"{FAKEBIN}:{sysbin}",
@@ -82,8 +104,14 @@ def recipe(sb: dict[str, object], release: str = "2.21", **kw: object) -> planmo
     tmp = sb["tmp"]
     assert isinstance(tmp, Path)
     # The recipe folder has a space (build.sh quotes it); Bazel's checkout cannot, so it lives elsewhere.
-    base: dict[str, object] = {"tf_version": release, "out": tmp / "recipe dir", "python": sys.executable,
-                               "venv": sb["venv"], "clang": str(FAKEBIN / "clang"), "src": tmp / "src" / "tensorflow"}
+    base: dict[str, object] = {
+        "tf_version": release,
+        "out": tmp / "recipe dir",
+        "python": sys.executable,
+        "venv": sb["venv"],
+        "clang": str(FAKEBIN / "clang"),
+        "src": tmp / "src" / "tensorflow",
+    }
     base.update(kw)
     if planmod.hermetic_toolchain(planmod.table()["releases"][str(base["tf_version"])[:4]]):
         base.pop("clang")  # 2.21+ builds with TensorFlow's own Clang: --clang is refused there
@@ -116,8 +144,14 @@ def test_every_stage_end_to_end(sandbox: dict[str, object]) -> None:
     wheel = out / "wheels" / "tensorflow_cpu-2.21.0-cp311-cp311-linux_x86_64.whl"
     assert wheel.exists() and (out / "wheels" / "LATEST").read_text().strip() == wheel.name
     uninstall = next(c for c in calls if c.startswith("python -m pip uninstall --yes "))
-    assert {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-gpu", "intel-tensorflow",
-            "tensorflow-cpu-aws"} <= set(uninstall.split()[5:])
+    assert {
+        "tensorflow",
+        "tensorflow-cpu",
+        "tensorflow-intel",
+        "tensorflow-gpu",
+        "intel-tensorflow",
+        "tensorflow-cpu-aws",
+    } <= set(uninstall.split()[5:])
     assert f"python -m pip install {wheel}" in calls
     log_text = Path(result.log_path).read_text()
     assert "verified: TensorFlow 2.21.0" in log_text and "AVX2 FMA" in log_text
@@ -211,8 +245,13 @@ def test_known_failures_match_real_messages() -> None:
         "ERROR: Could not find requirements_lock.txt file matching specified Python version.",
     ]
     ids = [m.id for m in match_failures(lines)]
-    assert ids == ["config-opt-undefined", "bazel-version-mismatch", "lld-missing", "cuda-arch-refused",
-                   "python-lock-missing"]
+    assert ids == [
+        "config-opt-undefined",
+        "bazel-version-mismatch",
+        "lld-missing",
+        "cuda-arch-refused",
+        "python-lock-missing",
+    ]
     assert match_failures(["INFO: Build completed successfully, 1 total action"]) == []
 
 
@@ -221,10 +260,24 @@ def test_cli_run_reports_success_and_failure(sandbox: dict[str, object], monkeyp
     for key, value in sandbox["env"].items():  # type: ignore[attr-defined]
         monkeypatch.setenv(key, value)
     out = Path(str(sandbox["tmp"])) / "cli recipe"
-    args = ["build-tf", "--from", str(SNAPSHOT), "--no-cuda", "--tf-version", "2.21", "--out", str(out),
-            "--src", str(Path(str(sandbox["tmp"])) / "src"), "--python", sys.executable,
-            "--venv", str(sandbox["venv"]), "--run",
-            "--skip-flag-check"]  # PATH holds only the fakes here; the probe is tested in test_build_tf_flags
+    args = [
+        "build-tf",
+        "--from",
+        str(SNAPSHOT),
+        "--no-cuda",
+        "--tf-version",
+        "2.21",
+        "--out",
+        str(out),
+        "--src",
+        str(Path(str(sandbox["tmp"])) / "src"),
+        "--python",
+        sys.executable,
+        "--venv",
+        str(sandbox["venv"]),
+        "--run",
+        "--skip-flag-check",
+    ]  # PATH holds only the fakes here; the probe is tested in test_build_tf_flags
     ok = CliRunner().invoke(app, args)
     assert ok.exit_code == 0, ok.output
     assert "build.sh finished" in ok.output and (out / "build.log").exists()
@@ -336,7 +389,8 @@ def test_report_names_the_real_error_not_a_warning(sandbox: dict[str, object]) -
         "java.io.FileNotFoundException GET returned 404 Not Found; Read timed out\n"
         "ERROR: /src/tensorflow/core/BUILD:12:1: Compiling tensorflow/core/foo.cc failed: (Exit 1)\n"
         "tensorflow/core/foo.cc:42:7: error: use of undeclared identifier 'bar'\n"
-        "INFO: Elapsed time: 812.3s\n")
+        "INFO: Elapsed time: 812.3s\n"
+    )
     plan = recipe(sandbox)
     env = dict(sandbox["env"], FAKE_BAZEL_FAIL=str(failing))  # type: ignore[arg-type]
     result = run_recipe(Path(plan.out_dir), env=env)
@@ -348,8 +402,14 @@ def test_report_names_the_real_error_not_a_warning(sandbox: dict[str, object]) -
 
 
 def test_matching_keeps_to_the_failed_stage() -> None:
-    lines = ["==> stage prereqs", "envdoctor: missing git", "<== stage prereqs ok", "==> stage verify",
-             "WARNING: Error downloading [x] to y: Read timed out", "Illegal instruction (core dumped)"]
+    lines = [
+        "==> stage prereqs",
+        "envdoctor: missing git",
+        "<== stage prereqs ok",
+        "==> stage verify",
+        "WARNING: Error downloading [x] to y: Read timed out",
+        "Illegal instruction (core dumped)",
+    ]
     part = stage_lines(lines, "verify")
     assert part == ["Illegal instruction (core dumped)"]
     assert [m.id for m in match_failures(part, stage="verify")] == ["illegal-instruction"]
@@ -394,8 +454,9 @@ def test_the_venv_module_is_needed_only_by_install_and_verify(sandbox: dict[str,
     env = dict(sandbox["env"], PYTHON=str(HERE / "fake-venv-python"), FAKE_NO_ENSUREPIP="1")  # type: ignore[arg-type]
     alone = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=env)  # prereqs alone checks for a full run
     assert not alone.ok and "the venv module" in "\n".join(alone.tail)
-    up_to_the_wheel = run_recipe(Path(plan.out_dir), stages=["prereqs", "fetch", "configure", "build", "collect"],
-                                 env=env)  # what a recipe planned for another machine runs here
+    up_to_the_wheel = run_recipe(
+        Path(plan.out_dir), stages=["prereqs", "fetch", "configure", "build", "collect"], env=env
+    )  # what a recipe planned for another machine runs here
     assert up_to_the_wheel.ok, "\n".join(up_to_the_wheel.tail)
 
 
@@ -432,14 +493,29 @@ def test_install_removes_every_tensorflow_distribution(sandbox: dict[str, object
 
 
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
-def test_cli_run_prints_plain_progress_when_not_a_terminal(sandbox: dict[str, object],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_run_prints_plain_progress_when_not_a_terminal(
+    sandbox: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in sandbox["env"].items():  # type: ignore[attr-defined]
         monkeypatch.setenv(key, value)
     tmp = Path(str(sandbox["tmp"]))
-    res = CliRunner().invoke(app, ["build-tf", "--tf-version", "2.21", "--out", str(tmp / "r"), "--no-cuda",
-                                   "--python", sys.executable,
-                                   "--venv", str(sandbox["venv"]), "--skip-flag-check", "--run"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "build-tf",
+            "--tf-version",
+            "2.21",
+            "--out",
+            str(tmp / "r"),
+            "--no-cuda",
+            "--python",
+            sys.executable,
+            "--venv",
+            str(sandbox["venv"]),
+            "--skip-flag-check",
+            "--run",
+        ],
+    )
     assert res.exit_code == 0, res.output
     for i, stage in enumerate(STAGES, 1):
         assert f"stage {stage} ({i}/{len(STAGES)}) …\n" in res.stderr
@@ -449,8 +525,13 @@ def test_cli_run_prints_plain_progress_when_not_a_terminal(sandbox: dict[str, ob
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
 def test_build_sh_help_prints_its_usage_and_runs_nothing(sandbox: dict[str, object]) -> None:
     plan = recipe(sandbox)
-    out = subprocess.run(["bash", str(Path(plan.out_dir) / "build.sh"), "--help"], capture_output=True, text=True,
-                         env=sandbox["env"], timeout=30)  # type: ignore[arg-type]
+    out = subprocess.run(
+        ["bash", str(Path(plan.out_dir) / "build.sh"), "--help"],
+        capture_output=True,
+        text=True,
+        env=sandbox["env"],
+        timeout=30,
+    )  # type: ignore[arg-type]
     assert out.returncode == 0 and out.stdout.startswith("Build TensorFlow 2.21")
     assert "./build.sh build collect    run only these stages" in out.stdout and "#" not in out.stdout
     assert fake_log(sandbox) == []  # no git, bazel or pip was called
@@ -463,8 +544,7 @@ def test_build_sh_help_prints_its_usage_and_runs_nothing(sandbox: dict[str, obje
 def test_patchelf_is_a_prerequisite_of_the_wheel_rule(sandbox: dict[str, object]) -> None:
     # The :wheel packaging (2.17+) runs patchelf --add-rpath, new in patchelf 0.14.
     plan = recipe(sandbox, skip_flag_check=True)
-    old = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                     env=dict(sandbox["env"], FAKE_PATCHELF_VERSION="0.12"))  # type: ignore[arg-type]
+    old = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=dict(sandbox["env"], FAKE_PATCHELF_VERSION="0.12"))  # type: ignore[arg-type]
     tail = "\n".join(old.tail)
     assert not old.ok and "patchelf >= 0.14 (patchelf on PATH is " in tail and ", 0.12;" in tail
     assert "patchelf on PATH is " in tail  # names which patchelf, e.g. an old /usr/bin one ahead of ~/.local/bin
@@ -477,8 +557,9 @@ def test_patchelf_is_a_prerequisite_of_the_wheel_rule(sandbox: dict[str, object]
     for tool in FAKEBIN.iterdir():
         if tool.name != "patchelf":
             (nopatchelf / tool.name).symlink_to(tool)
-    gone = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                      env=dict(sandbox["env"], PATH=f"{nopatchelf}:{sandbox['sysbin']}"))  # type: ignore[arg-type]
+    gone = run_recipe(
+        Path(plan.out_dir), stages=["prereqs"], env=dict(sandbox["env"], PATH=f"{nopatchelf}:{sandbox['sysbin']}")
+    )  # type: ignore[arg-type]
     assert not gone.ok and "missing patchelf >= 0.14" in "\n".join(gone.tail)
     ok = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=sandbox["env"])  # type: ignore[arg-type]
     assert ok.ok, "\n".join(ok.tail)
@@ -489,16 +570,17 @@ def test_clang_outside_the_release_range_is_refused(sandbox: dict[str, object]) 
     # At least the release's major (Rocky 9 ships 17, 18 or 19 as /usr/bin/clang by minor release), at most its
     # compiler_max: a newer major is untested for 2.18-2.20, so refused unless ENVDOCTOR_UNTESTED_COMPILER=1.
     plan = recipe(sandbox, release="2.20", skip_flag_check=True)
-    older = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                       env=dict(sandbox["env"], FAKE_CLANG_MAJOR="17"))  # type: ignore[arg-type]
+    older = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=dict(sandbox["env"], FAKE_CLANG_MAJOR="17"))  # type: ignore[arg-type]
     assert not older.ok and "missing Clang 18 or newer" in "\n".join(older.tail)
-    newer = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                       env=dict(sandbox["env"], FAKE_CLANG_MAJOR="19"))  # type: ignore[arg-type]
+    newer = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=dict(sandbox["env"], FAKE_CLANG_MAJOR="19"))  # type: ignore[arg-type]
     tail = "\n".join(newer.tail)
     assert not newer.ok and "is Clang 19, untested with TensorFlow 2.20.0" in tail
     assert "ENVDOCTOR_UNTESTED_COMPILER=1 ./build.sh tries it anyway" in tail
-    tried = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                       env=dict(sandbox["env"], FAKE_CLANG_MAJOR="19", ENVDOCTOR_UNTESTED_COMPILER="1"))
+    tried = run_recipe(
+        Path(plan.out_dir),
+        stages=["prereqs"],
+        env=dict(sandbox["env"], FAKE_CLANG_MAJOR="19", ENVDOCTOR_UNTESTED_COMPILER="1"),
+    )
     assert tried.ok and "untested with TensorFlow 2.20.0 (built with Clang 18): trying it" in "\n".join(tried.tail)
     same = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=sandbox["env"])  # type: ignore[arg-type]
     assert same.ok, "\n".join(same.tail)
@@ -526,9 +608,14 @@ def test_configure_writes_the_python_of_the_run_not_the_images(sandbox: dict[str
 
 
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
-@pytest.mark.parametrize("stale", ["tensorflow_cpu-2.20.0-cp311-cp311-linux_x86_64.whl",
-                                   "tensorflow_cpu-2.21.0-cp312-cp312-linux_x86_64.whl",
-                                   "tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl"])
+@pytest.mark.parametrize(
+    "stale",
+    [
+        "tensorflow_cpu-2.20.0-cp311-cp311-linux_x86_64.whl",
+        "tensorflow_cpu-2.21.0-cp312-cp312-linux_x86_64.whl",
+        "tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl",
+    ],
+)
 def test_collect_takes_only_this_version_and_python(sandbox: dict[str, object], stale: str) -> None:
     plan = recipe(sandbox, skip_flag_check=True)
     out = Path(plan.out_dir)
@@ -548,15 +635,21 @@ def test_collect_takes_only_this_version_and_python(sandbox: dict[str, object], 
 
 
 @pytest.mark.skipif(not supported("2.21"), reason=f"TF 2.21 does not support Python {PY}")
-@pytest.mark.parametrize(("built", "ok"), [("sm_90,compute_90", True), ("compute_90,sm_90", True),
-                                            ("sm_50,sm_60,sm_70,sm_80,compute_90", False), ("-", True)])
+@pytest.mark.parametrize(
+    ("built", "ok"),
+    [
+        ("sm_90,compute_90", True),
+        ("compute_90,sm_90", True),
+        ("sm_50,sm_60,sm_70,sm_80,compute_90", False),
+        ("-", True),
+    ],
+)
 def test_verify_compares_the_wheels_compute_capabilities(sandbox: dict[str, object], built: str, ok: bool) -> None:
     plan = recipe(sandbox, cuda_cc="9.0", skip_flag_check=True)
     assert plan.cuda_ccs == ["sm_90", "compute_90"]
     out = Path(plan.out_dir)
     imported = Path(str(sandbox["tmp"])) / "cuda-import.txt"
-    imported.write_text("envdoctor-tf-version 2.21.0\nenvdoctor-cuda True\n"
-                        f"envdoctor-cuda-cc {built}\n")
+    imported.write_text(f"envdoctor-tf-version 2.21.0\nenvdoctor-cuda True\nenvdoctor-cuda-cc {built}\n")
     wheel = "tensorflow-2.21.0-cp311-cp311-linux_x86_64.whl"
     env = dict(sandbox["env"], FAKE_WHEEL=wheel, FAKE_IMPORT_OUTPUT=str(imported))  # type: ignore[arg-type]
     result = run_recipe(out, stages=["fetch", "configure", "build", "collect", "install", "verify"], env=env)
@@ -580,8 +673,7 @@ def test_2_12_gcc_outside_its_range_fails_prereqs(sandbox: dict[str, object]) ->
     gcc.chmod(0o755)
 
     def gcc_lines(plan: planmod.BuildPlan, version: str) -> str:
-        result = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                            env=dict(sandbox["env"], FAKE_GCC_VERSION=version))  # type: ignore[arg-type]
+        result = run_recipe(Path(plan.out_dir), stages=["prereqs"], env=dict(sandbox["env"], FAKE_GCC_VERSION=version))  # type: ignore[arg-type]
         return "\n".join(line for line in Path(result.log_path).read_text().splitlines() if "GCC" in line)
 
     cpu = recipe(sandbox, release="2.12", clang=str(gcc), venv=None, skip_flag_check=True)
@@ -591,8 +683,11 @@ def test_2_12_gcc_outside_its_range_fails_prereqs(sandbox: dict[str, object]) ->
     refused = gcc_lines(cuda, "12")
     assert "missing GCC 11 or older" in refused and f"{gcc} is GCC 12" in refused
     # The override is for untested compilers only: a known failure stays a failure.
-    result = run_recipe(Path(cuda.out_dir), stages=["prereqs"],
-                        env=dict(sandbox["env"], FAKE_GCC_VERSION="12", ENVDOCTOR_UNTESTED_COMPILER="1"))
+    result = run_recipe(
+        Path(cuda.out_dir),
+        stages=["prereqs"],
+        env=dict(sandbox["env"], FAKE_GCC_VERSION="12", ENVDOCTOR_UNTESTED_COMPILER="1"),
+    )
     assert not result.ok and "missing GCC 11 or older" in Path(result.log_path).read_text()
 
 
@@ -616,8 +711,9 @@ def test_2_21_prereqs_need_no_local_compiler(sandbox: dict[str, object]) -> None
         if tool.name not in ("clang", "ld.lld"):
             (bare / tool.name).symlink_to(tool)
     plan = recipe(sandbox, skip_flag_check=True)
-    result = run_recipe(Path(plan.out_dir), stages=["prereqs"],
-                        env=dict(sandbox["env"], PATH=f"{bare}:{sandbox['sysbin']}"))  # type: ignore[arg-type]
+    result = run_recipe(
+        Path(plan.out_dir), stages=["prereqs"], env=dict(sandbox["env"], PATH=f"{bare}:{sandbox['sysbin']}")
+    )  # type: ignore[arg-type]
     text = Path(result.log_path).read_text()
     assert result.ok, text
     assert "compiler: TensorFlow's hermetic Clang" in text and "clang-18" not in text and "lld" not in text

@@ -23,7 +23,8 @@ def test_every_emitted_code_is_catalogued_with_its_severities() -> None:
         assert code in entries, f"{code} ({', '.join(emitted.places)}) is not in recipes/findings.json"
         assert not entries[code].retired, f"{code} is marked retired but {', '.join(emitted.places)} emits it"
         assert emitted.severities == set(entries[code].severity), (
-            f"{code}: the checks write {sorted(emitted.severities)}, the catalogue says {entries[code].severity}")
+            f"{code}: the checks write {sorted(emitted.severities)}, the catalogue says {entries[code].severity}"
+        )
 
 
 def test_every_live_catalogued_code_is_emitted() -> None:
@@ -38,7 +39,8 @@ def test_published_codes_stay_catalogued() -> None:
     published = [line for line in lines if line and not line.startswith("#")]
     assert [code for code in published if code not in catalogue.entries()] == []
     assert [code for code in catalogue.entries() if code not in published] == [], (
-        "a new code: append it to tests/fixtures/finding_codes.txt")
+        "a new code: append it to tests/fixtures/finding_codes.txt"
+    )
 
 
 def test_entries_are_complete_and_sourced() -> None:
@@ -58,22 +60,26 @@ def test_entries_are_complete_and_sourced() -> None:
 
 def test_docs_findings_md_is_current() -> None:
     assert (REPO / "docs/findings.md").read_text() == catalogue.markdown(), (
-        "docs/findings.md is stale: run python -m envdoctor.catalogue")
+        "docs/findings.md is stale: run python -m envdoctor.catalogue"
+    )
 
 
 def test_check_does_not_load_the_catalogue() -> None:
     """The catalogue is for explain and the docs: `check` keeps its start-up time."""
-    code = ("import sys; from envdoctor.cli import main; sys.argv = ['envdoctor', 'check', '--from', "
-            "'tests/fixtures/h100-firecracker/envdoctor/busy-facts.json', '--json']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('envdoctor.catalogue' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys; from envdoctor.cli import main; sys.argv = ['envdoctor', 'check', '--from', "
+        "'tests/fixtures/h100-firecracker/envdoctor/busy-facts.json', '--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('envdoctor.catalogue' in sys.modules, file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.stderr.strip().splitlines()[-1] == "False"
 
 
 def _explain(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", "explain", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", "explain", *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
 
 
 def test_explain_prints_a_page() -> None:
@@ -98,9 +104,14 @@ def test_explain_alone_lists_every_code() -> None:
     assert result.returncode == 0 and codes == set(catalogue.entries())
 
 
-@pytest.mark.parametrize(("arg", "hint"), [("driver.too-old-for-tensorflow", "did you mean driver.too-old-for-tf?"),
-                                           ("nonsense", "envdoctor explain lists every code"),
-                                           ("\x1b]0;x\x07", "envdoctor explain lists every code")])
+@pytest.mark.parametrize(
+    ("arg", "hint"),
+    [
+        ("driver.too-old-for-tensorflow", "did you mean driver.too-old-for-tf?"),
+        ("nonsense", "envdoctor explain lists every code"),
+        ("\x1b]0;x\x07", "envdoctor explain lists every code"),
+    ],
+)
 def test_explain_unknown_code_is_one_line_exit_2(arg: str, hint: str) -> None:
     result = _explain(arg)
     assert result.returncode == 2 and result.stdout == ""

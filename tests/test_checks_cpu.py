@@ -41,8 +41,11 @@ def test_zen4_unused_instructions_with_an_honest_gain_note():
 
 def _without_f16c(tf: str | None):
     # A real Skylake-SP's cpuinfo with F16C masked, as a VM with an older CPU model (QEMU's SandyBridge) shows it.
-    facts = _with_tf("x86-xeon-gold-6132-skylake-avx512.txt", tf) if tf else no_gpu_facts(
-        "x86-xeon-gold-6132-skylake-avx512.txt")
+    facts = (
+        _with_tf("x86-xeon-gold-6132-skylake-avx512.txt", tf)
+        if tf
+        else no_gpu_facts("x86-xeon-gold-6132-skylake-avx512.txt")
+    )
     facts.cpu.flags = [f for f in facts.cpu.flags if f != "f16c"]
     return facts
 

@@ -100,8 +100,10 @@ def test_cudnn_older_than_tf_build_from_system_library():
 
 def test_cudnn_from_wheel_new_enough_is_ok():
     facts = _h100_tf("2.21.0")
-    facts.cuda.nvidia_wheels = [NvidiaWheel("nvidia-cudnn-cu12", "9.3.0.75", f"{SITE}/nvidia/cudnn/lib", "cu12"),
-                                NvidiaWheel("nvidia-cuda-nvcc-cu12", "12.5.82")]  # [and-cuda] brings XLA's ptxas
+    facts.cuda.nvidia_wheels = [
+        NvidiaWheel("nvidia-cudnn-cu12", "9.3.0.75", f"{SITE}/nvidia/cudnn/lib", "cu12"),
+        NvidiaWheel("nvidia-cuda-nvcc-cu12", "12.5.82"),
+    ]  # [and-cuda] brings XLA's ptxas
     facts.cuda.tf_libraries = [
         LibraryResolution("cudnn", "libcudnn.so.9", "found", f"{SITE}/nvidia/cudnn/lib/libcudnn.so.9", "wheel")
     ]
@@ -149,7 +151,9 @@ def test_older_toolkit_is_the_newest_that_supports_the_oldest_gpu():
     facts.cuda.toolkits = [CudaToolkit("/usr/local/cuda-13.0", "13.0", "version.json", active=True)]
     fix = one(facts, "cuda.toolkit-drops-gpu").fix.splitlines()
     # CUDA 12 needs compute capability 5.0 (recipes/cuda_drivers.json): the TITAN's newest is CUDA 11.
-    assert fix[0].startswith("# no CUDA 11 or newer toolkit compiles for GPU 0 (GeForce 8400 GS, compute capability 1.1")
+    assert fix[0].startswith(
+        "# no CUDA 11 or newer toolkit compiles for GPU 0 (GeForce 8400 GS, compute capability 1.1"
+    )
     assert fix[-1] == "# install a CUDA 11.x toolkit for these GPUs and point CUDA_HOME at it"
     assert not any("CUDA 12" in line for line in fix)
     facts.gpus = [g for g in facts.gpus if g.compute_capability == "3.5"]
@@ -187,8 +191,7 @@ def test_xla_without_libdevice_or_ptxas():
     facts = _h100_tf("2.21.0")
     facts.cuda.toolkits = []
     facts.cuda.nvidia_wheels = [NvidiaWheel("nvidia-cudnn-cu12", "9.3.0.75", f"{SITE}/nvidia/cudnn/lib", "cu12")]
-    facts.tensorflow.distributions[0].requires_dist = [
-        "nvidia-cuda-nvcc-cu12<13.0,>=12.5.82; extra == \"and-cuda\""]
+    facts.tensorflow.distributions[0].requires_dist = ['nvidia-cuda-nvcc-cu12<13.0,>=12.5.82; extra == "and-cuda"']
     found = one(facts, "cuda.xla-tools-missing")
     assert found.severity.value == "warning" and "Keras 3" in found.title
     assert found.fix.endswith("-m pip install 'nvidia-cuda-nvcc-cu12<13.0,>=12.5.82'")

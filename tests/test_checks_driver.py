@@ -50,10 +50,13 @@ def test_pre_turing_gpu_without_driver_gets_the_proprietary_modules():
     assert "nvidia-driver:580-dkms" in f.fix and "nvidia-open" not in f.fix
 
 
-@pytest.mark.parametrize("distro_id, distro_like", [
-    ("ubuntu", ["debian"]),
-    ("linuxmint", ["ubuntu", "debian"]),  # Linux Mint 21 os-release: a derivative gets it through ID_LIKE
-])
+@pytest.mark.parametrize(
+    "distro_id, distro_like",
+    [
+        ("ubuntu", ["debian"]),
+        ("linuxmint", ["ubuntu", "debian"]),  # Linux Mint 21 os-release: a derivative gets it through ID_LIKE
+    ],
+)
 def test_ubuntu_and_derivatives_install_with_ubuntu_drivers(distro_id, distro_like):
     facts = h100()  # the H100 server with its driver removed: the GPU stays on PCI with no kernel driver
     facts.system.distro_id, facts.system.distro_like = distro_id, distro_like
@@ -214,8 +217,10 @@ def test_compute_capability_not_covered():
     assert titan.severity is Severity.ERROR
     # Python 3.12 here: the newest wheel with sm_35 is 2.14, which stops at Python 3.11: a Python 3.11 venv.
     # No build-tf: TF 2.17 builds with CUDA 12.3, which dropped Kepler, and build-tf refuses 3.5 ("below 5.0").
-    assert titan.fix.splitlines()[:2] == ["python3.11 -m venv ~/tf",
-                                          "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"]
+    assert titan.fix.splitlines()[:2] == [
+        "python3.11 -m venv ~/tf",
+        "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'",
+    ]
     assert "R470" in titan.fix and "build-tf" not in titan.fix
     facts.tensorflow.python_version = "3.11.9"
     titan = next(f for f in __import__("checks_support").findings(facts) if "3.5" in f.title)

@@ -5,7 +5,7 @@ Tesla K80 host reports: NVML's name "Tesla K80", compute capability 3.7, driver 
 
 from __future__ import annotations
 
-from checks_support import codes, fix_convention_violations, findings, h100, one, tensorflow
+from checks_support import codes, findings, fix_convention_violations, h100, one, tensorflow
 
 from envdoctor.checks import Severity
 from envdoctor.knowledge.cuda import branch_runs_cuda, driver_limit
@@ -47,8 +47,10 @@ def test_k80_tf221_on_python_312_gets_a_python_311_venv():
     facts = k80("2.21.0", "3.12.3")
     for code in ("driver.too-old-for-tf", "gpu.cc-unsupported"):
         f = one(facts, code)
-        assert f.fix.splitlines()[:2] == ["python3.11 -m venv ~/tf",
-                                          "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'"]
+        assert f.fix.splitlines()[:2] == [
+            "python3.11 -m venv ~/tf",
+            "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.14.*'",
+        ]
         assert "555" not in f.fix and "build-tf" not in f.fix
     assert fix_convention_violations(findings(facts)) == []
 

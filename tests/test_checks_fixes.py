@@ -106,8 +106,11 @@ def _tensorflow_scenarios() -> list[Facts]:
     out = []
     for deep in (
         DeepFacts(returncode=-4, signal="SIGILL"),
-        DeepFacts(returncode=-6, signal="SIGABRT",
-                  messages=["F cpu_feature_guard] ... these aren't available on your machine."]),
+        DeepFacts(
+            returncode=-6,
+            signal="SIGABRT",
+            messages=["F cpu_feature_guard] ... these aren't available on your machine."],
+        ),
         DeepFacts(timed_out=True, seconds=60),
         DeepFacts(returncode=1, error="import tensorflow failed: ImportError"),
         DeepFacts(returncode=0),

@@ -29,8 +29,7 @@ def _run_env(args: list[str], gpus) -> dict[str, str]:
     """What `envdoctor env ARGS` would print, through the same function, on the same GPUs."""
     opts = dict(zip(args[::2], args[1::2]))
     limit = opts.get("--memory-limit")
-    return environment_for(opts["--gpus"], gpus, memory_limit_mb=int(limit) if limit else None,
-                           read_gpus=lambda: gpus)
+    return environment_for(opts["--gpus"], gpus, memory_limit_mb=int(limit) if limit else None, read_gpus=lambda: gpus)
 
 
 def test_every_gpu_busy_leads_with_memory_growth_not_auto(tmp_path, monkeypatch):
@@ -111,9 +110,14 @@ def test_check_and_gpus_say_no_gpu_the_same_way(monkeypatch, capsys):
     assert out == f"{NO_GPU}; libnvidia-ml not found: no NVIDIA driver is installed\n" and "NVMLError" not in out
 
 
-@pytest.mark.parametrize(("kind", "words"), [("driver_not_loaded", "kernel driver is not loaded"),
-                                             ("lib_rm_version_mismatch", "reboot"),
-                                             ("unknown", "NVMLError_Unknown: Unknown Error")])
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("driver_not_loaded", "kernel driver is not loaded"),
+        ("lib_rm_version_mismatch", "reboot"),
+        ("unknown", "NVMLError_Unknown: Unknown Error"),
+    ],
+)
 def test_nvml_reason_in_plain_words(kind, words):
     from envdoctor.gpus.nogpu import nvml_reason
 

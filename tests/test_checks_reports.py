@@ -57,8 +57,13 @@ def _build_info(dist: str, version: str, given: dict[str, Any] | None) -> str:
             given = {"is_cuda_build": False, "is_rocm_build": False}
         else:
             row = release_rows()[".".join(version.split(".")[:2])]
-            given = {"cuda_compute_capabilities": row["compute_capabilities"], "cuda_version": row["cuda"],
-                     "cudnn_version": row["cudnn"].split(".")[0], "is_cuda_build": True, "is_rocm_build": False}
+            given = {
+                "cuda_compute_capabilities": row["compute_capabilities"],
+                "cuda_version": row["cuda"],
+                "cudnn_version": row["cudnn"].split(".")[0],
+                "is_cuda_build": True,
+                "is_rocm_build": False,
+            }
     return BUILD_INFO.format(items=repr(sorted(given.items())))
 
 
@@ -90,8 +95,9 @@ def _fill_requirements(dists: dict[str, str]) -> dict[str, str]:
             req = Requirement(line)
             if req.marker is not None and "extra" in str(req.marker) or canonical(req.name) in have:
                 continue
-            if req.marker is not None and not req.marker.evaluate({"platform_system": "Linux", "sys_platform": "linux",
-                                                                   "platform_machine": "x86_64", "extra": ""}):
+            if req.marker is not None and not req.marker.evaluate(
+                {"platform_system": "Linux", "sys_platform": "linux", "platform_machine": "x86_64", "extra": ""}
+            ):
                 continue
             filled[req.name] = _satisfying(req.specifier)
             have.add(canonical(req.name))
@@ -111,8 +117,11 @@ def _env(root: Path, env: dict[str, Any]) -> None:
         _write(root, f"{site}/{name.replace('-', '_')}-{version}.dist-info/METADATA", header)
         if is_tf_distribution(name):
             _write(root, f"{site}/tensorflow/__init__.py", "")
-            _write(root, f"{site}/tensorflow/python/platform/build_info.py",
-                   _build_info(canonical(name), version, env.get("build_info")))
+            _write(
+                root,
+                f"{site}/tensorflow/python/platform/build_info.py",
+                _build_info(canonical(name), version, env.get("build_info")),
+            )
     for path, text in env.get("files", {}).items():  # relative to the site-packages directory
         _write(root, f"{site}/{path}", text)
 

@@ -38,12 +38,32 @@ def _tf216(numpy: str) -> Facts:
     facts.tensorflow = tensorflow("2.16.1", python="3.12.3")
     site = facts.tensorflow.site_packages[0]
     facts.tensorflow.distributions[0].requires_dist = _requires("tensorflow-2.16.1")
-    facts.tensorflow.requirements = [PythonPackage(n, v, site) for n, v in [
-        ("numpy", numpy), ("ml_dtypes", "0.3.2"), ("keras", "3.3.3"), ("protobuf", "4.25.3"), ("h5py", "3.11.0"),
-        ("absl_py", "2.1.0"), ("astunparse", "1.6.3"), ("flatbuffers", "24.3.25"), ("gast", "0.5.4"),
-        ("google_pasta", "0.2.0"), ("grpcio", "1.64.0"), ("libclang", "18.1.1"), ("opt_einsum", "3.3.0"),
-        ("packaging", "24.0"), ("requests", "2.32.3"), ("setuptools", "70.0.0"), ("six", "1.16.0"),
-        ("tensorboard", "2.16.2"), ("termcolor", "2.4.0"), ("typing_extensions", "4.12.0"), ("wrapt", "1.16.0")]]
+    facts.tensorflow.requirements = [
+        PythonPackage(n, v, site)
+        for n, v in [
+            ("numpy", numpy),
+            ("ml_dtypes", "0.3.2"),
+            ("keras", "3.3.3"),
+            ("protobuf", "4.25.3"),
+            ("h5py", "3.11.0"),
+            ("absl_py", "2.1.0"),
+            ("astunparse", "1.6.3"),
+            ("flatbuffers", "24.3.25"),
+            ("gast", "0.5.4"),
+            ("google_pasta", "0.2.0"),
+            ("grpcio", "1.64.0"),
+            ("libclang", "18.1.1"),
+            ("opt_einsum", "3.3.0"),
+            ("packaging", "24.0"),
+            ("requests", "2.32.3"),
+            ("setuptools", "70.0.0"),
+            ("six", "1.16.0"),
+            ("tensorboard", "2.16.2"),
+            ("termcolor", "2.4.0"),
+            ("typing_extensions", "4.12.0"),
+            ("wrapt", "1.16.0"),
+        ]
+    ]
     facts.tensorflow.requirements_path = [site]
     return facts
 
@@ -64,9 +84,20 @@ def test_old_snapshot_without_requirements_is_not_judged():
 def test_user_site_shadows_the_system_python_under_root(tmp_path: Path):
     # A user's `pip install --user numpy` (numpy 2) sits before the distribution's numpy 1 for /usr/bin/python3
     # (nv-tlabs/vipe#42 has TensorFlow itself in ~/.local with numpy 2.1.2).
-    build_root(tmp_path, {"os_release": "ubuntu-22.04", "files": {"/usr/bin/python3.10": ""}, "envs": [
-        {"site": "/usr/local/lib/python3.10/dist-packages", "dists": {"tensorflow": "2.15.0", "numpy": "1.26.4"}},
-        {"site": "/home/ann/.local/lib/python3.10/site-packages", "dists": {"numpy": "2.1.2"}}]})
+    build_root(
+        tmp_path,
+        {
+            "os_release": "ubuntu-22.04",
+            "files": {"/usr/bin/python3.10": ""},
+            "envs": [
+                {
+                    "site": "/usr/local/lib/python3.10/dist-packages",
+                    "dists": {"tensorflow": "2.15.0", "numpy": "1.26.4"},
+                },
+                {"site": "/home/ann/.local/lib/python3.10/site-packages", "dists": {"numpy": "2.1.2"}},
+            ],
+        },
+    )
     facts = collect(ProbeContext(root=tmp_path, env={}))
     tf = facts.tensorflow
     assert tf.requirements_path[0] == "/home/ann/.local/lib/python3.10/site-packages"
@@ -77,8 +108,11 @@ def test_user_site_shadows_the_system_python_under_root(tmp_path: Path):
 
 
 def test_venv_sees_the_user_site_only_with_system_site_packages(tmp_path: Path):
-    venv = {"site": "/home/ann/venv/lib/python3.11/site-packages", "dists": {"tensorflow": "2.14.0", "numpy": "1.26.4"},
-            "pyvenv": "home = /usr/bin\ninclude-system-site-packages = false\n"}
+    venv = {
+        "site": "/home/ann/venv/lib/python3.11/site-packages",
+        "dists": {"tensorflow": "2.14.0", "numpy": "1.26.4"},
+        "pyvenv": "home = /usr/bin\ninclude-system-site-packages = false\n",
+    }
     user = {"site": "/home/ann/.local/lib/python3.11/site-packages", "dists": {"numpy": "2.3.4"}}
     build_root(tmp_path, {"envs": [venv, user]})
     facts = collect(ProbeContext(root=tmp_path, env={}))
@@ -86,6 +120,8 @@ def test_venv_sees_the_user_site_only_with_system_site_packages(tmp_path: Path):
     assert not {c for c in codes(facts) if c.startswith("tensorflow.requirement")}
     (tmp_path / "home/ann/venv/pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
     facts = collect(ProbeContext(root=tmp_path, env={}))
-    assert facts.tensorflow.requirements_path[:2] == ["/home/ann/.local/lib/python3.11/site-packages",
-                                                      "/home/ann/venv/lib/python3.11/site-packages"]
+    assert facts.tensorflow.requirements_path[:2] == [
+        "/home/ann/.local/lib/python3.11/site-packages",
+        "/home/ann/venv/lib/python3.11/site-packages",
+    ]
     assert one(facts, "tensorflow.requirement-broken").title.startswith("numpy 2.3.4 is installed")

@@ -142,8 +142,10 @@ def test_tf217_with_cudnn9_wheel_names_both_majors_and_pins_tfs_own_wheel():
     # Were TF in Debian's system Python (PEP 668), one wheel into a new venv would not do: all of TF goes there.
     facts.tensorflow.python_executable, facts.tensorflow.externally_managed = "/usr/bin/python3.11", True
     fix = run_checks_fix(facts, "cuda.cudnn-other-major")
-    assert fix.splitlines()[:2] == ["/usr/bin/python3.11 -m venv ~/tf-venv",
-                                    "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.17.0'"]
+    assert fix.splitlines()[:2] == [
+        "/usr/bin/python3.11 -m venv ~/tf-venv",
+        "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.17.0'",
+    ]
 
 
 def run_checks_fix(facts: Facts, code: str) -> str:

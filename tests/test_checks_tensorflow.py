@@ -58,8 +58,7 @@ def test_several_distributions():
     f = one(facts, "tensorflow.several-distributions")
     assert f.severity is Severity.ERROR
     assert f.fix.endswith(
-        "-m pip uninstall -y tensorflow tensorflow-cpu && /home/user/venv/bin/python -m pip install "
-        "tensorflow==2.21.0"
+        "-m pip uninstall -y tensorflow tensorflow-cpu && /home/user/venv/bin/python -m pip install tensorflow==2.21.0"
     )
 
 
@@ -131,7 +130,10 @@ def test_install_fixes_keep_and_cuda_on_a_gpu_machine():
     assert "torch 2.8.0" in lines[2]
     gone = h100("idle")
     gone.tensorflow.python_version = "3.14.0"  # no TensorFlow, no release for this Python
-    assert "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'" in one(gone, "tensorflow.python-unsupported").fix
+    assert (
+        "~/tf/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'"
+        in one(gone, "tensorflow.python-unsupported").fix
+    )
 
 
 def test_python_too_new_for_any_release():
@@ -215,10 +217,15 @@ def test_deep_abort_by_the_cpu_guard_points_to_a_build():
     facts = no_gpu_facts()
     facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
     facts.deep = parse_import_output(
-        "", "F0000 cpu_feature_guard.cc:88] The TensorFlow library was compiled to use AVX2 instructions, but these "
-        "aren't available on your machine.\n", -6)
+        "",
+        "F0000 cpu_feature_guard.cc:88] The TensorFlow library was compiled to use AVX2 instructions, but these "
+        "aren't available on your machine.\n",
+        -6,
+    )
     f = one(facts, "tensorflow.import-cpu-unsupported")
-    assert f.severity is Severity.ERROR and "killed by SIGABRT" in f.evidence[0] and f.fix.startswith("envdoctor build-tf")
+    assert (
+        f.severity is Severity.ERROR and "killed by SIGABRT" in f.evidence[0] and f.fix.startswith("envdoctor build-tf")
+    )
 
 
 def test_deep_timeout():
@@ -296,7 +303,9 @@ def test_not_installed_under_root_says_where_it_looked():
     facts.tensorflow.site_packages = ["/usr/lib/python3/dist-packages"]
     f = one(facts, "tensorflow.not-installed")
     assert f.evidence[0] == "searched under --root: /usr/lib/python3/dist-packages"
-    assert f.evidence[1].startswith("Python 3.12: TensorFlow 2.16, ")  # the releases with wheels for it, pinned in the fix
+    assert f.evidence[1].startswith(
+        "Python 3.12: TensorFlow 2.16, "
+    )  # the releases with wheels for it, pinned in the fix
 
 
 def test_failed_inspection_is_not_reported_as_not_installed():
@@ -319,7 +328,9 @@ def test_externally_managed_python_gets_a_venv_instead_of_pip_install():
         "~/tf-venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.*'",
         "# /usr/bin/python3 is externally managed (PEP 668): pip refuses to change it, so TensorFlow goes into a venv",
     ]
-    assert "# if the venv step fails: sudo apt-get install -y python3-venv" in one(facts, "tensorflow.not-installed").fix
+    assert (
+        "# if the venv step fails: sudo apt-get install -y python3-venv" in one(facts, "tensorflow.not-installed").fix
+    )
     facts.tensorflow = tensorflow("2.21.0", "tensorflow-cpu")
     facts.tensorflow.python_executable, facts.tensorflow.externally_managed = "/usr/bin/python3", True
     fix = one(facts, "tensorflow.cpu-only-with-gpu").fix

@@ -17,8 +17,9 @@ H100_ROOT = REPO / "tests" / "fixtures" / "h100-firecracker" / "idle" / "root"
 
 def envdoctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, env=full_env, cwd=REPO, timeout=120
+    )
 
 
 def test_version() -> None:
@@ -37,8 +38,10 @@ def test_check_on_this_machine_json_is_one_document_on_stdout() -> None:
 
 
 def test_check_does_not_import_tensorflow_in_process() -> None:
-    code = ("import sys; from envdoctor.probes import collect; from envdoctor.doctor import diagnose; "
-            "diagnose(collect()); print('tensorflow' in sys.modules)")
+    code = (
+        "import sys; from envdoctor.probes import collect; from envdoctor.doctor import diagnose; "
+        "diagnose(collect()); print('tensorflow' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -71,15 +74,18 @@ def test_redact_and_markdown(tmp_path: Path) -> None:
         assert home not in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["check", "--json", "--markdown"], "cannot be combined"),
-    (["check", "--from", "/nonexistent/snap.json"], "--from /nonexistent/snap.json"),
-    (["check", "--root", "/nonexistent-root"], "not a directory"),
-    (["check", "--python", "/nonexistent/python3"], "not an executable"),
-    (["check", "--from", str(REPO / "README.md")], "not a JSON snapshot"),
-    # an interpreter that does not run is no environment to diagnose (not "TensorFlow not installed", exit 0)
-    (["check", "--python", "/bin/false", "-v"], "--python /bin/false is not a working Python interpreter"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", "--json", "--markdown"], "cannot be combined"),
+        (["check", "--from", "/nonexistent/snap.json"], "--from /nonexistent/snap.json"),
+        (["check", "--root", "/nonexistent-root"], "not a directory"),
+        (["check", "--python", "/nonexistent/python3"], "not an executable"),
+        (["check", "--from", str(REPO / "README.md")], "not a JSON snapshot"),
+        # an interpreter that does not run is no environment to diagnose (not "TensorFlow not installed", exit 0)
+        (["check", "--python", "/bin/false", "-v"], "--python /bin/false is not a working Python interpreter"),
+    ],
+)
 def test_usage_errors_are_one_line_exit_2_and_nothing_on_stdout(args: list[str], message: str) -> None:
     result = envdoctor(*args)
     assert result.returncode == 2
@@ -87,12 +93,15 @@ def test_usage_errors_are_one_line_exit_2_and_nothing_on_stdout(args: list[str],
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("document, message", [
-    ({"schema_version": "2", "system": {}}, "is not a number"),
-    ({"schema_version": 99, "system": {}}, "is newer than this envdoctor"),
-    ({"system": None, "gpus": "x"}, "malformed snapshot"),
-    ([1, 2], "not an envdoctor facts snapshot"),
-])
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ({"schema_version": "2", "system": {}}, "is not a number"),
+        ({"schema_version": 99, "system": {}}, "is newer than this envdoctor"),
+        ({"system": None, "gpus": "x"}, "malformed snapshot"),
+        ([1, 2], "not an envdoctor facts snapshot"),
+    ],
+)
 def test_bad_snapshots_are_usage_errors(tmp_path: Path, document: object, message: str) -> None:
     snapshot = tmp_path / "bad.json"
     snapshot.write_text(json.dumps(document))
@@ -113,9 +122,15 @@ def test_closed_stdout_keeps_the_diagnosis_exit_code_and_prints_no_traceback(fmt
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        result = subprocess.run([sys.executable, "-m", "envdoctor", "check", fmt, "--from", str(snapshot)],
-                                stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120,
-                                env={**os.environ, "NO_COLOR": "1"})
+        result = subprocess.run(
+            [sys.executable, "-m", "envdoctor", "check", fmt, "--from", str(snapshot)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
     finally:
         os.close(write_end)
     assert expected == 0 and result.returncode == expected

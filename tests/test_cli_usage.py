@@ -19,21 +19,33 @@ def env(tmp_path):
 
 
 def envdoctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
-@pytest.mark.parametrize(("args", "line"), [
-    (["check", "--bogus"], "envdoctor: error: No such option '--bogus'. Did you mean '--verbose'? "
-                           "(see envdoctor check --help)"),
-    (["env"], "envdoctor: error: Missing option '--gpus' (see envdoctor env --help)"),
-    (["run", "--", "true"], "envdoctor: error: Missing option '--gpus' (see envdoctor run --help)"),
-    (["run", "--gpus", "none"], "envdoctor: error: Missing argument '-- COMMAND [ARGS]...' (see envdoctor run --help)"),
-    (["env", "--gpus", "0", "--memory-limit", "abc"],
-     "envdoctor: error: Invalid value for '--memory-limit': 'abc' is not a valid integer (see envdoctor env --help)"),
-    (["chek"], "envdoctor: error: No such command 'chek'. Did you mean 'check'? (see envdoctor --help)"),
-    (["data", "bogus"], "envdoctor: error: No such command 'bogus' (see envdoctor data --help)"),
-])
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["check", "--bogus"],
+            "envdoctor: error: No such option '--bogus'. Did you mean '--verbose'? (see envdoctor check --help)",
+        ),
+        (["env"], "envdoctor: error: Missing option '--gpus' (see envdoctor env --help)"),
+        (["run", "--", "true"], "envdoctor: error: Missing option '--gpus' (see envdoctor run --help)"),
+        (
+            ["run", "--gpus", "none"],
+            "envdoctor: error: Missing argument '-- COMMAND [ARGS]...' (see envdoctor run --help)",
+        ),
+        (
+            ["env", "--gpus", "0", "--memory-limit", "abc"],
+            "envdoctor: error: Invalid value for '--memory-limit': 'abc' is not a valid integer "
+            "(see envdoctor env --help)",
+        ),
+        (["chek"], "envdoctor: error: No such command 'chek'. Did you mean 'check'? (see envdoctor --help)"),
+        (["data", "bogus"], "envdoctor: error: No such command 'bogus' (see envdoctor data --help)"),
+    ],
+)
 def test_click_usage_errors_are_one_line(env, args, line):
     out = envdoctor(*args, env=env)
     assert (out.returncode, out.stdout, out.stderr) == (2, "", line + "\n")
@@ -42,7 +54,9 @@ def test_click_usage_errors_are_one_line(env, args, line):
 def test_envdoctors_own_usage_errors_and_exit_codes_are_unchanged(env):
     own = envdoctor("env", "--gpus", "none", "--format", "tcsh", env=env)
     assert own.returncode == 2 and own.stdout == "" and own.stderr.count("\n") == 1
-    assert envdoctor("run", "--gpus", "none", "--", sys.executable, "-c", "raise SystemExit(5)", env=env).returncode == 5
+    assert (
+        envdoctor("run", "--gpus", "none", "--", sys.executable, "-c", "raise SystemExit(5)", env=env).returncode == 5
+    )
     version = envdoctor("--version", env=env)
     assert version.returncode == 0 and version.stdout.startswith("envdoctor ")
     assert envdoctor("gpus", "--help", env=env).returncode == 0
@@ -50,15 +64,18 @@ def test_envdoctors_own_usage_errors_and_exit_codes_are_unchanged(env):
     assert bare.returncode == 2 and "check" in bare.stdout + bare.stderr
 
 
-@pytest.mark.parametrize(("args", "example"), [
-    (["check"], "envdoctor check --json > report.json"),
-    (["gpus"], "envdoctor gpus --json > gpus.json"),
-    (["env"], 'eval "$(envdoctor env --gpus 0,2)"'),
-    (["run"], "envdoctor run --gpus auto:1 -- python train.py --epochs 10"),
-    (["build-tf"], "envdoctor build-tf --dry-run"),
-    (["smoke-test"], "envdoctor smoke-test --gpus none --steps 200 --data synthetic"),
-    (["data", "cifar10"], "envdoctor data cifar10 --data ~/Downloads/cifar-10-python.tar.gz"),
-])
+@pytest.mark.parametrize(
+    ("args", "example"),
+    [
+        (["check"], "envdoctor check --json > report.json"),
+        (["gpus"], "envdoctor gpus --json > gpus.json"),
+        (["env"], 'eval "$(envdoctor env --gpus 0,2)"'),
+        (["run"], "envdoctor run --gpus auto:1 -- python train.py --epochs 10"),
+        (["build-tf"], "envdoctor build-tf --dry-run"),
+        (["smoke-test"], "envdoctor smoke-test --gpus none --steps 200 --data synthetic"),
+        (["data", "cifar10"], "envdoctor data cifar10 --data ~/Downloads/cifar-10-python.tar.gz"),
+    ],
+)
 def test_every_help_has_examples(env, args, example):
     out = envdoctor(*args, "--help", env=env)
     assert out.returncode == 0
@@ -69,8 +86,14 @@ def test_every_help_has_examples(env, args, example):
 @pytest.mark.parametrize("command", ["env", "run"])
 def test_env_and_run_help_define_spec(env, command):
     text = " ".join(envdoctor(command, "--help", env=env).stdout.split())
-    for word in ("0,2 (nvidia-smi indices)", "MIG device 0 of GPU 2", "unique prefix", "MIG device's UUID",
-                 "auto:2", "none (CPU only)"):
+    for word in (
+        "0,2 (nvidia-smi indices)",
+        "MIG device 0 of GPU 2",
+        "unique prefix",
+        "MIG device's UUID",
+        "auto:2",
+        "none (CPU only)",
+    ):
         assert word in text
     if command == "run":
         assert "run [OPTIONS] -- COMMAND [ARGS]..." in text and "Put -- before COMMAND" in text

@@ -46,7 +46,8 @@ def test_nvidia_driver_distro_overrides():
     assert debian[0].startswith("# first enable the contrib, non-free and non-free-firmware components")
     assert debian[1] == "sudo apt-get update && sudo apt-get install -y nvidia-driver firmware-misc-nonfree"
     assert install_command("apt", ["nvidia-driver"], "raspbian") == (
-        "sudo apt-get install -y nvidia-driver firmware-misc-nonfree")
+        "sudo apt-get install -y nvidia-driver firmware-misc-nonfree"
+    )
     assert install_command("dnf", ["nvidia-driver"], "fedora").endswith(
         "sudo dnf install -y akmod-nvidia xorg-x11-drv-nvidia-cuda"
     )

@@ -51,8 +51,12 @@ def write(folder: Path, name: str, document: Any) -> Path:
 def make_fleet(folder: Path, n: int, drift: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     """n nodes node01..; `drift` maps a host to its changes. Written as check --json documents."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [write(folder, f"node{i:02d}.json", check_json(snapshot(f"node{i:02d}", **(drift or {}).get(
-        f"node{i:02d}", {})))) for i in range(1, n + 1)]
+    return [
+        write(
+            folder, f"node{i:02d}.json", check_json(snapshot(f"node{i:02d}", **(drift or {}).get(f"node{i:02d}", {})))
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 def fleet_of(paths: list[Path], **options: Any) -> judge.Fleet:
@@ -61,8 +65,14 @@ def fleet_of(paths: list[Path], **options: Any) -> judge.Fleet:
 
 
 def envdoctor(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"}, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_the_node_that_differs_is_marked_and_the_findings_name_their_nodes(tmp_path: Path) -> None:
@@ -88,8 +98,9 @@ def test_a_tie_has_no_majority_and_marks_every_node(tmp_path: Path) -> None:
 
 
 def test_the_newest_report_of_a_host_wins_and_the_report_says_so(tmp_path: Path) -> None:
-    old = write(tmp_path, "a.json", check_json(snapshot("node01", driver="570.86.15",
-                                                        collected_at="2026-01-01T00:00:00+00:00")))
+    old = write(
+        tmp_path, "a.json", check_json(snapshot("node01", driver="570.86.15", collected_at="2026-01-01T00:00:00+00:00"))
+    )
     new = write(tmp_path, "b.json", check_json(snapshot("node01", collected_at="2026-02-01T00:00:00+01:00")))
     fleet = fleet_of([new, old])
     assert [n.path for n in fleet.nodes] == [str(new)]
@@ -121,9 +132,16 @@ def test_bad_reports_are_named_skipped_and_counted_never_a_traceback(tmp_path: P
     assert result.returncode == 1 and result.stderr == ""
     document = json.loads(result.stdout)
     reasons = {Path(s["path"]).name: s["reason"] for s in document["skipped"]}
-    assert reasons == {"truncated.json": "not JSON", "empty.json": "not JSON", "latin1.json": "not JSON",
-                       "foreign.json": "not an envdoctor report", "older.json": "other schema",
-                       "newer.json": "other schema", "malformed.json": "malformed", "findings.json": "malformed"}
+    assert reasons == {
+        "truncated.json": "not JSON",
+        "empty.json": "not JSON",
+        "latin1.json": "not JSON",
+        "foreign.json": "not an envdoctor report",
+        "older.json": "other schema",
+        "newer.json": "other schema",
+        "malformed.json": "malformed",
+        "findings.json": "malformed",
+    }
     assert [n["host"] for n in document["nodes"]] == ["node01"] and str(good[0]) == document["nodes"][0]["path"]
     assert document["summary"]["skipped"] == 8
     details = {Path(s["path"]).name: s["detail"] for s in document["skipped"]}
@@ -133,8 +151,16 @@ def test_bad_reports_are_named_skipped_and_counted_never_a_traceback(tmp_path: P
 def test_a_save_snapshot_is_judged_here_a_check_json_keeps_the_nodes_findings(tmp_path: Path) -> None:
     saved = write(tmp_path, "saved.json", snapshot("node01"))
     document = check_json(snapshot("node02"))
-    document["findings"].append({"code": "gpu.fell-off-bus", "category": "gpu", "severity": "error",
-                                 "title": "GPU 3 fell off the bus", "evidence": ["Xid 79"], "fix": "sudo reboot"})
+    document["findings"].append(
+        {
+            "code": "gpu.fell-off-bus",
+            "category": "gpu",
+            "severity": "error",
+            "title": "GPU 3 fell off the bus",
+            "evidence": ["Xid 79"],
+            "fix": "sudo reboot",
+        }
+    )
     reported = write(tmp_path, "reported.json", document)
     fleet = fleet_of([saved, reported])
     assert [n.source for n in fleet.nodes] == ["check --save", "check --json"]
@@ -152,27 +178,38 @@ def test_expect_gate_from_a_spec_written_from_one_node(tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     written = envdoctor("fleet", str(paths[0]), "--write-spec", str(spec), "--json")
     assert written.returncode == 0, written.stderr
-    assert json.loads(spec.read_text()) == {"kind": "envdoctor-fleet-spec", "schema_version": 1,
-                                            "from": str(paths[0]), "driver": "580.159.04", "cuda": "13.0.96",
-                                            "cudnn": "9.14.0", "tensorflow": None, "gpu_count": 1}
+    assert json.loads(spec.read_text()) == {
+        "kind": "envdoctor-fleet-spec",
+        "schema_version": 1,
+        "from": str(paths[0]),
+        "driver": "580.159.04",
+        "cuda": "13.0.96",
+        "cudnn": "9.14.0",
+        "tensorflow": None,
+        "gpu_count": 1,
+    }
     gated = envdoctor("fleet", str(tmp_path / "r"), "--expect", str(spec), "--json")
     document = json.loads(gated.stdout)
     assert gated.returncode == 1 and document["gate_failures"] == ["node02"] and document["summary"]["gate"] is False
     # A spec with the field dropped no longer compares it: the gate passes.
     loose = {k: v for k, v in json.loads(spec.read_text()).items() if k != "driver"}
     write(tmp_path, "loose.json", loose)
-    fleet = fleet_of(paths, reference=__import__("envdoctor.fleet.spec", fromlist=["x"]).load_reference(
-        tmp_path / "loose.json"))
+    fleet = fleet_of(
+        paths, reference=__import__("envdoctor.fleet.spec", fromlist=["x"]).load_reference(tmp_path / "loose.json")
+    )
     assert fleet.gate_failures == [] and fleet.exit_code == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fleet", "/nonexistent/reports"], "/nonexistent/reports: no such file or folder"),
-    (["fleet", "EMPTY"], "no *.json report in this folder"),
-    (["fleet", "GOOD", "--json", "--markdown"], "--json and --markdown cannot be combined"),
-    (["fleet", "GOOD", "--expect", "BADSPEC"], "unknown field(s) 'drivers'"),
-    (["fleet", "GOOD", "--expect", "GOOD"], "Is a directory"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fleet", "/nonexistent/reports"], "/nonexistent/reports: no such file or folder"),
+        (["fleet", "EMPTY"], "no *.json report in this folder"),
+        (["fleet", "GOOD", "--json", "--markdown"], "--json and --markdown cannot be combined"),
+        (["fleet", "GOOD", "--expect", "BADSPEC"], "unknown field(s) 'drivers'"),
+        (["fleet", "GOOD", "--expect", "GOOD"], "Is a directory"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty").mkdir()
     make_fleet(tmp_path / "good", 1)

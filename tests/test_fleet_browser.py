@@ -9,14 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_fleet import fleet_of, make_fleet
 
 from envdoctor.fleet import render
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow reads the screenshot: pip install '.[test]'")
-BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                if shutil.which(name)), None)
+BROWSER = next(
+    (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
+)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium: apt-get install chromium (as .ci/run does)")
 DRIFT_RGB = (0xFF, 0xB3, 0xB3)  # td.drift's background in templates/fleet/report.html.j2
 
@@ -24,8 +24,12 @@ DRIFT_RGB = (0xFF, 0xB3, 0xB3)  # td.drift's background in templates/fleet/repor
 def headless(*args: str) -> subprocess.CompletedProcess[str]:
     assert BROWSER is not None
     # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-    return subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +53,10 @@ def test_screenshot_shows_the_table_with_the_drifting_cell_highlighted(page: Pat
     assert 1000 < drift_pixels < 40000, drift_pixels
 
 
-@pytest.mark.parametrize("anchor, hosts", [("#sort=2", ["node03", "node01", "node02", "node04"]),
-                                           ("#sort=-2", ["node01", "node02", "node04", "node03"])])
+@pytest.mark.parametrize(
+    "anchor, hosts",
+    [("#sort=2", ["node03", "node01", "node02", "node04"]), ("#sort=-2", ["node01", "node02", "node04", "node03"])],
+)
 def test_the_page_script_sorts_the_table(page: Path, anchor: str, hosts: list[str]) -> None:
     result = headless("--dump-dom", page.as_uri() + anchor)
     assert result.returncode == 0, result.stderr[-2000:]

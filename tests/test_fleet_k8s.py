@@ -42,8 +42,14 @@ def test_the_tfjob_pod_template_is_a_valid_pod_that_takes_its_cluster_from_tf_co
     assert (tfjob["apiVersion"], tfjob["kind"]) == ("kubeflow.org/v1", "TFJob")  # a CRD: no core schema
     worker = tfjob["spec"]["tfReplicaSpecs"]["Worker"]
     # The TFJob's own fields are the operator's; the pod it makes from the template is core Kubernetes.
-    validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "envdoctor-smoke-worker-0"},
-              **{"spec": worker["template"]["spec"]}})
+    validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "envdoctor-smoke-worker-0"},
+            **{"spec": worker["template"]["spec"]},
+        }
+    )
     (container,) = worker["template"]["spec"]["containers"]
     assert container["name"] == "tensorflow" and worker["replicas"] == 2
     assert container["command"][:4] == ["envdoctor", "smoke-test", "--strategy", "multi-worker"]

@@ -31,36 +31,84 @@ TESTS = Path(__file__).parent
 SNAPSHOT = TESTS / "fixtures/h100-firecracker/envdoctor/busy-facts.json"
 SECRET = "ENVDOCTOR-FUZZ-HOST-SECRET"
 EXAMPLES = int(os.environ.get("ENVDOCTOR_FUZZ_EXAMPLES", "0")) or None
-FUZZ = settings(max_examples=EXAMPLES or 150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES or 150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 # Where the probes look (a sample of what tests/test_probe_root_confinement.py records, shallow and deep).
 PROBED = [
-    "/etc/os-release", "/usr/lib/os-release", "/etc/hostname", "/etc/debian_version", "/etc/redhat-release",
-    "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/ld.so.conf.d/cuda.conf", "/proc/cpuinfo", "/proc/meminfo",
-    "/proc/driver/nvidia/version", "/proc/modules", "/proc/1/cgroup", "/sys/module/nvidia/version",
-    "/sys/bus/pci/devices", "/sys/bus/pci/devices/0000:3b:00.0", "/sys/bus/pci/devices/0000:3b:00.0/vendor",
-    "/sys/bus/pci/devices/0000:3b:00.0/class", "/usr/local/cuda", "/usr/local/cuda/version.json",
-    "/usr/local/cuda-12.4", "/usr/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu/libcudnn.so.9",
-    "/usr/include/cudnn_version.h", "/usr/lib/python3/dist-packages",
+    "/etc/os-release",
+    "/usr/lib/os-release",
+    "/etc/hostname",
+    "/etc/debian_version",
+    "/etc/redhat-release",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ld.so.conf.d/cuda.conf",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/driver/nvidia/version",
+    "/proc/modules",
+    "/proc/1/cgroup",
+    "/sys/module/nvidia/version",
+    "/sys/bus/pci/devices",
+    "/sys/bus/pci/devices/0000:3b:00.0",
+    "/sys/bus/pci/devices/0000:3b:00.0/vendor",
+    "/sys/bus/pci/devices/0000:3b:00.0/class",
+    "/usr/local/cuda",
+    "/usr/local/cuda/version.json",
+    "/usr/local/cuda-12.4",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu/libcudnn.so.9",
+    "/usr/include/cudnn_version.h",
+    "/usr/lib/python3/dist-packages",
     "/usr/lib/python3/dist-packages/tensorflow/__init__.py",
     "/usr/lib/python3/dist-packages/tensorflow/python/platform/build_info.py",
     "/usr/lib/python3/dist-packages/tensorflow-2.17.0.dist-info",
     "/usr/lib/python3/dist-packages/tensorflow-2.17.0.dist-info/METADATA",
-    "/usr/local/lib/python3.12/site-packages", "/opt/conda/lib/python3.11/site-packages",
+    "/usr/local/lib/python3.12/site-packages",
+    "/opt/conda/lib/python3.11/site-packages",
 ]
 
 entry = st.one_of(
     st.tuples(st.just("file"), st.binary(max_size=300)),
-    st.tuples(st.just("text"), st.sampled_from([
-        "ID=ubuntu\nVERSION_ID=24.04\n", "include /etc/ld.so.conf.d/*.conf\n/usr/local/cuda/lib64\n",
-        "include *\ninclude ../../../*\n", "0x10de\n", "0x030200\n", '{"cuda": {"version": "12.4.1"}}',
-        "#define CUDNN_MAJOR 9\n", "Name: tensorflow\nVersion: 2.17.0\n\n", "nvidia 1 0 - Live 0x0\n",
-    ])),
+    st.tuples(
+        st.just("text"),
+        st.sampled_from(
+            [
+                "ID=ubuntu\nVERSION_ID=24.04\n",
+                "include /etc/ld.so.conf.d/*.conf\n/usr/local/cuda/lib64\n",
+                "include *\ninclude ../../../*\n",
+                "0x10de\n",
+                "0x030200\n",
+                '{"cuda": {"version": "12.4.1"}}',
+                "#define CUDNN_MAJOR 9\n",
+                "Name: tensorflow\nVersion: 2.17.0\n\n",
+                "nvidia 1 0 - Live 0x0\n",
+            ]
+        ),
+    ),
     st.tuples(st.just("fifo"), st.none()),
     st.tuples(st.just("dir"), st.none()),
-    st.tuples(st.just("link"), st.sampled_from(["/", ".", "..", "../../../../../..", "/etc", "/usr/local/cuda",
-                                                "self", "HOST", "HOST-DIR", "../../../../../../../HOST"])),
+    st.tuples(
+        st.just("link"),
+        st.sampled_from(
+            [
+                "/",
+                ".",
+                "..",
+                "../../../../../..",
+                "/etc",
+                "/usr/local/cuda",
+                "self",
+                "HOST",
+                "HOST-DIR",
+                "../../../../../../../HOST",
+            ]
+        ),
+    ),
 )
 
 
@@ -112,11 +160,18 @@ def test_any_root_tree_is_read_inside_the_root_without_a_crash(host: Path, entri
 
 
 json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**63), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=20), st.sampled_from(["\n", "$(id)", "`id`", "'\"", "\x1b[2J", "GPU-", "2.21.0", "sm_90"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["\n", "$(id)", "`id`", "'\"", "\x1b[2J", "GPU-", "2.21.0", "sm_90"]),
 )
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.text(max_size=8), inner, max_size=3), max_leaves=8)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def _leaf_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
@@ -132,8 +187,10 @@ PLACES = [p for p in _leaf_paths(REAL) if p]
 
 
 @FUZZ
-@given(changes=st.lists(st.tuples(st.sampled_from(PLACES), json_value), min_size=1, max_size=4),
-       raw_suffix=st.sampled_from(["", "", "", "]", "{", "\x00"]))
+@given(
+    changes=st.lists(st.tuples(st.sampled_from(PLACES), json_value), min_size=1, max_size=4),
+    raw_suffix=st.sampled_from(["", "", "", "]", "{", "\x00"]),
+)
 def test_any_snapshot_is_rejected_in_one_line_or_diagnosed_and_rendered(changes: list, raw_suffix: str) -> None:
     from envdoctor.commands.check import load_snapshot
     from envdoctor.doctor import diagnose

@@ -25,8 +25,9 @@ def env(tmp_path):
 
 
 def envdoctor(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def notes(stderr: str) -> list[str]:
@@ -48,7 +49,9 @@ def test_gpus_json_round_trips_as_a_snapshot(env, tmp_path):
     snap.write_text(envdoctor("gpus", "--json", "--from", str(FIX / "a100-mig.json"), env=env).stdout)
     again = json.loads(envdoctor("gpus", "--json", "--from", str(snap), env=env).stdout)
     assert [g["uuid"] for g in again["gpus"]][:2] == [
-        "GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e", "GPU-61a65011-6571-a6d2-5ab8-66cbb6f7f9c3"]
+        "GPU-f124aa59-d406-d45b-9481-8fcd694e6c9e",
+        "GPU-61a65011-6571-a6d2-5ab8-66cbb6f7f9c3",
+    ]
 
 
 def test_gpus_table(env):
@@ -97,8 +100,10 @@ def test_bad_spec_exits_2_with_nothing_on_stdout(env, spec):
 
 
 def test_eval_of_failed_env_changes_nothing(env):
-    script = f'X=before; eval "$({sys.executable} -m envdoctor env --gpus 9 --from {PAIR} 2>/dev/null)"; ' \
-             'echo "${CUDA_VISIBLE_DEVICES-unset} $X"'
+    script = (
+        f'X=before; eval "$({sys.executable} -m envdoctor env --gpus 9 --from {PAIR} 2>/dev/null)"; '
+        'echo "${CUDA_VISIBLE_DEVICES-unset} $X"'
+    )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout == "unset before\n"
 
@@ -111,8 +116,16 @@ def test_run_passes_exit_code_and_environment(env):
 
 
 def test_run_child_killed_by_signal(env):
-    out = envdoctor("run", "--gpus", "none", "--", sys.executable, "-c",
-                    "import os, signal; os.kill(os.getpid(), signal.SIGTERM)", env=env)
+    out = envdoctor(
+        "run",
+        "--gpus",
+        "none",
+        "--",
+        sys.executable,
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+        env=env,
+    )
     assert out.returncode == 128 + 15
 
 
@@ -149,8 +162,9 @@ def test_concurrent_runs_pick_different_gpus(env):
     # Three `run --gpus auto:1` start at the same moment on a two-GPU machine: two GPUs, one refusal (a pick of a
     # job that never showed in NVML stays claimed for 60 s after its `run` ends).
     cmd = [sys.executable, "-m", "envdoctor", "run", "--gpus", "auto:1", "--from", str(PAIR), "--", *PRINT_CVD]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)
+    ]
     results = [(p.wait(timeout=120), p.stdout.read().strip(), p.stderr.read()) for p in procs]
     picked = sorted(out for code, out, _ in results if code == 0)
     assert picked == ["GPU-00000000-0000-0000-0000-0000000071a5", "GPU-00000000-0000-0000-0000-00000000840a"]
@@ -192,21 +206,27 @@ def test_help_says_what_memory_limit_really_does(env):
 def test_lock_is_exclusive_across_processes(tmp_path):
     from envdoctor.gpus.lock import GpuLock
 
-    code = ("import sys; from pathlib import Path; from envdoctor.gpus.lock import GpuLock; "
-            "from envdoctor.errors import UsageError\n"
-            "try:\n    GpuLock(Path(sys.argv[1]), timeout=0.5).acquire(); print('got it')\n"
-            "except UsageError as e:\n    print('refused:', e)")
+    code = (
+        "import sys; from pathlib import Path; from envdoctor.gpus.lock import GpuLock; "
+        "from envdoctor.errors import UsageError\n"
+        "try:\n    GpuLock(Path(sys.argv[1]), timeout=0.5).acquire(); print('got it')\n"
+        "except UsageError as e:\n    print('refused:', e)"
+    )
     with GpuLock(tmp_path):
-        held = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                              timeout=60).stdout
-    free = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60).stdout
+        held = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+        ).stdout
+    free = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    ).stdout
     assert held.startswith("refused: another envdoctor has held") and free.strip() == "got it"
 
 
 def test_visible_module_stays_light():
-    code = ("import sys, envdoctor.gpus.visible, envdoctor.gpus; "
-            "print(sorted({'rich', 'pynvml', 'jinja2', 'tensorflow', 'numpy', 'typer'} & set(sys.modules)))")
+    code = (
+        "import sys, envdoctor.gpus.visible, envdoctor.gpus; "
+        "print(sorted({'rich', 'pynvml', 'jinja2', 'tensorflow', 'numpy', 'typer'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "[]"
 
@@ -255,8 +275,14 @@ def _into_closed_pipe(args: list[str], env: dict[str, str]) -> subprocess.Comple
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        return subprocess.run([sys.executable, "-m", "envdoctor", *args], stdout=write_end, stderr=subprocess.PIPE,
-                              text=True, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "envdoctor", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
     finally:
         os.close(write_end)
 

@@ -16,8 +16,33 @@ from envdoctor.gpus.snapshot import load_gpus
 
 FIX = Path(__file__).parent / "fixtures" / "gpus"
 MACHINES = [load_gpus(FIX / f"{n}.json") for n in ("a100-mig", "theano-8400gs-titan", "h100-busy")] + [[]]
-TOKENS = st.sampled_from(["0", "1", "2", "3", "9", "-1", "+0", " 1 ", "GPU-", "GPU-f", "GPU-6", "MIG-4", "MIG-ed3d",
-                          "2:0", "3:1", "0:0", "x", "", "all", "none", "auto:1", "GPU-956348bc", "1abc"])
+TOKENS = st.sampled_from(
+    [
+        "0",
+        "1",
+        "2",
+        "3",
+        "9",
+        "-1",
+        "+0",
+        " 1 ",
+        "GPU-",
+        "GPU-f",
+        "GPU-6",
+        "MIG-4",
+        "MIG-ed3d",
+        "2:0",
+        "3:1",
+        "0:0",
+        "x",
+        "",
+        "all",
+        "none",
+        "auto:1",
+        "GPU-956348bc",
+        "1abc",
+    ]
+)
 # scripts/fuzz-long.sh sets ENVDOCTOR_FUZZ_EXAMPLES for a longer run than CI's.
 EXAMPLES = int(os.environ.get("ENVDOCTOR_FUZZ_EXAMPLES", "0")) or None
 VALUES = st.one_of(st.none(), st.text(max_size=40), st.lists(TOKENS, max_size=5).map(",".join))
@@ -45,14 +70,18 @@ def test_spec_raises_only_usage_errors(spec, gpus):
 
 
 DIGITS = st.text("0123456789", min_size=1, max_size=6000)
-HUGE_SPECS = st.builds(lambda prefix, digits, tail: prefix + digits + tail,
-                       st.sampled_from(["", "auto:", "0:", "GPU-", "-", "+", "0,"]), DIGITS,
-                       st.sampled_from(["", ":0", ",1", " ", "\u0661"]))
+HUGE_SPECS = st.builds(
+    lambda prefix, digits, tail: prefix + digits + tail,
+    st.sampled_from(["", "auto:", "0:", "GPU-", "-", "+", "0,"]),
+    DIGITS,
+    st.sampled_from(["", ":0", ",1", " ", "\u0661"]),
+)
 
 
 @settings(max_examples=EXAMPLES or 200, deadline=None)
-@given(st.one_of(VALUES.map(lambda v: v or ""), HUGE_SPECS, TOKENS.map(lambda t: "auto:" + t)),
-       st.sampled_from(MACHINES))
+@given(
+    st.one_of(VALUES.map(lambda v: v or ""), HUGE_SPECS, TOKENS.map(lambda t: "auto:" + t)), st.sampled_from(MACHINES)
+)
 def test_any_spec_auto_included_gives_a_result_or_one_short_usage_error(spec, gpus):
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"XDG_RUNTIME_DIR": tmp}):
         try:

@@ -38,9 +38,8 @@ def runtime(tmp_path, monkeypatch):
 
 
 def refused(directory: Path) -> str:
-    with pytest.raises(UsageError) as err:
-        with GpuLock(directory, timeout=1):
-            pass
+    with pytest.raises(UsageError) as err, GpuLock(directory, timeout=1):
+        pass
     message = str(err.value)
     assert "\n" not in message and "XDG_RUNTIME_DIR" in message  # one line, with a way out
     return message
@@ -140,8 +139,13 @@ def test_cli_refuses_a_foreign_lock_dir_with_one_line(tmp_path):
     planted = tmp_path / "envdoctor-0"
     planted.mkdir(mode=0o755)
     os.chown(planted, OTHER_UID, OTHER_UID)
-    out = subprocess.run([sys.executable, "-m", "envdoctor", "env", "--gpus", "auto:1", "--from", str(PAIR)],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "env", "--gpus", "auto:1", "--from", str(PAIR)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
     assert out.stderr.startswith(f"envdoctor: error: the auto:N lock directory {planted} belongs to uid 65534")
 
@@ -239,7 +243,7 @@ def test_a_hundred_simultaneous_launches_all_start_on_distinct_gpus(runtime, tmp
     out, go = tmp_path / "started", tmp_path / "go"
     out.mkdir()
     os.mkfifo(go)
-    import envdoctor.gpus.launch  # noqa: F401  (imported before the forks: the children start at once)
+    import envdoctor.gpus.launch
     import envdoctor.probes.nvidia  # noqa: F401
 
     gate = os.open(go, os.O_RDWR)  # held open: a command that opens the FIFO late still finds a writer
@@ -251,7 +255,7 @@ def test_a_hundred_simultaneous_launches_all_start_on_distinct_gpus(runtime, tmp
             if pid == 0:  # the child: never returns into pytest
                 code = 3
                 try:
-                    sys.stderr = open(os.devnull, "w")
+                    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the forked child ends with os._exit
                     code = _launch(out, go)
                 finally:
                     os._exit(code)

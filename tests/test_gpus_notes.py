@@ -25,8 +25,9 @@ def env(tmp_path):
 
 
 def envdoctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_env_on_a_busy_gpu_notes_its_processes_and_warns_of_the_cap(env):
@@ -34,10 +35,13 @@ def test_env_on_a_busy_gpu_notes_its_processes_and_warns_of_the_cap(env):
     assert out.returncode == 0 and "ENVDOCTOR_TF_MEMORY_LIMIT_MB='4000'" in out.stdout  # a warning, not an error
     lines = out.stderr.splitlines()
     assert f"envdoctor: note: the GPUs come from {V100}, not from this machine" in lines[0]
-    assert "envdoctor: note: GPU 1 already runs compute processes (pid 1002; 13968 of 16152 MiB used, 100% busy)" \
-        in lines
-    assert ("envdoctor: warning: --memory-limit 4000 MB is more than GPU 1 has free now (2184 MiB): "
-            "TensorFlow will fail to allocate it unless that memory is freed first") in lines
+    assert (
+        "envdoctor: note: GPU 1 already runs compute processes (pid 1002; 13968 of 16152 MiB used, 100% busy)" in lines
+    )
+    assert (
+        "envdoctor: warning: --memory-limit 4000 MB is more than GPU 1 has free now (2184 MiB): "
+        "TensorFlow will fail to allocate it unless that memory is freed first"
+    ) in lines
     assert all(line.startswith("envdoctor: ") for line in lines)
 
 

@@ -13,7 +13,7 @@ from envdoctor.gpus.shells import render
 
 TRICKY = {
     "A_SPACE": "two words  and\ttab",
-    "A_QUOTE": "it's \"quoted\"",
+    "A_QUOTE": 'it\'s "quoted"',
     "A_BACKSLASH": "back\\slash \\' end\\",
     "A_DOLLAR": "$HOME `id` $(id) ${x}",
     "A_STAR": "* ? [a] ~ ; | & < > #",
@@ -103,8 +103,12 @@ def test_powershell_quoting():
     assert render({"X": "it's"}, "powershell") == "$env:X = 'it''s'\n"
     if shutil.which("pwsh"):
         tricky = {k: v for k, v in TRICKY.items() if v}  # an empty value is the case below
-        out = subprocess.run(["pwsh", "-NoProfile", "-Command", render(tricky, "powershell") + "$env:A_QUOTE"],
-                             capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            ["pwsh", "-NoProfile", "-Command", render(tricky, "powershell") + "$env:A_QUOTE"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         assert out.strip() == TRICKY["A_QUOTE"]
 
 
@@ -115,7 +119,7 @@ def test_powershell_escapes_every_quote_its_tokenizer_knows(quote):
     text = render({"CUDA_VISIBLE_DEVICES": value}, "powershell")
     prefix = "$env:CUDA_VISIBLE_DEVICES = "
     assert text.startswith(prefix)
-    assert ps_single_quoted(text[len(prefix):]) == (value, "\n")  # all of it one string, nothing after
+    assert ps_single_quoted(text[len(prefix) :]) == (value, "\n")  # all of it one string, nothing after
 
 
 def test_powershell_quote_list_is_the_tokenizers():

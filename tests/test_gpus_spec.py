@@ -212,9 +212,28 @@ def test_an_auto_pick_refused_for_its_memory_limit_reserves_nothing(tmp_path, mo
 
 HUGE = "1" * 5000
 GARBAGE_SPECS = [
-    "auto:" + HUGE, HUGE, "0:" + HUGE, HUGE + ":0", "0," + HUGE, "auto:" + "9" * 7, "-" + HUGE, "+" + HUGE,
-    "GPU-" + "f" * 5000, "x" * 20000, ",".join(["0"] * 5000), "auto:\u0661", "\u0661", "\u00b2", "0:\u0661",
-    "auto:1" + "\u0300", "\udcff", "\0", "auto:-1", "auto:0x10", "auto:1e9", "auto:" + "0" * 5000 + "1",
+    "auto:" + HUGE,
+    HUGE,
+    "0:" + HUGE,
+    HUGE + ":0",
+    "0," + HUGE,
+    "auto:" + "9" * 7,
+    "-" + HUGE,
+    "+" + HUGE,
+    "GPU-" + "f" * 5000,
+    "x" * 20000,
+    ",".join(["0"] * 5000),
+    "auto:\u0661",
+    "\u0661",
+    "\u00b2",
+    "0:\u0661",
+    "auto:1" + "\u0300",
+    "\udcff",
+    "\0",
+    "auto:-1",
+    "auto:0x10",
+    "auto:1e9",
+    "auto:" + "0" * 5000 + "1",
 ]
 
 

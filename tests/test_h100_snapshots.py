@@ -14,8 +14,14 @@ UUID = "GPU-01d83f95-672d-81b5-9526-846e008943ce"
 
 
 def envdoctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "NO_COLOR": "1", **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "NO_COLOR": "1", **env},
+        timeout=120,
+    )
 
 
 def findings(snapshot: str) -> dict[str, dict]:
@@ -47,14 +53,17 @@ def test_gpus_table_and_env_from_the_recorded_inventory() -> None:
     row = next(line for line in table.stdout.splitlines() if UUID in line)
     assert "00000000:00:06.0" in row and "NVIDIA H100 80GB HBM3" in row and "9.0" in row
     env = envdoctor("env", "--gpus", "GPU-01d8", "--from", str(SEEN / "gpus.json"))
-    assert env.stdout.splitlines() == ["export CUDA_DEVICE_ORDER='PCI_BUS_ID'",
-                                       f"export CUDA_VISIBLE_DEVICES='{UUID}'",
-                                       "export TF_FORCE_GPU_ALLOW_GROWTH='true'"]
+    assert env.stdout.splitlines() == [
+        "export CUDA_DEVICE_ORDER='PCI_BUS_ID'",
+        f"export CUDA_VISIBLE_DEVICES='{UUID}'",
+        "export TF_FORCE_GPU_ALLOW_GROWTH='true'",
+    ]
 
 
 def test_build_tf_plans_for_the_recorded_h100() -> None:
-    plan = envdoctor("build-tf", "--dry-run", "--tf-version", "2.20.0", "--from", str(SEEN / "facts.json"),
-                     "--skip-flag-check")
+    plan = envdoctor(
+        "build-tf", "--dry-run", "--tf-version", "2.20.0", "--from", str(SEEN / "facts.json"), "--skip-flag-check"
+    )
     assert plan.returncode == 0, plan.stderr
     assert "HERMETIC_CUDA_COMPUTE_CAPABILITIES=sm_90,compute_90" in plan.stdout
 
@@ -96,8 +105,10 @@ def test_h200_final_session_shows_the_reviewed_behaviour() -> None:
     session = (final / "session.txt").read_text()
     block = session.split("## two concurrent run --gpus auto:1\n")[1].split("\n## ")[0]
     assert block.count("[exit 0]") == 1 and block.count("[exit 2]") == 1  # one GPU, two jobs: one wins
-    assert "## envdoctor check --bogus-option\nenvdoctor: error: No such option '--bogus-option' (see envdoctor " \
-           "check --help)\n[exit 2]" in session  # one line, not click's panel
+    assert (
+        "## envdoctor check --bogus-option\nenvdoctor: error: No such option '--bogus-option' (see envdoctor "
+        "check --help)\n[exit 2]" in session
+    )  # one line, not click's panel
     assert "inspecting /usr/bin/python3 (Python 3.12.3, system)" in session
     busy = json.loads(envdoctor("check", "--json", "--from", str(final / "busy-facts.json")).stdout)
     assert any(f["code"] == "gpu.memory-in-use" for f in busy["findings"])

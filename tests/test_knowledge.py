@@ -30,15 +30,26 @@ def test_knowledge_imports_only_recipes_and_itself() -> None:
         assert others == set(), f"{path.name} imports {sorted(others)}"
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "buildtf").glob("*.py")) + [PACKAGE / "commands/build_tf.py"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "buildtf").glob("*.py")) + [PACKAGE / "commands/build_tf.py"], ids=lambda p: p.name
+)
 def test_build_tf_does_not_import_the_checks(path: Path) -> None:
     assert not [m for m in _imports(path) if m.startswith("envdoctor.checks")]
 
 
-@pytest.mark.parametrize(("text", "parsed"), [("580.159.04", (580, 159)), ("12.5.1", (12, 5)), ("9", (9, 0)),
-                                              ("V12.4.131", (12, 4)), ("2.21.0rc1", (2, 21)), ("", None),
-                                              (None, None), ("none", None)])
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("580.159.04", (580, 159)),
+        ("12.5.1", (12, 5)),
+        ("9", (9, 0)),
+        ("V12.4.131", (12, 4)),
+        ("2.21.0rc1", (2, 21)),
+        ("", None),
+        (None, None),
+        ("none", None),
+    ],
+)
 def test_one_version_parser(text: str | None, parsed: tuple[int, int] | None) -> None:
     assert versions.major_minor(text) == parsed
     assert versions.major(text) == (parsed[0] if parsed else None)
@@ -104,8 +115,10 @@ def test_each_recipe_holds_to_its_schema(path: Path) -> None:
     schema = json.loads((path.parent / "schemas" / f"{path.stem}.schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     recipe = json.loads(path.read_text(encoding="utf-8"))
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in jsonschema.Draft202012Validator(schema).iter_errors(recipe)]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft202012Validator(schema).iter_errors(recipe)
+    ]
     assert errors == []
 
 

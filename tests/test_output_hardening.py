@@ -109,8 +109,13 @@ def test_gpus_table_prints_snapshot_text_as_text(tmp_path: Path, columns: str) -
     data["gpus"][0]["name"] = "[/bold] \x1b]0;owned\x07 [red]x"
     path = tmp_path / "g.json"
     path.write_text(json.dumps(data))
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "gpus", "--from", str(path)], capture_output=True,
-                            cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": columns})
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "gpus", "--from", str(path)],
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, "COLUMNS": columns},
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert "[/bold] \\x1b]0;owned\\x07 [red]x" in text and "\x1b" not in text

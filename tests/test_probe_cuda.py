@@ -34,8 +34,14 @@ Build cuda_13.0.r13.0/compiler.36424714_0
 """  # verbatim from the H100 capture's host.txt
 
 
-def run_probe(root: Path, env: dict[str, str] | None = None, tf_cuda: str | None = None, tf_cudnn: str | None = None,
-              site: list[str] | None = None, tf_location: str | None = None) -> Facts:
+def run_probe(
+    root: Path,
+    env: dict[str, str] | None = None,
+    tf_cuda: str | None = None,
+    tf_cudnn: str | None = None,
+    site: list[str] | None = None,
+    tf_location: str | None = None,
+) -> Facts:
     facts = Facts()
     facts.system.arch = "x86_64"
     facts.tensorflow.site_packages = site or []
@@ -59,7 +65,9 @@ def test_version_json_real_layout():
     assert parse_version_json(text) == "11.8.20220929"
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"cuda": "12.4"}', '{"cuda": {"version": 12.4}}', '{"cuda": {"version": "x"}}'])
+@pytest.mark.parametrize(
+    "text", ["", "{", "[]", '{"cuda": "12.4"}', '{"cuda": {"version": 12.4}}', '{"cuda": {"version": "x"}}']
+)
 def test_version_json_broken(text):
     assert parse_version_json(text) is None
 
@@ -229,7 +237,9 @@ def test_pip_wheels_both_layouts():
 
 
 def test_tf_libraries_from_pip_wheels_through_rpath():
-    facts = run_probe(PIP, tf_cuda="12.5.1", tf_cudnn="9", site=[TF_SITE, TORCH_SITE], tf_location=f"{TF_SITE}/tensorflow")
+    facts = run_probe(
+        PIP, tf_cuda="12.5.1", tf_cudnn="9", site=[TF_SITE, TORCH_SITE], tf_location=f"{TF_SITE}/tensorflow"
+    )
     found = libs(facts)
     table = json.loads((Path(__file__).parents[1] / "recipes/cuda_libraries.json").read_text())
     assert set(found) == set(table["cuda"]["12"]) | {"cudnn", "cuda"}
@@ -244,7 +254,9 @@ def test_tf_libraries_from_pip_wheels_through_rpath():
 def test_tf_libraries_from_another_env_are_off_the_loader_path():
     # TF in a site-packages without the wheels: the torch venv's CUDA 13 copies do not help a CUDA 12 build,
     # and its CUDA 12 copies (other env) are not on TF's rpath.
-    facts = run_probe(PIP, tf_cuda="12.5.1", tf_cudnn="9", site=[TORCH_SITE, TF_SITE], tf_location=f"{TORCH_SITE}/tensorflow")
+    facts = run_probe(
+        PIP, tf_cuda="12.5.1", tf_cudnn="9", site=[TORCH_SITE, TF_SITE], tf_location=f"{TORCH_SITE}/tensorflow"
+    )
     found = libs(facts)
     assert found["cudart"] == ("off_loader_path", None, None, [f"{TF_SITE}/nvidia/cuda_runtime/lib/libcudart.so.12"])
 
@@ -307,7 +319,11 @@ def test_off_loader_path_toolkit_and_ld_library_path():
 def test_cuda12_toolkit_found_through_ld_so_conf():
     facts = run_probe(MULTI, tf_cuda="12.5.1", tf_cudnn="9")
     found = libs(facts)
-    assert found["cudart"][:3] == ("found", "/usr/local/cuda-12/targets/x86_64-linux/lib/libcudart.so.12", "ld.so.cache")
+    assert found["cudart"][:3] == (
+        "found",
+        "/usr/local/cuda-12/targets/x86_64-linux/lib/libcudart.so.12",
+        "ld.so.cache",
+    )
     assert found["cudnn"][:3] == ("found", "/usr/lib/x86_64-linux-gnu/libcudnn.so.9", "ld.so.cache")
 
 

@@ -27,8 +27,10 @@ To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 AVX_V
 """
 
 # TF 1.x-2.3 wording, quoted in /work/shared/research/doctor_anchors.md section 2c (tensorflow/tensorflow#24814).
-TF_1_X = ("2019-01-10 10:31:19.493618: I tensorflow/core/platform/cpu_feature_guard.cc:141] Your CPU supports "
-          "instructions that this TensorFlow binary was not compiled to use: AVX2 FMA\n")
+TF_1_X = (
+    "2019-01-10 10:31:19.493618: I tensorflow/core/platform/cpu_feature_guard.cc:141] Your CPU supports "
+    "instructions that this TensorFlow binary was not compiled to use: AVX2 FMA\n"
+)
 
 # TF ~2.4-2.8 wording (doctor_anchors.md section 2c); also an NGC build that listed SSE4.1/SSE4.2 there.
 TF_2_6_ONEDNN = (
@@ -58,8 +60,10 @@ Skipping registering GPU devices...
 """
 
 # LOG(FATAL) of cpu_feature_guard.cc (its source text, doctor_anchors.md section 2c) before SIGABRT.
-TF_FATAL_NO_AVX = ("F tensorflow/core/platform/cpu_feature_guard.cc:37] The TensorFlow library was compiled to use "
-                   "AVX instructions, but these aren't available on your machine.\n")
+TF_FATAL_NO_AVX = (
+    "F tensorflow/core/platform/cpu_feature_guard.cc:37] The TensorFlow library was compiled to use "
+    "AVX instructions, but these aren't available on your machine.\n"
+)
 
 
 def _answer(**data: object) -> str:
@@ -110,10 +114,15 @@ def test_recent_log_format_without_cuda() -> None:
 
 
 def test_gpus_registered() -> None:
-    gpus = [{"name": "/physical_device:GPU:0", "device_name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]},
-            {"name": "/physical_device:GPU:1", "device_name": None, "compute_capability": None}]
+    gpus = [
+        {"name": "/physical_device:GPU:0", "device_name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]},
+        {"name": "/physical_device:GPU:1", "device_name": None, "compute_capability": None},
+    ]
     deep = parse_import_output(_answer(gpus=gpus), "", 0)
-    assert deep.gpus == ["/physical_device:GPU:0 (NVIDIA H100 80GB HBM3, compute capability 9.0)", "/physical_device:GPU:1"]
+    assert deep.gpus == [
+        "/physical_device:GPU:0 (NVIDIA H100 80GB HBM3, compute capability 9.0)",
+        "/physical_device:GPU:1",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -127,8 +136,9 @@ def test_gpus_registered() -> None:
         ("", "", -99, None, "signal 99", False),
     ],
 )
-def test_how_the_child_ended(stdout: str, stderr: str, returncode: int | None, error: str | None,
-                             signal: str | None, timed_out: bool) -> None:
+def test_how_the_child_ended(
+    stdout: str, stderr: str, returncode: int | None, error: str | None, signal: str | None, timed_out: bool
+) -> None:
     deep = parse_import_output(stdout, stderr, returncode, error)
     assert (deep.signal, deep.timed_out, deep.returncode) == (signal, timed_out, returncode)
     assert deep.tf_version is None
@@ -183,8 +193,9 @@ def test_sigill_child(tmp_path: Path) -> None:
     assert facts.deep is not None and facts.deep.signal == "SIGILL" and facts.deep.returncode == -4
 
 
-def test_child_runs_away_from_the_working_directory_and_asks_for_library_lines(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_runs_away_from_the_working_directory_and_asks_for_library_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A `tensorflow/` source tree in the working directory must not shadow the installed one, and since TF 2.13
     # "Could not load dynamic library" is a VLOG(1) line of dso_loader: the child asks for it.
     (tmp_path / "tensorflow").mkdir()

@@ -22,9 +22,19 @@ def test_only_set_variables_are_recorded_and_empty_counts_as_set() -> None:
 
 
 def test_issue_variables_are_all_watched() -> None:
-    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR",
-                 "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS", "CUDA_HOME", "CUDA_PATH",
-                 "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
+    for name in (
+        "CUDA_VISIBLE_DEVICES",
+        "CUDA_DEVICE_ORDER",
+        "TF_FORCE_GPU_ALLOW_GROWTH",
+        "TF_GPU_ALLOCATOR",
+        "TF_ENABLE_ONEDNN_OPTS",
+        "TF_CPP_MIN_LOG_LEVEL",
+        "XLA_FLAGS",
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "NVIDIA_VISIBLE_DEVICES",
+        "LD_LIBRARY_PATH",
+    ):
         assert name in VARIABLES
 
 

@@ -19,7 +19,7 @@ ROOTS = REPO / "tests" / "fixtures" / "roots"
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this OS")
 
 
-def _within(seconds: float, fn):  # noqa: ANN001, ANN202 - a hang fails the test instead of hanging the suite
+def _within(seconds: float, fn):
     result: list[object] = []
     worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
     worker.start()
@@ -60,7 +60,12 @@ def test_check_finishes_on_a_root_whose_every_file_is_a_fifo(tmp_path: Path, nam
     for path in [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]:
         path.unlink()
         os.mkfifo(path)
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "check", "--json", "--root", str(root)],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "check", "--json", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode in (0, 1), result.stderr
     assert '"probe_errors": []' in result.stdout

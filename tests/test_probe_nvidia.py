@@ -25,7 +25,7 @@ from envdoctor.probes.nvidia import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakenvml import FakeNvml  # noqa: E402
+from fakenvml import FakeNvml
 
 FIXTURES = Path(__file__).parent / "fixtures"
 H100 = FIXTURES / "h100-firecracker"
@@ -210,10 +210,18 @@ def test_nvml_mig_devices_and_a_lost_gpu():
         max_mig_device_count=7,
         errors={"utilization": "NVMLError_NotSupported: Not Supported"},  # NVML has no utilisation under MIG
         mig_devices=[
-            {"index": 0, "uuid": "MIG-0e3a0c5b-4b0f-5d2e-9a2a-1f6f3c1e0a01", "name": "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
-             "memory_v1": {"total": 42949672960, "used": 0, "free": 42949672960}},
-            {"index": 2, "uuid": "MIG-0e3a0c5b-4b0f-5d2e-9a2a-1f6f3c1e0a02", "name": "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
-             "memory_v1": {"total": 42949672960, "used": 0, "free": 42949672960}},
+            {
+                "index": 0,
+                "uuid": "MIG-0e3a0c5b-4b0f-5d2e-9a2a-1f6f3c1e0a01",
+                "name": "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
+                "memory_v1": {"total": 42949672960, "used": 0, "free": 42949672960},
+            },
+            {
+                "index": 2,
+                "uuid": "MIG-0e3a0c5b-4b0f-5d2e-9a2a-1f6f3c1e0a02",
+                "name": "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
+                "memory_v1": {"total": 42949672960, "used": 0, "free": 42949672960},
+            },
         ],
     )
     lost = {"index": 1, "handle_error": "NVMLError_GpuIsLost"}
@@ -260,11 +268,19 @@ def test_real_pynvml_without_a_driver_records_why():
     if driver.gpu_source == "nvml":  # a machine with a working driver: nothing to classify
         assert all(g.uuid for g in gpus)
     else:
-        assert driver.nvml_error.kind in {"library_not_found", "driver_not_loaded", "lib_rm_version_mismatch",
-                                          "no_permission", "gpu_lost", "unknown"}
+        assert driver.nvml_error.kind in {
+            "library_not_found",
+            "driver_not_loaded",
+            "lib_rm_version_mismatch",
+            "no_permission",
+            "gpu_lost",
+            "unknown",
+        }
 
 
-@pytest.mark.parametrize(("value", "text"), [(13000, "13.0"), (12020, "12.2"), (11040, "11.4"), (0, None), (None, None)])
+@pytest.mark.parametrize(
+    ("value", "text"), [(13000, "13.0"), (12020, "12.2"), (11040, "11.4"), (0, None), (None, None)]
+)
 def test_cuda_version_string(value, text):
     assert cuda_version_string(value) == text
 
@@ -275,7 +291,11 @@ def test_cuda_version_string(value, text):
 @pytest.mark.parametrize("state", ["idle", "busy"])
 def test_parse_real_nvidia_smi_xml(state):
     driver, (gpu,) = parse_nvidia_smi_xml((H100 / state / "nvidia-smi-q-x.xml").read_text())
-    assert (driver.userspace_version, driver.cuda_driver_version, driver.gpu_source) == ("580.159.04", "13.0", "nvidia-smi")
+    assert (driver.userspace_version, driver.cuda_driver_version, driver.gpu_source) == (
+        "580.159.04",
+        "13.0",
+        "nvidia-smi",
+    )
     assert (gpu.index, gpu.pci_bus_id, gpu.uuid) == (0, "00000000:00:06.0", capture(state)["gpus"][0]["uuid"])
     assert gpu.memory_total_bytes == 81559 * 1024 * 1024 and gpu.mig_enabled is False
     assert gpu.max_sm_clock_mhz == 1980 and gpu.utilization_gpu == 0
@@ -393,10 +413,28 @@ def test_fuzz_proc_driver_version(text, cut):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.recursive(st.none() | st.integers() | st.text() | st.booleans(),
-                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)))
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text() | st.booleans(),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+    )
+)
 def test_fuzz_nvml_values(value):
     """Whatever a (fake or broken) binding returns for each value, read_gpus_nvml never raises."""
-    gpu = {k: value for k in ("name", "uuid", "pci", "cuda_compute_capability", "memory_v2", "memory_v1",
-                              "utilization", "mig_mode", "compute_processes", "max_sm_clock_mhz", "num_gpu_cores")}
+    gpu = {
+        k: value
+        for k in (
+            "name",
+            "uuid",
+            "pci",
+            "cuda_compute_capability",
+            "memory_v2",
+            "memory_v1",
+            "utilization",
+            "mig_mode",
+            "compute_processes",
+            "max_sm_clock_mhz",
+            "num_gpu_cores",
+        )
+    }
     read_gpus_nvml(FakeNvml({"driver_version": value, "cuda_driver_version": value, "gpus": [gpu]}))

@@ -73,7 +73,7 @@ class _SpyOS:
         if path != self.root and not path.startswith(self.root + "/"):
             self.problems.append(f"{call}({path!r}) outside the root")
             return
-        parts = path[len(self.root):].split("/")[1:-1]
+        parts = path[len(self.root) :].split("/")[1:-1]
         for depth in range(1, len(parts) + 1):
             prefix = self.root + "/" + "/".join(parts[:depth])
             if os.path.islink(prefix):
@@ -177,8 +177,13 @@ def test_the_reported_escape_hostname_linked_to_a_host_file(tmp_path: Path, host
     (tmp_path / "r/etc").mkdir(parents=True)
     (tmp_path / "r/etc/hostname").symlink_to(host_secret / "secret")
     (tmp_path / "r/etc/os-release").symlink_to(host_secret / "secret")
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "check", "--json", "--root", str(tmp_path / "r")],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "check", "--json", "--root", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode in (0, 1), result.stderr
     facts = json.loads(result.stdout)["facts"]
     assert facts["system"]["hostname"] is None and facts["system"]["distro_id"] is None
@@ -216,8 +221,13 @@ def test_distribution_files_that_are_fifos_or_devices_do_not_hang(tmp_path: Path
     (tmp_path / "etc/os-release").symlink_to("../../../../../../../dev/zero")
     (tmp_path / "usr/lib").mkdir(parents=True)
     (tmp_path / "usr/lib/os-release").symlink_to("/dev/zero")
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "check", "--json", "--root", str(tmp_path)],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "check", "--json", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode in (0, 1), result.stderr
     assert json.loads(result.stdout)["facts"]["system"]["distro_id"] is None
 

@@ -83,7 +83,11 @@ def test_h100_capture_root() -> None:
     ("osrelease", "proc_version", "expected"),
     [
         # Real strings quoted in public projects' tests (see README): WSL2 5.15 and 4.19 kernels, WSL1's fake kernel.
-        ("5.15.153.1-microsoft-standard-WSL2", "Linux version 5.15.153.1-microsoft-standard-WSL2 (root@941d701f84f1)", 2),
+        (
+            "5.15.153.1-microsoft-standard-WSL2",
+            "Linux version 5.15.153.1-microsoft-standard-WSL2 (root@941d701f84f1)",
+            2,
+        ),
         ("4.19.128-microsoft-standard", None, 2),
         ("4.4.0-19041-Microsoft", "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) #1237-Microsoft", 1),
         ("6.18.44-fc-v657-gpu", "Linux version 6.18.44-fc-v657-gpu (builder@sandboxing)", None),
@@ -183,7 +187,9 @@ def test_random_os_release_never_raises(tmp_path_factory: pytest.TempPathFactory
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(sorted(p.name for p in OS_RELEASE.iterdir() if p.is_dir())), st.floats(0, 1))
-def test_truncated_os_release_never_raises(tmp_path_factory: pytest.TempPathFactory, name: str, fraction: float) -> None:
+def test_truncated_os_release_never_raises(
+    tmp_path_factory: pytest.TempPathFactory, name: str, fraction: float
+) -> None:
     root = tmp_path_factory.mktemp("root")
     shutil.copytree(OS_RELEASE / name, root, dirs_exist_ok=True)
     for path in root.rglob("*release"):

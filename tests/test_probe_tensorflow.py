@@ -39,7 +39,11 @@ def test_real_cpu_wheel_build_info() -> None:
     info = parse_build_info((SITES / "tf-2.21-cpu" / tfprobe.BUILD_INFO).read_text())
     assert info is not None
     assert (info.is_cuda_build, info.is_rocm_build, info.cuda_version, info.cuda_compute_capabilities) == (
-        False, False, None, [])
+        False,
+        False,
+        None,
+        [],
+    )
     assert info.raw == {"is_cuda_build": False, "is_rocm_build": False, "is_tensorrt_build": False}
 
 
@@ -53,22 +57,34 @@ def test_cuda_wheel_build_info() -> None:
 
 def test_build_info_variants() -> None:
     # TF 2.12's build_info as quoted in doctor_anchors.md section 2b, written as a plain dict.
-    text = ("build_info = {'cpu_compiler': '/dt9/usr/bin/gcc', 'cuda_compute_capabilities': ['sm_35', 'sm_50', "
-            "'sm_60', 'sm_70', 'sm_75', 'compute_80'], 'cuda_version': '11.8', 'cudnn_version': '8', "
-            "'is_cuda_build': True, 'is_rocm_build': False, 'is_tensorrt_build': True}")
+    text = (
+        "build_info = {'cpu_compiler': '/dt9/usr/bin/gcc', 'cuda_compute_capabilities': ['sm_35', 'sm_50', "
+        "'sm_60', 'sm_70', 'sm_75', 'compute_80'], 'cuda_version': '11.8', 'cudnn_version': '8', "
+        "'is_cuda_build': True, 'is_rocm_build': False, 'is_tensorrt_build': True}"
+    )
     info = parse_build_info(text)
     assert info is not None and info.cuda_version == "11.8" and info.cuda_compute_capabilities[0] == "sm_35"
     # A source build can carry the capabilities as one string; booleans can come as text.
-    info = parse_build_info("import collections\nbuild_info = collections.OrderedDict([('cuda_compute_capabilities', "
-                            "'sm_70,compute_80'), ('is_cuda_build', 'true'), ('msvcp_dll_names', ('a.dll', 'b.dll'))])")
+    info = parse_build_info(
+        "import collections\nbuild_info = collections.OrderedDict([('cuda_compute_capabilities', "
+        "'sm_70,compute_80'), ('is_cuda_build', 'true'), ('msvcp_dll_names', ('a.dll', 'b.dll'))])"
+    )
     assert info is not None and info.cuda_compute_capabilities == ["sm_70", "compute_80"]
     assert info.is_cuda_build is True and info.raw["msvcp_dll_names"] == ["a.dll", "b.dll"]
 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "build_info = OrderedDict(", "build_info = foo()", "x = 1", "build_info = [1, 2]", "\x00",
-     "build_info = {'a': __import__('os')}", "build_info = collections.OrderedDict([('a', 1)], extra)"],
+    [
+        "",
+        "build_info = OrderedDict(",
+        "build_info = foo()",
+        "x = 1",
+        "build_info = [1, 2]",
+        "\x00",
+        "build_info = {'a': __import__('os')}",
+        "build_info = collections.OrderedDict([('a', 1)], extra)",
+    ],
 )
 def test_unreadable_build_info_is_none_not_an_exception(text: str) -> None:
     info = parse_build_info(text)
@@ -109,13 +125,22 @@ def test_cuda_site_packages() -> None:
     assert tf.build_info is not None and tf.build_info.cuda_version == "12.3"
     # In the recipe's order; unrelated packages (requests, nvidia-*) are not listed here.
     assert [(p.name, p.version) for p in tf.related] == [
-        ("keras", "3.4.1"), ("tf_keras", "2.17.0"), ("numpy", "1.26.4"), ("torch", "2.4.0"),
-        ("jax", "0.4.31"), ("jaxlib", "0.4.31")]
+        ("keras", "3.4.1"),
+        ("tf_keras", "2.17.0"),
+        ("numpy", "1.26.4"),
+        ("torch", "2.4.0"),
+        ("jax", "0.4.31"),
+        ("jaxlib", "0.4.31"),
+    ]
 
 
 def test_several_tensorflow_distributions_and_the_one_that_owns_the_files() -> None:
     tf = _fill(SITES / "two-tensorflows")
-    assert _names(tf.distributions) == {"tensorflow": "2.16.1", "tensorflow-cpu": "2.17.0", "tf-nightly": "2.19.0.dev20241201"}
+    assert _names(tf.distributions) == {
+        "tensorflow": "2.16.1",
+        "tensorflow-cpu": "2.17.0",
+        "tf-nightly": "2.19.0.dev20241201",
+    }
     # tensorflow 2.16.1 was installed last: the build_info.py on disk is the one its RECORD names.
     assert tf.version == "2.16.1"
     assert tf.build_info is not None and tf.build_info.is_cuda_build is True
@@ -139,7 +164,7 @@ def test_this_interpreter_in_process() -> None:
     probe(ProbeContext(), facts)
     tf = facts.tensorflow
     assert tf.error is None and tf.python_executable == sys.executable
-    assert tf.python_version == "%d.%d.%d" % sys.version_info[:3]
+    assert tf.python_version == "{}.{}.{}".format(*sys.version_info[:3])
     assert all(os.path.isdir(p) for p in tf.site_packages)
     try:
         from importlib.metadata import version
@@ -172,7 +197,7 @@ def test_other_interpreter(second_venv: Path) -> None:
     tf = facts.tensorflow
     assert tf.error is None
     assert tf.python_executable == python
-    assert tf.python_version == "%d.%d.%d" % sys.version_info[:3]
+    assert tf.python_version == "{}.{}.{}".format(*sys.version_info[:3])
     site = str(next(second_venv.glob("lib/python3*/site-packages")))
     assert site in tf.site_packages
     # Its own packages, not this interpreter's tensorflow-cpu.
@@ -266,14 +291,23 @@ def test_root_pip_fixes_target_the_python_that_owns_tensorflows_directory(tmp_pa
     debian = Path("/usr/lib/python3.11/EXTERNALLY-MANAGED")  # Debian's real marker, copied when there is one
     marker = debian.read_text() if debian.is_file() else "[externally-managed]\nError=use apt or a venv\n"
     cases = {
-        "venv": ("opt/app/venv/lib/python3.11/site-packages", "opt/app/venv/pyvenv.cfg",
-                 ("/opt/app/venv/bin/python", "venv", False)),
-        "system": ("usr/local/lib/python3.11/dist-packages", "usr/lib/python3.11/EXTERNALLY-MANAGED",
-                   ("/usr/bin/python3.11", "system", True)),
+        "venv": (
+            "opt/app/venv/lib/python3.11/site-packages",
+            "opt/app/venv/pyvenv.cfg",
+            ("/opt/app/venv/bin/python", "venv", False),
+        ),
+        "system": (
+            "usr/local/lib/python3.11/dist-packages",
+            "usr/lib/python3.11/EXTERNALLY-MANAGED",
+            ("/usr/bin/python3.11", "system", True),
+        ),
         "prefix": ("opt/py/lib/python3.11/site-packages", None, ("/opt/py/bin/python", None, None)),
         # the python:3.11 images: Python built into /usr/local, while Debian's own may carry the marker
-        "usr-local": ("usr/local/lib/python3.11/site-packages", "usr/local/bin/python3.11",
-                      ("/usr/local/bin/python3.11", "system", False)),
+        "usr-local": (
+            "usr/local/lib/python3.11/site-packages",
+            "usr/local/bin/python3.11",
+            ("/usr/local/bin/python3.11", "system", False),
+        ),
     }
     for name, (site, extra, expected) in cases.items():
         root = tmp_path / name

@@ -16,25 +16,61 @@ H100_UUID = "GPU-c1d61728-05ec-5f50-fc60-c0fc41847924"
 
 
 def h100_facts() -> Facts:
-    facts = Facts(envdoctor_version="0.1.0", system=SystemFacts(
-        os="Linux", distro_id="ubuntu", distro_name="Ubuntu 24.04.3 LTS", arch="x86_64", python_version="3.12.3",
-        hostname="gpu-node-7", user="alice", home="/home/alice", package_manager="apt"))
-    facts.gpus = [GpuFacts(index=0, name="NVIDIA H100 80GB HBM3", uuid=H100_UUID, pci_bus_id="00000000:00:06.0",
-                           compute_capability="9.0", memory_total_bytes=85520809984,
-                           memory_used_bytes=6994853888, memory_free_bytes=78022639616,
-                           processes=[GpuProcess(pid=720, used_memory_bytes=6985613312)])]
+    facts = Facts(
+        envdoctor_version="0.1.0",
+        system=SystemFacts(
+            os="Linux",
+            distro_id="ubuntu",
+            distro_name="Ubuntu 24.04.3 LTS",
+            arch="x86_64",
+            python_version="3.12.3",
+            hostname="gpu-node-7",
+            user="alice",
+            home="/home/alice",
+            package_manager="apt",
+        ),
+    )
+    facts.gpus = [
+        GpuFacts(
+            index=0,
+            name="NVIDIA H100 80GB HBM3",
+            uuid=H100_UUID,
+            pci_bus_id="00000000:00:06.0",
+            compute_capability="9.0",
+            memory_total_bytes=85520809984,
+            memory_used_bytes=6994853888,
+            memory_free_bytes=78022639616,
+            processes=[GpuProcess(pid=720, used_memory_bytes=6985613312)],
+        )
+    ]
     return facts
 
 
 def findings() -> list[Finding]:
     return [
-        Finding("driver.ok", Severity.OK, "NVIDIA driver 580.159.04 (open kernel module), CUDA ≤ 13.0",
-                ["/proc/driver/nvidia/version: 580.159.04"]),
-        Finding("gpu.memory-in-use", Severity.WARNING, "GPU 0 already has 6.5 GiB held by 1 other process",
-                [f"{H100_UUID}: pid 720 holds 6985613312 bytes"], 'eval "$(envdoctor env --gpus 0)"'),
-        Finding("cpu.unused-instructions", Severity.INFO, "TensorFlow does not use AVX2, FMA", [], "envdoctor build-tf"),
-        Finding("tensorflow.missing", Severity.ERROR, "TensorFlow is not installed in /home/alice/venv",
-                ["python: /home/alice/venv/bin/python on gpu-node-7"], "pip install tensorflow[and-cuda]"),
+        Finding(
+            "driver.ok",
+            Severity.OK,
+            "NVIDIA driver 580.159.04 (open kernel module), CUDA ≤ 13.0",
+            ["/proc/driver/nvidia/version: 580.159.04"],
+        ),
+        Finding(
+            "gpu.memory-in-use",
+            Severity.WARNING,
+            "GPU 0 already has 6.5 GiB held by 1 other process",
+            [f"{H100_UUID}: pid 720 holds 6985613312 bytes"],
+            'eval "$(envdoctor env --gpus 0)"',
+        ),
+        Finding(
+            "cpu.unused-instructions", Severity.INFO, "TensorFlow does not use AVX2, FMA", [], "envdoctor build-tf"
+        ),
+        Finding(
+            "tensorflow.missing",
+            Severity.ERROR,
+            "TensorFlow is not installed in /home/alice/venv",
+            ["python: /home/alice/venv/bin/python on gpu-node-7"],
+            "pip install tensorflow[and-cuda]",
+        ),
     ]
 
 
@@ -121,7 +157,8 @@ def test_redaction_by_token_in_any_case_with_the_short_host_name_and_addresses()
     facts.tensorflow.related.append(PythonPackage("nvidia-curand-cu12", "10.3.6.82"))  # a version, not an address
     assert redactor(facts)("curand 10.3.6.82, host 10.3.6.83") == "curand 10.3.6.82, host <ip>"
     assert scrub("at 2026-11-26T16:49:42+00:00 on 0000:3b:00.0, std::vector") == (
-        "at 2026-11-26T16:49:42+00:00 on 0000:3b:00.0, std::vector")  # times, PCI ids and C++ stay
+        "at 2026-11-26T16:49:42+00:00 on 0000:3b:00.0, std::vector"
+    )  # times, PCI ids and C++ stay
 
 
 def test_redaction_scrubs_uuid_prefixes_that_cuda_visible_devices_accepts() -> None:
@@ -156,7 +193,8 @@ def test_redacted_root_snapshot_keeps_its_keys_and_diagnoses_the_same() -> None:
     assert redacted["system"]["home"] == "/root" and redacted["system"]["hostname"] == "<host>"
     loaded = from_dict(Facts, json.loads(json.dumps(redacted)))
     assert [(f.code, f.severity) for f in diagnose(loaded).findings] == [
-        (f.code, f.severity) for f in diagnose(facts).findings]
+        (f.code, f.severity) for f in diagnose(facts).findings
+    ]
 
 
 def test_redaction_never_touches_keys_and_spares_default_accounts() -> None:

@@ -16,8 +16,7 @@ def test_output_beyond_the_bound_stops_the_command() -> None:
 
 
 def test_a_child_that_closes_its_pipes_but_keeps_running_times_out() -> None:
-    result = run_command([sys.executable, "-c", "import os, time; os.close(1); os.close(2); time.sleep(30)"],
-                         timeout=1)
+    result = run_command([sys.executable, "-c", "import os, time; os.close(1); os.close(2); time.sleep(30)"], timeout=1)
     assert result.returncode is None and result.error == "timeout after 1s" and result.seconds < 5
 
 

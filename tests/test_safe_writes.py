@@ -24,8 +24,14 @@ H100_ROOT = REPO / "tests" / "fixtures" / "h100-firecracker" / "idle" / "root"
 
 
 def envdoctor(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+    )
 
 
 def char_device(tmp_path: Path) -> Path:
@@ -67,7 +73,8 @@ def _parts(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("make", [char_device, fifo, unix_socket, directory], ids=["device", "fifo", "socket", "dir"])
 def test_a_target_that_is_not_a_regular_file_is_refused_and_left_as_it_is(
-        tmp_path: Path, make: Callable[[Path], Path]) -> None:
+    tmp_path: Path, make: Callable[[Path], Path]
+) -> None:
     target = make(tmp_path)
     before = _snapshot(target)
     with pytest.raises(atomic.NotRegularFile) as refused:
@@ -131,7 +138,8 @@ def test_check_save_to_a_device_is_one_line_exit_2_and_the_device_stays(tmp_path
     result = envdoctor("check", "--root", str(H100_ROOT), "--save", str(device))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"envdoctor: error: --save {device}: is a character device, not a regular file: refusing to replace it"]
+        f"envdoctor: error: --save {device}: is a character device, not a regular file: refusing to replace it"
+    ]
     assert _snapshot(device) == before
 
 

@@ -29,18 +29,27 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
 @pytest.mark.parametrize("name", sorted(schema.SCHEMAS))
 def test_published_schema_is_current(name: str) -> None:
     assert (DOCS / name).read_text() == schema.render(schema.SCHEMAS[name]()), (
-        f"docs/{name} is stale: run python -m envdoctor.schema")
+        f"docs/{name} is stale: run python -m envdoctor.schema"
+    )
 
 
 def _check_json(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "check", "--json", *args], capture_output=True,
-                            text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "check", "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("args", [[], *(["--root", str(r)] for r in ROOTS), *(["--from", str(s)] for s in SNAPSHOTS)],
-                         ids=lambda a: Path(a[-1]).parent.name if a else "host")
+@pytest.mark.parametrize(
+    "args",
+    [[], *(["--root", str(r)] for r in ROOTS), *(["--from", str(s)] for s in SNAPSHOTS)],
+    ids=lambda a: Path(a[-1]).parent.name if a else "host",
+)
 def test_check_json_holds_to_its_schema(args: list[str]) -> None:
     document = _check_json(*args)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in _validator("check.schema.json").iter_errors(document)]

@@ -11,9 +11,15 @@ from envdoctor.errors import UsageError
 from envdoctor.runner import CommandResult
 from envdoctor.smoke import multiworker
 
-SLURM = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "gpu[01-02]",
-         "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0",
-         "SLURMD_NODENAME": "gpu02"}
+SLURM = {
+    "SLURM_PROCID": "1",
+    "SLURM_STEP_NUM_TASKS": "2",
+    "SLURM_STEP_NODELIST": "gpu[01-02]",
+    "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+    "SLURM_JOB_ID": "4242",
+    "SLURM_STEP_ID": "0",
+    "SLURMD_NODENAME": "gpu02",
+}
 
 
 def test_workers_given_win_over_the_engine() -> None:
@@ -22,21 +28,25 @@ def test_workers_given_win_over_the_engine() -> None:
 
 
 def test_tfjob_chief_and_workers_become_one_worker_list_chief_first() -> None:
-    config = {"cluster": {"chief": ["job-chief-0.ns:2222"], "worker": ["job-worker-0.ns:2222",
-                                                                      "job-worker-1.ns:2222"]},
-              "task": {"type": "worker", "index": 1}}
+    config = {
+        "cluster": {"chief": ["job-chief-0.ns:2222"], "worker": ["job-worker-0.ns:2222", "job-worker-1.ns:2222"]},
+        "task": {"type": "worker", "index": 1},
+    }
     cluster = multiworker.find_cluster(None, None, {"TF_CONFIG": json.dumps(config), **SLURM})  # TF_CONFIG first
     assert cluster.workers == ["job-chief-0.ns:2222", "job-worker-0.ns:2222", "job-worker-1.ns:2222"]
     assert cluster.index == 2 and cluster.source == "tf_config" and cluster.detail == "TF_CONFIG (task worker 1)"
 
 
-@pytest.mark.parametrize("config, message", [
-    ("{not json", "TF_CONFIG is not JSON"),
-    ('{"cluster": {"worker": ["a:1"], "ps": ["p:1"]}, "task": {"type": "worker", "index": 0}}', "has ps tasks"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "has evaluator tasks"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "out of range"),
-    ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker"}}', "must be a list of host:port"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("{not json", "TF_CONFIG is not JSON"),
+        ('{"cluster": {"worker": ["a:1"], "ps": ["p:1"]}, "task": {"type": "worker", "index": 0}}', "has ps tasks"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "has evaluator tasks"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "out of range"),
+        ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker"}}', "must be a list of host:port"),
+    ],
+)
 def test_a_tf_config_that_cannot_work_is_one_clear_usage_error(config: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         multiworker.find_cluster(None, None, {"TF_CONFIG": config})
@@ -73,7 +83,11 @@ def test_a_task_the_resolver_places_on_another_node_is_refused(monkeypatch: pyte
 
 
 def test_a_resolver_that_fails_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("envdoctor.runner.run_command", lambda argv, **_kw: CommandResult(
-        list(argv), 1, "", "Traceback ...\nRuntimeError: SLURM_PROCID not found in environment\n"))
+    monkeypatch.setattr(
+        "envdoctor.runner.run_command",
+        lambda argv, **_kw: CommandResult(
+            list(argv), 1, "", "Traceback ...\nRuntimeError: SLURM_PROCID not found in environment\n"
+        ),
+    )
     with pytest.raises(UsageError, match="could not resolve this Slurm step: RuntimeError: SLURM_PROCID"):
         multiworker.find_cluster(None, None, SLURM)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envdoctor.errors import EnvironmentProblem, UsageError
+from envdoctor.errors import EnvironmentProblem
 from envdoctor.gpus.snapshot import load_gpus
 from envdoctor.tfconfig import match_physical
 
@@ -19,8 +19,10 @@ FIX = Path(__file__).parent / "fixtures" / "gpus"
 
 def details(gpus, order):
     """What tf.config.experimental.get_device_details() returns for each GPU, in TF's (= CUDA's) order."""
-    return [{"device_name": gpus[i].name, "compute_capability": tuple(map(int, gpus[i].compute_capability.split(".")))}
-            for i in order]
+    return [
+        {"device_name": gpus[i].name, "compute_capability": tuple(map(int, gpus[i].compute_capability.split(".")))}
+        for i in order
+    ]
 
 
 def test_match_by_uuid_under_pci_order():
@@ -94,8 +96,13 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_real_tensorflow_cpu(tmp_path):
     pytest.importorskip("tensorflow")
-    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(tmp_path),
-           "PYTHONPATH": str(Path(__file__).parent.parent), "H100_SNAPSHOT": str(FIX / "h100-idle.json")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "H100_SNAPSHOT": str(FIX / "h100-idle.json"),
+    }
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "TensorFlow sees no GPU; gpus='all' changes nothing" in out.stderr
@@ -124,7 +131,7 @@ class RecordingConfig:
     def set_memory_growth(self, device, on):
         self.calls.append(("growth", device, on))
 
-    def LogicalDeviceConfiguration(self, memory_limit):  # noqa: N802 (TF's name)
+    def LogicalDeviceConfiguration(self, memory_limit):
         return ("limit", memory_limit)
 
     def set_logical_device_configuration(self, device, configs):
@@ -153,8 +160,12 @@ def _fake_tf(gpu, growth: bool):
 
     details = {"device_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
     experimental = SimpleNamespace(get_device_details=lambda d: details, get_memory_growth=lambda d: growth)
-    config = SimpleNamespace(list_physical_devices=lambda kind: [gpu], get_visible_devices=lambda kind: [gpu],
-                             get_logical_device_configuration=lambda d: [], experimental=experimental)
+    config = SimpleNamespace(
+        list_physical_devices=lambda kind: [gpu],
+        get_visible_devices=lambda kind: [gpu],
+        get_logical_device_configuration=lambda d: [],
+        experimental=experimental,
+    )
     return SimpleNamespace(config=config)
 
 

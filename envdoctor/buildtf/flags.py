@@ -80,8 +80,9 @@ def target_for(spec: str, cpu: CpuFacts) -> CpuTarget:
         keys = load_recipe("tf_build.json")["isa"]["psabi_levels"][level]
         return CpuTarget(level, arch, [f"-march={level}", "-mtune=generic"], list(keys), f"the {level} psABI level")
     if not _MARCH_NAME.fullmatch(spec):
-        raise UsageError(f"--cpu {shown(spec, quote=True)}: expected native, detected, x86-64-v2|v3|v4 "
-                         "or a -march name")
+        raise UsageError(
+            f"--cpu {shown(spec, quote=True)}: expected native, detected, x86-64-v2|v3|v4 or a -march name"
+        )
     _refuse_near_keyword(spec)
     if arch == "aarch64" and not spec.startswith("armv"):
         return CpuTarget("march", arch, [f"-mcpu={spec}"], [], f"the {spec} CPU model")
@@ -177,8 +178,10 @@ def probe_flags(compiler: str, target: CpuTarget, cpu: CpuFacts, host_arch: str 
     if lacking and have and target.mode != "native":
         names = ", ".join(table[k]["guard"] or k.upper() for k in lacking)
         model = one_line(cpu.model or "unknown")  # from a snapshot, maybe: the error stays one line
-        raise UsageError(f"{' '.join(target.flags)} enables {names}, which the target CPU ({model}) lacks; "
-                         "use --cpu detected or a lower level")
+        raise UsageError(
+            f"{' '.join(target.flags)} enables {names}, which the target CPU ({model}) lacks; "
+            "use --cpu detected or a lower level"
+        )
     result.guard_names = [table[k]["guard"] for k in enabled if table[k]["guard"]]
     return result
 

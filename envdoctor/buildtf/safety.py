@@ -31,9 +31,18 @@ _RC_BARE = re.compile(r"[A-Za-z0-9_.,:/=+@%-]+", re.ASCII)
 PROSE_FIELDS = frozenset({"cpu_model", "gpus", "notes", "warnings", "probe_compiler_version", "era"})
 # Whose value it is, for the error message.
 _LABELS = {
-    "out_dir": "--out", "src_dir": "--src", "python_bin": "--python", "build_python": "--python", "venv": "--venv",
-    "compiler_path": "--clang", "probe_compiler": "the probe compiler", "cuda_paths": "the CUDA paths",
-    "cpu_description": "--cpu", "cpu_flags": "--cpu", "host_flags": "--cpu", "cuda_ccs": "--cuda-cc",
+    "out_dir": "--out",
+    "src_dir": "--src",
+    "python_bin": "--python",
+    "build_python": "--python",
+    "venv": "--venv",
+    "compiler_path": "--clang",
+    "probe_compiler": "the probe compiler",
+    "cuda_paths": "the CUDA paths",
+    "cpu_description": "--cpu",
+    "cpu_flags": "--cpu",
+    "host_flags": "--cpu",
+    "cuda_ccs": "--cuda-cc",
 }
 # Markdown punctuation that can open markup: escapes, code, HTML, links/images, table cells, entities, emphasis.
 # (An intraword `_` opens nothing, and paths and variable names are full of them.)
@@ -56,8 +65,10 @@ def check_token(label: str, value: str) -> str:
     """Refuse a path or flag that cannot be written into a line of a generated file; return it unchanged."""
     bad = unsafe_char(value)
     if bad is not None:
-        raise UsageError(f"{label} {shown(value, quote=True)} contains {unicodedata.name(bad, repr(bad))}: "
-                         "it cannot be written safely into the recipe's files")
+        raise UsageError(
+            f"{label} {shown(value, quote=True)} contains {unicodedata.name(bad, repr(bad))}: "
+            "it cannot be written safely into the recipe's files"
+        )
     return value
 
 

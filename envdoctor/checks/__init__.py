@@ -16,16 +16,26 @@ def run_checks(facts: Facts) -> list[Finding]:
     """Every registered check over the facts. A crashing check becomes an envdoctor.* error finding."""
     _load_all()
     findings: list[Finding] = [
-        Finding(code="envdoctor.probe-failed", severity=Severity.ERROR, title=f"Probe '{e.probe}' failed",
-                evidence=[e.message], fix="Please report this with `envdoctor check --json --redact` attached.")
+        Finding(
+            code="envdoctor.probe-failed",
+            severity=Severity.ERROR,
+            title=f"Probe '{e.probe}' failed",
+            evidence=[e.message],
+            fix="Please report this with `envdoctor check --json --redact` attached.",
+        )
         for e in facts.probe_errors
     ]
     for fn in REGISTRY:
         try:
             findings.extend(fn(facts))
         except Exception as exc:
-            findings.append(Finding(code="envdoctor.check-failed", severity=Severity.ERROR,
-                                    title=f"Check '{fn.__name__}' crashed",
-                                    evidence=[f"{type(exc).__name__}: {exc}"],
-                                    fix="Please report this with `envdoctor check --json --redact` attached."))
+            findings.append(
+                Finding(
+                    code="envdoctor.check-failed",
+                    severity=Severity.ERROR,
+                    title=f"Check '{fn.__name__}' crashed",
+                    evidence=[f"{type(exc).__name__}: {exc}"],
+                    fix="Please report this with `envdoctor check --json --redact` attached.",
+                )
+            )
     return findings

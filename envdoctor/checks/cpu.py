@@ -10,6 +10,7 @@ from envdoctor.checks.base import Finding, Severity, check
 from envdoctor.checks.common import pip_fix, stock_wheel_instructions, tf_releases, tf_requirement, version, with_ok
 from envdoctor.facts import Facts, TuneFacts
 from envdoctor.knowledge import onednn
+from envdoctor.knowledge.versions import version_key
 
 _GAIN_NOTE = (
     "# optional; expect a modest gain: oneDNN already uses these instructions in its convolution and "
@@ -69,7 +70,7 @@ def _no_avx(facts: Facts, flags: set[str]) -> Finding:
 
 def _release_judged(facts: Facts) -> str | None:
     """The installed release, else the newest (what `pip install tensorflow` would bring)."""
-    return facts.tensorflow.version or max(tf_releases()["releases"], key=version)
+    return facts.tensorflow.version or max(tf_releases()["releases"], key=version_key)
 
 
 def _wheel_needs(facts: Facts, flags: set[str]) -> list[str]:
@@ -81,19 +82,28 @@ def _wheel_instructions_missing(facts: Facts, missing: list[str]) -> Finding:
     release = _release_judged(facts)
     installed = bool(facts.tensorflow.version)
     names = " ".join(m.upper() for m in missing)
-    older = [r for r in tf_releases()["releases"] if not [f for f in stock_wheel_instructions(r) if f not in
-                                                          set(facts.cpu.flags)]]
-    newest_ok = max(older, key=version) if older else None
+    older = [
+        r
+        for r in tf_releases()["releases"]
+        if not [f for f in stock_wheel_instructions(r) if f not in set(facts.cpu.flags)]
+    ]
+    newest_ok = max(older, key=version_key) if older else None
     return Finding(
         code="cpu.wheel-instructions-missing",
         severity=Severity.ERROR if installed else Severity.WARNING,
         title=f"This CPU lacks {names}, which the stock TensorFlow {release} wheel is compiled for: "
         f"{'importing it dies' if installed else 'it would die on import'} with 'Illegal instruction'",
-        evidence=[f"CPU: {facts.cpu.model}", f"/proc/cpuinfo flags have no {' '.join(missing)}",
-         f"TensorFlow {release} stock x86_64 wheel: compiled with "
-         f"{' '.join('-m' + f for f in stock_wheel_instructions(release))} (its .bazelrc avx_linux config)"]
-        + (["'hypervisor' flag: a VM may be hiding it (check the VM's CPU model, e.g. host-passthrough)"]
-           if "hypervisor" in facts.cpu.flags else []),
+        evidence=[
+            f"CPU: {facts.cpu.model}",
+            f"/proc/cpuinfo flags have no {' '.join(missing)}",
+            f"TensorFlow {release} stock x86_64 wheel: compiled with "
+            f"{' '.join('-m' + f for f in stock_wheel_instructions(release))} (its .bazelrc avx_linux config)",
+        ]
+        + (
+            ["'hypervisor' flag: a VM may be hiding it (check the VM's CPU model, e.g. host-passthrough)"]
+            if "hypervisor" in facts.cpu.flags
+            else []
+        ),
         fix=(pip_fix(facts, tf_requirement(facts, f"{newest_ok}.*")) + "\n" if newest_ok else "")
         + "# or: envdoctor build-tf   (a TensorFlow built for the instructions this CPU has)",
     )
@@ -108,13 +118,11 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
         unused = list(deep.missing_cpu_instructions)
         source = "TensorFlow's own import log (cpu_feature_guard, --deep)"
     else:
-        unused = [
-            name
-            for flag, name in wheel["feature_guard"].items()
-            if flag in flags and flag not in compiled_with
-        ]
-        source = (f"stock x86_64 wheels of this release are compiled with {' '.join('-m' + f for f in compiled_with)}"
-                  " only (TF .bazelrc: avx_linux); assumed for this install")
+        unused = [name for flag, name in wheel["feature_guard"].items() if flag in flags and flag not in compiled_with]
+        source = (
+            f"stock x86_64 wheels of this release are compiled with {' '.join('-m' + f for f in compiled_with)}"
+            " only (TF .bazelrc: avx_linux); assumed for this install"
+        )
     if not unused:
         return []
     return [
@@ -130,7 +138,7 @@ def _unused_instructions(facts: Facts, flags: set[str]) -> list[Finding]:
 
 def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
     tf = version(facts.tensorflow.version)
-    if tf is None or tf < version(onednn.policy()["default_since"]) or facts.system.os == "Darwin":
+    if tf is None or tf < Version(str(onednn.policy()["default_since"])) or facts.system.os == "Darwin":
         return []  # macOS builds have no oneDNN custom operations (INTEL_MKL is Linux/Windows only)
     default, why = _onednn_default(facts, flags, tf)
     evidence = [why]
@@ -166,17 +174,19 @@ def _onednn(facts: Facts, flags: set[str]) -> list[Finding]:
 def onednn_gain_note(tune: TuneFacts) -> str:
     """The gain `envdoctor smoke-test --tune` measured on this machine (facts.tune), as a comment for the fix."""
     rounds = tune.rounds if tune.rounds is not None else "?"
-    return (f"# measured by `envdoctor smoke-test --tune` on this CPU model with TensorFlow {tune.tf_version} "
-            f"({tune.measured_at or '?'}): {tune.onednn_ratio:.2f}x the images/s of oneDNN "
-            f"{tune.onednn_versus or 'off'}, {rounds} interleaved rounds"
-            + ("; the machine was shared, so the figure is rough" if tune.unreliable else ""))
+    return (
+        f"# measured by `envdoctor smoke-test --tune` on this CPU model with TensorFlow {tune.tf_version} "
+        f"({tune.measured_at or '?'}): {tune.onednn_ratio:.2f}x the images/s of oneDNN "
+        f"{tune.onednn_versus or 'off'}, {rounds} interleaved rounds"
+        + ("; the machine was shared, so the figure is rough" if tune.unreliable else "")
+    )
 
 
 def _onednn_default(facts: Facts, flags: set[str], tf: Version) -> tuple[bool, str]:
     """TensorFlow's own default (port.cc DefaultOneDnnPolicy) for this OS and CPU, and why."""
     if facts.system.os == "Windows":
         since = onednn.policy()["default_on_windows_x86_since"]
-        on = tf >= version(since)
+        on = tf >= Version(str(since))
         return on, f"default {'on' if on else 'off'} on Windows x86 {'since' if on else 'before'} TensorFlow {since}"
     triggers = onednn.linux_x86_triggers(flags)
     if triggers:
@@ -193,7 +203,5 @@ def _ok(facts: Facts) -> Finding:
         parts.append(f"x86-64-v{c.psabi_level}")
     evidence = [f"features: {' '.join(c.features)}"] if c.features else []
     if c.peak_gflops_fp32_estimate:
-        evidence.append(
-            f"peak FP32 ≈ {c.peak_gflops_fp32_estimate:.0f} GFLOP/s ({c.peak_basis or 'estimate'})"
-        )
+        evidence.append(f"peak FP32 ≈ {c.peak_gflops_fp32_estimate:.0f} GFLOP/s ({c.peak_basis or 'estimate'})")
     return Finding(code="cpu.ok", severity=Severity.OK, title=", ".join(parts), evidence=evidence)

@@ -28,6 +28,7 @@ from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, GpuFacts, LibraryR
 from envdoctor.knowledge import versions
 from envdoctor.knowledge.cuda import min_compute_capability
 from envdoctor.knowledge.cuda import table as cuda_table
+from envdoctor.knowledge.versions import version_key
 
 
 @check
@@ -69,12 +70,16 @@ def _pip_fix(facts: Facts) -> str:
     release = tf_release(tf) or {}
     cuda, cudnn = built_for(facts)
     if cuda is None:  # neither the release table nor the wheel's build_info.py says: ask the wheel itself
-        return (f"{python_cmd(facts)} -c 'import tensorflow as tf; print(tf.sysconfig.get_build_info())'\n"
-                "# prints the CUDA and cuDNN versions this TensorFlow was built for: install those "
-                "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/rdp/cudnn-archive)")
+        return (
+            f"{python_cmd(facts)} -c 'import tensorflow as tf; print(tf.sysconfig.get_build_info())'\n"
+            "# prints the CUDA and cuDNN versions this TensorFlow was built for: install those "
+            "(developer.nvidia.com/cuda-toolkit-archive, developer.nvidia.com/rdp/cudnn-archive)"
+        )
     prefix = conda_prefix(facts)
-    why = (f"# TensorFlow {tf} loads CUDA {cuda} and cuDNN {cudnn or 'of its build'} from the system: "
-           "it predates the and-cuda pip extra (2.14+)")
+    why = (
+        f"# TensorFlow {tf} loads CUDA {cuda} and cuDNN {cudnn or 'of its build'} from the system: "
+        "it predates the and-cuda pip extra (2.14+)"
+    )
     if prefix and release.get("conda_cuda"):
         env = shlex.quote(prefix)
         lines = [f"conda install -y -p {env} -c conda-forge {' '.join(release['conda_cuda'])}"]
@@ -169,28 +174,44 @@ def _xla_tools(facts: Facts, tf_cuda: str) -> list[Finding]:
     if any(t.nvcc and "/usr/local" in t.found_via for t in facts.cuda.toolkits):
         return []
     elsewhere = [t for t in facts.cuda.toolkits if t.nvcc]
-    evidence = [f"TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}): its XLA GPU compiler needs "
-                "nvvm/libdevice and ptxas, which no library it loads contains",
-                "no nvidia-cuda-nvcc wheel, no toolkit with nvcc under /usr/local/cuda*, XLA_FLAGS without "
-                "--xla_gpu_cuda_data_dir"]
+    evidence = [
+        f"TensorFlow {facts.tensorflow.version} (CUDA {tf_cuda}): its XLA GPU compiler needs "
+        "nvvm/libdevice and ptxas, which no library it loads contains",
+        "no nvidia-cuda-nvcc wheel, no toolkit with nvcc under /usr/local/cuda*, XLA_FLAGS without "
+        "--xla_gpu_cuda_data_dir",
+    ]
     evidence += [f"a toolkit XLA does not search: {t.path}" for t in elsewhere]
-    evidence.append("fails: jit_compile=True, and Keras 3's default jit_compile='auto' on a GPU "
-                    "('libdevice not found at ./libdevice.10.bc', tensorflow#58681)")
+    evidence.append(
+        "fails: jit_compile=True, and Keras 3's default jit_compile='auto' on a GPU "
+        "('libdevice not found at ./libdevice.10.bc', tensorflow#58681)"
+    )
     if elsewhere:
         fix = f"export XLA_FLAGS=--xla_gpu_cuda_data_dir={shlex.quote(elsewhere[0].path)}"
     elif has_and_cuda_extra(facts.tensorflow.version) and on_linux(facts):
         fix = pip_fix(facts, shlex.quote(_nvcc_requirement(facts, tf_cuda)))
     else:
         mm = major_minor(tf_cuda)
-        fix = (f"# install the CUDA {mm[0]}.{mm[1] if mm else ''} toolkit (it has nvvm/libdevice and ptxas) "
-               "from developer.nvidia.com/cuda-toolkit-archive, then:\n"
-               "export XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda") if mm else (
-               "# install a CUDA toolkit of this TensorFlow's CUDA major, then point XLA_FLAGS at it")
+        fix = (
+            (
+                f"# install the CUDA {mm[0]}.{mm[1] if mm else ''} toolkit (it has nvvm/libdevice and ptxas) "
+                "from developer.nvidia.com/cuda-toolkit-archive, then:\n"
+                "export XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda"
+            )
+            if mm
+            else ("# install a CUDA toolkit of this TensorFlow's CUDA major, then point XLA_FLAGS at it")
+        )
     keras3 = (version(facts.tensorflow.version) or Version("0")) >= Version(KERAS_3_DEFAULT)
-    return [Finding(code="cuda.xla-tools-missing", severity=Severity.WARNING if keras3 else Severity.INFO,
-                    title="XLA's libdevice and ptxas are missing: jit_compile"
-                    + (" and Keras 3 training" if keras3 else "") + " on the GPU fail",
-                    evidence=evidence, fix=fix)]
+    return [
+        Finding(
+            code="cuda.xla-tools-missing",
+            severity=Severity.WARNING if keras3 else Severity.INFO,
+            title="XLA's libdevice and ptxas are missing: jit_compile"
+            + (" and Keras 3 training" if keras3 else "")
+            + " on the GPU fail",
+            evidence=evidence,
+            fix=fix,
+        )
+    ]
 
 
 # TensorFlow 2.16 RELEASE.md: tf.keras is Keras 3, whose compile() defaults to jit_compile="auto"
@@ -256,11 +277,13 @@ def _off_path(off: list[LibraryResolution], conda: str | None = None) -> Finding
     if conda and dirs and all(d.startswith(conda + "/") for d in dirs):
         # in the conda env: set it on every activation, as TensorFlow's install guide did (pip.md, 2.5-2.13)
         env = shlex.quote(conda)
-        fix = (f"mkdir -p {env}/etc/conda/activate.d\n"
-               f"echo 'export LD_LIBRARY_PATH={':'.join(dirs)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}' "
-               f"> {env}/etc/conda/activate.d/tensorflow-cuda.sh\n"
-               f"# the libraries are in the conda environment {conda}, which the loader never searches; "
-               "then: conda deactivate, conda activate again")
+        fix = (
+            f"mkdir -p {env}/etc/conda/activate.d\n"
+            f"echo 'export LD_LIBRARY_PATH={':'.join(dirs)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}' "
+            f"> {env}/etc/conda/activate.d/tensorflow-cuda.sh\n"
+            f"# the libraries are in the conda environment {conda}, which the loader never searches; "
+            "then: conda deactivate, conda activate again"
+        )
     elif dirs and all("site-packages/nvidia" in d for d in dirs):
         fix = f"export LD_LIBRARY_PATH={':'.join(dirs)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
     elif dirs:
@@ -353,7 +376,7 @@ def _toolkits(facts: Facts) -> list[Finding]:
         mm = major_minor(tk.version)
         floor = min_compute_capability(mm[0]) if mm else None
         old = [g for g in facts.gpus if floor and (cc := major_minor(g.compute_capability)) and cc < floor]
-        if old:
+        if old and floor:
             out.append(
                 Finding(
                     code="cuda.toolkit-drops-gpu",
@@ -398,7 +421,7 @@ def _older_toolkit_fix(toolkits: list[CudaToolkit], cuda_major: int) -> str:
     older = [t for t in toolkits if (mm := major_minor(t.version)) and mm[0] == cuda_major]
     if not older:
         return f"# install a CUDA {cuda_major}.x toolkit for these GPUs and point CUDA_HOME at it"
-    path = max(older, key=lambda t: version(t.version) or version("0")).path
+    path = max(older, key=lambda t: version_key(t.version or "")).path
     return f"export CUDA_HOME={path}\nexport PATH={path}/bin:$PATH"
 
 

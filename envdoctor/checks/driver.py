@@ -35,7 +35,7 @@ from envdoctor.knowledge.cuda import (
     toolkit_minimum,
     within_branch,
 )
-from envdoctor.knowledge.versions import major
+from envdoctor.knowledge.versions import major, version_key
 
 
 def _column(facts: Facts) -> DriverColumn:
@@ -255,8 +255,7 @@ def _nvml_other(facts: Facts) -> list[Finding]:
             )
         ]
     fix = (
-        "ls -l /dev/nvidia*\n# add your user to the group that owns them; in a container, pass the devices "
-        "(--gpus all)"
+        "ls -l /dev/nvidia*\n# add your user to the group that owns them; in a container, pass the devices (--gpus all)"
         if err.kind == "no_permission"
         else "sudo dmesg | grep -iE 'NVRM|Xid' | tail\n# a hung GPU or driver: a reboot clears it"
         if err.kind == "timeout"
@@ -305,8 +304,10 @@ def _stray_files(facts: Facts) -> str:
     paths = [lib.path for lib in facts.driver.wsl_linux_libraries or []]
     if not paths:
         return ""
-    return (f"# any of these left afterwards (a .run installer's files, in no package): "
-            f"sudo rm -f {' '.join(paths)} && sudo ldconfig\n")
+    return (
+        f"# any of these left afterwards (a .run installer's files, in no package): "
+        f"sudo rm -f {' '.join(paths)} && sudo ldconfig\n"
+    )
 
 
 def driver_max_cuda(facts: Facts) -> tuple[Version | None, str]:
@@ -366,10 +367,10 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
     have = (supported.major, supported.minor) if supported else (0, 0)
     if branch is None or not names or any(_runs_here(facts, branch, n, have) for n in names):
         return []
-    newest = max(names, key=version)
+    newest = max(names, key=version_key)
     need = toolkit_minimum(release_rows()[newest]["cuda"], column)
     runs = [n for n in release_rows() if _runs_here(facts, branch, n, have)]
-    older = max(runs, key=version) if runs else None
+    older = max(runs, key=version_key) if runs else None
     built = f"TensorFlow {newest}: CUDA {release_rows()[newest]['cuda']}"
     if python:
         built = f"Python {python[0]}.{python[1]}: TensorFlow {join(names)} have wheels, the newest {built}"
@@ -377,21 +378,29 @@ def _too_old_for_any_tf(facts: Facts, driver: str) -> list[Finding]:
     fix = _upgrade_driver(facts, need)
     if older is not None:
         lo, hi = release_rows()[older]["python"]
-        evidence.append(f"TensorFlow {older} (CUDA {release_rows()[older]['cuda']}) is the newest that runs on this "
-                        f"driver; it supports Python {lo}–{hi}")
+        evidence.append(
+            f"TensorFlow {older} (CUDA {release_rows()[older]['cuda']}) is the newest that runs on this "
+            f"driver; it supports Python {lo}–{hi}"
+        )
         extra = "[and-cuda]" if has_and_cuda_extra(older) else ""
-        fix += (f"\n# or keep this driver and use TensorFlow {older}, the newest that runs on it (Python {lo}–{hi}):"
-                f"\npython{hi} -m venv ~/tf\n~/tf/bin/python -m pip install 'tensorflow{extra}=={older}.*'")
+        fix += (
+            f"\n# or keep this driver and use TensorFlow {older}, the newest that runs on it (Python {lo}–{hi}):"
+            f"\npython{hi} -m venv ~/tf\n~/tf/bin/python -m pip install 'tensorflow{extra}=={older}.*'"
+        )
         if not extra:
-            fix += (f"\n# TensorFlow {older} loads CUDA {release_rows()[older]['cuda']} and cuDNN "
-                    f"{release_rows()[older]['cudnn']} from the system")
-    return [Finding(
-        code="driver.too-old-for-any-tf",
-        severity=Severity.ERROR,
-        title=f"The NVIDIA driver {driver} is too old for every TensorFlow with wheels for this Python",
-        evidence=evidence,
-        fix=fix,
-    )]
+            fix += (
+                f"\n# TensorFlow {older} loads CUDA {release_rows()[older]['cuda']} and cuDNN "
+                f"{release_rows()[older]['cudnn']} from the system"
+            )
+    return [
+        Finding(
+            code="driver.too-old-for-any-tf",
+            severity=Severity.ERROR,
+            title=f"The NVIDIA driver {driver} is too old for every TensorFlow with wheels for this Python",
+            evidence=evidence,
+            fix=fix,
+        )
+    ]
 
 
 # What a too-old driver cannot run: the installed TensorFlow's CUDA (an error), or a CUDA toolkit on disk (a warning).
@@ -420,8 +429,10 @@ def _needs(
     branch = int(limit["branch"]) if limit else None
     last = ""
     if gpu is not None and limit is not None and branch is not None and not within_branch(full, branch):
-        last = (f"R{branch} is the last NVIDIA driver branch for GPU {gpu.index} ({gpu.name}, {limit['architecture']}, "
-                f"compute capability {gpu.compute_capability}): {_branch_cuda(branch, col)}")
+        last = (
+            f"R{branch} is the last NVIDIA driver branch for GPU {gpu.index} ({gpu.name}, {limit['architecture']}, "
+            f"compute capability {gpu.compute_capability}): {_branch_cuda(branch, col)}"
+        )
         fix = f"# nothing to upgrade: R{branch} is the last driver branch for GPU {gpu.index} ({gpu.name})"
     if have[0] == need[0] and compat and _at_least(driver, compat):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility: driver ≥ {compat} runs it")
@@ -444,10 +455,15 @@ def _needs(
     if not last or gpu is None or branch is None:
         if target == "tf":
             fix += _older_tf_for_driver(facts, have)
-        return [Finding(code="driver.too-old-for-tf" if target == "tf" else "driver.too-old-for-toolkit",
-                        severity=Severity.ERROR if target == "tf" else Severity.WARNING,
-                        title=f"The NVIDIA driver is too old for {what}",
-                        evidence=evidence, fix=fix)]
+        return [
+            Finding(
+                code="driver.too-old-for-tf" if target == "tf" else "driver.too-old-for-toolkit",
+                severity=Severity.ERROR if target == "tf" else Severity.WARNING,
+                title=f"The NVIDIA driver is too old for {what}",
+                evidence=evidence,
+                fix=fix,
+            )
+        ]
     if compat and not branch_runs_cuda(branch, cuda, col):
         evidence.append(f"CUDA {need[0]}.x minor-version compatibility needs driver ≥ {compat}")
     evidence.append(last)
@@ -472,13 +488,15 @@ def _older_tf_for_driver(facts: Facts, have: tuple[int, int]) -> str:
     fits = [n for n in releases_for_python(python) if branch and _runs_here(facts, branch, n, have)]
     if not fits:
         return ""
-    older = max(fits, key=version)
+    older = max(fits, key=version_key)
     extra = "[and-cuda]" if has_and_cuda_extra(older) and column == "linux" else ""
     from envdoctor.checks.common import pip_fix
 
     cuda = release_rows()[older]["cuda"]
-    return (f"\n# or keep this driver: TensorFlow {older} (CUDA {cuda}) is the newest for this Python that runs on it\n"
-            + pip_fix(facts, f"'tensorflow{extra}=={older}.*'"))
+    return (
+        f"\n# or keep this driver: TensorFlow {older} (CUDA {cuda}) is the newest for this Python that runs on it\n"
+        + pip_fix(facts, f"'tensorflow{extra}=={older}.*'")
+    )
 
 
 def _runs_here(facts: Facts, branch: int, release: str, have: tuple[int, int]) -> bool:
@@ -517,8 +535,12 @@ def _capped_fix(facts: Facts, gpu, branch: int, target: Target, last: str) -> st
     """The GPU cannot get a newer driver: the newest TensorFlow (or toolkit) that runs on its last branch."""
     top = branch_max_cuda(branch, _column(facts))
     others = [g for g in facts.gpus if g is not gpu and g.compute_capability != gpu.compute_capability]
-    tail = (f"\n# or leave GPU {gpu.index} unused and upgrade the driver for the other GPUs "
-            f"(then hide it: CUDA_VISIBLE_DEVICES)" if others else "")
+    tail = (
+        f"\n# or leave GPU {gpu.index} unused and upgrade the driver for the other GPUs "
+        f"(then hide it: CUDA_VISIBLE_DEVICES)"
+        if others
+        else ""
+    )
     if target != "tf":
         if top is None:  # `last` already says no toolkit envdoctor knows runs on the branch
             return f"# {last}\n# programs built with this toolkit cannot run on GPU {gpu.index}{tail}"
@@ -528,8 +550,10 @@ def _capped_fix(facts: Facts, gpu, branch: int, target: Target, last: str) -> st
     older = older_tf_fix(facts, cc, branch, f" and whose CUDA runs on R{branch}") if cc else None
     if older:
         return older + tail
-    return (f"# {last}, and no TensorFlow wheel in envdoctor's table runs on it\n"
-            "# TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\"" + tail)
+    return (
+        f"# {last}, and no TensorFlow wheel in envdoctor's table runs on it\n"
+        '# TensorFlow runs on the CPU with the GPU hidden: eval "$(envdoctor env --gpus none)"' + tail
+    )
 
 
 def _ok(facts: Facts) -> Finding | None:
@@ -545,5 +569,6 @@ def _ok(facts: Facts) -> Finding | None:
     evidence += [f"userspace: {d.userspace_version} ({source})"] if d.userspace_version else []
     if d.secure_boot is not None:
         evidence.append(f"Secure Boot: {'enabled' if d.secure_boot else 'disabled'}")
-    return Finding(code="driver.ok", severity=Severity.OK, title=f"NVIDIA driver {ver}{flavour}{cuda}",
-                   evidence=evidence)
+    return Finding(
+        code="driver.ok", severity=Severity.OK, title=f"NVIDIA driver {ver}{flavour}{cuda}", evidence=evidence
+    )

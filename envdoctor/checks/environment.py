@@ -57,8 +57,10 @@ def _order_invalid(order: str | None) -> list[Finding]:
             code="environment.cuda-device-order-invalid",
             severity=Severity.ERROR,
             title=f"CUDA_DEVICE_ORDER={order} is invalid: CUDA fails to initialise and TensorFlow sees no GPU",
-            evidence=[problem, "recorded on a real H100 (driver 580.159.04): cuInit returns 101 with or without "
-             "CUDA_VISIBLE_DEVICES"],
+            evidence=[
+                problem,
+                "recorded on a real H100 (driver 580.159.04): cuInit returns 101 with or without CUDA_VISIBLE_DEVICES",
+            ],
             fix="export CUDA_DEVICE_ORDER=PCI_BUS_ID\n# PCI_BUS_ID numbers GPUs as nvidia-smi does",
         )
     ]

@@ -37,6 +37,7 @@ from envdoctor.knowledge.cuda import (
     ptx_cross_generation_fails_from,
     sass_for,
 )
+from envdoctor.knowledge.versions import version_key
 from envdoctor.resources import load_recipe
 
 
@@ -107,7 +108,7 @@ def _release_covering(
         if sass_for(releases[name]["compute_capabilities"], cc)
         and (branch is None or branch_runs_cuda(branch, releases[name]["cuda"], column))
     ]  # fmt: skip
-    return max(fitting, key=version) if fitting else None
+    return max(fitting, key=version_key) if fitting else None
 
 
 def driver_column(facts: Facts) -> DriverColumn:
@@ -176,8 +177,10 @@ def _wsl_gpu_unknown(facts: Facts) -> Finding | None:
     else:
         nvml = facts.driver.nvml_error
         evidence.append(f"NVML: {nvml.message if nvml else 'listed no GPU'}")
-        fix = ("nvidia-smi\n# lists the GPUs WSL2 passes through (it is /usr/lib/wsl/lib/nvidia-smi when not on PATH)\n"
-               "# none: update the NVIDIA driver on Windows, then in Windows: wsl --shutdown")
+        fix = (
+            "nvidia-smi\n# lists the GPUs WSL2 passes through (it is /usr/lib/wsl/lib/nvidia-smi when not on PATH)\n"
+            "# none: update the NVIDIA driver on Windows, then in Windows: wsl --shutdown"
+        )
     return Finding(
         code="gpu.unknown",
         severity=Severity.INFO,
@@ -197,8 +200,10 @@ def gpu_checks(facts: Facts) -> Iterable[Finding]:
             "NVML: no GPU" if facts.host else "NVML not queried (--root)",
         ]
         if facts.system.wsl == 2:  # with NVML's answer (_wsl_gpu_unknown handles the rest)
-            evidence = ["WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI",
-                        f"NVML: {facts.driver.nvml_error.message if facts.driver.nvml_error else 'no GPU'}"]
+            evidence = [
+                "WSL2: GPUs come from the Windows driver through /usr/lib/wsl/lib and never show on PCI",
+                f"NVML: {facts.driver.nvml_error.message if facts.driver.nvml_error else 'no GPU'}",
+            ]
         return [
             Finding(
                 code="gpu.none",
@@ -222,8 +227,10 @@ def _gpu_coverage(facts: Facts, gpu: GpuFacts) -> list[Finding]:
     label = f"GPU {gpu.index} ({gpu.name}, compute capability {gpu.compute_capability})"
     evidence = [f"{label}", f"TensorFlow {facts.tensorflow.version} was built for: {caps}"]
     if not gpu.uuid and not facts.gpus:  # a model from its PCI id: say where the name and capability came from
-        evidence.append(f"name and compute capability from PCI {gpu.pci_bus_id}'s device id (pci.ids, NVIDIA's "
-                        "compute-capability list): NVML did not list the GPU")
+        evidence.append(
+            f"name and compute capability from PCI {gpu.pci_bus_id}'s device id (pci.ids, NVIDIA's "
+            "compute-capability list): NVML did not list the GPU"
+        )
     cc = major_minor(gpu.compute_capability)
     if kind == "none" and cc:
         return [
@@ -306,7 +313,7 @@ def _ptx_fails_fix(facts: Facts, cc: tuple[int, int]) -> str:
         f"# envdoctor build-tf cannot help: TensorFlow {facts.tensorflow.version} builds with CUDA {cuda or '?'}, "
         f"compute capability {cc[0]}.{cc[1]} needs CUDA ≥ {first or 'a newer one'}"
     )
-    lines.append("# meanwhile TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\"")
+    lines.append('# meanwhile TensorFlow runs on the CPU with the GPU hidden: eval "$(envdoctor env --gpus none)"')
     return "\n".join(lines)
 
 
@@ -329,7 +336,7 @@ def _cc_unsupported_fix(facts: Facts, cc: tuple[int, int]) -> str:
     return (
         f"# no TensorFlow wheel in envdoctor's table runs on compute capability {cc[0]}.{cc[1]}, and CUDA "
         f"{tf_cuda_version(facts) or '?'} (TensorFlow {facts.tensorflow.version}) cannot compile for it\n"
-        "# TensorFlow runs on the CPU with the GPU hidden: eval \"$(envdoctor env --gpus none)\""
+        '# TensorFlow runs on the CPU with the GPU hidden: eval "$(envdoctor env --gpus none)"'
     )
 
 
@@ -441,8 +448,10 @@ def _memory_fix(facts: Facts) -> str:
     free_mb = free_memory(best.gpu) // 2**20 if best.mig is None else 0
     if free_mb >= 2048:  # a cap below what is free leaves room for the other process to grow
         cap = free_mb * 3 // 4 // 1024 * 1024
-        fix += (f"\n# or cap TensorFlow at {cap} MB (applied by envdoctor.configure_tensorflow() in the program):"
-                f'\neval "$(envdoctor env --gpus {best.label} --memory-limit {cap})"')
+        fix += (
+            f"\n# or cap TensorFlow at {cap} MB (applied by envdoctor.configure_tensorflow() in the program):"
+            f'\neval "$(envdoctor env --gpus {best.label} --memory-limit {cap})"'
+        )
     return fix
 
 
@@ -456,9 +465,11 @@ def _gpu_ok(facts: Facts) -> Finding | None:
             code="gpu.ok",
             severity=Severity.OK,
             title=f"{len(bound)} NVIDIA GPU(s) on PCI, driven by the nvidia module",
-            evidence=[f"PCI {g.address} {g.vendor_id}:{g.device_id}"
-             + (f": {m.name}, compute capability {m.compute_capability}" if (m := models.get(g.address)) else "")
-             for g in bound]
+            evidence=[
+                f"PCI {g.address} {g.vendor_id}:{g.device_id}"
+                + (f": {m.name}, compute capability {m.compute_capability}" if (m := models.get(g.address)) else "")
+                for g in bound
+            ]
             + ([] if facts.host else ["NVML not queried (--root): names, memory and processes unknown"]),
         )
     names = [_gpu_label(g) for g in facts.gpus]
@@ -470,8 +481,9 @@ def _gpu_ok(facts: Facts) -> Finding | None:
         )
         for g in facts.gpus
     ]
-    return Finding(code="gpu.ok", severity=Severity.OK, title=f"{len(facts.gpus)} GPU(s): {join(names)}",
-                   evidence=evidence)
+    return Finding(
+        code="gpu.ok", severity=Severity.OK, title=f"{len(facts.gpus)} GPU(s): {join(names)}", evidence=evidence
+    )
 
 
 def _gpu_label(g: GpuFacts) -> str:

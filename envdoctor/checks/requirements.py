@@ -66,8 +66,9 @@ def _owners(facts: Facts) -> list[PythonPackage]:
     """The TensorFlow distribution whose files are installed, and tf-keras: the ones whose requirements count."""
     tf = facts.tensorflow
     site = (tf.location or "").rsplit("/", 1)[0]
-    mine = [p for p in tf.distributions
-            if is_tf_distribution(p.name) and p.location == site and p.version == tf.version]
+    mine = [
+        p for p in tf.distributions if is_tf_distribution(p.name) and p.location == site and p.version == tf.version
+    ]
     return (mine or tf.distributions[:1]) + [p for p in tf.related if p.requires_dist]
 
 
@@ -101,11 +102,19 @@ def _declared(facts: Facts) -> list[Unmet]:
 # Importing packaging.requirements costs ~10 ms (its tokenizer compiles the PEP 508 grammar), near a tenth of
 # `check`. In a healthy environment every line is a plain range that holds, or an extra's (and-cuda) that does not
 # apply; those are settled here with packaging.version alone, and anything else goes to packaging.requirements.
-_PLAIN = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*\(?\s*((?:(?:<=|>=|<|>|==|!=)\s*[0-9][0-9A-Za-z.]*"
-                    r"\s*,?\s*)*)\)?\s*")
+_PLAIN = re.compile(
+    r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*\(?\s*((?:(?:<=|>=|<|>|==|!=)\s*[0-9][0-9A-Za-z.]*"
+    r"\s*,?\s*)*)\)?\s*"
+)
 _CLAUSE = re.compile(r"(<=|>=|<|>|==|!=)\s*([0-9][0-9A-Za-z.]*)")
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-        "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+_OPS = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
 
 
 def _plainly_met(line: str, installed: dict[str, PythonPackage]) -> bool:
@@ -152,8 +161,10 @@ def _undeclared(facts: Facts) -> list[Unmet]:
             continue
         from packaging.specifiers import SpecifierSet  # only when a rule applies
 
-        line = f"{rule['package']}{rule['install']} (TensorFlow {tf.version} was built before {rule['package']} " \
-               f"{rule['breaks_from']}; its METADATA does not say so)"
+        line = (
+            f"{rule['package']}{rule['install']} (TensorFlow {tf.version} was built before {rule['package']} "
+            f"{rule['breaks_from']}; its METADATA does not say so)"
+        )
         wanted = SpecifierSet(rule["install"]) & SpecifierSet(_declared_specifiers(facts).get(rule["package"], ""))
         out.append(Unmet(rule["package"], str(wanted), have, line, f"tensorflow {tf.version}"))
     return out
@@ -208,10 +219,11 @@ def _finding(facts: Facts, u: Unmet) -> Finding:
     fix = pip_fix(facts, shlex.quote(wanted))
     shadow = _shadowing(facts, u.installed)
     if shadow:
-        evidence.append(f"{shadow} is a user site-packages: it comes before the environment's own "
-                        "on the import path")
-        fix = f"{python_cmd(facts)} -m pip uninstall -y {u.name}\n{fix}\n" \
-              f"# the copy in {shadow} shadows the environment's own: remove it first"
+        evidence.append(f"{shadow} is a user site-packages: it comes before the environment's own on the import path")
+        fix = (
+            f"{python_cmd(facts)} -m pip uninstall -y {u.name}\n{fix}\n"
+            f"# the copy in {shadow} shadows the environment's own: remove it first"
+        )
     return Finding(
         code="tensorflow.requirement-broken" if breaks else "tensorflow.requirement-unmet",
         severity=Severity.ERROR if breaks else Severity.WARNING,
@@ -244,8 +256,11 @@ def _legacy_keras(facts: Facts) -> list[Finding]:
     if any(dist_name(p.name) == "tf-keras" for p in tf.related):
         return []  # installed; whether its version matches is tf-keras's own Requires-Dist (checked above)
     mm = f"{v.major}.{v.minor}"
-    why = (f"TensorFlow {tf.version}: tf.keras is Keras 3 unless tf-keras (Keras 2) is installed and this variable "
-           "is set" if v.minor >= 16 else f"TensorFlow {tf.version}: with this variable set, tf.keras imports tf_keras")
+    why = (
+        f"TensorFlow {tf.version}: tf.keras is Keras 3 unless tf-keras (Keras 2) is installed and this variable is set"
+        if v.minor >= 16
+        else f"TensorFlow {tf.version}: with this variable set, tf.keras imports tf_keras"
+    )
     return [
         Finding(
             code="tensorflow.legacy-keras-missing",

@@ -89,10 +89,11 @@ def _container_without_devices(facts: Facts) -> list[Finding]:
             severity=Severity.ERROR if meant else Severity.INFO,
             title=f"This {s.container} container has CUDA inside but no /dev/nvidia* devices: "
             "it was started without GPUs"
-            if meant else
-            f"This {s.container} container has no /dev/nvidia* devices: if the host has a GPU, it was started "
+            if meant
+            else f"This {s.container} container has no /dev/nvidia* devices: if the host has a GPU, it was started "
             "without it",
-            evidence=[f"container: {s.container}", "/dev: no nvidia* device nodes"] + signs
+            evidence=[f"container: {s.container}", "/dev: no nvidia* device nodes"]
+            + signs
             + ([f"NVML: {facts.driver.nvml_error.message}"] if facts.driver.nvml_error else []),
             fix="# on the host, start the container again with the GPUs: docker run --gpus all … "
             "(podman: --device nvidia.com/gpu=all; Kubernetes: resources.limits nvidia.com/gpu)\n"
@@ -114,9 +115,13 @@ def _toolkit_missing(facts: Facts) -> list[Finding]:
 
     install = distro_command(s.package_manager, "nvidia-container-toolkit") or (
         "# install nvidia-container-toolkit from NVIDIA's repository "
-        "(docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html)")
-    lines = ["sudo nvidia-ctk runtime configure --runtime=docker", "sudo systemctl restart docker"] \
-        if "docker" in s.container_engines else []
+        "(docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html)"
+    )
+    lines = (
+        ["sudo nvidia-ctk runtime configure --runtime=docker", "sudo systemctl restart docker"]
+        if "docker" in s.container_engines
+        else []
+    )
     if "podman" in s.container_engines:  # Podman takes the GPU through CDI
         lines.append("sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml")
     configure = "\n".join(lines)
@@ -126,9 +131,11 @@ def _toolkit_missing(facts: Facts) -> list[Finding]:
             severity=Severity.WARNING,
             title=f"{' and '.join(s.container_engines)} cannot give containers the GPU: "
             "the NVIDIA Container Toolkit is not installed",
-            evidence=[f"container engine: {', '.join(s.container_engines)}",
-             "nvidia-ctk, nvidia-container-runtime, nvidia-container-cli: not found in /usr/bin, /usr/local/bin",
-             "docker run --gpus all fails: could not select device driver \"\" with capabilities: [[gpu]]"],
+            evidence=[
+                f"container engine: {', '.join(s.container_engines)}",
+                "nvidia-ctk, nvidia-container-runtime, nvidia-container-cli: not found in /usr/bin, /usr/local/bin",
+                'docker run --gpus all fails: could not select device driver "" with capabilities: [[gpu]]',
+            ],
             fix=f"{install}\n{configure}\n# then test it:\n{SAMPLE_WORKLOAD}",
         )
     ]
@@ -154,8 +161,11 @@ def _ok(facts: Facts) -> Finding:
         parts.append(s.arch)
     if s.python_version:
         other = facts.tensorflow.python_executable not in (None, s.python_executable)  # --python: not this one
-        parts.append(("envdoctor on " if other else "") + f"Python {s.python_version}"
-                     + (f" ({s.python_env})" if s.python_env else ""))
+        parts.append(
+            ("envdoctor on " if other else "")
+            + f"Python {s.python_version}"
+            + (f" ({s.python_env})" if s.python_env else "")
+        )
     if s.container:
         parts.append(f"in {s.container}")
     if s.wsl:

@@ -30,6 +30,7 @@ from envdoctor.checks.common import (
 from envdoctor.checks.gpu import tf_cuda_version
 from envdoctor.facts import Facts, PythonPackage
 from envdoctor.gpus.visible import resolve_visible_devices
+from envdoctor.knowledge.versions import version_key
 from envdoctor.probes.deep import CPU_GUARD_FATAL
 
 
@@ -60,7 +61,7 @@ def tensorflow_checks(facts: Facts) -> Iterable[Finding]:
         findings += _cpu_only(facts)
     findings += _deep(facts)
     if tf.version and tf_release(tf.version) is None:
-        known = sorted(release_rows(), key=version)
+        known = sorted(release_rows(), key=version_key)
         findings.append(
             Finding(
                 code="tensorflow.unknown-release",
@@ -84,7 +85,7 @@ def _not_installed(facts: Facts) -> list[Finding]:
     py = major_minor(_python(facts))
     releases = release_rows()
     if py and not releases_for_python(py):
-        newest = max(releases, key=version)
+        newest = max(releases, key=version_key)
         lo, hi = releases[newest]["python"]
         return [
             Finding(
@@ -100,16 +101,24 @@ def _not_installed(facts: Facts) -> list[Finding]:
     fix = _newer_release_fix(facts, tf_requirement(facts))
     if py:  # pin the newest release with wheels for this Python: pip alone would say "from versions: none" or
         names = releases_for_python(py)  # pick one whose [and-cuda] extra does not exist
-        newest = max(names, key=version)
+        newest = max(names, key=version_key)
         evidence.append(f"Python {py[0]}.{py[1]}: TensorFlow {join(names)} have wheels (envdoctor's release table)")
         fix = _newer_release_fix(facts, tf_requirement(facts, f"{newest}.*"))
         if gpu_usable(facts) and on_linux(facts) and has_and_cuda_extra(newest) is False:
             row = releases[newest]
-            fix += (f"\n# TensorFlow {newest} loads CUDA {row['cuda']} and cuDNN {row['cudnn']} from the system "
-                    "(the and-cuda pip extra came with 2.14): envdoctor check says what is missing")
-    return [Finding(code="tensorflow.not-installed", severity=Severity.INFO,
-                    title="TensorFlow is not installed in this environment",
-                    evidence=evidence, fix=fix)]
+            fix += (
+                f"\n# TensorFlow {newest} loads CUDA {row['cuda']} and cuDNN {row['cudnn']} from the system "
+                "(the and-cuda pip extra came with 2.14): envdoctor check says what is missing"
+            )
+    return [
+        Finding(
+            code="tensorflow.not-installed",
+            severity=Severity.INFO,
+            title="TensorFlow is not installed in this environment",
+            evidence=evidence,
+            fix=fix,
+        )
+    ]
 
 
 def _where_looked(facts: Facts) -> list[str]:
@@ -152,17 +161,26 @@ def _retired_gpu_package(facts: Facts) -> list[Finding]:
     if gpu_pkg is None:
         return []
     last = table["tensorflow_gpu_last"]
-    evidence = [f"installed: {gpu_pkg.name} {gpu_pkg.version}",
-                f"{name} {last} was its last release; newer versions only raise an error on install "
-                f"(pypi.org/project/{name})"]
+    evidence = [
+        f"installed: {gpu_pkg.name} {gpu_pkg.version}",
+        f"{name} {last} was its last release; newer versions only raise an error on install (pypi.org/project/{name})",
+    ]
     if facts.system.os == "Windows":  # native Windows: GPU support ended with 2.10, so this is the one to keep
-        fix = (f"# keep {name} {gpu_pkg.version}: TensorFlow {table['windows_gpu_last']} was the last with GPU on "
-               "native Windows; for newer releases, TensorFlow in WSL2:\nwsl --install")
+        fix = (
+            f"# keep {name} {gpu_pkg.version}: TensorFlow {table['windows_gpu_last']} was the last with GPU on "
+            "native Windows; for newer releases, TensorFlow in WSL2:\nwsl --install"
+        )
     else:
         fix = pip_fix(facts, tf_requirement(facts), remove=name)
-    return [Finding(code="tensorflow.gpu-package-retired", severity=Severity.INFO,
-                    title=f"{name} is retired: `pip install -U {name}` fails; its successor is `tensorflow`",
-                    evidence=evidence, fix=fix)]
+    return [
+        Finding(
+            code="tensorflow.gpu-package-retired",
+            severity=Severity.INFO,
+            title=f"{name} is retired: `pip install -U {name}` fails; its successor is `tensorflow`",
+            evidence=evidence,
+            fix=fix,
+        )
+    ]
 
 
 def _local(text: str | None) -> str | None:
@@ -202,11 +220,15 @@ def _keep_vendor_build(facts: Facts, dists: list[PythonPackage]) -> str | None:
         "deletes them, so no pip command here restores the vendor build",
     ]
     if facts.system.container:
-        lines.append("# start a fresh container from the vendor's image (its layers still hold the vendor's files) "
-                     f"and do not pip install {remove} there")
+        lines.append(
+            "# start a fresh container from the vendor's image (its layers still hold the vendor's files) "
+            f"and do not pip install {remove} there"
+        )
     else:
-        lines.append(f"# reinstall the vendor's wheel: {py} -m pip uninstall -y {remove} {dist_name(vendor[0].name)}, "
-                     f"then {py} -m pip install --no-deps <the vendor's {dist_name(vendor[0].name)} wheel>")
+        lines.append(
+            f"# reinstall the vendor's wheel: {py} -m pip uninstall -y {remove} {dist_name(vendor[0].name)}, "
+            f"then {py} -m pip install --no-deps <the vendor's {dist_name(vendor[0].name)} wheel>"
+        )
     return "\n".join(lines)
 
 
@@ -231,9 +253,10 @@ def _python_range(facts: Facts) -> list[Finding]:
         return []
     lo, hi = release["python"]
     fitting = releases_for_python(py)
-    fix = f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {tf_requirement(facts, facts.tensorflow.version)}"
+    same = tf_requirement(facts, facts.tensorflow.version or "")
+    fix = f"python{hi} -m venv ~/tf\n~/tf/bin/python -m pip install {same}"
     if fitting:
-        fix = _newer_release_fix(facts, tf_requirement(facts, f"{max(fitting, key=version)}.*"))
+        fix = _newer_release_fix(facts, tf_requirement(facts, f"{max(fitting, key=version_key)}.*"))
         fix += f"\n# or keep this TensorFlow in a Python {hi} environment"
     return [
         Finding(
@@ -275,7 +298,7 @@ def _cpu_only(facts: Facts) -> list[Finding]:
     table = tf_releases()
     cpu_dists = [dist_name(d.name) for d in tf.distributions if dist_name(d.name) in table["cpu_only_distributions"]]
     windows = facts.system.os == "Windows"
-    if windows and version(tf.version) and version(tf.version) > version(table["windows_gpu_last"]):
+    if windows and (installed := version(tf.version)) and installed > Version(table["windows_gpu_last"]):
         return [
             Finding(
                 code="tensorflow.cpu-only-with-gpu",

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from envdoctor.buildtf.runner import RunResult
     from envdoctor.facts import Facts
 
-CPU_HELP = ("CPU target: native (-march=native, for this machine only), detected (explicit flags for the "
-            "features /proc/cpuinfo lists), x86-64-v2|v3|v4, or a -march/-mcpu name (skylake-avx512, neoverse-v1).")
+CPU_HELP = (
+    "CPU target: native (-march=native, for this machine only), detected (explicit flags for the "
+    "features /proc/cpuinfo lists), x86-64-v2|v3|v4, or a -march/-mcpu name (skylake-avx512, neoverse-v1)."
+)
 
 
 # Typer's help joins lines that one newline separates: each example is its own paragraph.
@@ -34,24 +36,48 @@ envdoctor build-tf --from server.json --docker"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build-tf", help="Write a build recipe (build.sh, README.md, .tf_configure.bazelrc) for a "
-                "TensorFlow compiled for this machine; --run runs it.", epilog=EXAMPLES)(build_tf_cmd)
+    app.command(
+        "build-tf",
+        help="Write a build recipe (build.sh, README.md, .tf_configure.bazelrc) for a "
+        "TensorFlow compiled for this machine; --run runs it.",
+        epilog=EXAMPLES,
+    )(build_tf_cmd)
 
 
 def build_tf_cmd(
-    tf_version: Optional[str] = typer.Option(None, "--tf-version", metavar="X.Y", help="TensorFlow release (default: newest known)."),
-    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Recipe directory (default: ./tf-build-VERSION)."),
+    tf_version: Optional[str] = typer.Option(
+        None, "--tf-version", metavar="X.Y", help="TensorFlow release (default: newest known)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", metavar="DIR", help="Recipe directory (default: ./tf-build-VERSION)."
+    ),
     cpu: str = typer.Option("detected", "--cpu", metavar="CPU", help=CPU_HELP),
     cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda", help="CUDA build (default: if a GPU is seen)."),
-    cuda_cc: Optional[str] = typer.Option(None, "--cuda-cc", metavar="CC,...", help="Compute capabilities: 8.6,9.0 (default: GPUs')."),
-    python: Optional[str] = typer.Option(None, "--python", metavar="PYTHON", help="Interpreter (or version, 3.12) the wheel is for."),
-    venv: Optional[Path] = typer.Option(None, "--venv", metavar="DIR", help="Install the wheel into this venv (created if absent)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", metavar="N", help="Parallel compile jobs (default: ~2.5 GB of RAM each)."),
-    ram_gb: Optional[float] = typer.Option(None, "--ram-gb", metavar="GB", help="RAM to plan for, in GB (default: this machine's)."),
+    cuda_cc: Optional[str] = typer.Option(
+        None, "--cuda-cc", metavar="CC,...", help="Compute capabilities: 8.6,9.0 (default: GPUs')."
+    ),
+    python: Optional[str] = typer.Option(
+        None, "--python", metavar="PYTHON", help="Interpreter (or version, 3.12) the wheel is for."
+    ),
+    venv: Optional[Path] = typer.Option(
+        None, "--venv", metavar="DIR", help="Install the wheel into this venv (created if absent)."
+    ),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", metavar="N", help="Parallel compile jobs (default: ~2.5 GB of RAM each)."
+    ),
+    ram_gb: Optional[float] = typer.Option(
+        None, "--ram-gb", metavar="GB", help="RAM to plan for, in GB (default: this machine's)."
+    ),
     docker: bool = typer.Option(False, "--docker", help="Also write a Dockerfile that builds in the SIG Build image."),
-    src: Optional[Path] = typer.Option(None, "--src", metavar="DIR", help="TensorFlow checkout (default: OUT/tensorflow)."),
-    clang: Optional[str] = typer.Option(None, "--clang", metavar="PATH", help="Compiler path (default: llvm-N clang; gcc for 2.12)."),
-    from_file: Optional[Path] = typer.Option(None, "--from", metavar="FILE", help="Plan for the machine of a `check --save` snapshot."),
+    src: Optional[Path] = typer.Option(
+        None, "--src", metavar="DIR", help="TensorFlow checkout (default: OUT/tensorflow)."
+    ),
+    clang: Optional[str] = typer.Option(
+        None, "--clang", metavar="PATH", help="Compiler path (default: llvm-N clang; gcc for 2.12)."
+    ),
+    from_file: Optional[Path] = typer.Option(
+        None, "--from", metavar="FILE", help="Plan for the machine of a `check --save` snapshot."
+    ),
     allow_unknown: bool = typer.Option(False, "--allow-unknown", help="Accept a TF version not in the table."),
     skip_flag_check: bool = typer.Option(False, "--skip-flag-check", help="Do not compile a probe with the flags."),
     force: bool = typer.Option(False, "--force", help="Regenerate into an existing --out (the checkout is kept)."),
@@ -67,9 +93,21 @@ def build_tf_cmd(
     if out is not None and not dry_run:  # refuse before probing
         check_out(out.expanduser(), force)
     opts = BuildOptions(
-        tf_version=tf_version, out=out, cpu=cpu, cuda=cuda, cuda_cc=cuda_cc, python=python, venv=venv, jobs=jobs,
-        ram_gb=ram_gb, docker=docker, src=src, clang=clang, allow_unknown=allow_unknown,
-        skip_flag_check=skip_flag_check, other_machine=from_file is not None,
+        tf_version=tf_version,
+        out=out,
+        cpu=cpu,
+        cuda=cuda,
+        cuda_cc=cuda_cc,
+        python=python,
+        venv=venv,
+        jobs=jobs,
+        ram_gb=ram_gb,
+        docker=docker,
+        src=src,
+        clang=clang,
+        allow_unknown=allow_unknown,
+        skip_flag_check=skip_flag_check,
+        other_machine=from_file is not None,
     )
     plan = make_plan(gather_facts(from_file), opts)
     if dry_run:
@@ -78,8 +116,10 @@ def build_tf_cmd(
         return
     write_recipe(plan, force=force)  # before printing: a refusal leaves stdout empty
     _print_plan(plan)
-    typer.echo(f"Wrote {plan.out_dir}: build.sh, README.md, tf_configure.bazelrc, plan.json"
-               + (", Dockerfile" if docker else ""))
+    typer.echo(
+        f"Wrote {plan.out_dir}: build.sh, README.md, tf_configure.bazelrc, plan.json"
+        + (", Dockerfile" if docker else "")
+    )
     if not run:
         typer.echo(f"Next: {shlex.quote(str(Path(plan.out_dir) / 'build.sh'))}   (or envdoctor build-tf ... --run)")
         return
@@ -123,8 +163,11 @@ def plan_summary(plan: BuildPlan) -> list[tuple[str, str]]:
     """(label, value) rows shown by the command and --dry-run."""
     from envdoctor.buildtf.plan import estimate_text
 
-    cuda = (f"CUDA {plan.cuda_version} / cuDNN {plan.cudnn_version} ({plan.cuda_mode}), {','.join(plan.cuda_ccs)}"
-            if plan.cuda else "no (CPU-only)")
+    cuda = (
+        f"CUDA {plan.cuda_version} / cuDNN {plan.cudnn_version} ({plan.cuda_mode}), {','.join(plan.cuda_ccs)}"
+        if plan.cuda
+        else "no (CPU-only)"
+    )
     return [
         ("TensorFlow", f"{plan.tf_version} ({plan.tag}), wheel {plan.wheel_name}"),
         ("Python", f"{plan.python_version} ({plan.python_bin})"),
@@ -151,9 +194,8 @@ def _print_plan(plan: BuildPlan) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from envdoctor.report.console import make_console
-
     from envdoctor.buildtf.safety import one_line
+    from envdoctor.report.console import make_console
 
     # Paths and notes may carry a snapshot's text: never rich markup, never a control character.
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -225,8 +267,10 @@ def failure_report(result: RunResult, planned: Sequence[str] | None = None) -> l
 
     if result.ok:
         return [f"build.sh finished: {', '.join(result.stages_done)} ok. Log: {result.log_path}"]
-    lines = [f"build.sh failed in stage {result.failed_stage or '(before the first stage)'} "
-             f"(exit {result.returncode}). Log: {result.log_path}"]
+    lines = [
+        f"build.sh failed in stage {result.failed_stage or '(before the first stage)'} "
+        f"(exit {result.returncode}). Log: {result.log_path}"
+    ]
     # Each log line is printed once: a missing tool is a known failure, an error line and the log's tail at once.
     shown: set[str] = set()
     for match in result.matches:
@@ -248,7 +292,7 @@ def failure_report(result: RunResult, planned: Sequence[str] | None = None) -> l
     if result.previous_log:
         lines.append(f"the previous run's log: {result.previous_log}")
     if result.failed_stage in planned:
-        rest = " ".join(planned[planned.index(result.failed_stage):])
+        rest = " ".join(planned[planned.index(result.failed_stage) :])
         script = shlex.quote(str(Path(result.log_path).parent / "build.sh"))
         lines.append(f"after fixing, resume with: {script} {rest}")
     return lines

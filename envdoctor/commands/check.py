@@ -37,12 +37,19 @@ def check(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     redact: bool = typer.Option(False, "--redact", help="Replace home dir, user, hostname and GPU UUIDs."),
     deep: bool = typer.Option(False, "--deep", help="Also import TensorFlow in a subprocess and read what it says."),
-    root: Optional[Path] = typer.Option(None, "--root", metavar="DIR",
-                                        help="Read files under DIR instead of /; run no commands, no NVML."),
-    python: Optional[Path] = typer.Option(None, "--python", metavar="PYTHON",
-                                          help="Inspect another interpreter's packages (its path, or a venv/conda folder)."),
+    root: Optional[Path] = typer.Option(
+        None, "--root", metavar="DIR", help="Read files under DIR instead of /; run no commands, no NVML."
+    ),
+    python: Optional[Path] = typer.Option(
+        None,
+        "--python",
+        metavar="PYTHON",
+        help="Inspect another interpreter's packages (its path, or a venv/conda folder).",
+    ),
     save: Optional[Path] = typer.Option(None, "--save", metavar="FILE", help="Write the facts snapshot to FILE."),
-    from_file: Optional[Path] = typer.Option(None, "--from", metavar="FILE", help="Diagnose a snapshot saved with --save."),
+    from_file: Optional[Path] = typer.Option(
+        None, "--from", metavar="FILE", help="Diagnose a snapshot saved with --save."
+    ),
 ) -> None:
     """Diagnose this machine for TensorFlow: drivers, GPUs, CUDA, cuDNN, CPU, TensorFlow. Never imports TensorFlow.
 
@@ -57,8 +64,10 @@ def check(
         raise UsageError("--from diagnoses a saved snapshot; it cannot be combined with --root, --python or --deep")
     facts = load_snapshot(from_file) if from_file else _collect(root, python, deep)
     if python is not None and facts.tensorflow.error:  # it did not run, or is no Python: nothing to diagnose
-        raise UsageError(f"--python {python} is not a working Python interpreter ({facts.tensorflow.error}); "
-                         "without --python, check diagnoses the rest of the machine")
+        raise UsageError(
+            f"--python {python} is not a working Python interpreter ({facts.tensorflow.error}); "
+            "without --python, check diagnoses the rest of the machine"
+        )
     diagnosis = diagnose(facts, strict=strict)
     scrub = _scrubber(facts) if redact else None
     if save:
@@ -71,7 +80,7 @@ def check(
     raise typer.Exit(diagnosis.exit_code)
 
 
-def _collect(root: Path | None, python: Path | None, deep: bool):  # noqa: ANN202
+def _collect(root: Path | None, python: Path | None, deep: bool):
     from envdoctor.probes import ProbeContext, collect
 
     if root is not None and not root.is_dir():
@@ -79,8 +88,9 @@ def _collect(root: Path | None, python: Path | None, deep: bool):  # noqa: ANN20
     if python is not None:
         python = interpreter_in(python, root)
     # Under --root the inspected system's environment variables are unknown: this shell's would mislead.
-    ctx = ProbeContext(root=root.resolve() if root else Path("/"), python=str(python) if python else None,
-                       **({"env": {}} if root else {}))
+    ctx = ProbeContext(root=root.resolve() if root else Path("/"), python=str(python) if python else None)
+    if root:
+        ctx.env = {}
     return collect(ctx, deep=deep)
 
 
@@ -111,14 +121,15 @@ def interpreter_in(python: Path, root: Path | None = None) -> Path:
     return Path(path)
 
 
-def _scrubber(facts):  # noqa: ANN001, ANN202
+def _scrubber(facts):
     from envdoctor.report.redact import redactor
 
     return redactor(facts)
 
 
-def rerun_command(root: Path | None = None, python: Path | None = None, from_file: Path | None = None,
-                  deep: bool = False) -> str:
+def rerun_command(
+    root: Path | None = None, python: Path | None = None, from_file: Path | None = None, deep: bool = False
+) -> str:
     """`envdoctor check` with the options that chose what was diagnosed, so that a printed hint repeats them."""
     import shlex
 
@@ -129,8 +140,15 @@ def rerun_command(root: Path | None = None, python: Path | None = None, from_fil
     return " ".join(words + (["--deep"] if deep else []))
 
 
-def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub,  # noqa: ANN001
-            rerun: str = "envdoctor check", from_file: Path | None = None) -> None:
+def _render(
+    diagnosis,
+    as_json: bool,
+    markdown: bool,
+    verbose: bool,
+    scrub,
+    rerun: str = "envdoctor check",
+    from_file: Path | None = None,
+) -> None:
     if as_json:
         from envdoctor.report.jsonout import diagnosis_dict, dumps
         from envdoctor.report.redact import redact_tree
@@ -151,7 +169,7 @@ def _render(diagnosis, as_json: bool, markdown: bool, verbose: bool, scrub,  # n
         render_human(diagnosis, verbose=verbose, scrub=scrub, rerun=rerun, origin=origin)
 
 
-def write_snapshot(path: Path, facts, scrub=None) -> None:  # noqa: ANN001
+def write_snapshot(path: Path, facts, scrub=None) -> None:
     """Write the facts as JSON atomically: a temp file in the same folder, renamed when complete."""
     from envdoctor import atomic
     from envdoctor.facts import to_dict
@@ -170,10 +188,9 @@ def write_snapshot(path: Path, facts, scrub=None) -> None:  # noqa: ANN001
         raise UsageError(f"--save {path}: {exc.strerror or exc}") from None
 
 
-def load_snapshot(path: Path):  # noqa: ANN201
+def load_snapshot(path: Path):
     """Facts from a --save snapshot, or from a whole `check --json` document."""
     from envdoctor.facts import SCHEMA_VERSION, Facts, from_dict
-
     from envdoctor.jsonload import JsonInputError, load_json_file
 
     try:
@@ -190,8 +207,10 @@ def load_snapshot(path: Path):  # noqa: ANN201
     if not isinstance(schema, int):
         raise UsageError(f"--from {path}: schema_version {schema!r} is not a number")
     if schema > SCHEMA_VERSION:
-        raise UsageError(f"--from {path}: schema_version {data['schema_version']} is newer than this envdoctor "
-                         f"understands ({SCHEMA_VERSION}); upgrade envdoctor")
+        raise UsageError(
+            f"--from {path}: schema_version {data['schema_version']} is newer than this envdoctor "
+            f"understands ({SCHEMA_VERSION}); upgrade envdoctor"
+        )
     try:
         return from_dict(Facts, data)
     except (TypeError, ValueError, AttributeError) as exc:

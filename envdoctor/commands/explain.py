@@ -18,8 +18,11 @@ envdoctor explain"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command("explain", help="Explain a finding code (what it means, why it matters, how to fix it), or list "
-                "the codes under a prefix.", epilog=EXAMPLES)(explain)
+    app.command(
+        "explain",
+        help="Explain a finding code (what it means, why it matters, how to fix it), or list the codes under a prefix.",
+        epilog=EXAMPLES,
+    )(explain)
 
 
 def explain(

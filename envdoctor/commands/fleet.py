@@ -31,13 +31,22 @@ def fleet(
     reports: list[Path] = typer.Argument(..., help="check --json / --save files, or folders of them (*.json)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     markdown: bool = typer.Option(False, "--markdown", help="Markdown for pasting into an issue."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write a self-contained HTML page to FILE."),
-    expect: Optional[Path] = typer.Option(None, "--expect", help="A node's report or a spec: every node must match "
-                                          "its driver, CUDA, cuDNN, TensorFlow and GPU count."),
-    write_spec: Optional[Path] = typer.Option(None, "--write-spec", help="Write the majority's values as a spec "
-                                              "for --expect."),
-    nodes: Optional[str] = typer.Option(None, "--nodes", help="Hosts that must have a report (comma- or "
-                                        "space-separated): the others are reported missing."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="Also write a self-contained HTML page to FILE."
+    ),
+    expect: Optional[Path] = typer.Option(
+        None,
+        "--expect",
+        help="A node's report or a spec: every node must match its driver, CUDA, cuDNN, TensorFlow and GPU count.",
+    ),
+    write_spec: Optional[Path] = typer.Option(
+        None, "--write-spec", help="Write the majority's values as a spec for --expect."
+    ),
+    nodes: Optional[str] = typer.Option(
+        None,
+        "--nodes",
+        help="Hosts that must have a report (comma- or space-separated): the others are reported missing.",
+    ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings and drift too."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Every host of every finding, and the fixes."),
 ) -> None:
@@ -82,7 +91,7 @@ def _host_list(text: str | None) -> list[str]:
     return hosts
 
 
-def render_spec(result) -> str:  # noqa: ANN001
+def render_spec(result) -> str:
     from envdoctor.fleet.spec import spec_document
     from envdoctor.report.jsonout import dumps
 

@@ -37,13 +37,16 @@ eval "$(envdoctor env --gpus auto:1 --memory-limit 8000)"
 envdoctor env --gpus GPU-3f2a --format dotenv > .env
 
 envdoctor env --gpus all --format fish | source"""
-RUN_EXAMPLES = ENV_EXAMPLES.split("Examples:")[0] + """Examples:
+RUN_EXAMPLES = (
+    ENV_EXAMPLES.split("Examples:")[0]
+    + """Examples:
 
 envdoctor run --gpus auto:1 -- python train.py --epochs 10
 
 envdoctor run --gpus 0,2 --memory-limit 8000 -- python eval.py
 
 envdoctor run --gpus none -- pytest tests/"""
+)
 MEMORY_HELP = (
     "Cap TensorFlow at MB per GPU. TensorFlow has no environment variable for this: envdoctor emits "
     "ENVDOCTOR_TF_MEMORY_LIMIT_MB, which only envdoctor.configure_tensorflow() in the program applies."
@@ -53,14 +56,16 @@ FROM_HELP = "Read the GPUs from a JSON snapshot (`envdoctor gpus --json` or `che
 
 
 def register(app: typer.Typer) -> None:
-    app.command("gpus", help="Show each GPU with its nvidia-smi index and the CUDA ordinal it gets here.",
-                epilog=GPUS_EXAMPLES)(gpus_cmd)
-    app.command("env", help="Print the environment that selects the GPUs of SPEC, for eval.",
-                epilog=ENV_EXAMPLES)(env_cmd)
+    app.command(
+        "gpus", help="Show each GPU with its nvidia-smi index and the CUDA ordinal it gets here.", epilog=GPUS_EXAMPLES
+    )(gpus_cmd)
+    app.command("env", help="Print the environment that selects the GPUs of SPEC, for eval.", epilog=ENV_EXAMPLES)(
+        env_cmd
+    )
     app.command(
         "run",
         help="Run COMMAND with its ARGS, the GPUs of SPEC and memory growth; exits with COMMAND's exit code. "
-             "Put -- before COMMAND, so that its own options are not read as envdoctor's.",
+        "Put -- before COMMAND, so that its own options are not read as envdoctor's.",
         epilog=RUN_EXAMPLES,
         context_settings={"allow_interspersed_args": False},
     )(run_cmd)
@@ -99,8 +104,7 @@ def env_cmd(
     render({}, fmt)  # an unknown format fails before an auto:N pick is recorded
     read_at = time.time()  # auto:N honours the claims that held when the GPUs were read
     found, why = gpus_from(from_file)
-    env = environment_for(gpus, found, not no_allow_growth, memory_limit, allocator, no_gpu_reason=why,
-                          read_at=read_at)
+    env = environment_for(gpus, found, not no_allow_growth, memory_limit, allocator, no_gpu_reason=why, read_at=read_at)
     text = render(env, fmt)  # rendered whole first: a failure leaves stdout empty
     if "CUDA_VISIBLE_DEVICES" not in env:  # only `all` where no GPU is usable
         reason = why or "every GPU has MIG enabled and no MIG device"  # GPUs are listed, yet none can run CUDA work
@@ -114,8 +118,12 @@ def env_cmd(
 
 
 def run_cmd(
-    command: list[str] = typer.Argument(..., metavar="-- COMMAND [ARGS]...", show_default=False,
-                                        help="The command to run and its own arguments, after --."),
+    command: list[str] = typer.Argument(
+        ...,
+        metavar="-- COMMAND [ARGS]...",
+        show_default=False,
+        help="The command to run and its own arguments, after --.",
+    ),
     gpus: str = typer.Option(..., "--gpus", help=SPEC_HELP),
     no_allow_growth: bool = typer.Option(False, "--no-allow-growth", help="Do not set TF_FORCE_GPU_ALLOW_GROWTH."),
     memory_limit: Optional[int] = typer.Option(None, "--memory-limit", metavar="MB", help=MEMORY_HELP),

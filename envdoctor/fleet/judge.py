@@ -73,25 +73,47 @@ class Fleet:
         return EXIT_OK
 
     def summary(self) -> dict[str, object]:
-        return {"nodes": len(self.nodes), "skipped": len(self.skipped), "missing": len(self.missing),
-                "duplicates": len(self.duplicates), "drifting_nodes": len(self.drift),
-                "errors": self.count("error"), "warnings": self.count("warning"),
-                "gate": None if self.reference is None else not self.gate_failures and not self.skipped
-                and not self.missing, "exit_code": self.exit_code}
+        return {
+            "nodes": len(self.nodes),
+            "skipped": len(self.skipped),
+            "missing": len(self.missing),
+            "duplicates": len(self.duplicates),
+            "drifting_nodes": len(self.drift),
+            "errors": self.count("error"),
+            "warnings": self.count("warning"),
+            "gate": None
+            if self.reference is None
+            else not self.gate_failures and not self.skipped and not self.missing,
+            "exit_code": self.exit_code,
+        }
 
 
-def judge(nodes: list[Node], skipped: list[Skipped], reference: Reference | None = None,
-          expected_hosts: list[str] | None = None, strict: bool = False) -> Fleet:
+def judge(
+    nodes: list[Node],
+    skipped: list[Skipped],
+    reference: Reference | None = None,
+    expected_hosts: list[str] | None = None,
+    strict: bool = False,
+) -> Fleet:
     kept, duplicates = newest_per_host(nodes)
     kept.sort(key=lambda n: natural_key(n.host))
     if reference is not None:
-        expected, ties = dict(reference.values), []
+        expected, ties = dict(reference.values), list[Field]()
     else:
         expected, ties = majority(kept)
     drift = {n.host: fields for n in kept if (fields := drifting(n, expected, ties))}
-    return Fleet(nodes=kept, skipped=skipped, duplicates=duplicates,
-                 missing=missing_hosts(expected_hosts or [], kept), expected=expected, no_majority=ties,
-                 drift=drift, findings=group_findings(kept), reference=reference, strict=strict)
+    return Fleet(
+        nodes=kept,
+        skipped=skipped,
+        duplicates=duplicates,
+        missing=missing_hosts(expected_hosts or [], kept),
+        expected=expected,
+        no_majority=ties,
+        drift=drift,
+        findings=group_findings(kept),
+        reference=reference,
+        strict=strict,
+    )
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:

@@ -64,8 +64,9 @@ def load_report(path: Path) -> Node | Skipped:
 
 def parse_report(data: Any, path: str) -> Node | Skipped:
     """A Node from a `check --json` document or a `check --save` snapshot, or why not."""
-    document = data if isinstance(data, dict) else {}
-    raw = document.get("facts") if isinstance(document.get("facts"), dict) else document
+    document: dict[str, Any] = data if isinstance(data, dict) else {}
+    facts = document.get("facts")
+    raw: dict[str, Any] = facts if isinstance(facts, dict) else document
     if "system" not in raw or "schema_version" not in raw:
         return Skipped(path, "not an envdoctor report", "no envdoctor facts (schema_version, system) in it")
     # The document's and its facts' schema (they are the same in every report envdoctor writes).
@@ -119,5 +120,4 @@ def _judge(facts: Facts) -> list[NodeFinding]:
     """A snapshot has no findings: this envdoctor's checks judge it, as `check --from` would."""
     from envdoctor.doctor import diagnose
 
-    return [NodeFinding(f.code, f.severity.value, f.title, tuple(f.evidence), f.fix)  # type: ignore[arg-type]
-            for f in diagnose(facts).findings]
+    return [NodeFinding(f.code, f.severity.value, f.title, tuple(f.evidence), f.fix) for f in diagnose(facts).findings]

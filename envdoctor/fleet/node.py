@@ -29,8 +29,13 @@ class Field(str, Enum):
         return _LABELS[self]
 
 
-_LABELS = {Field.DRIVER: "driver", Field.CUDA: "CUDA", Field.CUDNN: "cuDNN", Field.TENSORFLOW: "TensorFlow",
-           Field.GPU_COUNT: "GPUs"}
+_LABELS = {
+    Field.DRIVER: "driver",
+    Field.CUDA: "CUDA",
+    Field.CUDNN: "cuDNN",
+    Field.TENSORFLOW: "TensorFlow",
+    Field.GPU_COUNT: "GPUs",
+}
 Value = str | int | None
 
 
@@ -69,10 +74,18 @@ def node_from_facts(facts: Facts, path: str, source: Source, findings: list[Node
         Field.TENSORFLOW: tf.version,
         Field.GPU_COUNT: len(facts.gpus),
     }
-    return Node(host=host_name(system.hostname, path), path=path, source=source, collected_at=facts.collected_at,
-                values=values, gpus=gpu_cell(facts.gpus), tf_build=tf_build(facts),
-                python=tf.python_version or system.python_version, envdoctor_version=facts.envdoctor_version,
-                findings=findings)
+    return Node(
+        host=host_name(system.hostname, path),
+        path=path,
+        source=source,
+        collected_at=facts.collected_at,
+        values=values,
+        gpus=gpu_cell(facts.gpus),
+        tf_build=tf_build(facts),
+        python=tf.python_version or system.python_version,
+        envdoctor_version=facts.envdoctor_version,
+        findings=findings,
+    )
 
 
 def host_name(hostname: str | None, path: str) -> str:
@@ -92,7 +105,8 @@ def gpu_cell(gpus: list[GpuFacts]) -> str:
     memory = {g.name: g.memory_total_bytes for g in gpus}
     parts = []
     for name, count in counts.items():
-        gib = f" ({memory[name] / 2**30:.1f} GiB)" if memory[name] else ""
+        total = memory[name]
+        gib = f" ({total / 2**30:.1f} GiB)" if total else ""
         parts.append(f"{name} × {count}{gib}")
     return ", ".join(parts)
 

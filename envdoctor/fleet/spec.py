@@ -41,13 +41,15 @@ def load_reference(path: Path) -> Reference:
 
 def _spec_values(data: dict[str, Any], path: Path) -> dict[Field, Value]:
     if data.get("schema_version") != SPEC_SCHEMA:
-        raise UsageError(f"--expect {path}: spec schema_version {data.get('schema_version')!r}, "
-                         f"this envdoctor reads {SPEC_SCHEMA}")
+        raise UsageError(
+            f"--expect {path}: spec schema_version {data.get('schema_version')!r}, this envdoctor reads {SPEC_SCHEMA}"
+        )
     known = {f.value: f for f in Field}
     unknown = [k for k in data if k not in known and k not in _META]
     if unknown:  # a typo ("drivers") would otherwise drop that field from the gate without a word
-        raise UsageError(f"--expect {path}: unknown field(s) {', '.join(map(repr, unknown))}; "
-                         f"a spec has {', '.join(known)}")
+        raise UsageError(
+            f"--expect {path}: unknown field(s) {', '.join(map(repr, unknown))}; a spec has {', '.join(known)}"
+        )
     values: dict[Field, Value] = {}
     for key, value in data.items():
         if key in known:
@@ -69,5 +71,9 @@ def _checked(f: Field, value: Any, path: Path) -> Value:
 
 def spec_document(expected: dict[Field, Value], origin: str) -> dict[str, Any]:
     """The spec of --write-spec: the fleet's majority (one report: that node's values)."""
-    return {"kind": SPEC_KIND, "schema_version": SPEC_SCHEMA, "from": origin,
-            **{f.value: expected[f] for f in Field if f in expected}}
+    return {
+        "kind": SPEC_KIND,
+        "schema_version": SPEC_SCHEMA,
+        "from": origin,
+        **{f.value: expected[f] for f in Field if f in expected},
+    }

@@ -14,8 +14,7 @@ from envdoctor.facts import GpuFacts
 from envdoctor.gpus.lock import pick_from, unpick
 from envdoctor.gpus.notes import selection_notes
 from envdoctor.gpus.snapshot import gpus_from
-from envdoctor.gpus.spec import (Chosen, build_environment, check_memory_limit, check_options, fixed_devices,
-                                 parse_spec)
+from envdoctor.gpus.spec import Chosen, build_environment, check_memory_limit, check_options, fixed_devices, parse_spec
 
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # as env(1), timeout(1) and shells report them, apart from usage errors (2)
 
@@ -50,8 +49,7 @@ def _wait(proc: subprocess.Popen[bytes]) -> int:
     return 128 - code if code < 0 else code  # killed by signal N: 128+N, as shells report it
 
 
-def _notes(env: dict[str, str], gpus: list[GpuFacts], memory_limit_mb: int | None,
-           from_file: Path | None) -> list[str]:
+def _notes(env: dict[str, str], gpus: list[GpuFacts], memory_limit_mb: int | None, from_file: Path | None) -> list[str]:
     return selection_notes(env, gpus, memory_limit_mb, from_file, runs_here=True)
 
 

@@ -58,8 +58,9 @@ def lock_dir() -> Path:
 
 
 def _refuse(path: Path, problem: str, way_out: str) -> UsageError:
-    return UsageError(f"the auto:N lock directory {path} {problem}: {way_out}, "
-                      "or set XDG_RUNTIME_DIR to a private directory of yours")
+    return UsageError(
+        f"the auto:N lock directory {path} {problem}: {way_out}, or set XDG_RUNTIME_DIR to a private directory of yours"
+    )
 
 
 def open_private_dir(path: Path) -> int:
@@ -101,8 +102,11 @@ def _why_not_a_dir(path: Path, exc: OSError) -> UsageError:
 def _check_private(path: Path, st: os.stat_result) -> None:
     me = os.geteuid()
     if st.st_uid != me:  # e.g. made in /tmp by another user to block us or to read our claims
-        raise _refuse(path, f"belongs to uid {st.st_uid}, not to you (uid {me})",
-                      "have it removed (another user may have made it first)")
+        raise _refuse(
+            path,
+            f"belongs to uid {st.st_uid}, not to you (uid {me})",
+            "have it removed (another user may have made it first)",
+        )
     if st.st_mode & 0o077:
         raise _refuse(path, f"has mode {stat.S_IMODE(st.st_mode):04o}, not 0700", f"run chmod 700 {path}")
 
@@ -212,7 +216,9 @@ class GpuLock:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise UsageError(f"another envdoctor has held {self.dir / LOCK_FILE} for {self.timeout:g}s")
+                    raise UsageError(
+                        f"another envdoctor has held {self.dir / LOCK_FILE} for {self.timeout:g}s"
+                    ) from None
                 time.sleep(pause * random.uniform(0.5, 1.5))
                 pause = min(pause * 2, 0.02)
 
@@ -302,8 +308,14 @@ def choose_auto(n: int, gpus: list[GpuFacts], taken: set[str]) -> list[Chosen]:
     if len(free) < n:
         busy = sum(1 for g in gpus if g.processes)
         recent = sum(1 for g in gpus if g.uuid in taken)
-        held = (f"; a pick stays reserved while its `envdoctor run` lives, or up to {PICK_TTL_S:.0f} s after "
-                "`envdoctor env`, until the job shows in NVML") if recent else ""
+        held = (
+            (
+                f"; a pick stays reserved while its `envdoctor run` lives, or up to {PICK_TTL_S:.0f} s after "
+                "`envdoctor env`, until the job shows in NVML"
+            )
+            if recent
+            else ""
+        )
         raise UsageError(
             f"auto:{n}: only {len(free)} GPU(s) are free "
             f"({busy} run compute processes, {recent} were just picked by another envdoctor{held})"
@@ -311,8 +323,13 @@ def choose_auto(n: int, gpus: list[GpuFacts], taken: set[str]) -> list[Chosen]:
     return [Chosen(g) for g in free[:n]]
 
 
-def pick_from(n: int, gpus: list[GpuFacts], read_at: float, pid: int | None = None,
-              check: Callable[[list[Chosen]], None] | None = None) -> list[Chosen]:
+def pick_from(
+    n: int,
+    gpus: list[GpuFacts],
+    read_at: float,
+    pid: int | None = None,
+    check: Callable[[list[Chosen]], None] | None = None,
+) -> list[Chosen]:
     """Choose n of gpus (read at read_at) and claim them for pid. `check` may refuse the choice (UsageError)
     before it is recorded: a refused pick claims nothing. The lock is held only for the claims, not for a job."""
     busy = {g.uuid for g in gpus if g.processes}
@@ -331,8 +348,12 @@ def pick_from(n: int, gpus: list[GpuFacts], read_at: float, pid: int | None = No
     return chosen
 
 
-def pick_auto(n: int, read_gpus: Callable[[], list[GpuFacts]], pid: int | None = None,
-              check: Callable[[list[Chosen]], None] | None = None) -> list[Chosen]:
+def pick_auto(
+    n: int,
+    read_gpus: Callable[[], list[GpuFacts]],
+    pid: int | None = None,
+    check: Callable[[list[Chosen]], None] | None = None,
+) -> list[Chosen]:
     """pick_from on a fresh read_gpus(), made outside the lock (NVML may take a while to answer)."""
     read_at = time.time()  # before the read: a claim that held then covers a job NVML did not show yet
     return pick_from(n, read_gpus(), read_at, pid, check)

@@ -25,8 +25,10 @@ def busy_note(device: Chosen) -> str | None:
         return None
     pids = ", ".join(str(p.pid) for p in g.processes)
     util = "" if g.utilization_gpu is None else f", {g.utilization_gpu}% busy"
-    return (f"{PREFIX}note: GPU {device.label} already runs compute processes (pid {pids}; "
-            f"{mib(g.memory_used_bytes)} of {mib(g.memory_total_bytes)} MiB used{util})")
+    return (
+        f"{PREFIX}note: GPU {device.label} already runs compute processes (pid {pids}; "
+        f"{mib(g.memory_used_bytes)} of {mib(g.memory_total_bytes)} MiB used{util})"
+    )
 
 
 def free_memory_warning(device: Chosen, memory_limit_mb: int | None) -> str | None:
@@ -36,8 +38,10 @@ def free_memory_warning(device: Chosen, memory_limit_mb: int | None) -> str | No
     free = free_memory(device.gpu) // 2**20
     if memory_limit_mb <= free:
         return None
-    return (f"{PREFIX}warning: --memory-limit {memory_limit_mb} MB is more than GPU {device.label} has free now "
-            f"({free} MiB): TensorFlow will fail to allocate it unless that memory is freed first")
+    return (
+        f"{PREFIX}warning: --memory-limit {memory_limit_mb} MB is more than GPU {device.label} has free now "
+        f"({free} MiB): TensorFlow will fail to allocate it unless that memory is freed first"
+    )
 
 
 def from_note(path: Path | None, runs_here: bool) -> str | None:
@@ -48,8 +52,13 @@ def from_note(path: Path | None, runs_here: bool) -> str | None:
     return f"{PREFIX}note: the GPUs come from {path}, not from this machine{yet} (a UUID it lacks hides all its GPUs)"
 
 
-def selection_notes(env: dict[str, str], gpus: list[GpuFacts], memory_limit_mb: int | None,
-                    from_file: Path | None, runs_here: bool = False) -> list[str]:
+def selection_notes(
+    env: dict[str, str],
+    gpus: list[GpuFacts],
+    memory_limit_mb: int | None,
+    from_file: Path | None,
+    runs_here: bool = False,
+) -> list[str]:
     """Every note for an accepted selection, in the order a reader wants them."""
     notes = [from_note(from_file, runs_here)]
     for device in _chosen(env, gpus):

@@ -21,7 +21,7 @@ def load_gpus(path: str | Path) -> list[GpuFacts]:
         raise UsageError(f"cannot read GPU snapshot {path}: not a JSON snapshot ({exc})") from None
     gpus = data.get("gpus") if isinstance(data, dict) else None
     if not isinstance(gpus, list):
-        raise UsageError(f"{path} has no \"gpus\" list (expected a `check --save` or `gpus --json` file)")
+        raise UsageError(f'{path} has no "gpus" list (expected a `check --save` or `gpus --json` file)')
     try:
         return [from_dict(GpuFacts, g) for g in gpus]
     except (TypeError, ValueError, AttributeError) as exc:

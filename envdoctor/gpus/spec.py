@@ -97,7 +97,7 @@ def parse_spec(spec: str, gpus: list[GpuFacts], no_gpu_reason: str | None = None
 
 def _short(text: str, keep: int = 40) -> str:
     """repr of text, cut in the middle when long: error messages stay one short line."""
-    return repr(text) if len(text) <= keep else f"{text[:keep // 2]!r}…{text[-keep // 2:]!r}"
+    return repr(text) if len(text) <= keep else f"{text[: keep // 2]!r}…{text[-keep // 2 :]!r}"
 
 
 def _auto_count(text: str, gpus: list[GpuFacts], why: str = "") -> int:
@@ -237,8 +237,10 @@ def mig_note(env: dict[str, str]) -> str | None:
     migs = [e for e in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if e.startswith("MIG-")]
     if len(migs) < 2:
         return None
-    return (f"envdoctor: note: {len(migs)} MIG devices selected, but a CUDA process uses only one of them "
-            "(start one process per MIG device)")
+    return (
+        f"envdoctor: note: {len(migs)} MIG devices selected, but a CUDA process uses only one of them "
+        "(start one process per MIG device)"
+    )
 
 
 def _total_mb(device: Chosen) -> int | None:
@@ -263,16 +265,19 @@ def memory_limit_note(env: dict[str, str]) -> str | None:
     """A stderr note: the cap is applied by configure_tensorflow() in the program, not by TensorFlow itself."""
     if MEMORY_LIMIT_VAR not in env:
         return None
-    return (f"envdoctor: note: --memory-limit takes effect only where the program calls "
-            f"envdoctor.configure_tensorflow() ({MEMORY_LIMIT_VAR}; TensorFlow has no variable for a cap)")
+    return (
+        f"envdoctor: note: --memory-limit takes effect only where the program calls "
+        f"envdoctor.configure_tensorflow() ({MEMORY_LIMIT_VAR}; TensorFlow has no variable for a cap)"
+    )
 
 
 def check_options(memory_limit_mb: int | None, allocator: str | None) -> None:
     if memory_limit_mb is not None and memory_limit_mb <= 0:
         raise UsageError(f"--memory-limit must be a positive number of MB, not {_short(str(memory_limit_mb))}")
     if memory_limit_mb is not None and memory_limit_mb > MAX_MEMORY_LIMIT_MB:
-        raise UsageError(f"--memory-limit {_short(str(memory_limit_mb))} MB is more than any GPU has "
-                         f"(at most {MAX_MEMORY_LIMIT_MB})")
+        raise UsageError(
+            f"--memory-limit {_short(str(memory_limit_mb))} MB is more than any GPU has (at most {MAX_MEMORY_LIMIT_MB})"
+        )
     if allocator is not None and allocator not in ALLOCATORS:
         raise UsageError(f"unknown allocator {allocator!r}: TensorFlow accepts {', '.join(ALLOCATORS)}")
 

@@ -64,8 +64,12 @@ def _ordinal_cell(uuid: str, ordinals: dict[str, int], exact: bool) -> str:
 
 
 def _processes(g: GpuFacts) -> str:
-    parts = [f"{p.pid}" + (f" {p.name}" if p.name else "") + (f" ({mib(p.used_memory_bytes)} MiB)"
-             if p.used_memory_bytes is not None else "") for p in g.processes]
+    parts = [
+        f"{p.pid}"
+        + (f" {p.name}" if p.name else "")
+        + (f" ({mib(p.used_memory_bytes)} MiB)" if p.used_memory_bytes is not None else "")
+        for p in g.processes
+    ]
     return ", ".join(parts) or "-"
 
 
@@ -79,12 +83,33 @@ def _rows(gpus: list[GpuFacts], res: VisibleResolution) -> list[tuple[str, ...]]
     rows: list[tuple[str, ...]] = []
     for g in sorted(gpus, key=lambda g: g.index):
         util = "?" if g.utilization_gpu is None else f"{g.utilization_gpu}%"
-        rows.append((str(g.index), g.pci_bus_id, g.uuid, _ordinal_cell(g.uuid, ordinals, res.order_exact),
-                     g.name + (" [MIG]" if g.mig_enabled else ""), g.compute_capability or "?", _memory(g), util,
-                     _processes(g)))
+        rows.append(
+            (
+                str(g.index),
+                g.pci_bus_id,
+                g.uuid,
+                _ordinal_cell(g.uuid, ordinals, res.order_exact),
+                g.name + (" [MIG]" if g.mig_enabled else ""),
+                g.compute_capability or "?",
+                _memory(g),
+                util,
+                _processes(g),
+            )
+        )
         for m in g.mig_devices:
-            rows.append((f"{g.index}:{m.index}", "", m.uuid, _ordinal_cell(m.uuid, ordinals, res.order_exact),
-                         m.name or "MIG device", "", f"- / {mib(m.memory_total_bytes)} MiB", "", ""))
+            rows.append(
+                (
+                    f"{g.index}:{m.index}",
+                    "",
+                    m.uuid,
+                    _ordinal_cell(m.uuid, ordinals, res.order_exact),
+                    m.name or "MIG device",
+                    "",
+                    f"- / {mib(m.memory_total_bytes)} MiB",
+                    "",
+                    "",
+                )
+            )
     return rows
 
 
@@ -105,7 +130,7 @@ def _print_cards(console: Any, title: str, rows: list[tuple[str, ...]]) -> None:
     width = max(len(c) for c in COLUMNS)
     for row in rows:
         console.print()
-        for col, cell in zip(COLUMNS, row):
+        for col, cell in zip(COLUMNS, row, strict=True):
             if cell:
                 console.print(f"{col:<{width}}  {printable(cell)}", highlight=False, soft_wrap=True)
 
@@ -120,8 +145,9 @@ def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -
     res = _resolve(gpus, env)
     cvd, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
     shown_order = f"{res.order} (unset)" if order is None else repr(order)  # an invalid value shows as given
-    title = printable(f"CUDA_DEVICE_ORDER={shown_order}, "
-                      f"CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}")
+    title = printable(
+        f"CUDA_DEVICE_ORDER={shown_order}, CUDA_VISIBLE_DEVICES={'(unset)' if cvd is None else repr(cvd)}"
+    )
     rows = _rows(gpus, res)
     table = _table(title, rows)
     if table.__rich_measure__(console, console.options).minimum <= console.width:
@@ -129,7 +155,10 @@ def print_table(gpus: list[GpuFacts], env: Mapping[str, str], why: str | None) -
     else:  # too narrow for the whole UUIDs and readable other columns
         _print_cards(console, title, rows)
     if not res.order_exact:
-        console.print("~ CUDA's FASTEST_FIRST order is a guess for mixed GPU models: "
-                      "export CUDA_DEVICE_ORDER=PCI_BUS_ID to make CUDA's numbers nvidia-smi's.", highlight=False)
+        console.print(
+            "~ CUDA's FASTEST_FIRST order is a guess for mixed GPU models: "
+            "export CUDA_DEVICE_ORDER=PCI_BUS_ID to make CUDA's numbers nvidia-smi's.",
+            highlight=False,
+        )
     for p in res.problems:
         console.print(printable(f"! {p}"), highlight=False)

@@ -149,7 +149,7 @@ def _match_uuid(entry: str, gpus: list[GpuFacts]) -> list[VisibleDevice]:
 
 def _shown(text: str, keep: int = 60) -> str:
     """text cut in the middle when long: a problem stays one readable line whatever the variable holds."""
-    return text if len(text) <= keep else f"{text[:keep // 2]}…{text[-keep // 2:]}"
+    return text if len(text) <= keep else f"{text[: keep // 2]}…{text[-keep // 2 :]}"
 
 
 def _leading_int(entry: str) -> int | None:
@@ -191,9 +191,7 @@ def _resolve_entry(
     return dev, this_kind, None
 
 
-def resolve_visible_devices(
-    value: str | None, gpus: list[GpuFacts], device_order: str | None
-) -> VisibleResolution:
+def resolve_visible_devices(value: str | None, gpus: list[GpuFacts], device_order: str | None) -> VisibleResolution:
     """Apply CUDA_VISIBLE_DEVICES=value (None: unset) and CUDA_DEVICE_ORDER to the GPUs NVML lists."""
     order, order_problem = effective_order(device_order)
     slots, exact = _slots(gpus, order)

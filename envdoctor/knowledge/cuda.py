@@ -68,8 +68,11 @@ def max_cuda_for_driver(driver: str | None, column: DriverColumn) -> Version | N
     have = version(driver)
     if have is None:
         return None
-    fits = [cuda for row in table()["toolkits"]
-            if (need := version(row[column])) is not None and need <= have and (cuda := version(row["cuda"]))]
+    fits = [
+        cuda
+        for row in table()["toolkits"]
+        if (need := version(row[column])) is not None and need <= have and (cuda := version(row["cuda"]))
+    ]
     return max(fits) if fits else None
 
 

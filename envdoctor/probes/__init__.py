@@ -49,6 +49,7 @@ class ProbeContext:
 
 Probe = Callable[[ProbeContext, Facts], None]
 
+
 def _probes() -> list[tuple[str, Probe]]:
     # Imported here so `envdoctor --version` stays fast. Order matters: later probes read earlier facts
     # (the CUDA library resolution needs the TensorFlow build info, for example).

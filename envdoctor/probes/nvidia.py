@@ -53,8 +53,11 @@ def probe(ctx: ProbeContext, facts: Facts) -> None:
 
 # The NVIDIA Container Toolkit's programs (NVIDIA Container Toolkit install guide: nvidia-container-toolkit
 # brings nvidia-ctk and nvidia-container-runtime, libnvidia-container-tools nvidia-container-cli).
-CONTAINER_TOOLKIT = tuple(f"{d}/{n}" for d in ("/usr/bin", "/usr/local/bin")
-                          for n in ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli"))
+CONTAINER_TOOLKIT = tuple(
+    f"{d}/{n}"
+    for d in ("/usr/bin", "/usr/local/bin")
+    for n in ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli")
+)
 _DRIVER_LIB = re.compile(r"lib(?:cuda|nvidia-ml)\.so(?:\.(\d{3,}\.\d+(?:\.\d+)?)|(?:\.\d+)*)")
 
 
@@ -64,7 +67,8 @@ def wsl_linux_libraries(ctx: ProbeContext, arch: str | None) -> list[DriverLibra
     (libcuda.so.550.54.14); a link is listed with the version of the file it names."""
     from envdoctor.probes.cuda import loader_dirs
 
-    fs, found = ctx.fs, []
+    fs = ctx.fs
+    found: list[DriverLibrary] = []
     for directory, _ in loader_dirs(fs, arch):
         if directory.startswith("/usr/lib/wsl"):
             continue
@@ -174,14 +178,17 @@ def collect_gpus(ctx: ProbeContext, nvml: Any = None) -> tuple[DriverFacts, list
         return DriverFacts(), []
     if nvml is None:
         try:
-            import pynvml as nvml  # lazily: `envdoctor --version` and the CPU-only paths never pay for it
+            import pynvml as nvml  # type: ignore[no-redef]  # lazily: --version and CPU-only paths never pay
         except Exception as exc:  # not installed, or shadowed by a broken module
             driver = DriverFacts(nvml_error=NvmlError("library_not_found", f"cannot import pynvml: {exc}"))
             return _fallback_smi(ctx, driver)
     answer = _within(ctx.command_timeout, read_gpus_nvml, nvml)
     if answer is None:  # nvidia-smi rides on the same hung driver: asking it too would only add its timeout
-        return DriverFacts(nvml_error=NvmlError(
-            "timeout", f"NVML did not answer within {ctx.command_timeout:g}s (a hung GPU or driver)")), []
+        return DriverFacts(
+            nvml_error=NvmlError(
+                "timeout", f"NVML did not answer within {ctx.command_timeout:g}s (a hung GPU or driver)"
+            )
+        ), []
     driver, gpus = answer
     if driver.gpu_source == "nvml":
         return driver, gpus
@@ -427,9 +434,7 @@ def _smi_gpu(index: int, node: Any) -> GpuFacts:
     for proc in node.findall("processes/process_info"):
         pid = _number(_xml_text(proc, "pid"))
         if pid is not None and (_xml_text(proc, "type") or "C") != "G":  # compute processes, as NVML's list
-            gpu.processes.append(
-                GpuProcess(pid, _mib(_xml_text(proc, "used_memory")), _xml_text(proc, "process_name"))
-            )
+            gpu.processes.append(GpuProcess(pid, _mib(_xml_text(proc, "used_memory")), _xml_text(proc, "process_name")))
     return gpu
 
 

@@ -88,8 +88,16 @@ def _unquote(raw: str) -> str:
 # Distributions older than os-release (CentOS 6, RHEL 6) name themselves in one line: "CentOS release 6.10 (Final)".
 _RELEASE_FILES = ("/etc/redhat-release", "/etc/centos-release", "/etc/system-release")
 _RELEASE_LINE = re.compile(r"(?P<name>.+?) (?:Linux )?release (?P<version>\d[\w.]*)")
-_RELEASE_IDS = {"centos": "centos", "red": "rhel", "rocky": "rocky", "almalinux": "almalinux", "fedora": "fedora",
-                "oracle": "ol", "amazon": "amzn", "scientific": "scientific"}
+_RELEASE_IDS = {
+    "centos": "centos",
+    "red": "rhel",
+    "rocky": "rocky",
+    "almalinux": "almalinux",
+    "fedora": "fedora",
+    "oracle": "ol",
+    "amazon": "amzn",
+    "scientific": "scientific",
+}
 
 
 def _release_file(ctx: ProbeContext) -> dict[str, str]:

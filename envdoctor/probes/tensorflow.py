@@ -102,7 +102,7 @@ def _interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:
     if ctx.python:
         return run_interpreter(ctx, tf)
     paths = sysconfig.get_paths()
-    stdlib = {paths.get(k) for k in ("stdlib", "platstdlib")}
+    stdlib = {p for k in ("stdlib", "platstdlib") if (p := paths.get(k))}
     found = _from_sys_path(sys.executable, ".".join(map(str, sys.version_info[:3])), sys.path, stdlib)
     marker = os.path.isfile(os.path.join(paths.get("stdlib") or "", "EXTERNALLY-MANAGED"))
     found.env, found.externally_managed = pep668(sys.prefix, sys.base_prefix, marker)
@@ -117,9 +117,7 @@ def pep668(prefix: str, base_prefix: str, marker: bool) -> tuple[str, bool]:
     return env, marker and env != "venv"
 
 
-def _from_sys_path(
-    executable: str | None, version: str | None, path: list[str], stdlib: set[str | None]
-) -> Interpreter:
+def _from_sys_path(executable: str | None, version: str | None, path: list[str], stdlib: set[str]) -> Interpreter:
     dirs = [p for p in dict.fromkeys(path) if p and os.path.isabs(p) and not p.endswith(".zip")]
     # The stdlib (and its lib-dynload) holds no third-party packages; everything else on sys.path may.
     site = [p for p in dirs if p not in stdlib and os.path.basename(p) != "lib-dynload"]
@@ -190,8 +188,8 @@ def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, str | None, b
     if prefix not in ("/usr", "/usr/local"):
         return f"{prefix}/bin/python", None, None  # a prefix install of any kind keeps its Python there
     stdlibs = ctx.fs.glob(f"/usr/lib/python{pyver}*/")
-    marked = [d for d in stdlibs if ctx.fs.isfile(os.path.join(d, "EXTERNALLY-MANAGED"))]
-    return f"/usr/bin/python{pyver}", "system", bool(marked) if stdlibs else None
+    markers = [d for d in stdlibs if ctx.fs.isfile(os.path.join(d, "EXTERNALLY-MANAGED"))]
+    return f"/usr/bin/python{pyver}", "system", bool(markers) if stdlibs else None
 
 
 def fill_from_path(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> None:
@@ -258,8 +256,9 @@ def env_import_path(ctx: ProbeContext, site: str) -> list[str]:
     prefix, pyver = match.groups()
     cfg = ctx.read_text(f"{prefix}/pyvenv.cfg", limit=16384)
     if cfg is not None:
-        values = {k.strip().lower(): v.strip() for k, sep, v in (line.partition("=") for line in cfg.splitlines())
-                  if sep}
+        values = {
+            k.strip().lower(): v.strip() for k, sep, v in (line.partition("=") for line in cfg.splitlines()) if sep
+        }
         if values.get("include-system-site-packages", "false").lower() != "true":
             return [site]
         home = values.get("home", "")  # the base interpreter's bin directory
@@ -281,9 +280,13 @@ def _user_sites(ctx: ProbeContext, pyver: str) -> list[str]:
 
 def _system_sites(ctx: ProbeContext, base: str, pyver: str) -> list[str]:
     """A base Python's package directories in its sys.path order (Debian's dist-packages, then site-packages)."""
-    candidates = [f"{base}/local/lib/python{pyver}/dist-packages", f"{base}/lib/python3/dist-packages",
-                  f"{base}/lib/python{pyver}/dist-packages", f"{base}/lib64/python{pyver}/site-packages",
-                  f"{base}/lib/python{pyver}/site-packages"]
+    candidates = [
+        f"{base}/local/lib/python{pyver}/dist-packages",
+        f"{base}/lib/python3/dist-packages",
+        f"{base}/lib/python{pyver}/dist-packages",
+        f"{base}/lib64/python{pyver}/site-packages",
+        f"{base}/lib/python{pyver}/site-packages",
+    ]
     return [d for d in candidates if ctx.fs.isdir(d)]
 
 
@@ -311,9 +314,11 @@ def find_distributions(
             if key not in names and not key.startswith(prefixes):
                 continue
             fields = read_metadata_fields(ctx, f"{directory}/{entry}")
-            name, version = (fields.get("Name") or [None])[0], (fields.get("Version") or [None])[0]
+            name, version = _first(fields, "Name"), _first(fields, "Version")
             fallback = stem.split("-")
-            package = PythonPackage(name or fallback[0], version or (fallback[1:2] or [None])[0], directory)
+            package = PythonPackage(
+                name or fallback[0], version or (fallback[1] if len(fallback) > 1 else None), directory
+            )
             if key in requires or key.startswith(prefixes):
                 package.requires_dist = fields.get("Requires-Dist", [])[:MAX_REQUIRES]
             found.append((key, package))
@@ -326,7 +331,12 @@ MAX_REQUIRES = 200  # TensorFlow 2.21 declares 35; a hostile METADATA must not m
 def read_metadata(ctx: ProbeContext, info: str) -> tuple[str | None, str | None]:
     """Name and Version from a dist-info/egg-info METADATA (or PKG-INFO) header."""
     fields = read_metadata_fields(ctx, info)
-    return (fields.get("Name") or [None])[0], (fields.get("Version") or [None])[0]
+    return _first(fields, "Name"), _first(fields, "Version")
+
+
+def _first(fields: dict[str, list[str]], key: str) -> str | None:
+    values = fields.get(key)
+    return values[0] if values else None
 
 
 def read_metadata_fields(ctx: ProbeContext, info: str) -> dict[str, list[str]]:

@@ -27,11 +27,12 @@ def make_console(stream: TextIO | None = None, stderr: bool = False, **options: 
     if os.environ.get("NO_COLOR"):  # no-color.org: no escape codes at all, not even bold
         options.setdefault("color_system", None)
     console = Console(file=stream, stderr=stderr, highlight=False, **options)
-    console.on_broken_pipe = _broken_pipe  # rich's own exits 1, which `check` uses for "error findings"
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]  # rich's own exits 1 (our "error findings")
     if not console.is_terminal:
         if "COLUMNS" not in os.environ:
             console.width = PIPE_WIDTH
-        console.file = _RstripLines(console.file)  # rich pads cells and titles to the width: trim for readers
+        # rich pads cells and titles to the width: trim for readers (a TextIO in all but name)
+        console.file = _RstripLines(console.file)  # type: ignore[assignment,arg-type]
     return console
 
 

@@ -42,8 +42,14 @@ def snapshot_origin(facts: Facts, path: str) -> str:
     return f"from snapshot {path}" + (f", taken{host}{when}" if host or when else "")
 
 
-def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = None, scrub=None,  # noqa: ANN001
-           rerun: str = "envdoctor check", origin: str | None = None) -> None:
+def render(
+    diagnosis: Diagnosis,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    scrub=None,
+    rerun: str = "envdoctor check",
+    origin: str | None = None,
+) -> None:
     """scrub: Callable[[str], str] | None; rerun: the command that repeats this run's inputs (for the -v hint);
     origin: where a --from snapshot came from."""
     from rich.text import Text
@@ -73,11 +79,14 @@ def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = 
             if f.severity is Severity.OK and f.title == summary:
                 _details(line, f, verbose)
                 continue
-            line(f"{FINDING_MARKS[f.severity.value]} {f.title}" + (f"  [{f.code}]" if verbose else ""),
-                 STYLES[f.severity.value], indent=4)
+            line(
+                f"{FINDING_MARKS[f.severity.value]} {f.title}" + (f"  [{f.code}]" if verbose else ""),
+                STYLES[f.severity.value],
+                indent=4,
+            )
             _details(line, f, verbose or f.severity.rank >= Severity.WARNING.rank)
     counts = diagnosis.counts
-    text = diagnosis.summary()["text"]
+    text = str(diagnosis.summary()["text"])
     style = "bold red" if counts["error"] else "yellow" if counts["warning"] else "green"
     console.print()
     line(("• " if text.startswith("No") else "! ") + str(text), style)
@@ -87,7 +96,7 @@ def render(diagnosis: Diagnosis, verbose: bool = False, stream: TextIO | None = 
             line(("next: " if number == 0 else "      ") + fix_line, "bold", indent=2)
 
 
-def _details(line, finding: Finding, show: bool) -> None:  # noqa: ANN001
+def _details(line, finding: Finding, show: bool) -> None:
     if not show:
         return
     for evidence in finding.evidence:

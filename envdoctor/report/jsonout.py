@@ -15,8 +15,14 @@ def diagnosis_dict(diagnosis: Diagnosis) -> dict[str, Any]:
         "envdoctor_version": diagnosis.facts.envdoctor_version,
         "facts": to_dict(diagnosis.facts),
         "findings": [
-            {"code": f.code, "category": f.category, "severity": f.severity.value, "title": f.title,
-             "evidence": f.evidence, "fix": f.fix}
+            {
+                "code": f.code,
+                "category": f.category,
+                "severity": f.severity.value,
+                "title": f.title,
+                "evidence": f.evidence,
+                "fix": f.fix,
+            }
             for f in diagnosis.findings
         ],
         "summary": diagnosis.summary(),

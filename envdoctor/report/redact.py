@@ -20,8 +20,9 @@ _UUID = re.compile(
 _ACCOUNTS = frozenset({"root", "ubuntu", "debian", "admin", "ec2-user", "centos", "fedora", "rocky", "opc"})
 
 
-# A dotted quad, or an IPv6 address (with "::", or all eight groups) that the ipaddress module accepts. Clock times (16:49:42) and versions with
-# fewer than four parts do not match; a four-part version the facts carry (a wheel's 10.3.6.82) is spared by name.
+# A dotted quad, or an IPv6 address (with "::", or all eight groups) that the ipaddress module accepts. Clock times
+# (16:49:42) and versions with fewer than four parts do not match; a four-part version the facts carry (a wheel's
+# 10.3.6.82) is spared by name.
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w.]|\.\d)")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")

@@ -12,9 +12,32 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 SCHEMA_VERSION = 1
+
+# The closed sets of values some facts take: a snapshot holding anything else is malformed (from_dict refuses it),
+# and docs/check.schema.json lists them as enums.
+PackageManager = Literal["apt", "dnf", "yum", "zypper", "pacman"]
+PythonEnv = Literal["venv", "conda", "system"]
+ContainerKind = Literal["docker", "podman", "kubernetes", "container"]
+WslVersion = Literal[1, 2]
+ModuleFlavour = Literal["open", "proprietary"]
+GpuSource = Literal["nvml", "nvidia-smi"]
+NvmlErrorKind = Literal[
+    "library_not_found",
+    "driver_not_loaded",
+    "lib_rm_version_mismatch",
+    "no_permission",
+    "gpu_lost",
+    "timeout",
+    "unknown",
+]
+VersionSource = Literal["version.json", "version.txt", "libcudart", "cuda.h", "nvcc"]
+WheelLayout = Literal["cu12", "cu13"]  # nvidia/<lib>/lib, or nvidia/cu13/lib
+LibraryStatus = Literal["found", "missing", "off_loader_path"]
+LoaderVia = Literal["ld.so.cache", "LD_LIBRARY_PATH", "wheel", "rpath"]
+OnOff = Literal["on", "off"]
 
 
 @dataclass
@@ -30,16 +53,16 @@ class SystemFacts:
     distro_version: str | None = None
     distro_name: str | None = None  # pretty name
     distro_like: list[str] = field(default_factory=list)  # ID_LIKE, e.g. ["rhel", "fedora"]
-    package_manager: str | None = None  # apt | dnf | yum | zypper | pacman
+    package_manager: PackageManager | None = None
     kernel: str | None = None
     glibc: str | None = None
     arch: str | None = None  # x86_64 | aarch64
     python_version: str | None = None
     python_executable: str | None = None
-    python_env: str | None = None  # venv | conda | system
-    container: str | None = None  # docker | podman | kubernetes | container
+    python_env: PythonEnv | None = None
+    container: ContainerKind | None = None
     container_engines: list[str] | None = None  # docker / podman programs on this machine (None: not looked)
-    wsl: int | None = None  # 1 or 2 under WSL
+    wsl: WslVersion | None = None  # under Windows Subsystem for Linux
     hostname: str | None = None
     user: str | None = None
     home: str | None = None
@@ -74,8 +97,7 @@ class PciGpu:
 
 @dataclass
 class NvmlError:
-    # library_not_found | driver_not_loaded | lib_rm_version_mismatch | no_permission | gpu_lost | timeout | unknown
-    kind: str
+    kind: NvmlErrorKind
     message: str
 
 
@@ -88,7 +110,7 @@ class DriverLibrary:
 @dataclass
 class DriverFacts:
     kernel_module_version: str | None = None  # from /proc/driver/nvidia/version
-    kernel_module_flavour: str | None = None  # open | proprietary
+    kernel_module_flavour: ModuleFlavour | None = None
     userspace_version: str | None = None  # from NVML (or nvidia-smi)
     cuda_driver_version: str | None = None  # highest CUDA the driver supports, "13.0"
     nvidia_module_loaded: bool = False
@@ -96,7 +118,7 @@ class DriverFacts:
     secure_boot: bool | None = None
     pci_gpus: list[PciGpu] = field(default_factory=list)
     nvml_error: NvmlError | None = None
-    gpu_source: str | None = None  # nvml | nvidia-smi | None (where the GPU list came from)
+    gpu_source: GpuSource | None = None  # where the GPU list came from
     nvidia_smi_error: str | None = None
     # /dev/nvidia* names (nvidia0, nvidiactl, nvidia-uvm); None where /dev is no live device directory (--root of
     # an image, an old snapshot): unknown, not "none".
@@ -147,7 +169,7 @@ class GpuFacts:
 class CudaToolkit:
     path: str
     version: str | None = None
-    version_source: str | None = None  # version.json | version.txt | nvcc
+    version_source: VersionSource | None = None
     nvcc: str | None = None
     found_via: list[str] = field(default_factory=list)  # /usr/local, CUDA_HOME, CUDA_PATH, PATH, conda
     active: bool = False  # the one nvcc on PATH / CUDA_HOME points at
@@ -165,16 +187,16 @@ class NvidiaWheel:
     name: str  # distribution, e.g. nvidia-cudnn-cu12
     version: str | None = None
     lib_dir: str | None = None
-    layout: str | None = None  # cu12 (nvidia/<lib>/lib) | cu13 (nvidia/cu13/lib)
+    layout: WheelLayout | None = None
 
 
 @dataclass
 class LibraryResolution:
     name: str  # cudart
     soname: str  # libcudart.so.12
-    status: str  # found | missing | off_loader_path
+    status: LibraryStatus
     path: str | None = None
-    via: str | None = None  # ld.so.cache | LD_LIBRARY_PATH | wheel | rpath
+    via: LoaderVia | None = None
     candidates: list[str] = field(default_factory=list)  # on disk but not loadable
 
 
@@ -217,7 +239,7 @@ class TensorflowFacts:
     related: list[PythonPackage] = field(default_factory=list)  # keras, tf-keras, torch, jax, jaxlib
     site_packages: list[str] = field(default_factory=list)
     error: str | None = None
-    python_env: str | None = None  # venv | conda | system, of the inspected interpreter
+    python_env: PythonEnv | None = None  # of the inspected interpreter
     externally_managed: bool | None = None  # PEP 668: pip refuses to install into it (None: unknown)
     # The installed distributions TensorFlow's (and tf-keras's) Requires-Dist name, as `import` finds them: the
     # first on the environment's import path (a user's ~/.local shadows the env). One named but absent is missing.
@@ -256,7 +278,7 @@ class TuneFacts:
     from its cache on the live host only, so that a snapshot or a --root tree never cites this machine's result."""
 
     onednn_ratio: float | None = None  # images/s with oneDNN flipped, over images/s as TensorFlow starts
-    onednn_versus: str | None = None  # the state it was compared with: "off" | "on"
+    onednn_versus: OnOff | None = None  # the state it was compared with
     rounds: int | None = None  # interleaved rounds behind the ratio
     measured_at: str | None = None
     tf_version: str | None = None
@@ -334,6 +356,9 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if value is None:
         _expect(tp is Any or type(None) in typing.get_args(tp), where, "a value", value)
         return None
+    if origin is Literal:
+        _expect(value in typing.get_args(tp), where, f"one of {list(typing.get_args(tp))}", value)
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _build(args[0], value, where) if len(args) == 1 else value

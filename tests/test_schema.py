@@ -71,3 +71,14 @@ def test_the_schema_catches_a_wrong_shape() -> None:
     messages = {e.message for e in _validator("check.schema.json").iter_errors(document)}
     assert any("'none' is not of type 'array'" in m for m in messages)
     assert any("'fatal' is not one of" in m for m in messages)
+
+
+def test_closed_sets_are_enums_in_the_schema_and_refused_by_the_loader() -> None:
+    from envdoctor.facts import Facts, from_dict
+
+    document = _check_json("--root", str(ROOTS[0]))
+    document["facts"]["system"]["package_manager"] = "apk"  # not one envdoctor writes commands for
+    messages = [e.message for e in _validator("check.schema.json").iter_errors(document)]
+    assert any("'apk' is not one of ['apt', 'dnf', 'yum', 'zypper', 'pacman']" in m for m in messages)
+    with pytest.raises(TypeError, match="Facts.system.package_manager: expected one of"):
+        from_dict(Facts, document["facts"])

@@ -12,7 +12,17 @@ import os
 import re
 import time
 
-from envdoctor.facts import CudaToolkit, CudnnInstall, Facts, LibraryResolution, NvidiaWheel, TensorflowFacts
+from envdoctor.facts import (
+    CudaToolkit,
+    CudnnInstall,
+    Facts,
+    LibraryResolution,
+    LoaderVia,
+    NvidiaWheel,
+    TensorflowFacts,
+    VersionSource,
+    WheelLayout,
+)
 from envdoctor.probes import InspectedFS, ProbeContext
 
 NVCC_TIMEOUT = 3.0
@@ -99,7 +109,9 @@ def _nvcc_on_path(ctx: ProbeContext, fs: InspectedFS) -> str | None:
     return None
 
 
-def toolkit_version(ctx: ProbeContext, fs: InspectedFS, toolkit: CudaToolkit) -> tuple[str | None, str | None]:
+def toolkit_version(
+    ctx: ProbeContext, fs: InspectedFS, toolkit: CudaToolkit
+) -> tuple[str | None, VersionSource | None]:
     """version.json, version.txt (CUDA <= 11.0), libcudart's file name, cuda.h, then `nvcc --version` (host)."""
     version = parse_version_json(fs.read_text(f"{toolkit.path}/version.json") or "")
     if version:
@@ -175,7 +187,9 @@ def find_nvidia_wheels(fs: InspectedFS, site_dirs: list[str]) -> list[NvidiaWhee
             if dist in ("nvidia-ml-py", "nvidia-pyindex"):  # Python packages, not CUDA libraries
                 continue
             lib_dir = _wheel_lib_dir(fs, site, entry)
-            layout = None if lib_dir is None else ("cu13" if "/nvidia/cu13/" in lib_dir + "/" else "cu12")
+            layout: WheelLayout | None = None
+            if lib_dir is not None:
+                layout = "cu13" if "/nvidia/cu13/" in lib_dir + "/" else "cu12"
             wheels.append(NvidiaWheel(dist, version or None, lib_dir, layout))
     return wheels
 
@@ -201,7 +215,7 @@ def find_cudnn(
     fs: InspectedFS,
     toolkits: list[CudaToolkit],
     site_dirs: list[str],
-    loader: list[tuple[str, str]],
+    loader: list[tuple[str, LoaderVia]],
     arch: str | None,
 ) -> list[CudnnInstall]:
     """cuDNN headers (system, toolkits, conda), pip wheels, and libcudnn.so.X.Y.Z files on the loader path."""
@@ -262,7 +276,7 @@ def _dist_version(fs: InspectedFS, site: str, prefix: str) -> str | None:
 # --- the loader's view ------------------------------------------------------------------------------
 
 
-def loader_dirs(fs: InspectedFS, arch: str | None) -> list[tuple[str, str]]:
+def loader_dirs(fs: InspectedFS, arch: str | None) -> list[tuple[str, LoaderVia]]:
     """Directories ld.so searches without LD_LIBRARY_PATH: /etc/ld.so.conf (what ldconfig caches), then defaults.
 
     Parsing the conf files instead of running `ldconfig -p` works under --root; a directory listed there but
@@ -337,7 +351,7 @@ def resolve_tf_libraries(
     ctx: ProbeContext,
     fs: InspectedFS,
     tf: TensorflowFacts,
-    loader: list[tuple[str, str]],
+    loader: list[tuple[str, LoaderVia]],
     toolkits: list[CudaToolkit],
     site_dirs: list[str],
 ) -> list[LibraryResolution]:
@@ -345,7 +359,9 @@ def resolve_tf_libraries(
     sonames = tf_sonames(tf)
     if not sonames:
         return []
-    search = [(d, "LD_LIBRARY_PATH") for d in ctx.env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d.startswith("/")]
+    search: list[tuple[str, LoaderVia]] = [
+        (d, "LD_LIBRARY_PATH") for d in ctx.env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d.startswith("/")
+    ]
     if tf.location:  # TF >= 2.14 wheels carry rpath $ORIGIN/../nvidia/<lib>/lib for the pip CUDA wheels
         search += [(d, "rpath") for d in wheel_lib_dirs(fs, os.path.dirname(tf.location.rstrip("/")))]
     prefix = conda_prefix_of(fs, tf.location)
@@ -374,7 +390,7 @@ def conda_prefix_of(fs: InspectedFS, location: str | None) -> str | None:
 
 
 def _resolve(
-    fs: InspectedFS, name: str, soname: str, search: list[tuple[str, str]], off_path: list[str]
+    fs: InspectedFS, name: str, soname: str, search: list[tuple[str, LoaderVia]], off_path: list[str]
 ) -> LibraryResolution:
     """The first search directory holding the soname wins; copies elsewhere on disk are the candidates."""
     candidates = [f"{d}/{soname}" for d in off_path if soname in fs.listdir(d)]

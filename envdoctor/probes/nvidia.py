@@ -10,7 +10,18 @@ import os
 import re
 from typing import Any
 
-from envdoctor.facts import DriverFacts, DriverLibrary, Facts, GpuFacts, GpuProcess, MigDevice, NvmlError, PciGpu
+from envdoctor.facts import (
+    DriverFacts,
+    DriverLibrary,
+    Facts,
+    GpuFacts,
+    GpuProcess,
+    MigDevice,
+    ModuleFlavour,
+    NvmlError,
+    NvmlErrorKind,
+    PciGpu,
+)
 from envdoctor.probes import ProbeContext
 
 NVIDIA_VENDOR = "0x10de"
@@ -20,7 +31,7 @@ NVIDIA_SMI_TIMEOUT = 4.0  # seconds; nvidia-smi can hang on a wedged GPU, check 
 WSL_NVIDIA_SMI = "/usr/lib/wsl/lib/nvidia-smi"  # WSL2 ships it there, often not on PATH
 
 # nvml.h return codes (nvidia-ml-py names them NVML_ERROR_*); everything else is "unknown".
-NVML_ERROR_KINDS = {
+NVML_ERROR_KINDS: dict[int, NvmlErrorKind] = {
     12: "library_not_found",
     9: "driver_not_loaded",
     18: "lib_rm_version_mismatch",
@@ -122,12 +133,12 @@ def read_kernel_side(ctx: ProbeContext, driver: DriverFacts) -> None:
     driver.pci_gpus = pci_gpus(ctx)
 
 
-def parse_proc_driver_version(text: str) -> tuple[str | None, str | None]:
+def parse_proc_driver_version(text: str) -> tuple[str | None, ModuleFlavour | None]:
     """(version, "open" | "proprietary") from /proc/driver/nvidia/version's NVRM line."""
     for line in text.splitlines():
         if line.startswith("NVRM version:"):
             match = _MODULE_VERSION.search(line)
-            flavour = "open" if "Open Kernel Module" in line else "proprietary"
+            flavour: ModuleFlavour = "open" if "Open Kernel Module" in line else "proprietary"
             return (match.group(1) if match else None), flavour
     return None, None
 

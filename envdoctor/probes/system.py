@@ -6,9 +6,10 @@ import os
 import platform
 import re
 import sys
+import typing
 from pathlib import Path
 
-from envdoctor.facts import Facts, SystemFacts
+from envdoctor.facts import ContainerKind, Facts, PackageManager, PythonEnv, SystemFacts, WslVersion
 from envdoctor.probes import ProbeContext
 from envdoctor.resources import load_recipe
 
@@ -111,18 +112,18 @@ def _release_file(ctx: ProbeContext) -> dict[str, str]:
     return {"ID": "debian", "VERSION_ID": debian, "PRETTY_NAME": f"Debian GNU/Linux {debian}"} if debian else {}
 
 
-def package_manager(distro_id: str | None, version: str | None, like: list[str]) -> str | None:
+def package_manager(distro_id: str | None, version: str | None, like: list[str]) -> PackageManager | None:
     """apt | dnf | yum | zypper | pacman for the distribution or the family it is like; None if unknown."""
     recipe = load_recipe("package_managers.json")
     ids = [i for i in [distro_id, *like] if i]
     major = _major(version)
     for rule in recipe["older"]:
         if distro_id in rule["ids"] and major is not None and major < rule["version_below"]:
-            return str(rule["manager"])
+            return typing.cast(PackageManager, rule["manager"])  # the recipe's schema lists the managers
     for candidate in ids:
         for family in recipe["families"]:
             if candidate in family["ids"]:
-                return str(family["manager"])
+                return typing.cast(PackageManager, family["manager"])
     return None
 
 
@@ -131,7 +132,7 @@ def _major(version: str | None) -> int | None:
     return int(match.group()) if match else None
 
 
-def wsl_version(osrelease: str | None, proc_version: str | None) -> int | None:
+def wsl_version(osrelease: str | None, proc_version: str | None) -> WslVersion | None:
     """1 or 2 under Windows Subsystem for Linux, else None.
 
     WSL2 kernels are named like 5.15.153.1-microsoft-standard-WSL2 (older: 4.19.128-microsoft-standard);
@@ -147,7 +148,7 @@ CONTAINER_ENGINES = ("docker", "podman")
 _ENGINE_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
 
 
-def container_kind(ctx: ProbeContext) -> str | None:
+def container_kind(ctx: ProbeContext) -> ContainerKind | None:
     """docker | podman | kubernetes | container (some other runtime) | None."""
     if ctx.host and "KUBERNETES_SERVICE_HOST" in ctx.env:
         return "kubernetes"
@@ -158,7 +159,13 @@ def container_kind(ctx: ProbeContext) -> str | None:
     # systemd-detect-virt writes the runtime's name here; cgroup v1 paths name it too (v2 shows only "0::/").
     marker = (ctx.read_text("/run/systemd/container", limit=256) or "").strip().lower()
     cgroup = (ctx.read_text("/proc/1/cgroup", limit=65536) or "").lower()
-    for needle, kind in (("kubepods", "kubernetes"), ("docker", "docker"), ("libpod", "podman"), ("podman", "podman")):
+    runtimes: tuple[tuple[str, ContainerKind], ...] = (
+        ("kubepods", "kubernetes"),
+        ("docker", "docker"),
+        ("libpod", "podman"),
+        ("podman", "podman"),
+    )
+    for needle, kind in runtimes:
         if needle in marker or needle in cgroup:
             return kind
     if marker or any(n in cgroup for n in ("containerd", "/lxc", "crio")):
@@ -196,7 +203,7 @@ def _root_only(ctx: ProbeContext, s: SystemFacts) -> None:
     s.hostname = _first_line(ctx.read_text("/etc/hostname", limit=256))
 
 
-def python_env(prefix: str, base_prefix: str) -> str:
+def python_env(prefix: str, base_prefix: str) -> PythonEnv:
     """venv | conda | system for an interpreter with these sys.prefix / sys.base_prefix."""
     if prefix != base_prefix:
         return "venv"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envdoctor.facts import Facts, PythonPackage, TensorflowFacts, TfBuildInfo
+from envdoctor.facts import Facts, PythonEnv, PythonPackage, TensorflowFacts, TfBuildInfo
 from envdoctor.probes import ProbeContext
 from envdoctor.resources import load_recipe
 
@@ -71,7 +71,7 @@ class Interpreter:
     executable: str | None
     version: str | None
     site_packages: list[str]  # in import order; inspected-system paths
-    env: str | None = None  # venv | conda | system
+    env: PythonEnv | None = None
     externally_managed: bool | None = None  # PEP 668
 
 
@@ -109,7 +109,7 @@ def _interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | None:
     return found
 
 
-def pep668(prefix: str, base_prefix: str, marker: bool) -> tuple[str, bool]:
+def pep668(prefix: str, base_prefix: str, marker: bool) -> tuple[PythonEnv, bool]:
     """(venv | conda | system, externally managed): PEP 668 exempts virtual environments from the marker."""
     from envdoctor.probes.system import python_env
 
@@ -165,7 +165,7 @@ def root_interpreter(ctx: ProbeContext) -> Interpreter:
     return found_interpreter
 
 
-def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, str | None, bool | None] | None:
+def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, PythonEnv | None, bool | None] | None:
     """(python, venv | conda | system, externally managed) owning a site-packages directory, read from files.
 
     Under --root nothing runs: a venv is told by <prefix>/pyvenv.cfg, conda by <prefix>/conda-meta, the

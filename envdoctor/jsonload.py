@@ -36,6 +36,18 @@ def load_json_file(path: Path) -> Any:
     return loads_bounded(text)
 
 
+def load_json_input(path: Path, option: str) -> Any:
+    """A JSON file the user named with `option` (--from, --expect): its value, or a UsageError in one line."""
+    from envdoctor.errors import UsageError
+
+    try:
+        return load_json_file(path.expanduser())
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    except JsonInputError as exc:
+        raise UsageError(f"{option} {path}: not a JSON snapshot ({exc})") from None
+
+
 def loads_bounded(text: str) -> Any:
     try:
         value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)

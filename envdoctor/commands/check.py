@@ -191,14 +191,9 @@ def write_snapshot(path: Path, facts, scrub=None) -> None:
 def load_snapshot(path: Path):
     """Facts from a --save snapshot, or from a whole `check --json` document."""
     from envdoctor.facts import SCHEMA_VERSION, Facts, from_dict
-    from envdoctor.jsonload import JsonInputError, load_json_file
+    from envdoctor.jsonload import load_json_input
 
-    try:
-        data = load_json_file(path.expanduser())
-    except OSError as exc:
-        raise UsageError(f"--from {path}: {exc.strerror or exc}") from None
-    except JsonInputError as exc:
-        raise UsageError(f"--from {path}: not a JSON snapshot ({exc})") from None
+    data = load_json_input(path, "--from")
     if isinstance(data, dict) and isinstance(data.get("facts"), dict):
         data = data["facts"]
     if not isinstance(data, dict) or "system" not in data:

@@ -15,7 +15,7 @@ from envdoctor.errors import UsageError
 from envdoctor.fleet.judge import Reference
 from envdoctor.fleet.load import Skipped, parse_report
 from envdoctor.fleet.node import Field, Value
-from envdoctor.jsonload import JsonInputError, load_json_file
+from envdoctor.jsonload import load_json_input
 
 SPEC_KIND = "envdoctor-fleet-spec"
 SPEC_SCHEMA = 1
@@ -25,12 +25,7 @@ _META = ("kind", "schema_version", "from")
 def load_reference(path: Path) -> Reference:
     """The reference in `path`; anything unusable is a usage error (one line, exit 2): a gate must not pass
     because its reference could not be read."""
-    try:
-        data = load_json_file(path.expanduser())
-    except OSError as exc:
-        raise UsageError(f"--expect {path}: {exc.strerror or exc}") from None
-    except JsonInputError as exc:
-        raise UsageError(f"--expect {path}: not JSON ({exc})") from None
+    data = load_json_input(path, "--expect")
     if isinstance(data, dict) and data.get("kind") == SPEC_KIND:
         return Reference(_spec_values(data, path), str(path))
     node = parse_report(data, str(path))

@@ -11,14 +11,9 @@ from envdoctor.gpus.nogpu import nvml_reason
 
 def load_gpus(path: str | Path) -> list[GpuFacts]:
     """GPUs from a JSON file with a "gpus" list: a `check --save` snapshot or `gpus --json` output."""
-    from envdoctor.jsonload import JsonInputError, load_json_file
+    from envdoctor.jsonload import load_json_input
 
-    try:
-        data = load_json_file(Path(path))
-    except OSError as exc:
-        raise UsageError(f"cannot read GPU snapshot {path}: {exc.strerror or exc}") from None
-    except JsonInputError as exc:
-        raise UsageError(f"cannot read GPU snapshot {path}: not a JSON snapshot ({exc})") from None
+    data = load_json_input(Path(path), "--from")
     gpus = data.get("gpus") if isinstance(data, dict) else None
     if not isinstance(gpus, list):
         raise UsageError(f'{path} has no "gpus" list (expected a `check --save` or `gpus --json` file)')

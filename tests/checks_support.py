@@ -7,7 +7,7 @@ Origins:
   with envdoctor.probes.cpu.cpu_facts_from_cpuinfo.
 - Other GPUs: tests/fixtures/gpus/*.json (GpuFacts from real nvidia-smi reports, sources inside each file).
 - TensorFlow build info: the values read from each PyPI wheel's build_info.py
-  (/work/shared/research/tf_wheels.md), written below as the probe would record them.
+  (each wheel's build_info.py on PyPI), written below as the probe would record them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ H100 = TESTS / "fixtures" / "h100-firecracker"
 
 CPUINFO = TESTS / "fixtures" / "cpuinfo"
 
-# build_info.py of the official Linux x86_64 wheels (tf_wheels.md): (cuda_version, cudnn major, capabilities)
+# build_info.py of the official Linux x86_64 wheels (PyPI): (cuda_version, cudnn major, capabilities)
 WHEEL_BUILD_INFO = {
     "2.12.0": ("11.8", "8", ["sm_35", "sm_50", "sm_60", "sm_70", "sm_75", "compute_80"]),
     "2.15.0": ("12.2", "8", ["sm_50", "sm_60", "sm_70", "sm_75", "compute_80"]),

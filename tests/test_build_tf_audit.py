@@ -1,6 +1,6 @@
 """Issue 11: the gaps an audit of build-tf against primary sources found, one test per point, each with its source.
 
-Release commits (tensorflow/serving tags' WORKSPACE pins, /work/shared/research/build_tf_audit.md section 0) could
+Release commits (tensorflow/serving tags' WORKSPACE pins) could
 not be read themselves; where a fork pinned to a release was read instead, the test says which. The run-level
 halves of points 2, 3, 4, 6 and 9 (build.sh really refusing, really re-checking) are in test_build_tf_run.py.
 """
@@ -79,7 +79,7 @@ def test_tensorrt_is_turned_off_after_the_configs(tmp_path: Path, release: str) 
 
 def test_tensorrt_off_only_where_tensorrt_exists(tmp_path: Path) -> None:
     # Local-CUDA eras (2.12-2.17) have tensorrt_configure; 2.18's .bazelrc (tensorflow/tensorflow @ 0071ad1d)
-    # has no tensorrt in cuda_clang and the official 2.18+ wheels are built without it (tf_wheels.md).
+    # has no tensorrt in cuda_clang and the official 2.18+ wheels are built without it (their build_info.py on PyPI).
     for release in ("2.12", "2.13", "2.14"):
         assert "--repo_env=TF_NEED_TENSORRT=0" in plan_for(tmp_path, release, cuda_cc="8.0").bazel_args
     for release in ("2.18", "2.19", "2.20", "2.21"):
@@ -128,7 +128,7 @@ def test_2_12_gcc_range_with_and_without_cuda(tmp_path: Path) -> None:
         ("2.14", 16, True),
         # Spack patches 2.15 for Clang 18 ("fix-clang-18.diff", #62416): unpatched it does not build.
         ("2.15", 17, True),
-        # The official wheels' compilers (tf_wheels.md: llvm-17 for 2.16/2.17, llvm-18 for 2.18-2.20); nothing newer
+        # The official wheels' compilers (their build_info.py on PyPI: llvm-17 for 2.16/2.17, llvm-18 for 2.18-2.20); nothing newer
         # was verified, so newer majors are untested: refused unless ENVDOCTOR_UNTESTED_COMPILER=1.
         ("2.16", 17, False),
         ("2.17", 17, False),
@@ -154,7 +154,7 @@ def test_2_21_builds_with_its_hermetic_clang(tmp_path: Path) -> None:
     # .bazelrc of a v2.21.0 fork (llm-pt-ibm/tensorflow @ 1da01a6c, branch power9-v2.21.0): `common
     # --incompatible_enable_cc_toolchain_resolution`, `common --repo_env USE_HERMETIC_CC_TOOLCHAIN=1`; its
     # release_linux_base keeps -fuse-ld=lld and the -Wno flags with that toolchain. The official 2.21 wheel's
-    # build_info says cpu_compiler "clang", not a local path (tf_wheels.md).
+    # build_info says cpu_compiler "clang", not a local path (the wheels' build_info.py on PyPI).
     plan = plan_for(tmp_path, "2.21", cuda_cc="9.0")
     files = render_files(plan)
     rc, script, readme = files["tf_configure.bazelrc"], files["build.sh"], files["README.md"]

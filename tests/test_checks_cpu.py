@@ -61,7 +61,7 @@ def test_avx_without_f16c_cannot_import_the_stock_2_21_wheel():
 
 def test_deep_log_overrides_the_assumption():
     facts = _with_tf("x86-epyc-9654-zen4.txt")
-    # The list TF 2.21 printed on a Zen 4 (tf_wheels.md): it is what the binary says, so it wins.
+    # The list TF 2.21's cpu_feature_guard prints on a Zen 4: it is what the binary says, so it wins.
     facts.deep = DeepFacts(
         returncode=0, missing_cpu_instructions=["AVX2", "AVX512F", "AVX512_VNNI", "AVX512_BF16", "FMA"]
     )

@@ -25,7 +25,7 @@ def test_tf_releases_table():
         assert Version(row["cudnn"]).major in (8, 9)
         assert all(c.startswith(("sm_", "compute_")) for c in row["compute_capabilities"])
         assert any(c.startswith("compute_") for c in row["compute_capabilities"]), name  # every wheel has PTX
-    # facts read from the wheels themselves (tf_wheels.md)
+    # facts read from the wheels themselves (each wheel's build_info.py and METADATA on PyPI)
     assert releases["2.18"]["cuda"] == "12.5.1" and releases["2.18"]["cudnn"] == "9.3"
     assert releases["2.17"]["compute_capabilities"] == ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]
     assert releases["2.21"]["python"] == ["3.10", "3.13"]

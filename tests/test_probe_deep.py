@@ -26,20 +26,21 @@ I0000 00:00:1795710820.648305    9187 cpu_feature_guard.cc:227] This TensorFlow 
 To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 AVX_VNNI FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.
 """
 
-# TF 1.x-2.3 wording, quoted in /work/shared/research/doctor_anchors.md section 2c (tensorflow/tensorflow#24814).
+# TF 1.x-2.3 wording, as quoted in tensorflow/tensorflow#24814.
 TF_1_X = (
     "2019-01-10 10:31:19.493618: I tensorflow/core/platform/cpu_feature_guard.cc:141] Your CPU supports "
     "instructions that this TensorFlow binary was not compiled to use: AVX2 FMA\n"
 )
 
-# TF ~2.4-2.8 wording (doctor_anchors.md section 2c); also an NGC build that listed SSE4.1/SSE4.2 there.
+# TF ~2.4-2.8 wording (tensorflow/core/platform/cpu_feature_guard.cc of those releases); also an NGC build that
+# listed SSE4.1/SSE4.2 there.
 TF_2_6_ONEDNN = (
     "I tensorflow/core/platform/cpu_feature_guard.cc:142] This TensorFlow binary is optimized with oneAPI Deep "
     "Neural Network Library (oneDNN) to use the following CPU instructions in performance-critical operations:  "
     "SSE3 SSE4.1 SSE4.2 AVX\nTo enable them in other operations, rebuild TensorFlow with the appropriate compiler flags.\n"
 )
 
-# Missing CUDA 11 runtime, TF 2.4 era (doctor_anchors.md P1, tensorflow/tensorflow#45930) and a transitive
+# Missing CUDA 11 runtime, TF 2.4 era (tensorflow/tensorflow#45930) and a transitive
 # failure (P2, NVIDIA/tensorflow#110), then the skip message of gpu_device.cc.
 TF_GPU_LIBS_MISSING = """\
 2021-01-04 10:10:49.370580: W tensorflow/stream_executor/platform/default/dso_loader.cc:64] Could not load dynamic library 'libcudart.so.11.0'; dlerror: libcudart.so.11.0: cannot open shared object file: No such file or directory; LD_LIBRARY_PATH: /usr/local/nvidia/lib:/usr/local/nvidia/lib64
@@ -59,7 +60,7 @@ W0000 00:00:1777215672.487975  450463 gpu_device.cc:2365] Cannot dlopen some GPU
 Skipping registering GPU devices...
 """
 
-# LOG(FATAL) of cpu_feature_guard.cc (its source text, doctor_anchors.md section 2c) before SIGABRT.
+# LOG(FATAL) of cpu_feature_guard.cc (its source text) before SIGABRT.
 TF_FATAL_NO_AVX = (
     "F tensorflow/core/platform/cpu_feature_guard.cc:37] The TensorFlow library was compiled to use "
     "AVX instructions, but these aren't available on your machine.\n"

@@ -121,12 +121,11 @@ def test_wsl2_has_no_kernel_module_and_no_pci_gpu():
 
 
 def test_loaded_modules_from_real_lists():
-    real = Path("/work/shared/data/real-system-files/proc-modules")
+    real = FIXTURES / "proc/modules-server-nvidia-open.txt"  # origin: tests/fixtures/proc/README.md
     text = (ROOTS / "laptop-nouveau/root/proc/modules").read_text()
     assert {"nouveau", "i915"} <= loaded_modules(text)
     assert "nvidia" in loaded_modules((ROOTS / "driver-mismatch/root/proc/modules").read_text())
-    if real.is_dir():
-        assert "nvidia" in loaded_modules((real / "server-nvidia-open.txt").read_text())
+    assert "nvidia" in loaded_modules(real.read_text())
 
 
 def test_probe_under_root_uses_no_nvml_and_no_commands():

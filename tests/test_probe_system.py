@@ -26,7 +26,7 @@ from envdoctor.probes.system import (
 FIXTURES = Path(__file__).parent / "fixtures"
 OS_RELEASE = FIXTURES / "os-release"
 H100_ROOT = FIXTURES / "h100-firecracker" / "idle" / "root"
-REAL_MEMINFO = Path("/work/shared/data/real-system-files/proc-meminfo/desktop-64g.txt")
+REAL_MEMINFO = FIXTURES / "proc/meminfo-desktop-64g.txt"  # origin: tests/fixtures/proc/README.md
 
 
 def _probe(root: Path, env: dict[str, str] | None = None) -> Facts:
@@ -128,7 +128,7 @@ def test_kubernetes_env_counts_only_on_the_host() -> None:
 
 
 def test_meminfo_real_file() -> None:
-    text = REAL_MEMINFO.read_text() if REAL_MEMINFO.exists() else (H100_ROOT / "proc/meminfo").read_text()
+    text = REAL_MEMINFO.read_text()
     total, available = meminfo(text)
     assert total and available and 0 < available <= total
     assert meminfo("garbage\nMemTotal: lots") == (None, None)

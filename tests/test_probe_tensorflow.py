@@ -56,7 +56,7 @@ def test_cuda_wheel_build_info() -> None:
 
 
 def test_build_info_variants() -> None:
-    # TF 2.12's build_info as quoted in doctor_anchors.md section 2b, written as a plain dict.
+    # TF 2.12's build_info (the 2.12.0 wheel's build_info.py on PyPI), written as a plain dict.
     text = (
         "build_info = {'cpu_compiler': '/dt9/usr/bin/gcc', 'cuda_compute_capabilities': ['sm_35', 'sm_50', "
         "'sm_60', 'sm_70', 'sm_75', 'compute_80'], 'cuda_version': '11.8', 'cudnn_version': '8', "

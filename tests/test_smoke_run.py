@@ -844,3 +844,10 @@ def test_the_gpus_line_says_what_was_given(monkeypatch, given, spec, shown) -> N
 def test_no_gpus_without_nvml_gpus_chooses_no_spec(monkeypatch) -> None:
     _nvml(monkeypatch, [], NO_NVML)
     assert session.gpu_environment(None, "default").spec is None
+
+
+def test_scaling_efficiency_only_against_a_warm_rate() -> None:
+    # A 3-step multi-worker run under srun reported "scaling efficiency 4%": its rate still held the compilation.
+    base = _result(images_per_sec=300.0, single_device_images_per_sec=200.0, strategy={"replicas": 2})
+    assert report.summarize({**base, "warmup_excluded": True})["scaling_efficiency"] == pytest.approx(0.75)
+    assert report.summarize({**base, "warmup_excluded": False})["scaling_efficiency"] is None

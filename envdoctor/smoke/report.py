@@ -192,7 +192,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "contention_windows": result.get("contention_windows"),
         "history": result.get("history"),
         "curve": result.get("curve"),
-        "scaling_efficiency": rate / (replicas * single) if rate and single else None,
+        # Only against a warm rate: with the warm-up inside it (a few steps), a 3-step run "scaled" at 4%.
+        "scaling_efficiency": rate / (replicas * single) if rate and single and result.get("warmup_excluded") else None,
         "single_device_probe": result.get("single_device"),  # the yardstick: device, images/s, steps, seconds
         # --eval-concurrent: throughput and calibration share the machine with the evaluator
         "measured_next_to_evaluator": bool((result.get("eval_process") or {}).get("ran")),

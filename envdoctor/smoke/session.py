@@ -39,15 +39,26 @@ Event = dict[str, Any]
 
 def require_tensorflow() -> None:
     """The training runs on the TensorFlow of the Python that runs envdoctor: where there is none, one line
-    that says which Python and what to do (found without importing anything)."""
+    that says which Python and what to do (found without importing anything). A state of the machine: exit 1."""
     import importlib.util
 
+    from envdoctor.errors import EnvironmentProblem
+
     if importlib.util.find_spec("tensorflow") is None:
-        raise UsageError(
+        raise EnvironmentProblem(
             f"smoke-test trains with the TensorFlow of the Python that runs envdoctor ({sys.executable}), and it has "
-            "none: run envdoctor from the environment that has your TensorFlow (ENV/bin/python -m pip install "
-            "envdoctor; ENV/bin/python -m envdoctor smoke-test), or install TensorFlow here (`envdoctor check` prints "
-            "the command for this Python)")
+            f"none: run envdoctor from the environment that has your TensorFlow (ENV/bin/python -m pip install "
+            f"{install_source()}; ENV/bin/python -m envdoctor smoke-test), or install TensorFlow here (`envdoctor "
+            "check` prints the command for this Python)")
+
+
+def install_source() -> str:
+    """What `pip install` takes to install this envdoctor elsewhere: the checkout it runs from (envdoctor is not on
+    the package index, so `pip install envdoctor` would not work), else its name."""
+    import shlex
+
+    checkout = Path(__file__).resolve().parents[2]
+    return shlex.quote(str(checkout)) if (checkout / "pyproject.toml").is_file() else "envdoctor"
 
 
 @dataclass

@@ -127,3 +127,16 @@ def test_data_and_smoke_test_name_the_local_archive_alike() -> None:
                               cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
         assert re.search(r"--data\s+PATH\s", text), text
         assert "--from" not in text  # a facts snapshot everywhere else in envdoctor
+
+
+def test_plot_without_matplotlib_names_an_install_that_works(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # 'envdoctor[plot]' names a package the index does not have: the hint installs matplotlib into this Python.
+    import importlib.util
+
+    from envdoctor.errors import UsageError
+    from envdoctor.smoke import plot
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(UsageError, match=re.escape(f"{sys.executable} -m pip install matplotlib")):
+        plot.check_plot_target(str(tmp_path / "curve.png"))

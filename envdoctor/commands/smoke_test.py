@@ -36,7 +36,7 @@ def smoke_test(
                               "(oneDNN, threads, precision, XLA), each in a fresh process; print the best settings."),
     tune_rounds: int = typer.Option(2, "--tune-rounds", metavar="N", help="--tune: rounds of interleaved legs (spread = noise)."),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Draw the learning curve and images/s to FILE (.png or "
-                                       ".svg; needs matplotlib: pip install 'envdoctor\\[plot]')."),
+                                       ".svg; needs matplotlib: pip install matplotlib, or '.\\[plot]' in a clone)."),
     logdir: Optional[str] = typer.Option(None, "--logdir", metavar="DIR", help="Write TensorBoard event files to DIR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:

@@ -1,13 +1,16 @@
 """`--plot FILE`: the run's learning curve next to the reference curve, and images/s over the run (PNG or SVG).
 
-matplotlib is an optional extra (`pip install 'envdoctor[plot]'`), imported only here and only when drawing: it is
-checked for (without importing it) before TensorFlow starts, so a missing package costs no training run.
+matplotlib is an optional extra (`pip install '.[plot]'` in a clone, or matplotlib itself), imported only here and
+only when drawing: it is checked for (without importing it) before TensorFlow starts, so a missing package costs no
+training run.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,9 @@ def check_plot_target(target: str) -> None:
     if path.suffix.lower() not in FORMATS:
         raise UsageError(f"--plot {target}: write a .png or .svg file")
     if importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--plot needs matplotlib: pip install 'envdoctor[plot]' (or pip install matplotlib)")
+        # envdoctor is not on the package index: 'envdoctor[plot]' works only as '.[plot]' in a clone; this always does
+        raise UsageError(f"--plot needs matplotlib in the Python that runs envdoctor: {shlex.quote(sys.executable)} "
+                         "-m pip install matplotlib")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise UsageError(f"--plot {target}: {folder} is not a writable folder")

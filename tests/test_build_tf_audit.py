@@ -128,8 +128,8 @@ def test_2_12_gcc_range_with_and_without_cuda(tmp_path: Path) -> None:
         ("2.14", 16, True),
         # Spack patches 2.15 for Clang 18 ("fix-clang-18.diff", #62416): unpatched it does not build.
         ("2.15", 17, True),
-        # The official wheels' compilers (their build_info.py on PyPI: llvm-17 for 2.16/2.17, llvm-18 for 2.18-2.20); nothing newer
-        # was verified, so newer majors are untested: refused unless ENVDOCTOR_UNTESTED_COMPILER=1.
+        # The official wheels' compilers (their build_info.py on PyPI: llvm-17 for 2.16/2.17, llvm-18 for 2.18-2.20);
+        # nothing newer was verified, so newer majors are untested: refused unless ENVDOCTOR_UNTESTED_COMPILER=1.
         ("2.16", 17, False),
         ("2.17", 17, False),
         ("2.18", 18, False),

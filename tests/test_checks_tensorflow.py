@@ -236,7 +236,8 @@ def test_deep_timeout():
 
 
 def test_deep_output_parsed_by_the_deep_probe():
-    """The deep probe's own parser over TF's real log lines (wording as TensorFlow 2.21 prints it: tensorflow/core/platform/cpu_feature_guard.cc, port.cc)."""
+    """The deep probe's own parser over TF's real log lines (wording as TensorFlow 2.21 prints it:
+    tensorflow/core/platform/cpu_feature_guard.cc, port.cc)."""
     from envdoctor.probes.deep import parse_import_output
 
     stderr = (

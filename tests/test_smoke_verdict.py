@@ -16,14 +16,26 @@ import pytest
 from envdoctor.smoke import contention, report, session, tune, tunecache, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = {"source": "cache x", "verified": "sha1 a3053698f1d12433ffb17c2775f1932f376899bc (npm mirror)",
-        "synthetic": False, "train_images": 50000, "test_images": 10000}
+REAL = {
+    "source": "cache x",
+    "verified": "sha1 a3053698f1d12433ffb17c2775f1932f376899bc (npm mirror)",
+    "synthetic": False,
+    "train_images": 50000,
+    "test_images": 10000,
+}
 
 
 def _run(**extra: object) -> dict:
-    base = {"config": {"expect": "cpu", "model": "tutorial", "batch_size": 128}, "model": {"name": "tutorial"},
-            "variable_device": "/job:localhost/replica:0/task:0/device:CPU:0", "steps": 390, "epochs": 1.0,
-            "test_accuracy": 0.57, "nan_loss": False, "data": REAL}
+    base = {
+        "config": {"expect": "cpu", "model": "tutorial", "batch_size": 128},
+        "model": {"name": "tutorial"},
+        "variable_device": "/job:localhost/replica:0/task:0/device:CPU:0",
+        "steps": 390,
+        "epochs": 1.0,
+        "test_accuracy": 0.57,
+        "nan_loss": False,
+        "data": REAL,
+    }
     return {**base, **extra}
 
 
@@ -90,9 +102,14 @@ def test_reference_curve_is_sourced_monotone_and_interpolated() -> None:
 
 
 def test_utilization_against_calibration_and_peak_and_a_low_calibration_is_flagged() -> None:
-    result = _judge(images_per_sec=500.0, model={"name": "tutorial", "train_flops_per_image": 100_000_000},
-                    calibration_gflops=60.0, calibration_dtype="float32", runtime={"onednn": False},
-                    devices={"cpu_peak_gflops": 156.0, "gpus": []})
+    result = _judge(
+        images_per_sec=500.0,
+        model={"name": "tutorial", "train_flops_per_image": 100_000_000},
+        calibration_gflops=60.0,
+        calibration_dtype="float32",
+        runtime={"onednn": False},
+        devices={"cpu_peak_gflops": 156.0, "gpus": []},
+    )
     summary = report.summarize(result)
     assert summary["utilization"] == pytest.approx(50 / 60)
     assert summary["utilization_of_peak"] == pytest.approx(50 / 156)
@@ -122,10 +139,17 @@ def _fake_proc(root: Path, busy: int, steal: int, procs: dict[int, tuple[str, in
 def test_contention_names_the_competing_processes_and_excludes_our_own_tree(tmp_path: Path) -> None:
     me, child, other = os.getpid(), 900001, 900002
     tick = os.sysconf("SC_CLK_TCK")
-    first = contention.snapshot(_fake_proc(tmp_path / "a", 0, 0, {me: ("python", 0, 1), child: ("python", 0, me),
-                                                                    other: ("stress (x)", 0, 1)}))
-    last = contention.snapshot(_fake_proc(tmp_path / "b", 19 * tick, 0, {
-        me: ("python", 1 * tick, 1), child: ("python", 10 * tick, me), other: ("stress (x)", 6 * tick, 1)}))
+    first = contention.snapshot(
+        _fake_proc(tmp_path / "a", 0, 0, {me: ("python", 0, 1), child: ("python", 0, me), other: ("stress (x)", 0, 1)})
+    )
+    last = contention.snapshot(
+        _fake_proc(
+            tmp_path / "b",
+            19 * tick,
+            0,
+            {me: ("python", 1 * tick, 1), child: ("python", 10 * tick, me), other: ("stress (x)", 6 * tick, 1)},
+        )
+    )
     last.at = first.at + 10.0  # 10 s on 2 CPUs: 20 CPU seconds of capacity
     window = contention.between(first, last, me=me, cpus=2)
     assert window.own_cpu == pytest.approx(11) and window.others_cpu == pytest.approx(8)  # 6 named + 2 unseen
@@ -146,8 +170,14 @@ def test_a_quiet_window_and_steal(tmp_path: Path) -> None:
 
 
 def test_contention_in_the_result_marks_the_numbers_unreliable() -> None:
-    window = {"reasons": ["other processes used 40% of the machine's CPU time while it ran (stress (pid 9))"],
-              "unreliable": True, "others_share": 0.4, "steal_share": 0.0, "load_max": 3.1, "cpus": 2}
+    window = {
+        "reasons": ["other processes used 40% of the machine's CPU time while it ran (stress (pid 9))"],
+        "unreliable": True,
+        "others_share": 0.4,
+        "steal_share": 0.0,
+        "load_max": 3.1,
+        "cpus": 2,
+    }
     result = _judge(contention=window)
     assert result["verdict"] == "unreliable" and result["ok"]
     text = report.human(report.summarize(result))
@@ -199,25 +229,29 @@ def test_tune_interleaves_rotates_and_survives_a_crash_and_ctrl_c() -> None:
     legs, interrupted = tune.tune(settings, interrupted_leg, rounds=2)
     assert interrupted and len(legs) == 2
     assert "INTERRUPTED (Ctrl-C): the table holds the legs measured so far." in tune.report_lines(
-        tune.summarize(settings, legs), True, None)
+        tune.summarize(settings, legs), True, None
+    )
 
 
 def test_tune_paste_lines_are_shell_and_python() -> None:
-    row = {"setting": "oneDNN on + 2 intra-op threads, 1 inter-op",
-           "env": {"TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "2"},
-           "config": {"intra_op_threads": 2, "inter_op_threads": 1}}
+    row = {
+        "setting": "oneDNN on + 2 intra-op threads, 1 inter-op",
+        "env": {"TF_ENABLE_ONEDNN_OPTS": "1", "OMP_NUM_THREADS": "2"},
+        "config": {"intra_op_threads": 2, "inter_op_threads": 1},
+    }
     assert tune.paste_lines(row) == [
-        "export TF_ENABLE_ONEDNN_OPTS=1", "export OMP_NUM_THREADS=2",
+        "export TF_ENABLE_ONEDNN_OPTS=1",
+        "export OMP_NUM_THREADS=2",
         "# in Python, before TensorFlow runs its first op:",
         "tf.config.threading.set_intra_op_parallelism_threads(2)",
-        "tf.config.threading.set_inter_op_parallelism_threads(1)"]
+        "tf.config.threading.set_inter_op_parallelism_threads(1)",
+    ]
 
 
 def test_the_tune_cache_gives_the_doctor_a_measured_onednn_gain(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ENVDOCTOR_CACHE_DIR", str(tmp_path))
     settings = tune.settings_for({"avx2"}, 2, None)[:2]
-    legs = [_leg("stock", 0, 600.0), _leg("oneDNN on", 0, 990.0), _leg("oneDNN on", 1, 1000.0),
-            _leg("stock", 1, 610.0)]
+    legs = [_leg("stock", 0, 600.0), _leg("oneDNN on", 0, 990.0), _leg("oneDNN on", 1, 1000.0), _leg("stock", 1, 610.0)]
     summary = tune.summarize(settings, legs)
     facts = {"cpu_model": "AMD EPYC", "tf_version": "2.21.0"}
     assert tunecache.save(tune.to_cache(summary, legs, facts, 2)) == tunecache.tune_path("AMD EPYC", "2.21.0")
@@ -248,8 +282,18 @@ def test_plain_progress_says_phase_time_and_evaluation_progress() -> None:
     out = io.StringIO()
     with report.Progress(out, interactive=False) as progress:
         progress("train", {"event": "phase", "phase": "train", "budget_seconds": 50.0, "global_batch": 128})
-        progress("train", {"event": "step", "step": 20, "loss": 2.0, "images_per_sec": 900.0,
-                           "sec_per_batch": 0.14, "elapsed": 12.0, "progress": 0.24})
+        progress(
+            "train",
+            {
+                "event": "step",
+                "step": 20,
+                "loss": 2.0,
+                "images_per_sec": 900.0,
+                "sec_per_batch": 0.14,
+                "elapsed": 12.0,
+                "progress": 0.24,
+            },
+        )
         progress("train", {"event": "phase", "phase": "evaluate", "images": 10000})
         progress("train", {"event": "eval_progress", "done": 10000, "total": 10000, "elapsed": 4.0})
     text = out.getvalue()
@@ -262,11 +306,29 @@ def test_plot_draws_png_and_svg(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from envdoctor.smoke import plot
 
-    history = [{"step": 10 * i, "epoch": 0.025 * i, "elapsed": 2.0 * i, "loss": 4 - 0.1 * i,
-                "train_accuracy": 0.1 + 0.03 * i, "images_per_sec": 600.0 + i, "lr": 0.01} for i in range(1, 20)]
-    summary = {"history": history, "curve": [{"epoch": 0.25, "elapsed": 20.0, "test_accuracy": 0.4}],
-               "model": {"name": "tutorial"}, "device": "CPU", "verdict": "ok", "test_accuracy": 0.47,
-               "epochs": 0.475, "train_seconds": 38.0, "images_per_sec": 610.0}
+    history = [
+        {
+            "step": 10 * i,
+            "epoch": 0.025 * i,
+            "elapsed": 2.0 * i,
+            "loss": 4 - 0.1 * i,
+            "train_accuracy": 0.1 + 0.03 * i,
+            "images_per_sec": 600.0 + i,
+            "lr": 0.01,
+        }
+        for i in range(1, 20)
+    ]
+    summary = {
+        "history": history,
+        "curve": [{"epoch": 0.25, "elapsed": 20.0, "test_accuracy": 0.4}],
+        "model": {"name": "tutorial"},
+        "device": "CPU",
+        "verdict": "ok",
+        "test_accuracy": 0.47,
+        "epochs": 0.475,
+        "train_seconds": 38.0,
+        "images_per_sec": 610.0,
+    }
     for name in ("curve.png", "curve.svg"):
         path = plot.draw(summary, str(tmp_path / name))
         assert path.stat().st_size > 10_000
@@ -274,15 +336,23 @@ def test_plot_draws_png_and_svg(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "envdoctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--plot", "curve.jpg"], "write a .png or .svg file"),
-    (["--tune", "--strategy", "mirrored"], "--tune times one process on one device"),
-    (["--tune", "--tune-rounds", "0"], "--tune-rounds must be 1-20"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--plot", "curve.jpg"], "write a .png or .svg file"),
+        (["--tune", "--strategy", "mirrored"], "--tune times one process on one device"),
+        (["--tune", "--tune-rounds", "0"], "--tune-rounds must be 1-20"),
+    ],
+)
 def test_cli_refuses_bad_tune_and_plot_options_in_one_line(args: list[str], message: str) -> None:
     out = _cli("smoke-test", *args)
     assert out.returncode == 2 and out.stdout == "" and message in out.stderr and len(out.stderr.splitlines()) == 1
@@ -290,7 +360,9 @@ def test_cli_refuses_bad_tune_and_plot_options_in_one_line(args: list[str], mess
 
 def test_check_imports_none_of_the_smoke_tests_heavy_modules() -> None:
     heavy = "('matplotlib', 'tensorflow', 'numpy', 'envdoctor.smoke.data')"
-    code = f"import sys, envdoctor.cli, envdoctor.smoke.tunecache; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = (
+        f"import sys, envdoctor.cli, envdoctor.smoke.tunecache; print(sorted(m for m in {heavy} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
 

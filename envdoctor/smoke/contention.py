@@ -69,8 +69,7 @@ def snapshot(root: Path = Path("/proc")) -> Snapshot:
     except OSError:
         load = (0.0, 0.0, 0.0)
     times = os.times()
-    return Snapshot(time.monotonic(), busy, steal, load, _processes(root),
-                    times.children_user + times.children_system)
+    return Snapshot(time.monotonic(), busy, steal, load, _processes(root), times.children_user + times.children_system)
 
 
 def _own_tree(procs: dict[int, tuple[str, float, int]], me: int) -> set[int]:
@@ -116,11 +115,19 @@ class Contention:
         why = []
         if self.others_share > OTHERS_UNRELIABLE:
             who = ", ".join(f"{p['name']} (pid {p['pid']}, {p['cpu_seconds']:.1f} CPU s)" for p in self.top)
-            hidden = (f"{self.invisible_cpu:.0f} CPU s by processes not visible from here (other containers "
-                      "or short-lived ones)") if self.invisible_cpu >= 1 else ""
+            hidden = (
+                (
+                    f"{self.invisible_cpu:.0f} CPU s by processes not visible from here (other containers "
+                    "or short-lived ones)"
+                )
+                if self.invisible_cpu >= 1
+                else ""
+            )
             named = "; ".join(x for x in (who, hidden) if x)
-            why.append(f"other processes used {self.others_share:.0%} of the machine's CPU time while it ran "
-                       f"({named}); load average up to {self.load_max:.1f} on {self.cpus} CPUs")
+            why.append(
+                f"other processes used {self.others_share:.0%} of the machine's CPU time while it ran "
+                f"({named}); load average up to {self.load_max:.1f} on {self.cpus} CPUs"
+            )
         if self.steal_share > STEAL_UNRELIABLE:
             why.append(f"the hypervisor gave {self.steal_share:.0%} of this VM's CPU time to other guests (steal)")
         if self.gpu_processes:
@@ -129,11 +136,21 @@ class Contention:
         return why
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seconds": round(self.seconds, 2), "cpus": self.cpus, "own_cpu_seconds": round(self.own_cpu, 2),
-                "others_cpu_seconds": round(self.others_cpu, 2), "invisible_cpu_seconds": round(self.invisible_cpu, 2),
-                "steal_cpu_seconds": round(self.steal_cpu, 2), "others_share": round(self.others_share, 4),
-                "steal_share": round(self.steal_share, 4), "load_max": round(self.load_max, 2), "top": self.top,
-                "gpu_processes": self.gpu_processes, "unreliable": bool(self.reasons()), "reasons": self.reasons()}
+        return {
+            "seconds": round(self.seconds, 2),
+            "cpus": self.cpus,
+            "own_cpu_seconds": round(self.own_cpu, 2),
+            "others_cpu_seconds": round(self.others_cpu, 2),
+            "invisible_cpu_seconds": round(self.invisible_cpu, 2),
+            "steal_cpu_seconds": round(self.steal_cpu, 2),
+            "others_share": round(self.others_share, 4),
+            "steal_share": round(self.steal_share, 4),
+            "load_max": round(self.load_max, 2),
+            "top": self.top,
+            "gpu_processes": self.gpu_processes,
+            "unreliable": bool(self.reasons()),
+            "reasons": self.reasons(),
+        }
 
 
 def between(first: Snapshot, last: Snapshot, me: int | None = None, cpus: int | None = None) -> Contention:
@@ -157,11 +174,19 @@ def between(first: Snapshot, last: Snapshot, me: int | None = None, cpus: int | 
     invisible = max(0.0, busy - own_cpu - visible_cpu)
     top = sorted(visible.items(), key=lambda kv: -kv[1][1])[:TOP]
     return Contention(
-        seconds=max(0.0, last.at - first.at), cpus=cpus or os.cpu_count() or 1, own_cpu=max(0.0, own_cpu),
-        others_cpu=visible_cpu + invisible, invisible_cpu=invisible, steal_cpu=max(0.0, last.steal - first.steal),
+        seconds=max(0.0, last.at - first.at),
+        cpus=cpus or os.cpu_count() or 1,
+        own_cpu=max(0.0, own_cpu),
+        others_cpu=visible_cpu + invisible,
+        invisible_cpu=invisible,
+        steal_cpu=max(0.0, last.steal - first.steal),
         load_max=max(first.load[0], last.load[0]),
-        top=[{"pid": pid, "name": command_line(pid) or name, "cpu_seconds": round(cpu, 2)}
-             for pid, (name, cpu) in top if cpu >= 0.5])
+        top=[
+            {"pid": pid, "name": command_line(pid) or name, "cpu_seconds": round(cpu, 2)}
+            for pid, (name, cpu) in top
+            if cpu >= 0.5
+        ],
+    )
 
 
 def command_line(pid: int, limit: int = 80) -> str | None:
@@ -171,7 +196,7 @@ def command_line(pid: int, limit: int = 80) -> str | None:
     except OSError:
         return None
     text = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def gpu_processes(own: set[int]) -> list[dict[str, Any]]:
@@ -201,8 +226,12 @@ class Watch:
     def windows(self) -> dict[str, dict[str, Any]]:
         """calibrate (calibration to training), train (training to evaluation), run (start to end)."""
         self.marks.setdefault("end", snapshot())
-        spans = {"calibrate": ("calibrate", "train"), "train": ("train", "evaluate"),
-                 "measured": ("calibrate", "evaluate"), "run": ("start", "end")}
+        spans = {
+            "calibrate": ("calibrate", "train"),
+            "train": ("train", "evaluate"),
+            "measured": ("calibrate", "evaluate"),
+            "run": ("start", "end"),
+        }
         out = {}
         for name, (first, last) in spans.items():
             if first in self.marks:

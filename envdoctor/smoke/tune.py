@@ -56,16 +56,21 @@ def settings_for(flags: set[str], cpus: int, gpu_cc: tuple[int, int] | None) -> 
     if gpu_cc is not None:  # on a GPU the CPU's thread pools and oneDNN barely matter; precision and XLA do
         out = [stock, Setting("XLA jit_compile", config={"jit_compile": True})]
         if gpu_cc >= (7, 0):
-            out += [Setting("mixed_float16", config={"precision": "mixed"}),
-                    Setting("mixed_float16 + XLA", config={"precision": "mixed", "jit_compile": True})]
+            out += [
+                Setting("mixed_float16", config={"precision": "mixed"}),
+                Setting("mixed_float16 + XLA", config={"precision": "mixed", "jit_compile": True}),
+            ]
         return out
     threads = {"intra_op_threads": cpus, "inter_op_threads": 1}
     omp = {"OMP_NUM_THREADS": str(cpus)}
     flip = "0" if onednn_default(flags) else "1"
     onednn = f"oneDNN {'off' if flip == '0' else 'on'}"
-    out = [stock, Setting(onednn, {"TF_ENABLE_ONEDNN_OPTS": flip}),
-           Setting(f"{onednn} + {cpus} intra-op threads, 1 inter-op", {"TF_ENABLE_ONEDNN_OPTS": flip, **omp}, threads),
-           Setting(f"stock + {cpus} intra-op threads, 1 inter-op", dict(omp), threads)]
+    out = [
+        stock,
+        Setting(onednn, {"TF_ENABLE_ONEDNN_OPTS": flip}),
+        Setting(f"{onednn} + {cpus} intra-op threads, 1 inter-op", {"TF_ENABLE_ONEDNN_OPTS": flip, **omp}, threads),
+        Setting(f"stock + {cpus} intra-op threads, 1 inter-op", dict(omp), threads),
+    ]
     if {"avx512_bf16", "amx_bf16"} & flags:  # bfloat16 pays only with hardware support
         out.append(Setting("oneDNN on + mixed_bfloat16", {"TF_ENABLE_ONEDNN_OPTS": "1"}, {"precision": "mixed"}))
     return out
@@ -74,8 +79,9 @@ def settings_for(flags: set[str], cpus: int, gpu_cc: tuple[int, int] | None) -> 
 RunLeg = Callable[[Setting, int], Leg]
 
 
-def tune(settings: list[Setting], run_leg: RunLeg, rounds: int = ROUNDS,
-         on_leg: Callable[[Leg], None] = lambda _l: None) -> tuple[list[Leg], bool]:
+def tune(
+    settings: list[Setting], run_leg: RunLeg, rounds: int = ROUNDS, on_leg: Callable[[Leg], None] = lambda _l: None
+) -> tuple[list[Leg], bool]:
     """Every setting once per round, the order rotated each round; (legs, interrupted). Ctrl-C keeps what was
     measured. A leg that crashes is recorded with its error, and the table goes on."""
     legs: list[Leg] = []
@@ -105,14 +111,21 @@ def summarize(settings: list[Setting], legs: list[Leg]) -> dict[str, Any]:
             if leg.images_per_sec and base and base.images_per_sec:
                 ratios.append(leg.images_per_sec / base.images_per_sec)
         utilizations = [leg.utilization for leg in mine if leg.utilization]
-        rows.append({"setting": setting.name, "env": setting.env, "config": setting.config, "rates": rates,
-                     "median": statistics.median(rates) if rates else None,
-                     "ratio": statistics.median(ratios) if ratios else None,
-                     "ratio_range": [min(ratios), max(ratios)] if ratios else None,
-                     "utilization": statistics.median(utilizations) if utilizations else None,
-                     "calibration_gflops": _median([leg.calibration_gflops for leg in mine]),
-                     "errors": sorted({leg.error for leg in mine if leg.error}),
-                     "unreliable": any((leg.contention or {}).get("unreliable") for leg in mine)})
+        rows.append(
+            {
+                "setting": setting.name,
+                "env": setting.env,
+                "config": setting.config,
+                "rates": rates,
+                "median": statistics.median(rates) if rates else None,
+                "ratio": statistics.median(ratios) if ratios else None,
+                "ratio_range": [min(ratios), max(ratios)] if ratios else None,
+                "utilization": statistics.median(utilizations) if utilizations else None,
+                "calibration_gflops": _median([leg.calibration_gflops for leg in mine]),
+                "errors": sorted({leg.error for leg in mine if leg.error}),
+                "unreliable": any((leg.contention or {}).get("unreliable") for leg in mine),
+            }
+        )
     measured = [row for row in rows if row["ratio"] is not None]
     best = max(measured, key=lambda row: row["ratio"], default=None)
     return {"rows": rows, "best": best, "stock": stock}
@@ -129,8 +142,10 @@ def paste_lines(row: dict[str, Any]) -> list[str]:
     config = row["config"]
     python = []
     if "intra_op_threads" in config:
-        python += [f"tf.config.threading.set_intra_op_parallelism_threads({config['intra_op_threads']})",
-                   f"tf.config.threading.set_inter_op_parallelism_threads({config['inter_op_threads']})"]
+        python += [
+            f"tf.config.threading.set_intra_op_parallelism_threads({config['intra_op_threads']})",
+            f"tf.config.threading.set_inter_op_parallelism_threads({config['inter_op_threads']})",
+        ]
     if config.get("precision") == "mixed":
         policy = "mixed_float16" if "float16" in row["setting"] else "mixed_bfloat16"
         python.append(f'keras.mixed_precision.set_global_policy("{policy}")')
@@ -167,14 +182,18 @@ def report_lines(summary: dict[str, Any], interrupted: bool, cached: str | None)
         lines.append("no leg measured against the stock setting: nothing to recommend")
         return lines
     low, high = best["ratio_range"]
-    lines.append(f"best: {best['setting']}: {best['ratio']:.2f}x the stock settings' images/s (median of "
-                 f"{len(best['rates'])} rounds, each round {low:.2f}-{high:.2f}x)")
+    lines.append(
+        f"best: {best['setting']}: {best['ratio']:.2f}x the stock settings' images/s (median of "
+        f"{len(best['rates'])} rounds, each round {low:.2f}-{high:.2f}x)"
+    )
     if low < 1.0 <= best["ratio"] and best["setting"] != summary["stock"]:
         lines.append("  (one round measured it slower than stock: the gain is within this machine's noise)")
     lines += [f"  {line}" for line in paste_lines(best)]
     if any(row["unreliable"] for row in summary["rows"]):
-        lines.append("WARNING: other work used the machine during some legs (marked): rerun on a quiet machine "
-                     "before trusting small differences.")
+        lines.append(
+            "WARNING: other work used the machine during some legs (marked): rerun on a quiet machine "
+            "before trusting small differences."
+        )
     if cached:
         lines.append(f"saved: {cached} (the doctor cites it)")
     return lines
@@ -185,25 +204,40 @@ def to_cache(summary: dict[str, Any], legs: list[Leg], facts: dict[str, Any], ro
     onednn = next((row for row in summary["rows"][1:2] if row["setting"].startswith("oneDNN")), None)
     gain = None
     if onednn and onednn["ratio"] is not None:
-        gain = {"ratio": round(onednn["ratio"], 3), "versus": "off" if onednn["env"].get(
-            "TF_ENABLE_ONEDNN_OPTS") == "1" else "on", "setting": onednn["setting"], "rounds": rounds}
-    return {**facts, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": rounds,
-            "leg_seconds": LEG_SECONDS, "onednn_gain": gain, "best": summary["best"], "rows": summary["rows"],
-            "unreliable": any(row["unreliable"] for row in summary["rows"]),
-            "legs": [leg.__dict__ for leg in legs]}
+        gain = {
+            "ratio": round(onednn["ratio"], 3),
+            "versus": "off" if onednn["env"].get("TF_ENABLE_ONEDNN_OPTS") == "1" else "on",
+            "setting": onednn["setting"],
+            "rounds": rounds,
+        }
+    return {
+        **facts,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rounds": rounds,
+        "leg_seconds": LEG_SECONDS,
+        "onednn_gain": gain,
+        "best": summary["best"],
+        "rows": summary["rows"],
+        "unreliable": any(row["unreliable"] for row in summary["rows"]),
+        "legs": [leg.__dict__ for leg in legs],
+    }
 
 
 def leg_from_result(setting: Setting, round_: int, result: dict[str, Any]) -> Leg:
     from envdoctor.smoke import verdict
 
     failures = result.get("errors") or ([] if result.get("images_per_sec") else ["no timed steps"])
-    return Leg(setting.name, round_, images_per_sec=None if failures else result.get("images_per_sec"),
-               calibration_gflops=result.get("calibration_gflops"), utilization=verdict.rates(result)["utilization"],
-               onednn=(result.get("runtime") or {}).get("onednn"),
-               precision=(result.get("precision") or {}).get("policy"),
-               error="; ".join(failures) if failures else None, contention=result.get("contention") or {})
-
-
+    return Leg(
+        setting.name,
+        round_,
+        images_per_sec=None if failures else result.get("images_per_sec"),
+        calibration_gflops=result.get("calibration_gflops"),
+        utilization=verdict.rates(result)["utilization"],
+        onednn=(result.get("runtime") or {}).get("onednn"),
+        precision=(result.get("precision") or {}).get("policy"),
+        error="; ".join(failures) if failures else None,
+        contention=result.get("contention") or {},
+    )
 
 
 # ---------------------------------------------------------------- running it (the parent: no TensorFlow here)
@@ -220,8 +254,10 @@ def run(options: Any, log: Callable[[str], None]) -> tuple[list[str], bool, dict
     gpu_cc = _gpu_capability() if plan.expect == "gpu" else None
     settings = settings_for(set(cpu.flags), cpu.threads or cpu.cores or 1, gpu_cc)
     rounds = options.tune_rounds
-    log(f"tune: {len(settings)} settings x {rounds} rounds, {LEG_SECONDS:.0f} s of training each, every leg a "
-        f"fresh process (about {len(settings) * rounds * (LEG_SECONDS + 12) / 60:.0f} min on a 2-core CPU)")
+    log(
+        f"tune: {len(settings)} settings x {rounds} rounds, {LEG_SECONDS:.0f} s of training each, every leg a "
+        f"fresh process (about {len(settings) * rounds * (LEG_SECONDS + 12) / 60:.0f} min on a 2-core CPU)"
+    )
     run_dir = session._make_run_dir()
     facts: dict[str, Any] = {"cpu_model": cpu.model, "cpu_count": cpu.threads, "cpu_flags": sorted(cpu.flags)}
     try:
@@ -231,8 +267,10 @@ def run(options: Any, log: Callable[[str], None]) -> tuple[list[str], bool, dict
 
             def one_leg(setting: Setting, round_: int) -> Leg:
                 leg = _run_leg(options, setting, round_, data_file, data, plan, run_dir)
-                log(f"leg {next(counter)}/{len(settings) * rounds} (round {round_ + 1}) {setting.name}: "
-                    + _leg_words(leg))
+                log(
+                    f"leg {next(counter)}/{len(settings) * rounds} (round {round_ + 1}) {setting.name}: "
+                    + _leg_words(leg)
+                )
                 return leg
 
             legs, interrupted = tune(settings, one_leg, rounds)
@@ -247,8 +285,9 @@ def run(options: Any, log: Callable[[str], None]) -> tuple[list[str], bool, dict
     if not interrupted and summary["best"] is not None:
         path = tunecache.save(document)
         cached = str(path) if path else None
-    document.update(interrupted=interrupted, cache=cached,
-                    paste=paste_lines(summary["best"]) if summary["best"] else None)
+    document.update(
+        interrupted=interrupted, cache=cached, paste=paste_lines(summary["best"]) if summary["best"] else None
+    )
     return report_lines(summary, interrupted, cached), interrupted, document
 
 
@@ -269,23 +308,32 @@ def _leg_words(leg: Leg) -> str:
         return f"crashed or failed: {leg.error} (skipped)"
     util = f", {leg.utilization:.0%} of its calibration" if leg.utilization else ""
     busy = " [machine shared: unreliable]" if (leg.contention or {}).get("unreliable") else ""
-    return (f"{leg.images_per_sec:.0f} images/s (oneDNN {'on' if leg.onednn else 'off'}, {leg.precision}"
-            f"{util}){busy}")
+    return f"{leg.images_per_sec:.0f} images/s (oneDNN {'on' if leg.onednn else 'off'}, {leg.precision}{util}){busy}"
 
 
-def _run_leg(options: Any, setting: Setting, round_: int, data_file: str, data: dict[str, Any], plan: Any,
-             run_dir: Any) -> Leg:
+def _run_leg(
+    options: Any, setting: Setting, round_: int, data_file: str, data: dict[str, Any], plan: Any, run_dir: Any
+) -> Leg:
     """One leg: the training child with this setting's environment and config, training for LEG_SECONDS, no
     evaluation; its contention window measured like a smoke-test's."""
     from envdoctor.smoke import session, train
 
-    fields = {"model": options.model, "data_file": data_file, "data": data, "time_budget": LEG_SECONDS,
-              "batch_size": options.batch_size, "precision": options.precision, "expect": plan.expect,
-              "evaluate": False, "seed": options.seed}
+    fields = {
+        "model": options.model,
+        "data_file": data_file,
+        "data": data,
+        "time_budget": LEG_SECONDS,
+        "batch_size": options.batch_size,
+        "precision": options.precision,
+        "expect": plan.expect,
+        "evaluate": False,
+        "seed": options.seed,
+    }
     config = train.RunConfig(**{**fields, **setting.config})
     watch = contention.Watch()
-    proc = session._spawn("envdoctor.smoke.train", config.to_json(), run_dir, "train", {**plan.env, **setting.env},
-                          unset=TUNED_VARS)
+    proc = session._spawn(
+        "envdoctor.smoke.train", config.to_json(), run_dir, "train", {**plan.env, **setting.env}, unset=TUNED_VARS
+    )
     leg_options = session.SmokeOptions(time_budget=LEG_SECONDS, timeout=LEG_SECONDS * 6 + 120)
     result = session._collect({"train": proc}, run_dir, leg_options, session._marking(watch, lambda _s, _e: None))
     result["contention"] = session._measured_window(watch.windows())

@@ -56,7 +56,7 @@ def tune_facts(cpu_model: str | None, tf_version: str | None) -> TuneFacts | Non
     rounds = gain.get("rounds")
     return TuneFacts(
         onednn_ratio=float(gain["ratio"]),
-        onednn_versus=str(gain.get("versus") or "off"),
+        onednn_versus="on" if gain.get("versus") == "on" else "off",
         rounds=rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None,
         measured_at=str(data["measured_at"]) if data.get("measured_at") else None,
         tf_version=tf_version,

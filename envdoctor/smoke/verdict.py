@@ -18,8 +18,12 @@ Aspect = Literal["run", "learning", "speed", "calibration", "contention"]
 
 # The headline is the most severe status among the reasons, in this order.
 _SEVERITY: dict[Status, tuple[int, Verdict]] = {
-    "ok": (0, "ok"), "warn": (1, "warnings"), "unreliable": (2, "unreliable"), "inconclusive": (3, "inconclusive"),
-    "fail": (4, "failed")}
+    "ok": (0, "ok"),
+    "warn": (1, "warnings"),
+    "unreliable": (2, "unreliable"),
+    "inconclusive": (3, "inconclusive"),
+    "fail": (4, "failed"),
+}
 CHANCE = 0.10  # ten classes
 
 
@@ -55,8 +59,12 @@ def reference_accuracy(model: str, epochs: float) -> float | None:
 
 def _is_reference_data(data: dict[str, Any]) -> bool:
     """The curve was measured on the real CIFAR-10 (all 50,000 + 10,000 images, checksum verified)."""
-    return (not data.get("synthetic") and data.get("train_images") == 50000 and data.get("test_images") == 10000
-            and bool(data.get("verified")))
+    return (
+        not data.get("synthetic")
+        and data.get("train_images") == 50000
+        and data.get("test_images") == 10000
+        and bool(data.get("verified"))
+    )
 
 
 def learning(result: dict[str, Any]) -> Reason:
@@ -72,30 +80,42 @@ def learning(result: dict[str, Any]) -> Reason:
     if expected is None:
         return _without_reference(accuracy, epochs, rules)
     lowest = max(CHANCE, expected - max(rules["margin"], rules["relative_margin"] * expected))
-    said = (f"{accuracy:.1%} test accuracy after {epochs:.2f} epochs; the reference curve reaches {expected:.1%} "
-            f"there ({_curve_source(model)})")
+    said = (
+        f"{accuracy:.1%} test accuracy after {epochs:.2f} epochs; the reference curve reaches {expected:.1%} "
+        f"there ({_curve_source(model)})"
+    )
     if expected < CHANCE + rules["min_gain"]:  # too short for the reference itself to have learned much
         if accuracy >= CHANCE + rules["min_gain"]:
             return Reason("learning", "ok", f"learned: {said}")
-        return Reason("learning", "inconclusive",
-                      f"too short to tell whether it learns: {said}, too close to chance ({CHANCE:.0%}); train at "
-                      f"least {min_epochs(model, rules):.2f} epochs (--epochs) or the default budget")
+        return Reason(
+            "learning",
+            "inconclusive",
+            f"too short to tell whether it learns: {said}, too close to chance ({CHANCE:.0%}); train at "
+            f"least {min_epochs(model, rules):.2f} epochs (--epochs) or the default budget",
+        )
     if accuracy >= lowest:
         return Reason("learning", "ok", f"learned as it should: {said}")
     changed = _changed_options(result)
     status: Status = "warn" if changed else "fail"
     why = f" (but {changed}: the reference does not apply exactly)" if changed else ""
-    return Reason("learning", status, f"did not learn as it should: {said}, at least {lowest:.1%} "
-                                      f"expected{why}")
+    return Reason("learning", status, f"did not learn as it should: {said}, at least {lowest:.1%} expected{why}")
 
 
 def _without_reference(accuracy: float, epochs: float, rules: dict[str, Any]) -> Reason:
     if accuracy >= CHANCE + rules["min_gain"]:
-        return Reason("learning", "ok", f"learned: {accuracy:.1%} test accuracy after {epochs:.2f} epochs, well "
-                                        f"above chance ({CHANCE:.0%}); no reference curve for this data")
-    return Reason("learning", "inconclusive", f"{accuracy:.1%} test accuracy after {epochs:.2f} epochs, near chance "
-                                              f"({CHANCE:.0%}), and no reference curve for this data to say whether "
-                                              "that is expected")
+        return Reason(
+            "learning",
+            "ok",
+            f"learned: {accuracy:.1%} test accuracy after {epochs:.2f} epochs, well "
+            f"above chance ({CHANCE:.0%}); no reference curve for this data",
+        )
+    return Reason(
+        "learning",
+        "inconclusive",
+        f"{accuracy:.1%} test accuracy after {epochs:.2f} epochs, near chance "
+        f"({CHANCE:.0%}), and no reference curve for this data to say whether "
+        "that is expected",
+    )
 
 
 def min_epochs(model: str, rules: dict[str, Any]) -> float:
@@ -140,11 +160,13 @@ def rates(result: dict[str, Any]) -> dict[str, float | None]:
     calibration = result.get("calibration_gflops")
     replicas = (result.get("strategy") or {}).get("replicas") or 1
     peak = peak_gflops(result)
-    return {"achieved_gflops": achieved,
-            "utilization": achieved / (calibration * replicas) if achieved and calibration else None,
-            "peak_gflops": peak,
-            "utilization_of_peak": achieved / peak if achieved and peak else None,
-            "calibration_of_peak": calibration / peak if calibration and peak else None}
+    return {
+        "achieved_gflops": achieved,
+        "utilization": achieved / (calibration * replicas) if achieved and calibration else None,
+        "peak_gflops": peak,
+        "utilization_of_peak": achieved / peak if achieved and peak else None,
+        "calibration_of_peak": calibration / peak if calibration and peak else None,
+    }
 
 
 def peak_gflops(result: dict[str, Any]) -> float | None:
@@ -164,21 +186,40 @@ def speed(result: dict[str, Any]) -> list[Reason]:
     utilization, kind = measured["utilization"], _device_kind(result)
     expected = reference()["expected_utilization"].get((result.get("model") or {}).get("name") or "", {}).get(kind)
     if utilization is not None and expected is not None:
-        said = (f"{measured['achieved_gflops']:.0f} GFLOP/s achieved is {utilization:.0%} of the matmul calibration "
-                f"({result['calibration_gflops']:.0f} GFLOP/s)")
+        said = (
+            f"{measured['achieved_gflops']:.0f} GFLOP/s achieved is {utilization:.0%} of the matmul calibration "
+            f"({result['calibration_gflops']:.0f} GFLOP/s)"
+        )
         if utilization >= expected["low"]:
-            reasons.append(Reason("speed", "ok", f"{said}; this model reaches {expected['low']:.0%}-"
-                                                 f"{expected['high']:.0%} on a {kind.upper()} ({expected['source']})"))
+            reasons.append(
+                Reason(
+                    "speed",
+                    "ok",
+                    f"{said}; this model reaches {expected['low']:.0%}-"
+                    f"{expected['high']:.0%} on a {kind.upper()} ({expected['source']})",
+                )
+            )
         else:
-            reasons.append(Reason("speed", "warn", f"{said}, below the {expected['low']:.0%} this model reaches on "
-                                                   f"a {kind.upper()} ({expected['source']}): {tips(result)}"))
+            reasons.append(
+                Reason(
+                    "speed",
+                    "warn",
+                    f"{said}, below the {expected['low']:.0%} this model reaches on "
+                    f"a {kind.upper()} ({expected['source']}): {tips(result)}",
+                )
+            )
     share = measured["calibration_of_peak"]
     if share is not None and share < rules["calibration_of_peak_low"]:
-        reasons.append(Reason("calibration", "warn",
-                              f"the matmul calibration ({result['calibration_gflops']:.0f} GFLOP/s) is only "
-                              f"{share:.0%} "
-                              f"of this CPU's float32 peak estimate ({measured['peak_gflops']:.0f} GFLOP/s): "
-                              f"{tips(result)}"))
+        reasons.append(
+            Reason(
+                "calibration",
+                "warn",
+                f"the matmul calibration ({result['calibration_gflops']:.0f} GFLOP/s) is only "
+                f"{share:.0%} "
+                f"of this CPU's float32 peak estimate ({measured['peak_gflops']:.0f} GFLOP/s): "
+                f"{tips(result)}",
+            )
+        )
     return reasons + calibration_trust(result)
 
 
@@ -203,15 +244,25 @@ def calibration_trust(result: dict[str, Any]) -> list[Reason]:
     before, after = result.get("calibration") or {}, result.get("calibration_after") or {}
     reasons = []
     if before and not before.get("stable"):
-        reasons.append(Reason("calibration", "unreliable",
-                              f"the matmul calibration did not settle: its last products spread "
-                              f"{before['spread']:.0%} (stable means within 5%)"))
+        reasons.append(
+            Reason(
+                "calibration",
+                "unreliable",
+                f"the matmul calibration did not settle: its last products spread "
+                f"{before['spread']:.0%} (stable means within 5%)",
+            )
+        )
     if before.get("gflops") and after.get("gflops"):
         drift = after["gflops"] / before["gflops"] - 1
         if abs(drift) > rules["calibration_drift"]:
-            reasons.append(Reason("calibration", "unreliable",
-                                  f"the device's matmul rate moved {drift:+.0%} between before training "
-                                  f"({before['gflops']:.0f} GFLOP/s) and after ({after['gflops']:.0f})"))
+            reasons.append(
+                Reason(
+                    "calibration",
+                    "unreliable",
+                    f"the device's matmul rate moved {drift:+.0%} between before training "
+                    f"({before['gflops']:.0f} GFLOP/s) and after ({after['gflops']:.0f})",
+                )
+            )
     return reasons
 
 

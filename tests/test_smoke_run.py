@@ -247,7 +247,7 @@ def test_cli_usage_error_is_one_line_exit_2() -> None:
 
 
 def test_cli_data_cifar10_refuses_a_partial_copy(tmp_path: Path, tarball: Path) -> None:
-    # 500 + 100 images: a fine --data for a short run, but the cache holds only the whole dataset (review item 16).
+    # 500 + 100 images: a fine --data for a short run, but the cache holds only the whole dataset.
     out = cli("data", "cifar10", "--data", str(tarball), "--json", env={"ENVDOCTOR_CACHE_DIR": str(tmp_path)})
     assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1
     assert "500 train + 100 test images, but CIFAR-10 has 50000 + 10000" in out.stderr
@@ -275,7 +275,7 @@ def test_cli_data_cifar10_imports_and_verifies_the_real_data(tmp_path: Path) -> 
 def test_cli_unusable_cache_folder_is_one_line_exit_1(tmp_path: Path) -> None:
     # A state of the machine, not a usage error (issue 14 point 3): exit 1, as EnvironmentProblem.
     (tmp_path / "afile").write_text("")
-    env = {"ENVDOCTOR_CACHE_DIR": str(tmp_path / "afile" / "sub")}  # review item 15: was "internal error", exit 3
+    env = {"ENVDOCTOR_CACHE_DIR": str(tmp_path / "afile" / "sub")}  # a file where a folder must be: no internal error
     for args in (("data", "cifar10"), ("smoke-test", "--steps", "30", "--gpus", "none")):
         out = cli(*args, env=env, timeout=60)
         assert out.returncode == 1 and out.stderr.count("\n") == 1, (args, out.stderr)

@@ -72,9 +72,9 @@ def test_batched_augmentation_matches_tf_image(checks: dict) -> None:
 
 
 def test_tutorial_model_matches_the_published_counts(checks: dict) -> None:
-    # 1,068,298 parameters (the TF tutorial's text); 18,470,784 multiply-adds computed layer by layer (cifar.md 1.2).
+    # 1,068,298 parameters (the TF tutorial's text); 18,470,784 multiply-adds computed layer by layer from the model.
     # Training: forward + weight gradients + input gradients, less conv1's input gradient (2,764,800 MACs: the
-    # images need none) = 105.3 MFLOP, cifar.md 1.2; a flat 3x forward would overstate it by 5%.
+    # images need none) = 105.3 MFLOP, counted layer by layer; a flat 3x forward would overstate it by 5%.
     assert checks["tutorial"] == [1068298, 2 * 18470784, 2 * (3 * 18470784 - 2764800)]
     assert checks["tutorial"][2] == 105_295_104
 

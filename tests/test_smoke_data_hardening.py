@@ -216,16 +216,24 @@ def test_oversized_files_in_a_folder_are_refused_unread(tmp_path: Path, parts: d
 
 
 def test_a_png_bomb_stops_at_the_size_its_header_gives() -> None:
+    import resource
+
     image = encode_png(np.zeros((10, 1024, 3), np.uint8))
     ihdr_end = 8 + 8 + 13 + 4
     body = zlib.compress(bytes(40 * MIB), 1)
     idat = len(body).to_bytes(4, "big") + b"IDAT" + body + zlib.crc32(b"IDAT" + body).to_bytes(4, "big")
     bomb = image[:ihdr_end] + idat + image[-12:]  # the real header, then 40 MiB of zeros, then IEND
-    with pytest.raises(cifar.DataError, match=r"PNG data is larger than the 30730 bytes its 1024x10 header gives"):
-        cifar.decode_png(bomb, "bomb.png")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert cifar.decode_png(bomb, "bomb.png").shape == (10, 1024, 3)  # what the header gives, nothing more
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 20 * 1024  # kB: never the 40 MiB
     huge = bytearray(image)
-    huge[16 + 4 : 16 + 8] = (10**6).to_bytes(4, "big")  # IHDR height: a million rows
-    with pytest.raises(cifar.DataError, match=r"a 1024x1000000 PNG, larger than any CIFAR-10 sprite"):
+    huge[16 + 4 : 16 + 8] = (10**6).to_bytes(4, "big")  # IHDR height: a million rows, with a valid CRC
+    huge[16 + 13 : 16 + 17] = zlib.crc32(bytes(huge[12 : 16 + 13])).to_bytes(4, "big")
+    with pytest.raises(cifar.DataError, match=r"huge.png: a PNG larger than any CIFAR-10 sprite: refusing it"):
+        cifar.decode_png(bytes(huge), "huge.png")
+    huge[16 + 4 : 16 + 8] = (22_000).to_bytes(4, "big")  # past MEMBER_LIMIT, under Pillow's own guard
+    huge[16 + 13 : 16 + 17] = zlib.crc32(bytes(huge[12 : 16 + 13])).to_bytes(4, "big")
+    with pytest.raises(cifar.DataError, match=r"a 1024x22000 PNG, larger than any CIFAR-10 sprite: refusing it"):
         cifar.decode_png(bytes(huge), "huge.png")
 
 

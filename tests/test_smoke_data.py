@@ -674,9 +674,10 @@ def test_a_name_that_does_not_resolve_fails_fast(tmp_path: Path, monkeypatch: py
     assert time.monotonic() - start < 4
 
 
-def test_the_cli_reports_a_failed_download_in_one_line_exit_1(tmp_path: Path) -> None:
-    # Both real sources through a proxy that refuses at once: no test touches the internet.
-    env = {
+def no_network_env(tmp_path: Path) -> dict[str, str]:
+    """envdoctor's environment with its cache and home in tmp_path and every download through a proxy that refuses
+    at once: no test touches the internet."""
+    return {
         **os.environ,
         "ENVDOCTOR_CACHE_DIR": str(tmp_path / "cache"),
         "HOME": str(tmp_path),
@@ -685,6 +686,11 @@ def test_the_cli_reports_a_failed_download_in_one_line_exit_1(tmp_path: Path) ->
         "no_proxy": "",
         "NO_PROXY": "",
     }
+
+
+def test_the_cli_reports_a_failed_download_in_one_line_exit_1(tmp_path: Path) -> None:
+    # Both real sources through a proxy that refuses at once: no test touches the internet.
+    env = no_network_env(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "envdoctor", "data", "cifar10"],
         capture_output=True,

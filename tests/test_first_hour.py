@@ -60,12 +60,9 @@ def test_check_help_names_the_values_it_describes() -> None:
         assert metavar in line and "PATH" not in line, line
 
 
-@pytest.mark.parametrize(
-    "command", [["check"], ["build-tf"], ["gpus"], ["env"], ["run"], ["fleet"], ["smoke-test"], ["data", "cifar10"]]
-)
-def test_every_option_that_names_its_value_shows_that_name(command: list[str]) -> None:
-    # `--root PATH  Read files under DIR`: the help called one value by two names.
-    text = subprocess.run(
+def command_help(command: list[str]) -> str:
+    """A command's --help as a 200-column terminal shows it (no wrapped option lines)."""
+    return subprocess.run(
         [sys.executable, "-m", "envdoctor", *command, "--help"],
         capture_output=True,
         text=True,
@@ -73,6 +70,14 @@ def test_every_option_that_names_its_value_shows_that_name(command: list[str]) -
         timeout=60,
         env={**os.environ, "COLUMNS": "200"},
     ).stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["check"], ["build-tf"], ["gpus"], ["env"], ["run"], ["fleet"], ["smoke-test"], ["data", "cifar10"]]
+)
+def test_every_option_that_names_its_value_shows_that_name(command: list[str]) -> None:
+    # `--root PATH  Read files under DIR`: the help called one value by two names.
+    text = command_help(command)
     for line in text.splitlines():
         match = re.match(r"\W*(--[a-z-]+)(?:\s+-\w)?\s+([A-Z][A-Z0-9.,_]*)\s+(.*?)\s*\W*$", line)
         if match is None:
@@ -153,14 +158,7 @@ def test_every_data_hint_is_a_command_that_works(tmp_path: Path) -> None:
 
 def test_data_and_smoke_test_name_the_local_archive_alike() -> None:
     for command in (["data", "cifar10"], ["smoke-test"]):
-        text = subprocess.run(
-            [sys.executable, "-m", "envdoctor", *command, "--help"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=60,
-            env={**os.environ, "COLUMNS": "200"},
-        ).stdout
+        text = command_help(command)
         assert re.search(r"--data\s+PATH\s", text), text
         assert "--from" not in text  # a facts snapshot everywhere else in envdoctor
 

@@ -1,8 +1,10 @@
-"""Where the knowledge files (recipes/) and templates (templates/) live, installed or in a checkout."""
+"""Where the knowledge files (recipes/) and templates (templates/) live, installed or in a checkout, and where
+envdoctor keeps what it caches."""
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,14 @@ def recipes_dir() -> Path:
 
 def templates_dir() -> Path:
     return _data_dir("templates")
+
+
+def cache_dir() -> Path:
+    """envdoctor's cache: $ENVDOCTOR_CACHE_DIR, else $XDG_CACHE_HOME/envdoctor, else ~/.cache/envdoctor."""
+    if os.environ.get("ENVDOCTOR_CACHE_DIR"):
+        return Path(os.environ["ENVDOCTOR_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "envdoctor"
 
 
 @cache

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from envdoctor.atomic import atomic_file
-from envdoctor.resources import load_recipe
+from envdoctor.resources import cache_dir, load_recipe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,14 +83,6 @@ class Source:
 
 
 # ---------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """envdoctor's cache: $ENVDOCTOR_CACHE_DIR, else $XDG_CACHE_HOME/envdoctor, else ~/.cache/envdoctor."""
-    if os.environ.get("ENVDOCTOR_CACHE_DIR"):
-        return Path(os.environ["ENVDOCTOR_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "envdoctor"
 
 
 def cache_path(root: Path | None = None) -> Path:

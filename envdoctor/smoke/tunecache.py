@@ -5,20 +5,12 @@ not envdoctor.smoke.data)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from envdoctor.facts import TuneFacts
-
-
-def cache_dir() -> Path:
-    """envdoctor's cache folder, by the same rule as envdoctor.smoke.data.cache_dir (kept import-light here)."""
-    if os.environ.get("ENVDOCTOR_CACHE_DIR"):
-        return Path(os.environ["ENVDOCTOR_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "envdoctor"
+from envdoctor.resources import cache_dir
 
 
 def tune_path(cpu_model: str | None, tf_version: str | None, root: Path | None = None) -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from envdoctor.smoke import data as cifar
+from envdoctor.smoke.data import downloads as cifar_downloads
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -45,6 +46,15 @@ def make_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # The small datasets here are not the full CIFAR-10 (50000 + 10000): the cache refuses them unless a test says which
 # counts it expects (obtain(counts=...)), as the real dataset's counts are expected by default.
 SMALL = (5 * 20, 10)  # small_dataset()'s (train, test) images
+
+
+def stand_in(monkeypatch: pytest.MonkeyPatch, name: str, value: object) -> None:
+    """Set `name` in every module of the data package that binds it: each looks up its own binding (from ...
+    import), so a patch of the package alone would miss, say, the cache's checks and the content checksum."""
+    package = cifar.__name__
+    for key, module in list(sys.modules.items()):
+        if (key == package or key.startswith(f"{package}.")) and hasattr(module, name):
+            monkeypatch.setattr(module, name, value)
 
 
 def small_dataset(per_batch: int = 20, test: int = 10) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -552,8 +562,8 @@ def _digest(parts: dict) -> str:
 
 def _small_stands_for_cifar(monkeypatch: pytest.MonkeyPatch, parts: dict) -> None:
     """The small dataset's counts and content digest stand for the real ones (the real-data test below uses both)."""
-    monkeypatch.setattr(cifar, "expected_counts", lambda: SMALL)
-    monkeypatch.setattr(cifar, "expected_content_sha256", lambda: _digest(parts))
+    stand_in(monkeypatch, "expected_counts", lambda: SMALL)
+    stand_in(monkeypatch, "expected_content_sha256", lambda: _digest(parts))
 
 
 def _keras_folder(home: Path, parts: dict) -> Path:
@@ -605,7 +615,7 @@ def test_a_tfds_download_is_found_under_tfds_data_dir(
 def test_a_copy_that_matches_no_checksum_is_named_and_skipped(
     tmp_path: Path, parts: dict, server: _Server, monkeypatch: pytest.MonkeyPatch, no_other_copies: Path
 ) -> None:
-    monkeypatch.setattr(cifar, "expected_counts", lambda: SMALL)  # the digest stays the real CIFAR-10's
+    stand_in(monkeypatch, "expected_counts", lambda: SMALL)  # the digest stays the real CIFAR-10's
     folder = _keras_folder(no_other_copies, parts)
     source = _source(server, "/a.tar.gz", write_python_tarball(tmp_path / "a.tar.gz", parts).read_bytes())
     messages: list[str] = []
@@ -660,7 +670,7 @@ def test_a_fallback_that_succeeds_prints_no_failure(tmp_path: Path, parts: dict,
 def test_a_name_that_does_not_resolve_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
-    monkeypatch.setattr(cifar, "RESOLVE_TIMEOUT", 2.0)
+    monkeypatch.setattr(cifar_downloads, "RESOLVE_TIMEOUT", 2.0)
     source = cifar.Source("official-python", "https://envdoctor-test.invalid/cifar.tgz", "md5", "0" * 32)  # RFC 6761
     import time
 

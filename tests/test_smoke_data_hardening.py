@@ -38,6 +38,8 @@ from test_smoke_data import (
 )
 
 from envdoctor.smoke import data as cifar
+from envdoctor.smoke.data import archive as cifar_archive
+from envdoctor.smoke.data import cache as cifar_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
@@ -64,7 +66,7 @@ def test_a_link_planted_as_the_lock_is_not_followed(tmp_path: Path, parts: dict)
     victim.write_text("precious\n")
     (folder / ".lock").symlink_to(victim)
     refused = r"\.lock is not a regular file .*refusing to use it as the cache's lock"
-    with pytest.raises(cifar.DataError, match=refused), cifar._locked(folder):
+    with pytest.raises(cifar.DataError, match=refused), cifar_cache.locked(folder):
         pass
     archive = write_python_tarball(tmp_path / "a.tar.gz", parts)
     with pytest.raises(cifar.DataError, match="refusing to use it as the cache's lock"):  # what the user meets
@@ -76,7 +78,7 @@ def test_a_link_planted_as_the_lock_is_not_followed(tmp_path: Path, parts: dict)
 def test_a_dangling_link_planted_as_the_lock_creates_nothing(tmp_path: Path) -> None:
     folder = _lock_folder(tmp_path)
     (folder / ".lock").symlink_to(tmp_path / "would-be-created")
-    with pytest.raises(cifar.DataError, match="not a regular file"), cifar._locked(folder):
+    with pytest.raises(cifar.DataError, match="not a regular file"), cifar_cache.locked(folder):
         pass
     assert not (tmp_path / "would-be-created").exists()
 
@@ -88,7 +90,7 @@ def test_a_fifo_as_the_lock_fails_at_once(tmp_path: Path) -> None:
 
     def lock() -> None:
         try:
-            with cifar._locked(folder):
+            with cifar_cache.locked(folder):
                 pass
         except BaseException as exc:  # handed to the test thread
             outcome.append(exc)
@@ -106,7 +108,7 @@ def test_a_fifo_as_the_lock_fails_at_once(tmp_path: Path) -> None:
 def test_an_existing_lock_file_is_not_truncated(tmp_path: Path) -> None:
     folder = _lock_folder(tmp_path)
     (folder / ".lock").write_text("kept\n")
-    with cifar._locked(folder):
+    with cifar_cache.locked(folder):
         pass
     assert (folder / ".lock").read_text() == "kept\n"
 
@@ -194,7 +196,7 @@ def test_a_huge_pax_header_is_not_read_into_memory(tmp_path: Path) -> None:
 def test_an_archive_of_countless_members_is_refused(tmp_path: Path) -> None:
     archive = tmp_path / "many.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for i in range(cifar.MEMBERS_LIMIT + 1):
+        for i in range(cifar_archive.MEMBERS_LIMIT + 1):
             tar.addfile(tarfile.TarInfo(f"f{i}"), io.BytesIO(b""))
     with pytest.raises(cifar.DataError, match=r"more than 1000 files in the archive"):
         cifar.load_path(archive)

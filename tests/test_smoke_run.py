@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_smoke_data import small_dataset, write_python_tarball
+from test_smoke_data import small_dataset, stand_in, write_python_tarball
 
 from envdoctor.errors import EnvironmentProblem, UsageError
 from envdoctor.smoke import multiworker, report, session
@@ -289,7 +289,7 @@ def test_a_damaged_cache_is_found_before_training(
     from envdoctor.smoke import data as cifar
 
     monkeypatch.setenv("ENVDOCTOR_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cifar, "expected_counts", lambda: (500, 100))  # the small tarball stands for the dataset
+    stand_in(monkeypatch, "expected_counts", lambda: (500, 100))  # the small tarball stands for the dataset
     cifar.import_into_cache(str(tarball))
     target = cifar.cache_path()
     assert session.prepare_data(session.SmokeOptions(offline=True), tmp_path, print)[0] == str(target)

@@ -359,6 +359,7 @@ def test_cli_refuses_bad_tune_and_plot_options_in_one_line(args: list[str], mess
 
 
 def test_check_imports_none_of_the_smoke_tests_heavy_modules() -> None:
+    # Each module of envdoctor.smoke.data imports the package first: the package stands for all of them.
     heavy = "('matplotlib', 'tensorflow', 'numpy', 'envdoctor.smoke.data')"
     code = (
         f"import sys, envdoctor.cli, envdoctor.smoke.tunecache; print(sorted(m for m in {heavy} if m in sys.modules))"

@@ -1,6 +1,6 @@
 """`smoke-test --tune` results cached beside the data, one file per CPU model and TensorFlow version, so that the
 doctor can cite a measured gain. Standard library only: `envdoctor check` may import this (no numpy, no TensorFlow,
-not envdoctor.smoke.data)."""
+nothing of the envdoctor.smoke.data package)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from checks_support import TESTS, fix_convention_violations
 from envdoctor.checks import run_checks
 from envdoctor.checks.common import is_tf_distribution, release_rows
 from envdoctor.facts import Facts, from_dict, to_dict
+from envdoctor.knowledge.names import dist_name
 from envdoctor.probes import ProbeContext, collect
-from envdoctor.probes.tensorflow import canonical
 
 CORPUS = TESTS / "fixtures" / "reports"
 CASES = sorted((CORPUS / "cases").glob("*.json"))
@@ -87,20 +87,20 @@ def _fill_requirements(dists: dict[str, str]) -> dict[str, str]:
     from packaging.requirements import Requirement
 
     filled = dict(dists)
-    have = {canonical(n) for n in dists}
+    have = {dist_name(n) for n in dists}
     for name, version in dists.items():
-        real = CORPUS / "metadata" / f"{canonical(name)}-{version}.METADATA"
+        real = CORPUS / "metadata" / f"{dist_name(name)}-{version}.METADATA"
         lines = real.read_text().splitlines() if real.is_file() else []
         for line in (ln.split(": ", 1)[1] for ln in lines if ln.startswith("Requires-Dist: ")):
             req = Requirement(line)
-            if req.marker is not None and "extra" in str(req.marker) or canonical(req.name) in have:
+            if req.marker is not None and "extra" in str(req.marker) or dist_name(req.name) in have:
                 continue
             if req.marker is not None and not req.marker.evaluate(
                 {"platform_system": "Linux", "sys_platform": "linux", "platform_machine": "x86_64", "extra": ""}
             ):
                 continue
             filled[req.name] = _satisfying(req.specifier)
-            have.add(canonical(req.name))
+            have.add(dist_name(req.name))
     return filled
 
 
@@ -112,7 +112,7 @@ def _env(root: Path, env: dict[str, Any]) -> None:
     if env.get("conda"):
         (root / prefix.lstrip("/") / "conda-meta").mkdir(parents=True, exist_ok=True)
     for name, version in _fill_requirements(env.get("dists", {})).items():
-        real = CORPUS / "metadata" / f"{canonical(name)}-{version}.METADATA"
+        real = CORPUS / "metadata" / f"{dist_name(name)}-{version}.METADATA"
         header = real.read_text() if real.is_file() else f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
         _write(root, f"{site}/{name.replace('-', '_')}-{version}.dist-info/METADATA", header)
         if is_tf_distribution(name):
@@ -120,7 +120,7 @@ def _env(root: Path, env: dict[str, Any]) -> None:
             _write(
                 root,
                 f"{site}/tensorflow/python/platform/build_info.py",
-                _build_info(canonical(name), version, env.get("build_info")),
+                _build_info(dist_name(name), version, env.get("build_info")),
             )
     for path, text in env.get("files", {}).items():  # relative to the site-packages directory
         _write(root, f"{site}/{path}", text)

@@ -7,8 +7,11 @@ import ast
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.utils import canonicalize_name
 
-from envdoctor.knowledge import cuda, onednn, versions
+from envdoctor.knowledge import cuda, names, onednn, versions
 
 PACKAGE = Path(__file__).resolve().parent.parent / "envdoctor"
 
@@ -53,6 +56,12 @@ def test_build_tf_does_not_import_the_checks(path: Path) -> None:
 def test_one_version_parser(text: str | None, parsed: tuple[int, int] | None) -> None:
     assert versions.major_minor(text) == parsed
     assert versions.major(text) == (parsed[0] if parsed else None)
+
+
+@given(st.text(alphabet="aZ9-_.İ", max_size=12))
+def test_dist_name_is_packagings_canonical_name(name: str) -> None:
+    # names.dist_name spells out PEP 503 to spare `check` packaging.utils' import: it must not drift from it.
+    assert names.dist_name(name) == canonicalize_name(name)
 
 
 def test_version_key_orders_releases_numerically() -> None:

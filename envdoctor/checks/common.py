@@ -6,13 +6,13 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envdoctor.checks.base import Finding, Severity
 from envdoctor.facts import Facts
 
-# What the checks know about releases and versions comes from envdoctor/knowledge/, re-exported here for them.
+# What the checks know about names, releases and versions comes from envdoctor/knowledge/, re-exported here for them.
+from envdoctor.knowledge.names import dist_name as dist_name
 from envdoctor.knowledge.releases import has_and_cuda_extra as has_and_cuda_extra
 from envdoctor.knowledge.releases import release_rows as release_rows
 from envdoctor.knowledge.releases import releases_for_python as releases_for_python
@@ -34,11 +34,6 @@ def requirement(name: str, pin: str | None) -> str:
     except InvalidVersion:
         exact = ""
     return shlex.quote(f"{name}{exact}")
-
-
-def dist_name(name: str) -> str:
-    """A distribution's canonical name (PEP 503): "tensorflow_cpu" and "TensorFlow-CPU" are "tensorflow-cpu"."""
-    return str(canonicalize_name(name))
 
 
 def is_tf_distribution(name: str) -> bool:

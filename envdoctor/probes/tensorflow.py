@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envdoctor.facts import Facts, PythonEnv, PythonPackage, TensorflowFacts, TfBuildInfo
+from envdoctor.knowledge.names import dist_name
 from envdoctor.probes import ProbeContext
 from envdoctor.resources import load_recipe
 
@@ -195,10 +196,10 @@ def owning_interpreter(ctx: ProbeContext, site: str) -> tuple[str, PythonEnv | N
 def fill_from_path(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -> None:
     """Distributions, TensorFlow location/version/build info and related packages found on `path`."""
     recipe = load_recipe("python_packages.json")
-    wanted_tf = {canonical(n) for n in recipe["tensorflow_distributions"]}
-    prefixes = tuple(canonical(p) for p in recipe["tensorflow_prefixes"])
-    related = [canonical(n) for n in recipe["related"]]
-    requires = wanted_tf | {canonical(n) for n in recipe["requirements_read_for"]}
+    wanted_tf = {dist_name(n) for n in recipe["tensorflow_distributions"]}
+    prefixes = tuple(dist_name(p) for p in recipe["tensorflow_prefixes"])
+    related = [dist_name(n) for n in recipe["related"]]
+    requires = wanted_tf | {dist_name(n) for n in recipe["requirements_read_for"]}
     found = find_distributions(ctx, path, wanted_tf | set(related), prefixes, requires)
     tf.distributions = [p for key, p in found if key in wanted_tf or key.startswith(prefixes)]
     by_name = {key: p for key, p in reversed(found)}  # first on the path wins, as for import
@@ -218,7 +219,7 @@ def fill_requirements(ctx: ProbeContext, tf: TensorflowFacts, path: list[str]) -
     site = os.path.dirname(tf.location or "")
     owners = [p for p in tf.distributions if p.location == site and p.version == tf.version] or tf.distributions[:1]
     lines = [line for p in owners + tf.related for line in p.requires_dist]
-    names = {canonical(m.group(0)) for line in lines if (m := _REQUIREMENT_NAME.match(line))}
+    names = {dist_name(m.group(0)) for line in lines if (m := _REQUIREMENT_NAME.match(line))}
     tf.requirements = installed_versions(ctx, path, names) if names else []
     tf.requirements_path = list(path) if names else []
 
@@ -235,13 +236,13 @@ def installed_versions(ctx: ProbeContext, path: list[str], names: set[str]) -> l
         for entry in ctx.fs.listdir(directory) if directory.startswith("/") else ():
             stem, dot, suffix = entry.rpartition(".")
             if dot and suffix in ("dist-info", "egg-info"):
-                key = canonical(stem.split("-", 1)[0])
+                key = dist_name(stem.split("-", 1)[0])
                 if key in names and key not in found:
                     here.setdefault(key, []).append(stem)
         for key, stems in here.items():
             parts = min(stems).split("-")  # two dist-infos of one name in one directory: a deterministic pick
             found[key] = PythonPackage(parts[0], parts[1] if len(parts) > 1 else None, directory)
-    return sorted(found.values(), key=lambda p: canonical(p.name))
+    return sorted(found.values(), key=lambda p: dist_name(p.name))
 
 
 def env_import_path(ctx: ProbeContext, site: str) -> list[str]:
@@ -290,11 +291,6 @@ def _system_sites(ctx: ProbeContext, base: str, pyver: str) -> list[str]:
     return [d for d in candidates if ctx.fs.isdir(d)]
 
 
-def canonical(name: str) -> str:
-    """PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def find_distributions(
     ctx: ProbeContext,
     path: list[str],
@@ -310,7 +306,7 @@ def find_distributions(
             stem, dot, suffix = entry.rpartition(".")
             if not dot or suffix not in ("dist-info", "egg-info"):
                 continue
-            key = canonical(stem.split("-", 1)[0])
+            key = dist_name(stem.split("-", 1)[0])
             if key not in names and not key.startswith(prefixes):
                 continue
             fields = read_metadata_fields(ctx, f"{directory}/{entry}")
@@ -394,7 +390,7 @@ def _record_digest(data: bytes | None) -> str | None:
 def _records(ctx: ProbeContext, site: str, package: PythonPackage) -> list[str]:
     texts = []
     for name in sorted(ctx.fs.listdir(site)):
-        if name.endswith(".dist-info") and canonical(name.split("-", 1)[0]) == canonical(package.name):
+        if name.endswith(".dist-info") and dist_name(name.split("-", 1)[0]) == dist_name(package.name):
             data = ctx.fs.read_bytes(f"{site}/{name}/RECORD", 64 << 20)
             if data is not None:
                 texts.append(data.decode("utf-8", "replace"))

@@ -21,7 +21,12 @@ def tutorial_line(event: dict[str, Any]) -> str:
     )
 
 
-PHASE_WORDS = {"calibrate": "calibrating", "train": "training", "evaluate": "evaluating"}
+PHASE_WORDS = {
+    "calibrate": "calibrating",
+    "train": "training",
+    "recheck": "rechecking the matmul rate",
+    "evaluate": "evaluating",
+}
 
 
 class Progress:
@@ -145,6 +150,11 @@ def phase_line(event: dict[str, Any]) -> str:
             f"train: {amount}, {event.get('global_batch')} images per step; the first chunk warms up "
             "(tracing, compiling) and is not counted"
         )
+    if phase == "recheck":
+        return (
+            "recheck: timing the same matmuls again, to see whether the device's rate changed during training "
+            f"(~{event.get('expected_seconds', 3):.0f} s)"
+        )
     if phase == "evaluate":
         return f"evaluate: {event.get('images')} test images"
     return phase
@@ -154,13 +164,13 @@ def plan_line(budget: float | None, steps: int | None, epochs: float | None) -> 
     """What will happen and about how long it takes, before anything starts."""
     if budget:
         train = f"train for {budget:.0f} s"
-        total = f"; about {budget + 25:.0f} s in all on a 2-core CPU (less on a GPU)"
+        total = f"; about {budget + 28:.0f} s in all on a 2-core CPU (less on a GPU)"
     else:
         train = f"train {steps} steps" if steps else f"train {epochs:g} epochs"
         total = ""
     return (
         f"plan: start TensorFlow (~5 s), calibrate matmuls (~3 s), warm up (first chunk: tracing, compiling), "
-        f"{train}, evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a CPU){total}"
+        f"{train}, recheck the matmul rate (~3 s), evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a CPU){total}"
     )
 
 

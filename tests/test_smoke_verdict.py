@@ -126,13 +126,16 @@ def test_an_unsettled_or_drifting_calibration_makes_numbers_unreliable() -> None
     assert result["verdict"] == "unreliable" and result["ok"] and not result["failed"]
 
 
-def _fake_proc(root: Path, busy: int, steal: int, procs: dict[int, tuple[str, int, int]]) -> Path:
-    """A /proc with a `stat` line (clock ticks) and one <pid>/stat per process: (name, ticks, ppid)."""
+def _fake_proc(root: Path, busy: int, steal: int, procs: dict[int, tuple[str, int, int]], start: int = 0) -> Path:
+    """A /proc with a `stat` line (clock ticks) and one <pid>/stat per process: (name, ticks, ppid), each
+    started `start` ticks after boot (field 22, as in proc(5))."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "stat").write_text(f"cpu  {busy} 0 0 100000 0 0 0 {steal} 0 0\ncpu0 1 2 3\n")
     for pid, (name, ticks, ppid) in procs.items():
         (root / str(pid)).mkdir(exist_ok=True)
-        (root / str(pid) / "stat").write_text(f"{pid} ({name}) S {ppid} 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1")
+        (root / str(pid) / "stat").write_text(
+            f"{pid} ({name}) S {ppid} 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0 {start} 0"
+        )
     return root
 
 
@@ -157,6 +160,27 @@ def test_contention_names_the_competing_processes_and_excludes_our_own_tree(tmp_
     (why,) = window.reasons()
     assert "other processes used 40% of the machine's CPU time" in why and f"pid {other}" in why
     assert "2 CPU s by processes not visible from here" in why
+
+
+def test_a_kernel_thread_that_renames_itself_is_the_same_process(tmp_path: Path) -> None:
+    """Seen on this project's quiet 2-core VM (bench/README.md, 2026-12-07 03:37): a kworker's name carries the
+    work queue it serves ("kworker/u8:2-writeback", then "kworker/u8:2-events_unbound"); taken for a new process,
+    its whole lifetime (1.7 CPU s) counted in every 20 s tune leg and marked quiet legs UNRELIABLE."""
+    me, worker, tick = os.getpid(), 900038, os.sysconf("SC_CLK_TCK")
+    before = {me: ("python", 0, 1), worker: ("kworker/u8:2-writeback", 170, 2)}
+    after = {me: ("python", 20 * tick, 1), worker: ("kworker/u8:2-events_unbound", 171, 2)}
+    first = contention.snapshot(_fake_proc(tmp_path / "a", 0, 0, before, start=5))
+    last = contention.snapshot(_fake_proc(tmp_path / "b", 20 * tick + 1, 0, after, start=5))
+    last.at = first.at + 10.0
+    window = contention.between(first, last, me=me, cpus=2)
+    assert window.others_cpu == pytest.approx(1 / tick) and window.reasons() == []
+    # the same pid, started later: another process, all of whose CPU time falls in the window
+    reused = contention.snapshot(
+        _fake_proc(tmp_path / "c", 26 * tick, 0, {**after, worker: ("stress", 6 * tick, 1)}, 9)
+    )
+    reused.at = first.at + 10.0
+    window = contention.between(first, reused, me=me, cpus=2)
+    assert window.others_cpu == pytest.approx(6) and "stress (pid 900038, 6.0 CPU s)" in window.reasons()[0]
 
 
 def test_a_quiet_window_and_steal(tmp_path: Path) -> None:

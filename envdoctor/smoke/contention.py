@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # Why these thresholds: on a quiet 2-core VM, daemons and kernel threads take 1-3% of the machine; another
 # process taking a tenth of it (a fifth of one core here) already moved images/s by ~10% in alternating runs.
@@ -22,13 +22,20 @@ TOP = 5  # competing processes named in the report
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+class Proc(NamedTuple):
+    name: str
+    cpu: float  # CPU seconds (user + system)
+    ppid: int
+    start: int  # clock ticks after boot: with the pid, who the process is (kernel threads rename themselves)
+
+
 @dataclass
 class Snapshot:
     at: float  # time.monotonic()
     busy: float  # machine CPU seconds, all CPUs (user+nice+system+irq+softirq)
     steal: float
     load: tuple[float, float, float]
-    procs: dict[int, tuple[str, float, int]]  # pid -> (name, CPU seconds, ppid)
+    procs: dict[int, Proc]
     reaped_children: float  # CPU seconds of our own children already waited for (os.times)
 
 
@@ -42,8 +49,8 @@ def _proc_stat(root: Path) -> tuple[float, float]:
     return user + nice + system + irq + softirq, steal
 
 
-def _processes(root: Path) -> dict[int, tuple[str, float, int]]:
-    found: dict[int, tuple[str, float, int]] = {}
+def _processes(root: Path) -> dict[int, Proc]:
+    found: dict[int, Proc] = {}
     try:
         entries = [e for e in os.listdir(root) if e.isdigit()]
     except OSError:
@@ -56,7 +63,8 @@ def _processes(root: Path) -> dict[int, tuple[str, float, int]]:
         name, _, rest = raw.partition(" (")[2].rpartition(") ")
         fields = rest.split()
         if len(fields) > 12:
-            found[int(pid)] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK, int(fields[1]))
+            start = int(fields[19]) if len(fields) > 19 else 0
+            found[int(pid)] = Proc(name, (int(fields[11]) + int(fields[12])) / _CLK_TCK, int(fields[1]), start)
     return found
 
 
@@ -72,13 +80,13 @@ def snapshot(root: Path = Path("/proc")) -> Snapshot:
     return Snapshot(time.monotonic(), busy, steal, load, _processes(root), times.children_user + times.children_system)
 
 
-def _own_tree(procs: dict[int, tuple[str, float, int]], me: int) -> set[int]:
+def _own_tree(procs: dict[int, Proc], me: int) -> set[int]:
     """This process and every descendant (the training child, the evaluator, tune legs)."""
     own, grew = {me}, True
     while grew:
         grew = False
-        for pid, (_name, _cpu, ppid) in procs.items():
-            if ppid in own and pid not in own:
+        for pid, proc in procs.items():
+            if proc.ppid in own and pid not in own:
                 own.add(pid)
                 grew = True
     return own
@@ -160,15 +168,17 @@ def between(first: Snapshot, last: Snapshot, me: int | None = None, cpus: int | 
     own = _own_tree(first.procs, me) | _own_tree(last.procs, me)
     own_cpu = last.reaped_children - first.reaped_children
     visible: dict[int, tuple[str, float]] = {}
-    for pid, (name, cpu, _ppid) in last.procs.items():
+    for pid, proc in last.procs.items():
         before = first.procs.get(pid)
-        delta = cpu - (before[1] if before and before[0] == name else 0.0)
+        # The same process when it started at the same tick; a name is no identity (a kworker renames itself
+        # with each work queue it serves: comparing names counted its whole lifetime in every window).
+        delta = proc.cpu - (before.cpu if before and before.start == proc.start else 0.0)
         if pid in own:
             own_cpu += delta
         elif delta > 0:
-            visible[pid] = (name, delta)
+            visible[pid] = (proc.name, delta)
     for pid in own & first.procs.keys() - last.procs.keys():  # ended and reaped: counted in reaped_children
-        own_cpu -= first.procs[pid][1]
+        own_cpu -= first.procs[pid].cpu
     busy = max(0.0, last.busy - first.busy)
     visible_cpu = sum(cpu for _n, cpu in visible.values())
     invisible = max(0.0, busy - own_cpu - visible_cpu)

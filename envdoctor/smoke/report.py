@@ -170,7 +170,8 @@ def plan_line(budget: float | None, steps: int | None, epochs: float | None) -> 
         total = ""
     return (
         f"plan: start TensorFlow (~5 s), calibrate matmuls (~3 s), warm up (first chunk: tracing, compiling), "
-        f"{train}, recheck the matmul rate (~3 s), evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a CPU){total}"
+        f"{train}, recheck the matmul rate (~3 s), evaluate the test images (~5-15 s for CIFAR-10's 10,000 on a "
+        f"CPU){total}"
     )
 
 

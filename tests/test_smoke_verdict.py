@@ -126,6 +126,26 @@ def test_an_unsettled_or_drifting_calibration_makes_numbers_unreliable() -> None
     assert result["verdict"] == "unreliable" and result["ok"] and not result["failed"]
 
 
+def test_a_faster_reading_after_training_is_the_yardstick_and_only_a_slower_one_doubts_the_run() -> None:
+    """The stock default run of 03:53 UTC (bench/README.md): 111 GFLOP/s before training, 132 after, nothing else
+    on the machine; stock TensorFlow's Eigen matmuls wander between steady modes on that VM."""
+    from envdoctor.smoke import train
+
+    before = {"gflops": 111.0, "spread": 0.044, "stable": True, "samples": 20, "size": 2048, "dtype": "float32"}
+    after = {**before, "gflops": 131.6, "spread": 0.03}
+    assert train.yardstick(before, after) == 131.6
+    assert train.yardstick(before, {**after, "stable": False}) == 111.0  # an unsettled reading is no yardstick
+    assert train.yardstick(before, {**after, "gflops": 90.0}) == 111.0
+    faster = _judge(calibration=before, calibration_after=after)
+    (reason,) = [r for r in faster["reasons"] if r["aspect"] == "calibration"]
+    assert (
+        reason["status"] == "warn" and "moved +19%" in reason["text"] and "against the faster reading" in reason["text"]
+    )
+    slower = _judge(calibration=before, calibration_after={**after, "gflops": 90.0})
+    assert [r["status"] for r in slower["reasons"] if r["aspect"] == "calibration"] == ["unreliable"]
+    assert slower["verdict"] == "unreliable"
+
+
 def _fake_proc(root: Path, busy: int, steal: int, procs: dict[int, tuple[str, int, int]], start: int = 0) -> Path:
     """A /proc with a `stat` line (clock ticks) and one <pid>/stat per process: (name, ticks, ppid), each
     started `start` ticks after boot (field 22, as in proc(5))."""
@@ -255,6 +275,34 @@ def test_tune_interleaves_rotates_and_survives_a_crash_and_ctrl_c() -> None:
     assert "INTERRUPTED (Ctrl-C): the table holds the legs measured so far." in tune.report_lines(
         tune.summarize(settings, legs), True, None
     )
+
+
+def test_a_leg_on_a_shared_machine_does_not_pick_the_winner() -> None:
+    """The legs of the 03:40 UTC tune on the 2-core AVX2 VM (bench/README.md): the hypervisor took 11% of the CPU
+    during oneDNN's first leg (747 images/s, then 1038 on a machine of its own), and the median of both rounds
+    crowned the thread-pinned setting instead. Only rounds measured on a quiet machine decide a ratio."""
+    stolen = {"unreliable": True, "reasons": ["the hypervisor gave 11% of this VM's CPU time to other guests"]}
+    names = ["stock", "oneDNN on", "oneDNN on + 2 intra-op threads, 1 inter-op"]
+    settings = [tune.Setting(name) for name in names]
+    measured = {
+        ("stock", 0): 576,
+        ("oneDNN on", 0): 747,
+        ("oneDNN on + 2 intra-op threads, 1 inter-op", 0): 930,
+        ("oneDNN on", 1): 1038,
+        ("oneDNN on + 2 intra-op threads, 1 inter-op", 1): 987,
+        ("stock", 1): 576,
+    }
+    legs = [_leg(name, r, rate) for (name, r), rate in measured.items()]
+    legs[1].contention = stolen
+    summary = tune.summarize(settings, legs)
+    best = summary["best"]
+    assert best["setting"] == "oneDNN on" and best["ratio"] == pytest.approx(1038 / 576) and not best["unreliable"]
+    text = "\n".join(tune.report_lines(summary, False, None))
+    assert "747* 1038" in text and "(median of 1 round," in text and "decide no ratio" in text
+    assert "UNRELIABLE" not in text  # every setting kept a round of its own
+    for leg in legs:  # every round shared: the ratios are all there is, and the table says so
+        leg.contention = stolen
+    assert "UNRELIABLE: machine shared" in "\n".join(tune.report_lines(tune.summarize(settings, legs), False, None))
 
 
 def test_tune_paste_lines_are_shell_and_python() -> None:

@@ -114,7 +114,7 @@ def summarize(settings: list[Setting], legs: list[Leg]) -> dict[str, Any]:
     for setting in settings:
         mine = [leg for leg in legs if leg.setting == setting.name]
         rated = [leg for leg in mine if leg.images_per_sec]
-        rates = [leg.images_per_sec for leg in rated]
+        rates = [leg.images_per_sec for leg in mine if leg.images_per_sec]
         quiet: list[float] = []
         shared: list[float] = []
         for leg in mine:

@@ -146,6 +146,24 @@ def test_a_faster_reading_after_training_is_the_yardstick_and_only_a_slower_one_
     assert slower["verdict"] == "unreliable"
 
 
+def test_oneDNN_off_on_a_cpu_cites_the_measured_gain_or_how_to_measure_it() -> None:
+    """The issue's complaint: a stock run printed "oneDNN off" and said nothing, while turning it on was 1.6-1.8x
+    here. With the --tune cache's figure (the 03:37 UTC tune on the 2-core AVX2 VM: 1.97x) it is a warning with
+    the line to paste; without one, a pointer to --tune; with a gain too small to matter, it says so."""
+    base = {"runtime": {"onednn": False}, "variable_device": "/job:localhost/replica:0/task:0/device:CPU:0"}
+    unmeasured = [r for r in _judge(**base)["reasons"] if "oneDNN is off" in r["text"]]
+    assert [r["status"] for r in unmeasured] == ["ok"] and "smoke-test --tune` measures" in unmeasured[0]["text"]
+    tune = {"onednn_ratio": 1.97, "onednn_versus": "off", "measured_at": "2026-12-07 03:37 UTC", "unreliable": False}
+    result = _judge(**base, tune=tune)
+    (reason,) = [r for r in result["reasons"] if "oneDNN is off" in r["text"]]
+    assert reason["status"] == "warn" and result["verdict"] == "warnings"
+    assert "measured 1.97x" in reason["text"] and reason["text"].endswith("export TF_ENABLE_ONEDNN_OPTS=1")
+    small = _judge(**base, tune={**tune, "onednn_ratio": 1.05})
+    assert any("no gain worth changing it for" in r["text"] and r["status"] == "ok" for r in small["reasons"])
+    on = _judge(runtime={"onednn": True}, tune=tune)
+    assert not any("oneDNN is off" in r["text"] for r in on["reasons"])
+
+
 def _fake_proc(root: Path, busy: int, steal: int, procs: dict[int, tuple[str, int, int]], start: int = 0) -> Path:
     """A /proc with a `stat` line (clock ticks) and one <pid>/stat per process: (name, ticks, ppid), each
     started `start` ticks after boot (field 22, as in proc(5))."""
@@ -345,6 +363,15 @@ def test_the_tune_cache_gives_the_doctor_a_measured_onednn_gain(tmp_path: Path, 
     tune_probe.probe(ProbeContext(root=tmp_path, env={}), under_root)
     assert under_root.tune is None
     assert _onednn(under_root, {"avx2", "fma"})[0].fix.endswith("# optional: often faster on the CPU")
+    # and a smoke-test run on this CPU and TensorFlow with oneDNN off carries it to its verdict
+    run = {"devices": {"cpu_model": "AMD EPYC", "gpus": []}, "runtime": {"onednn": False, "tf_version": "2.21.0"}}
+    session.add_tune_facts(run)
+    assert run["tune"]["onednn_ratio"] == pytest.approx(1.65, abs=0.01) and run["tune"]["onednn_versus"] == "off"
+    for other in ({"onednn": True, "tf_version": "2.21.0"}, {"onednn": False, "tf_version": "2.20.0"}):
+        unmeasured = {**run, "runtime": other}
+        unmeasured.pop("tune")
+        session.add_tune_facts(unmeasured)
+        assert "tune" not in unmeasured
 
 
 # ---------------------------------------------------------------- progress, plot, CLI

@@ -213,7 +213,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "achieved_gflops": measured["achieved_gflops"],
         "calibration_gflops": result.get("calibration_gflops"),
         "calibration": result.get("calibration"),  # spread, stability, size, dtype, device
-        "calibration_after": result.get("calibration_after"),  # the same, briefly, after training
+        "calibration_after": result.get("calibration_after"),  # the same again, after training
+        "tune": result.get("tune"),  # what --tune measured before on this CPU and TensorFlow (oneDNN off only)
         # The calibration measures one device; the achieved rate is that of all replicas together.
         "utilization": measured["utilization"],
         "peak_gflops_estimate": measured["peak_gflops"],

@@ -336,6 +336,7 @@ def run(
             windows = watch.windows()
             result.update(contention_windows=windows, contention=_measured_window(windows))
             add_log_facts(result, run_dir)
+            add_tune_facts(result)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     # The parent's data summary: a run whose child died before its result still says where the data came from.
@@ -378,6 +379,19 @@ def _make_run_dir() -> Path:
 
 
 LOG_HEAD = 1 << 18  # bytes of the training log searched for TensorFlow's start-up lines
+
+
+def add_tune_facts(result: dict[str, Any]) -> None:
+    """What `smoke-test --tune` measured before on this CPU model and TensorFlow (the cache), for the verdict to
+    cite; only for a CPU run with oneDNN off, the one setting it has a measured word on."""
+    from envdoctor.smoke import tunecache
+
+    devices, runtime = result.get("devices") or {}, result.get("runtime") or {}
+    if runtime.get("onednn") is not False or (devices.get("gpus") or []):
+        return
+    measured = tunecache.tune_facts(devices.get("cpu_model"), runtime.get("tf_version"))
+    if measured is not None:
+        result["tune"] = asdict(measured)
 
 
 def add_log_facts(result: dict[str, Any], run_dir: Path) -> None:

@@ -220,7 +220,38 @@ def speed(result: dict[str, Any]) -> list[Reason]:
                 f"{tips(result)}",
             )
         )
-    return reasons + calibration_trust(result)
+    return reasons + onednn_off(result) + calibration_trust(result)
+
+
+ONEDNN_WORTH = 1.2  # a measured gain from which leaving oneDNN off is worth a warning
+
+
+def onednn_off(result: dict[str, Any]) -> list[Reason]:
+    """A CPU run with oneDNN off says what turning it on did here (the --tune cache), or how to find out: on the
+    2-core AVX2 VM it was 1.7-2.0x the images/s and 60-62% instead of 55-56% accuracy in the same default budget
+    (bench/README.md), and a run whose speed is otherwise "ok" would not have said so."""
+    if _device_kind(result) != "cpu" or (result.get("runtime") or {}).get("onednn") is not False:
+        return []
+    tune = result.get("tune") or {}
+    ratio = tune.get("onednn_ratio")
+    if not isinstance(ratio, (int, float)) or tune.get("onednn_versus") != "off":
+        return [
+            Reason(
+                "speed",
+                "ok",
+                "oneDNN is off (TensorFlow's default on this CPU): `envdoctor smoke-test --tune` measures whether "
+                "TF_ENABLE_ONEDNN_OPTS=1 is faster here (about 3 minutes)",
+            )
+        ]
+    measured = (
+        f"`envdoctor smoke-test --tune` measured {ratio:.2f}x this model's images/s with TF_ENABLE_ONEDNN_OPTS=1 "
+        f"on this CPU and TensorFlow ({tune.get('measured_at') or 'date unknown'}"
+        + (", on a shared machine" if tune.get("unreliable") else "")
+        + ")"
+    )
+    if ratio >= ONEDNN_WORTH:
+        return [Reason("speed", "warn", f"oneDNN is off, and {measured}: export TF_ENABLE_ONEDNN_OPTS=1")]
+    return [Reason("speed", "ok", f"oneDNN is off; {measured}: no gain worth changing it for")]
 
 
 def _device_kind(result: dict[str, Any]) -> Literal["cpu", "gpu"]:

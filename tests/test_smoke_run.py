@@ -681,7 +681,7 @@ def test_real_training_loss_falls_and_the_concurrent_evaluator_runs(tarball: Pat
     assert result["ok"], result.get("failures")
     # issue 13: phases in order, evaluation progress, a history and test points for --plot, TensorBoard events
     phases = [e["phase"] for s, e in events if e["event"] == "phase"]
-    assert phases == ["calibrate", "train", "evaluate"]
+    assert phases == ["calibrate", "train", "recheck", "evaluate"]
     assert [e["done"] for s, e in events if e["event"] == "eval_progress"][-1] == 100
     assert len(result["history"]) == 40 and len(result["curve"]) == session.CURVE_POINTS
     assert result["calibration"]["samples"] >= 3 and result["calibration_after"]["gflops"] > 0

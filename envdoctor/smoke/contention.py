@@ -234,18 +234,20 @@ class Watch:
             self.gpu = gpu_processes(_own_tree(self.marks[phase].procs, os.getpid()))
 
     def windows(self) -> dict[str, dict[str, Any]]:
-        """calibrate (calibration to training), train (training to evaluation), run (start to end)."""
+        """calibrate (calibration to training), train (training to the recheck, or to evaluation), measured (the
+        first calibration to evaluation, the recheck included), run (start to end)."""
         self.marks.setdefault("end", snapshot())
         spans = {
             "calibrate": ("calibrate", "train"),
-            "train": ("train", "evaluate"),
+            "train": ("train", "recheck"),
             "measured": ("calibrate", "evaluate"),
             "run": ("start", "end"),
         }
         out = {}
         for name, (first, last) in spans.items():
             if first in self.marks:
-                window = between(self.marks[first], self.marks.get(last) or self.marks["end"])
+                until = self.marks.get(last) or self.marks.get("evaluate") or self.marks["end"]
+                window = between(self.marks[first], until)
                 window.gpu_processes = self.gpu
                 out[name] = window.to_dict()
         return out

@@ -40,8 +40,11 @@ def alternating(argv: list[str], here: str, baseline: str, runs: int) -> dict[st
     """Run the same command in two checkouts one after the other, `runs` pairs: on a shared, busy machine the load
     then falls on both alike. `python -m envdoctor` imports the package of the directory it starts in."""
     times: dict[str, list[float]] = {here: [], baseline: []}
-    for directory in (here, baseline):  # warm-up
-        _once(argv, directory)
+    for directory in (here, baseline):
+        # Both trees byte-compiled first: with PYTHONDONTWRITEBYTECODE set (as in some shells) a fresh checkout
+        # compiles every module at each start, and measured 0.41 s against 0.30 s for set-up alone.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(directory, "envdoctor")], check=False)
+        _once(argv, directory)  # warm-up
     for i in range(runs):
         order = (here, baseline) if i % 2 == 0 else (baseline, here)
         for directory in order:

@@ -387,7 +387,7 @@ def add_tune_facts(result: dict[str, Any]) -> None:
     from envdoctor.smoke import tunecache
 
     devices, runtime = result.get("devices") or {}, result.get("runtime") or {}
-    if runtime.get("onednn") is not False or (devices.get("gpus") or []):
+    if runtime.get("onednn") is not False or devices.get("gpus"):
         return
     measured = tunecache.tune_facts(devices.get("cpu_model"), runtime.get("tf_version"))
     if measured is not None:

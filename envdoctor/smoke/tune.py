@@ -113,8 +113,8 @@ def summarize(settings: list[Setting], legs: list[Leg]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for setting in settings:
         mine = [leg for leg in legs if leg.setting == setting.name]
-        rated = [leg for leg in mine if leg.images_per_sec]
-        rates = [leg.images_per_sec for leg in mine if leg.images_per_sec]
+        rated = [(leg.images_per_sec, _shared(leg)) for leg in mine if leg.images_per_sec]
+        rates = [rate for rate, _ in rated]
         quiet: list[float] = []
         shared: list[float] = []
         for leg in mine:
@@ -131,7 +131,7 @@ def summarize(settings: list[Setting], legs: list[Leg]) -> dict[str, Any]:
                 "env": setting.env,
                 "config": setting.config,
                 "rates": rates,
-                "shared": [_shared(leg) for leg in rated],  # per rate: measured on a shared machine
+                "shared": [shared for _, shared in rated],  # per rate: measured on a shared machine
                 "median": statistics.median(rates) if rates else None,
                 "ratio": statistics.median(ratios) if ratios else None,
                 "ratio_range": [min(ratios), max(ratios)] if ratios else None,
@@ -176,10 +176,8 @@ def paste_lines(row: dict[str, Any]) -> list[str]:
 def table(summary: dict[str, Any]) -> list[str]:
     lines = [f"{'setting':<48} {'images/s by round':<22} {'median':>7} {'vs stock':>16} {'util':>5}"]
     for row in summary["rows"]:
-        marks = row.get("shared") or [False] * len(row["rates"])
-        rates = (
-            " ".join(f"{r:.0f}{'*' if shared else ''}" for r, shared in zip(row["rates"], marks, strict=True)) or "-"
-        )
+        marked = zip(row["rates"], row["shared"], strict=True)
+        rates = " ".join(f"{r:.0f}{'*' if shared else ''}" for r, shared in marked) or "-"
         ratio = "-"
         if row["ratio"] is not None:
             low, high = row["ratio_range"]
@@ -201,7 +199,7 @@ def report_lines(summary: dict[str, Any], interrupted: bool, cached: str | None)
         lines.append("no leg measured against the stock setting: nothing to recommend")
         return lines
     low, high = best["ratio_range"]
-    rounds = best.get("ratio_rounds", len(best["rates"]))
+    rounds = best["ratio_rounds"]
     lines.append(
         f"best: {best['setting']}: {best['ratio']:.2f}x the stock settings' images/s (median of {rounds} "
         f"round{'s' if rounds != 1 else ''}, each round {low:.2f}-{high:.2f}x)"
@@ -209,7 +207,7 @@ def report_lines(summary: dict[str, Any], interrupted: bool, cached: str | None)
     if low < 1.0 <= best["ratio"] and best["setting"] != summary["stock"]:
         lines.append("  (one round measured it slower than stock: the gain is within this machine's noise)")
     lines += [f"  {line}" for line in paste_lines(best)]
-    if any(any(row.get("shared") or []) for row in summary["rows"]):
+    if any(any(row["shared"]) for row in summary["rows"]):
         lines.append(
             "* measured while another process or the hypervisor took part of the CPU: such rounds decide no "
             "ratio while rounds on a machine of our own exist"

@@ -25,6 +25,10 @@ class CommandResult:
     def ok(self) -> bool:
         return self.returncode == 0 and self.error is None
 
+    def failure(self, default: str = "no output") -> str:
+        """Why it failed, in a line: the runner's error, else the last line the command wrote on stderr."""
+        return self.error or (self.stderr.strip().splitlines() or [default])[-1]
+
 
 def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for child processes: the caller's, with a stable C locale."""

@@ -191,7 +191,7 @@ def resolve_python(spec: str | None, venv: Path | None) -> tuple[str, str]:
         spec = str(venv_py) if venv_py and venv_py.exists() else sys.executable
     res = run_command([spec, "-c", _PY_REPORT], timeout=20)
     if not res.ok:
-        why = one_line(res.error or (res.stderr.strip().splitlines() or ["no output"])[-1])
+        why = one_line(res.failure())
         raise UsageError(f"--python {shown(spec)}: cannot run it ({why})")
     version, path = _python_report(spec, res.stdout)
     return check_python_path(path), version

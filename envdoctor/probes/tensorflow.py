@@ -131,7 +131,7 @@ def run_interpreter(ctx: ProbeContext, tf: TensorflowFacts) -> Interpreter | Non
     tf.python_executable = python
     result = ctx.run([python, "-c", INTERPRETER_SCRIPT], timeout=PYTHON_TIMEOUT)
     if not result.ok:
-        detail = result.error or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        detail = result.failure(f"exit code {result.returncode}")
         tf.error = f"could not run {python}: {detail}"
         return None
     try:

@@ -157,7 +157,7 @@ def from_slurm(environ: Mapping[str, str]) -> Cluster:
     )
     lines = result.stdout.strip().splitlines()
     if not result.ok or not lines:
-        why = result.error or (result.stderr.strip().splitlines() or ["no output"])[-1]
+        why = result.failure()
         raise UsageError(f"TensorFlow's SlurmClusterResolver could not resolve this Slurm step: {why}")
     resolved = json.loads(lines[-1])
     workers, index = resolved["cluster"].get("worker", []), resolved["task_id"]
